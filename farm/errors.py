@@ -1,0 +1,131 @@
+"""The FarmError tree: every error carries its HTTP status, a stable code and a retry policy.
+
+Adapters (Redis, LiveKit, CUDA, image and audio decoders) translate their exceptions into these, so
+that routes, tasks and RPC handlers map errors in one place.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class FarmError(Exception):
+    """Base of every error the farm raises on purpose."""
+
+    http_status: ClassVar[int] = 500
+    code: ClassVar[str] = "INTERNAL_ERROR"
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def envelope(self) -> dict[str, object]:
+        """The public error body (bitHuman's shape)."""
+        return {
+            "error": {"code": self.code, "message": self.message, "httpStatus": self.http_status},
+            "status": "error",
+            "status_code": self.http_status,
+        }
+
+
+class ValidationError(FarmError):
+    http_status = 400
+    code = "VALIDATION_ERROR"
+
+
+class MalformedJson(ValidationError):
+    code = "MALFORMED_JSON"
+
+
+class InvalidImage(ValidationError):
+    code = "INVALID_IMAGE"
+
+
+class InvalidAudio(ValidationError):
+    code = "INVALID_AUDIO"
+
+
+class NoFaceFound(ValidationError):
+    code = "NO_FACE_FOUND"
+
+
+class UnknownGesture(ValidationError):
+    code = "UNKNOWN_GESTURE"
+
+
+class Unauthorized(FarmError):
+    http_status = 401
+    code = "UNAUTHORIZED"
+
+
+class ConcurrencyLimit(FarmError):
+    http_status = 403
+    code = "CONCURRENCY_LIMIT_REACHED"
+
+
+class NotFound(FarmError):
+    http_status = 404
+    code = "NOT_FOUND"
+
+
+class Conflict(FarmError):
+    http_status = 409
+    code = "CONFLICT"
+
+
+class IllegalTransition(Conflict):
+    code = "ILLEGAL_TRANSITION"
+
+
+class AgentNotReady(Conflict):
+    code = "AGENT_NOT_READY"
+
+
+class PayloadTooLarge(FarmError):
+    http_status = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class RateLimited(FarmError):
+    http_status = 429
+    code = "RATE_LIMITED"
+    retryable = True
+
+
+class NoCapacity(FarmError):
+    http_status = 503
+    code = "NO_CAPACITY"
+    retryable = True
+
+
+class BackendUnavailable(FarmError):
+    """Redis, the broker or another dependency is unreachable."""
+
+    http_status = 503
+    code = "BACKEND_UNAVAILABLE"
+    retryable = True
+
+
+class PackError(FarmError):
+    """An avatar pack is corrupt, truncated or of the wrong format version."""
+
+    http_status = 500
+    code = "PACK_CORRUPT"
+
+
+class PackVersionMismatch(PackError):
+    code = "PACK_VERSION_MISMATCH"
+
+
+class PrewarmFailed(FarmError):
+    http_status = 503
+    code = "PREWARM_FAILED"
+
+
+class LeaseLost(FarmError):
+    """The session's lease expired or was taken over: the holder must stop publishing."""
+
+    http_status = 409
+    code = "LEASE_LOST"

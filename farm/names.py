@@ -1,0 +1,119 @@
+"""Every external name the farm uses: queues, task names, Redis keys, topics, LiveKit names.
+
+Code builds keys only through this module, so that a grep here shows the whole footprint in Redis
+and on the wire. Each Redis key documents its type and TTL.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# ---------------------------------------------------------------- Celery queues and task names
+QUEUE_ESSENCE: Final = "essence"
+"""Celery queue of CPU (Essence) render sessions. In Redis: a LIST of that exact name (KEDA listName)."""
+QUEUE_EXPRESSION: Final = "expression"
+"""Celery queue of GPU (Expression) render sessions. In Redis: a LIST of that exact name."""
+QUEUE_BUILD: Final = "build"
+"""Celery queue of avatar pack builds (CPU, minutes of work, kept apart from real-time sessions)."""
+
+RENDER_QUEUES: Final = (QUEUE_ESSENCE, QUEUE_EXPRESSION)
+
+TASK_RUN_SESSION: Final = "farm.session.run"
+"""Thin task: claim a session under a lease and run it. Body: contracts.RunSessionMessage."""
+TASK_BUILD_AGENT: Final = "farm.agent.build"
+"""Thin task: build an Essence pack from an uploaded portrait. Body: contracts.BuildAgentMessage."""
+
+# ---------------------------------------------------------------- Redis keys
+PREFIX: Final = "farm"
+
+
+def session_key(session_id: str) -> str:
+    """STRING (JSON of domain.Session). No TTL while live; ``SESSION_RETENTION_S`` after it ends."""
+    return f"{PREFIX}:session:{session_id}"
+
+
+SESSION_RETENTION_S: Final = 7 * 24 * 3600
+
+
+def session_lease_key(session_id: str) -> str:
+    """STRING ``"<worker_id>|<token>"``. TTL = settings.lease_ttl_s, renewed by the holder."""
+    return f"{PREFIX}:lease:{session_id}"
+
+
+def session_fence_key(session_id: str) -> str:
+    """STRING counter (INCR): the fencing token of the latest claim. Same retention as the session."""
+    return f"{PREFIX}:fence:{session_id}"
+
+
+def session_stop_key(session_id: str) -> str:
+    """STRING ``"1"``: a stop was requested (DELETE /v1/sessions/{id}). TTL ``SESSION_RETENTION_S``."""
+    return f"{PREFIX}:stop:{session_id}"
+
+
+LIVE_SESSIONS_KEY: Final = f"{PREFIX}:sessions:live"
+"""ZSET session_id → created_at: every session not yet ENDED/FAILED. Scanned by the reaper. No TTL."""
+
+
+def tenant_sessions_key(tenant: str) -> str:
+    """ZSET session_id → created_at: the sessions a tenant owns (listing). No TTL."""
+    return f"{PREFIX}:tenant:{tenant}:sessions"
+
+
+def idempotency_key(tenant: str, scope: str) -> str:
+    """STRING session_id: one session per (tenant, room, identity). TTL = max session duration."""
+    return f"{PREFIX}:idem:{tenant}:{scope}"
+
+
+def api_key_key(secret_hash: str) -> str:
+    """HASH {key_id, tenant, name, created_at, revoked}: an API key, found by the SHA-256 of its secret."""
+    return f"{PREFIX}:apikey:{secret_hash}"
+
+
+API_KEYS_INDEX_KEY: Final = f"{PREFIX}:apikeys"
+"""HASH key_id → secret_hash: every key, for ``farm keys list|revoke``. No TTL."""
+
+
+def agent_key(agent_id: str) -> str:
+    """STRING (JSON of domain.Agent). No TTL."""
+    return f"{PREFIX}:agent:{agent_id}"
+
+
+def tenant_agents_key(tenant: str) -> str:
+    """SET of agent ids a tenant owns. No TTL."""
+    return f"{PREFIX}:tenant:{tenant}:agents"
+
+
+AGENT_USAGE_KEY: Final = f"{PREFIX}:agents:usage"
+"""ZSET agent_id → sessions started: the hot set a worker preloads. No TTL."""
+
+
+def worker_key(worker_id: str) -> str:
+    """STRING (JSON of contracts.WorkerInfo). TTL = settings.worker_ttl_s, refreshed by heartbeat."""
+    return f"{PREFIX}:worker:{worker_id}"
+
+
+WORKERS_INDEX_KEY: Final = f"{PREFIX}:workers"
+"""ZSET worker_id → last heartbeat (unix s). Entries whose worker key expired are pruned on read."""
+
+REAPER_LOCK_KEY: Final = f"{PREFIX}:reaper:lock"
+"""STRING worker_id, SET NX with TTL = reaper interval: one reaper pass at a time across the fleet."""
+
+# ---------------------------------------------------------------- pub/sub topics
+DYNAMICS_TOPIC: Final = f"{PREFIX}:dynamics"
+"""Redis pub/sub channel of contracts.DynamicsMessage: gesture triggers fanned out to every worker."""
+
+# ---------------------------------------------------------------- LiveKit names
+LK_ATTR_PUBLISH_ON_BEHALF: Final = "lk.publish_on_behalf"
+LK_TOPIC_AUDIO_STREAM: Final = "lk.audio_stream"
+LK_TOPIC_TRANSCRIPTION: Final = "lk.transcription"
+LK_TOPIC_AGENT_SESSION: Final = "lk.agent.session"
+LK_RPC_CLEAR_BUFFER: Final = "lk.clear_buffer"
+LK_RPC_PLAYBACK_STARTED: Final = "lk.playback_started"
+LK_RPC_PLAYBACK_FINISHED: Final = "lk.playback_finished"
+RPC_TRIGGER_DYNAMICS: Final = "trigger_dynamics"
+DEFAULT_AVATAR_IDENTITY: Final = "bithuman-avatar-agent"
+TRACK_AUDIO_NAME: Final = "avatar_audio"
+TRACK_VIDEO_NAME: Final = "avatar_video"
+
+# ---------------------------------------------------------------- HTTP
+HEADER_API_SECRET: Final = "api-secret"

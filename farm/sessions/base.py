@@ -1,0 +1,123 @@
+"""Seams of the session layer: SessionStore, SessionQueue, KeyStore, AgentStore, WorkerRegistry.
+
+Each has a Redis implementation (production) and an in-memory one (unit tests only) beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from farm.contracts import RunSessionMessage, WorkerInfo
+from farm.domain import Agent, AgentStatus, Session, SessionState
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Proof that ``worker_id`` holds ``session_id``; ``token`` is the fencing token (monotonic)."""
+
+    session_id: str
+    worker_id: str
+    token: int
+
+
+class SessionStore(Protocol):
+    def create(self, session: Session, *, idempotency_scope: str | None = None) -> tuple[Session, bool]:
+        """Store a new QUEUED session. With a scope, return (existing live session, False) if one holds it."""
+        ...
+
+    def get(self, session_id: str) -> Session:
+        """Raise errors.NotFound when absent."""
+        ...
+
+    def get_for_tenant(self, tenant: str, session_id: str) -> Session:
+        """Like get, but another tenant's session is NotFound (404, never 403)."""
+        ...
+
+    def list_for_tenant(self, tenant: str, *, limit: int = 50, offset: int = 0) -> list[Session]: ...
+
+    def count_live(self, tenant: str) -> int: ...
+
+    def transition(
+        self,
+        session_id: str,
+        target: SessionState,
+        *,
+        reason: str | None = None,
+        lease: Lease | None = None,
+        **fields: Any,
+    ) -> Session:
+        """Move the session atomically; refuse illegal moves (IllegalTransition) and, with a lease,
+        refuse a holder whose token is stale (LeaseLost). ``fields`` updates other Session fields."""
+        ...
+
+    def claim(self, session_id: str, worker_id: str, ttl_s: float) -> Lease | None:
+        """Take the lease and move QUEUED → ASSIGNED atomically; None if a live lease exists or the
+        session is not QUEUED (a duplicate delivery)."""
+        ...
+
+    def renew(self, lease: Lease, ttl_s: float) -> bool:
+        """Extend the lease; False if it was lost (expired or taken over)."""
+        ...
+
+    def release(self, lease: Lease) -> None: ...
+
+    def request_stop(self, session_id: str) -> None: ...
+
+    def stop_requested(self, session_id: str) -> bool: ...
+
+    def orphaned(self) -> list[str]:
+        """Live sessions past QUEUED whose lease is gone (their worker died)."""
+        ...
+
+
+class SessionQueue(Protocol):
+    def submit(self, message: RunSessionMessage) -> None:
+        """Enqueue on the queue named after ``message.model`` (raise BackendUnavailable on failure)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    key_id: str
+    tenant: str
+    name: str
+    created_at: float
+    revoked: bool = False
+    concurrency_limit: int | None = None
+
+
+class KeyStore(Protocol):
+    def create(self, tenant: str, name: str, concurrency_limit: int | None = None) -> tuple[ApiKey, str]:
+        """Return the key and its secret (shown once; only a hash is stored)."""
+        ...
+
+    def authenticate(self, secret: str) -> ApiKey:
+        """Raise errors.Unauthorized for an unknown or revoked secret (constant-time compare)."""
+        ...
+
+    def list(self) -> list[ApiKey]: ...
+
+    def revoke(self, key_id: str) -> None: ...
+
+
+class AgentStore(Protocol):
+    def create(self, agent: Agent) -> Agent: ...
+
+    def get(self, agent_id: str) -> Agent: ...
+
+    def get_for_tenant(self, tenant: str, agent_id: str) -> Agent: ...
+
+    def update(self, agent_id: str, status: AgentStatus, **fields: Any) -> Agent: ...
+
+    def record_use(self, agent_id: str) -> None: ...
+
+    def most_used(self, n: int) -> list[str]: ...
+
+
+class WorkerRegistry(Protocol):
+    def publish(self, info: WorkerInfo, ttl_s: float) -> None: ...
+
+    def remove(self, worker_id: str) -> None: ...
+
+    def list(self) -> list[WorkerInfo]: ...

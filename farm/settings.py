@@ -1,0 +1,77 @@
+"""One typed, frozen settings object. The environment is read once, in entrypoints (``Settings.from_env``).
+
+Every field maps to an environment variable with the ``FARM_`` prefix, e.g. ``FARM_REDIS_URL``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FARM_", frozen=True, extra="ignore")
+
+    # --- infrastructure
+    redis_url: str | None = Field(
+        None, description="Redis URL (broker, store, pub/sub). None: `farm up` starts an embedded server."
+    )
+    data_dir: Path = Field(Path("var"), description="Blobs (uploads, packs), embedded Redis data, outputs.")
+    output_dir: Path = Field(Path("out"), description="Where MP4 sinks write session recordings.")
+
+    # --- API
+    api_host: str = Field("127.0.0.1", description="Bind address of the HTTP API.")
+    api_port: int = Field(8000, description="Port of the HTTP API.")
+    public_url: str | None = Field(None, description="Base URL used in status links; default http://host:port.")
+    max_image_mb: float = Field(10.0, description="Largest accepted image upload.")
+    max_image_pixels: int = Field(25_000_000, description="Decompression-bomb guard: max width×height.")
+    max_audio_mb: float = Field(50.0, description="Largest accepted audio upload.")
+    max_audio_s: float = Field(600.0, description="Longest accepted audio clip.")
+    default_concurrency_limit: int = Field(50, description="Live sessions per tenant unless the key says otherwise.")
+
+    # --- sessions and leases
+    lease_ttl_s: float = Field(6.0, description="Lease TTL; a holder that misses renewals for this long loses it.")
+    lease_renew_s: float = Field(2.0, description="How often a holder renews its lease.")
+    reaper_interval_s: float = Field(3.0, description="How often workers look for sessions with dead leases.")
+    max_attempts: int = Field(3, description="Claims per session before a lost lease fails it for good.")
+    max_session_s: float = Field(3600.0, description="Hard cap on a session's duration.")
+    idle_timeout_s: float = Field(300.0, description="A room session with no agent audio for this long ends.")
+
+    # --- workers
+    worker_capacity: int = Field(4, description="Concurrent sessions per worker process (Celery concurrency).")
+    worker_ttl_s: float = Field(15.0, description="Registry entry TTL; refreshed by the worker heartbeat.")
+    heartbeat_s: float = Field(5.0, description="Worker registry heartbeat interval.")
+    prewarm: bool = Field(True, description="Load models and hot avatars before consuming (off = cold start).")
+    prewarm_timeout_s: float = Field(120.0, description="Bound on the prewarm phase; past it the worker is ERROR.")
+    hot_avatars: int = Field(4, description="How many of the most used agents a worker preloads.")
+    avatar_cache_mb: float = Field(512.0, description="LRU bound of the per-process avatar cache.")
+    expression_max_batch: int = Field(16, description="Largest batch the Expression batcher forms.")
+    expression_size: int = Field(512, description="Expression output frame size (square).")
+    drain_grace_s: float = Field(30.0, description="On SIGTERM, how long live sessions may run before hand-back.")
+
+    # --- rendering and output
+    fps: int = Field(25, description="Frames per second of every session (40 ms ticks).")
+    essence_size: int = Field(512, description="Essence output frame size (square) for built packs.")
+
+    # --- LiveKit (native sessions the farm mints tokens for)
+    livekit_url: str | None = Field(None, description="LiveKit server URL for farm-minted tokens.")
+    livekit_api_key: str | None = Field(None, description="LiveKit API key for farm-minted tokens.")
+    livekit_api_secret: str | None = Field(None, description="LiveKit API secret for farm-minted tokens.")
+
+    # --- Flower
+    flower_port: int = Field(5555, description="Port Flower listens on under `farm up`.")
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Read the environment (entrypoints only) and apply explicit overrides."""
+        return cls(**overrides)  # type: ignore[arg-type]
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def pack_dir(self) -> Path:
+        return self.data_dir / "packs"
