@@ -1,0 +1,81 @@
+"""Seams between a running session and the outside world: where speech comes from, where frames go.
+
+A file-input session reads one clip (``farm.sessions.runner`` builds its input from the upload) and
+writes an MP4; a room session reads the agent's ``lk.audio_stream`` and writes to LiveKit tracks.
+The SessionRunner drives both the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from farm.render.base import AvatarFrame
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechChunk:
+    """PCM of the current speech segment (int16 mono or interleaved ``channels``) at ``sample_rate``."""
+
+    pcm: np.ndarray
+    sample_rate: int
+    channels: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentEnd:
+    """The current speech segment is complete (byte-stream trailer, or end of the uploaded clip)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClearBuffer:
+    """Drop queued speech and return to idle (``lk.clear_buffer``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Gesture:
+    """Play a gesture now (``trigger_dynamics`` RPC, dynamics topic or keyword rule)."""
+
+    action: str
+
+
+@dataclass(frozen=True, slots=True)
+class InputClosed:
+    """No more input will come: the agent left, the room closed, or the clip is exhausted."""
+
+    reason: str
+
+
+InputEvent = SpeechChunk | SegmentEnd | ClearBuffer | Gesture | InputClosed
+
+
+class SessionInput(Protocol):
+    """Where a session's speech and control events come from."""
+
+    async def start(self) -> None: ...
+
+    def events(self) -> AsyncIterator[InputEvent]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class FrameSink(Protocol):
+    """Where a session's frames (video + the audio aligned to each frame) go."""
+
+    @property
+    def realtime(self) -> bool:
+        """True: frames must be paced at 25 fps (a room). False: as fast as rendered (a file)."""
+        ...
+
+    async def start(self) -> None:
+        """Open the file or join the room and publish tracks; the first idle frame may follow at once."""
+        ...
+
+    async def write(self, frame: AvatarFrame) -> None: ...
+
+    async def aclose(self) -> None:
+        """Flush and close; idempotent."""
+        ...
