@@ -1,0 +1,186 @@
+"""Audio features shared by the render engines: 16 kHz mono conversion, log-mel rows and energy.
+
+Every engine consumes audio as float32 mono at 16 kHz (``SAMPLE_RATE_HZ``) and describes it with
+one feature row per 40 ms video frame (640 samples). ``log_mel`` and ``frame_energy`` work on a
+whole clip; ``MelStream`` produces the same rows incrementally as audio arrives, so a streaming
+renderer and an offline recorder see identical features whatever the chunking.
+
+Conventions: frame ``i`` covers samples ``[640*i, 640*(i+1))``; a clip of ``n`` samples has
+``ceil(n / 640)`` frames (the last one zero-padded). Mel rows are the natural log of mel-band power
+(floored at ``1e-10``) over a Hann window of ``win_length`` samples centred on the frame's centre.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from fractions import Fraction
+
+import numpy as np
+from scipy.signal import resample_poly
+
+from farm.render.base import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
+
+N_MELS = 80
+FMIN_HZ = 55.0
+FMAX_HZ = 7600.0
+LOG_FLOOR = 1e-10
+
+
+def to_mono_16k(pcm: np.ndarray, sample_rate: int, channels: int = 1) -> np.ndarray:
+    """Convert PCM (int16/int32/float, interleaved or (n, channels)) to float32 mono 16 kHz in [-1, 1]."""
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    data = np.asarray(pcm)
+    if data.ndim == 1 and channels > 1:
+        usable = (data.shape[0] // channels) * channels
+        data = data[:usable].reshape(-1, channels)
+    if np.issubdtype(data.dtype, np.integer):
+        scale = float(np.iinfo(data.dtype).max) + 1.0
+        audio = data.astype(np.float32) / np.float32(scale)
+    else:
+        audio = data.astype(np.float32, copy=False)
+    if audio.ndim == 2:
+        audio = audio.mean(axis=1, dtype=np.float32)
+    elif audio.ndim != 1:
+        raise ValueError(f"pcm must be 1-D or (n, channels), got shape {data.shape}")
+    if sample_rate != SAMPLE_RATE_HZ and audio.size:
+        ratio = Fraction(SAMPLE_RATE_HZ, sample_rate)
+        audio = resample_poly(audio, ratio.numerator, ratio.denominator).astype(np.float32)
+    return np.clip(audio, -1.0, 1.0).astype(np.float32, copy=False)
+
+
+def n_frames(n_samples: int) -> int:
+    """Number of 40 ms frames a clip of ``n_samples`` (16 kHz) spans: ``ceil(n / 640)``."""
+    return math.ceil(n_samples / SAMPLES_PER_FRAME)
+
+
+def frame_energy(samples_16k: np.ndarray) -> np.ndarray:
+    """RMS of each 640-sample frame, shape ``(n_frames,)`` float32 (last frame zero-padded)."""
+    frames = _pad_to_frames(np.asarray(samples_16k, dtype=np.float32))
+    return np.sqrt(np.mean(np.square(frames, dtype=np.float32), axis=1, dtype=np.float32)).astype(np.float32)
+
+
+def _pad_to_frames(samples: np.ndarray) -> np.ndarray:
+    count = n_frames(samples.shape[0])
+    padded = np.zeros(count * SAMPLES_PER_FRAME, dtype=np.float32)
+    padded[: samples.shape[0]] = samples
+    return padded.reshape(count, SAMPLES_PER_FRAME)
+
+
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    return 2595.0 * np.log10(1.0 + hz / 700.0)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+
+
+@functools.cache
+def mel_filterbank(
+    n_fft: int, n_mels: int = N_MELS, fmin_hz: float = FMIN_HZ, fmax_hz: float = FMAX_HZ
+) -> np.ndarray:
+    """Triangular HTK-mel filters, shape ``(n_mels, n_fft // 2 + 1)``, area-normalised (Slaney)."""
+    fft_hz = np.linspace(0.0, SAMPLE_RATE_HZ / 2, n_fft // 2 + 1)
+    mel_points = np.linspace(_hz_to_mel(np.array(fmin_hz)), _hz_to_mel(np.array(fmax_hz)), n_mels + 2)
+    edges = _mel_to_hz(mel_points)
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (fft_hz[None, :] - lower) / (centre - lower)
+    falling = (upper - fft_hz[None, :]) / (upper - centre)
+    bank = np.maximum(0.0, np.minimum(rising, falling))
+    bank *= 2.0 / (upper - lower)
+    bank.setflags(write=False)
+    return bank.astype(np.float32)
+
+
+@functools.cache
+def _hann(win_length: int) -> np.ndarray:
+    window = np.hanning(win_length + 1)[:-1].astype(np.float32)
+    window.setflags(write=False)
+    return window
+
+
+def _mel_rows(windows: np.ndarray, n_mels: int) -> np.ndarray:
+    """Log-mel rows of already-cut windows, shape (k, win_length) -> (k, n_mels)."""
+    win_length = windows.shape[1]
+    spectrum = np.fft.rfft(windows * _hann(win_length), axis=1)
+    power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
+    mel = power @ mel_filterbank(win_length, n_mels).T
+    return np.log(np.maximum(mel, LOG_FLOOR)).astype(np.float32)
+
+
+def _context(win_length: int) -> int:
+    if win_length < SAMPLES_PER_FRAME or (win_length - SAMPLES_PER_FRAME) % 2:
+        raise ValueError("win_length must be >= 640 and differ from 640 by an even number")
+    return (win_length - SAMPLES_PER_FRAME) // 2
+
+
+def log_mel(
+    samples_16k: np.ndarray, *, n_mels: int = N_MELS, win_length: int = SAMPLES_PER_FRAME
+) -> np.ndarray:
+    """Log-mel features, shape ``(ceil(n / 640), n_mels)`` float32, one row per 40 ms frame.
+
+    Row ``i`` is computed over ``win_length`` samples centred on the centre of frame ``i``; samples
+    outside the clip count as zeros. The default window is the frame itself (no look-ahead).
+    """
+    samples = np.asarray(samples_16k, dtype=np.float32)
+    context = _context(win_length)
+    count = n_frames(samples.shape[0])
+    padded = np.zeros(count * SAMPLES_PER_FRAME + 2 * context, dtype=np.float32)
+    padded[context : context + samples.shape[0]] = samples
+    if count == 0:
+        return np.zeros((0, n_mels), dtype=np.float32)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, win_length)[::SAMPLES_PER_FRAME][:count]
+    return _mel_rows(windows, n_mels)
+
+
+class MelStream:
+    """Incremental ``log_mel``: push audio in any chunking, get the same rows as the batch function.
+
+    A row for frame ``i`` is emitted once the samples its window needs have arrived (``(win_length -
+    640) / 2`` samples of look-ahead; none with the default window). ``finish()`` zero-pads the tail
+    and emits the rest, exactly like ``log_mel`` on the concatenated clip.
+    """
+
+    def __init__(self, *, n_mels: int = N_MELS, win_length: int = SAMPLES_PER_FRAME) -> None:
+        self._n_mels = n_mels
+        self._win_length = win_length
+        self._context = _context(win_length)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._buffer = np.zeros(self._context, dtype=np.float32)  # left zero context of frame 0
+        self._received = 0
+        self._emitted = 0
+
+    @property
+    def frames_emitted(self) -> int:
+        return self._emitted
+
+    def push(self, samples_16k: np.ndarray) -> np.ndarray:
+        """Add samples; return the rows (k, n_mels) that became complete."""
+        chunk = np.asarray(samples_16k, dtype=np.float32)
+        self._buffer = np.concatenate([self._buffer, chunk])
+        self._received += chunk.shape[0]
+        ready = max(0, (self._received - self._context) // SAMPLES_PER_FRAME - self._emitted)
+        return self._emit(ready)
+
+    def finish(self) -> np.ndarray:
+        """Zero-pad the tail and return every remaining row; the stream then starts afresh."""
+        remaining = n_frames(self._received) - self._emitted
+        need = remaining * SAMPLES_PER_FRAME + 2 * self._context
+        if self._buffer.shape[0] < need:
+            self._buffer = np.concatenate([self._buffer, np.zeros(need - self._buffer.shape[0], np.float32)])
+        rows = self._emit(remaining)
+        self._reset()
+        return rows
+
+    def _emit(self, count: int) -> np.ndarray:
+        if count <= 0:
+            return np.zeros((0, self._n_mels), dtype=np.float32)
+        span = (count - 1) * SAMPLES_PER_FRAME + self._win_length
+        windows = np.lib.stride_tricks.sliding_window_view(self._buffer[:span], self._win_length)
+        rows = _mel_rows(windows[::SAMPLES_PER_FRAME][:count], self._n_mels)
+        self._buffer = self._buffer[count * SAMPLES_PER_FRAME :]
+        self._emitted += count
+        return rows

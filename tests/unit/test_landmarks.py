@@ -1,0 +1,38 @@
+"""Face and landmark detection on real images that ship with scikit-image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage import data
+
+from farm.errors import NoFaceFound
+from farm.render.landmarks import detect_face, sample_portrait
+
+pytestmark = pytest.mark.unit
+
+
+def test_the_sample_portrait_yields_the_astronauts_face() -> None:
+    face = detect_face(sample_portrait())
+    x0, y0, x1, y1 = face.box
+    assert abs(x0 - 175) < 10 and abs(y0 - 76) < 10 and abs(x1 - 265) < 10 and abs(y1 - 166) < 10
+    assert face.points.shape == (68, 2)
+    assert face.points.dtype == np.float32
+
+
+def test_landmarks_are_in_anatomical_order() -> None:
+    face = detect_face(sample_portrait())
+    assert face.left_eye[0] < face.right_eye[0]
+    assert face.left_eye[1] < face.nose_tip[1] < face.mouth_center[1] < face.chin[1]
+    assert 0.6 * face.eye_distance < face.mouth_width < 1.4 * face.eye_distance
+
+
+def test_an_image_without_a_face_is_refused_with_its_code() -> None:
+    with pytest.raises(NoFaceFound) as caught:
+        detect_face(data.coffee())
+    assert caught.value.code == "NO_FACE_FOUND"
+
+
+def test_a_flat_grey_image_is_refused() -> None:
+    with pytest.raises(NoFaceFound):
+        detect_face(np.full((256, 256, 3), 128, np.uint8))
