@@ -117,3 +117,25 @@ TRACK_VIDEO_NAME: Final = "avatar_video"
 
 # ---------------------------------------------------------------- HTTP
 HEADER_API_SECRET: Final = "api-secret"
+
+
+def tenant_live_key(tenant: str) -> str:
+    """SET of a tenant's session ids not yet ENDED/FAILED (concurrency limit). No TTL."""
+    return f"{PREFIX}:tenant:{tenant}:live"
+
+
+# ---------------------------------------------------------------- dynamics (gestures)
+def dynamics_ack_key(message_id: str) -> str:
+    """LIST of JSON ``farm.dynamics.base.DynamicsAck``: one entry per worker process that received the
+    DynamicsMessage ``message_id``; the API pops them for a best-effort accepted-sessions count.
+    TTL ``DYNAMICS_ACK_TTL_S`` (set by each pushing worker)."""
+    return f"{PREFIX}:dynamics:ack:{message_id}"
+
+
+DYNAMICS_ACK_TTL_S: Final = 10
+
+
+def dynamics_rules_key(agent_id: str) -> str:
+    """STRING (JSON of ``farm.dynamics.rules.DynamicsConfig``): an agent's keyword rules and gesture
+    cooldowns. No TTL; deleted with the agent."""
+    return f"{PREFIX}:dynamics:rules:{agent_id}"

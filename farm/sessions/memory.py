@@ -1,0 +1,149 @@
+"""In-memory SessionStore: a unit-test tool with the Redis implementations' semantics.
+
+One lock makes every method atomic; lease expiry reads an injectable monotonic clock so tests can
+expire a lease without sleeping.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from farm.domain import TERMINAL_STATES, Session, SessionState
+from farm.errors import LeaseLost, NotFound
+from farm.sessions.base import Lease
+from farm.sessions.transitions import apply_claim, apply_transition, initial
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class _LeaseEntry:
+    worker_id: str
+    token: int
+    expires_at: float
+
+
+class MemorySessionStore:
+    """SessionStore in a dict (unit tests only)."""
+
+    def __init__(self, *, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._sessions: dict[str, Session] = {}
+        self._leases: dict[str, _LeaseEntry] = {}
+        self._fences: dict[str, int] = {}
+        self._stops: set[str] = set()
+        self._idem: dict[str, str] = {}  # "tenant|scope" → session id
+
+    # ------------------------------------------------------------ records
+    def create(self, session: Session, *, idempotency_scope: str | None = None) -> tuple[Session, bool]:
+        with self._lock:
+            if idempotency_scope is not None:
+                scope = f"{session.tenant}|{idempotency_scope}"
+                held = self._idem.get(scope)
+                if held is not None and self._sessions[held].live:
+                    return self._sessions[held], False
+                self._idem[scope] = session.id
+            stored = initial(session)
+            self._sessions[session.id] = stored
+            return stored, True
+
+    def get(self, session_id: str) -> Session:
+        with self._lock:
+            try:
+                return self._sessions[session_id]
+            except KeyError:
+                raise NotFound(f"session {session_id} not found") from None
+
+    def get_for_tenant(self, tenant: str, session_id: str) -> Session:
+        session = self.get(session_id)
+        if session.tenant != tenant:
+            raise NotFound(f"session {session_id} not found")
+        return session
+
+    def list_for_tenant(self, tenant: str, *, limit: int = 50, offset: int = 0) -> list[Session]:
+        with self._lock:
+            own = [s for s in self._sessions.values() if s.tenant == tenant]
+        own.sort(key=lambda s: s.created_at, reverse=True)
+        return own[offset : offset + limit]
+
+    def count_live(self, tenant: str) -> int:
+        with self._lock:
+            return sum(1 for s in self._sessions.values() if s.tenant == tenant and s.live)
+
+    # ------------------------------------------------------------ state machine
+    def transition(
+        self,
+        session_id: str,
+        target: SessionState,
+        *,
+        reason: str | None = None,
+        lease: Lease | None = None,
+        **fields: Any,
+    ) -> Session:
+        with self._lock:
+            current = self.get(session_id)
+            if lease is not None and not self._holds(lease):
+                raise LeaseLost(f"lease on session {session_id} was lost", token=lease.token)
+            worker_id = lease.worker_id if lease is not None else None
+            updated = apply_transition(current, target, reason=reason, worker_id=worker_id, fields=fields)
+            self._sessions[session_id] = updated
+            if target in TERMINAL_STATES:
+                self._stops.discard(session_id)
+            return updated
+
+    def claim(self, session_id: str, worker_id: str, ttl_s: float) -> Lease | None:
+        with self._lock:
+            current = self.get(session_id)
+            if current.state is not SessionState.QUEUED or self._live_lease(session_id) is not None:
+                return None
+            token = self._fences.get(session_id, 0) + 1
+            self._fences[session_id] = token
+            self._leases[session_id] = _LeaseEntry(worker_id, token, self._clock() + ttl_s)
+            self._sessions[session_id] = apply_claim(current, worker_id)
+            return Lease(session_id=session_id, worker_id=worker_id, token=token)
+
+    def renew(self, lease: Lease, ttl_s: float) -> bool:
+        with self._lock:
+            if not self._holds(lease):
+                return False
+            self._leases[lease.session_id].expires_at = self._clock() + ttl_s
+            return True
+
+    def release(self, lease: Lease) -> None:
+        with self._lock:
+            if self._holds(lease):
+                del self._leases[lease.session_id]
+
+    def request_stop(self, session_id: str) -> None:
+        with self._lock:
+            self.get(session_id)
+            self._stops.add(session_id)
+
+    def stop_requested(self, session_id: str) -> bool:
+        with self._lock:
+            return session_id in self._stops
+
+    def orphaned(self) -> list[str]:
+        with self._lock:
+            return [
+                sid
+                for sid, s in self._sessions.items()
+                if s.live and s.state is not SessionState.QUEUED and self._live_lease(sid) is None
+            ]
+
+    # ------------------------------------------------------------ helpers
+    def _live_lease(self, session_id: str) -> _LeaseEntry | None:
+        entry = self._leases.get(session_id)
+        if entry is not None and entry.expires_at <= self._clock():
+            del self._leases[session_id]
+            return None
+        return entry
+
+    def _holds(self, lease: Lease) -> bool:
+        entry = self._live_lease(lease.session_id)
+        return entry is not None and entry.token == lease.token and entry.worker_id == lease.worker_id

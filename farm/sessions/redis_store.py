@@ -1,0 +1,244 @@
+"""RedisSessionStore: the production SessionStore.
+
+Keys (all from ``farm.names``): the session JSON, its lease (``"<worker_id>|<token>"`` with a TTL),
+its fencing counter, its stop flag, the live ZSET, the tenant's ZSET and live SET, and the
+idempotency key. Transitions and claims are optimistic transactions (WATCH/MULTI) over the session
+key and, when a lease is involved, the lease key, so a concurrent writer forces a retry instead of a
+lost update. Lease renew/release are compare-and-set Lua scripts on the lease value.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import redis
+from redis.client import Pipeline
+
+from farm import names
+from farm.domain import TERMINAL_STATES, Session, SessionState
+from farm.errors import LeaseLost, NotFound
+from farm.redis_conn import redis_errors
+from farm.sessions.base import Lease
+from farm.sessions.transitions import apply_claim, apply_transition, initial
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+_MAX_RETRIES = 50
+
+
+def _lease_value(worker_id: str, token: int) -> str:
+    return f"{worker_id}|{token}"
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+class RedisSessionStore:
+    """SessionStore over Redis. ``idempotency_ttl_s`` should be settings.max_session_s."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        idempotency_ttl_s: float = 3600.0,
+        retention_s: float = names.SESSION_RETENTION_S,
+    ) -> None:
+        self._r = client
+        self._idem_ttl_s = idempotency_ttl_s
+        self._retention_s = retention_s
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+
+    # ------------------------------------------------------------ records
+    @redis_errors
+    def create(self, session: Session, *, idempotency_scope: str | None = None) -> tuple[Session, bool]:
+        stored = initial(session)
+        idem = names.idempotency_key(session.tenant, idempotency_scope) if idempotency_scope else None
+        with self._r.pipeline() as pipe:
+            for _ in range(_MAX_RETRIES):
+                try:
+                    if idem is not None:
+                        pipe.watch(idem)
+                        held = cast("str | None", pipe.get(idem))
+                        existing = self._load(pipe, held) if held else None
+                        if existing is not None and existing.live:
+                            pipe.reset()
+                            return existing, False
+                    pipe.multi()
+                    if idem is not None:
+                        pipe.set(idem, session.id, px=_ms(self._idem_ttl_s))
+                    self._write(pipe, stored, created=True)
+                    pipe.execute()
+                    return stored, True
+                except redis.WatchError:
+                    continue
+        raise redis.ConnectionError("create kept conflicting")  # pragma: no cover
+
+    @redis_errors
+    def get(self, session_id: str) -> Session:
+        session = self._load(self._r, session_id)
+        if session is None:
+            raise NotFound(f"session {session_id} not found")
+        return session
+
+    def get_for_tenant(self, tenant: str, session_id: str) -> Session:
+        session = self.get(session_id)
+        if session.tenant != tenant:
+            raise NotFound(f"session {session_id} not found")
+        return session
+
+    @redis_errors
+    def list_for_tenant(self, tenant: str, *, limit: int = 50, offset: int = 0) -> list[Session]:
+        ids: list[str] = self._r.zrevrange(names.tenant_sessions_key(tenant), offset, offset + limit - 1)
+        if not ids:
+            return []
+        raws: list[str | None] = self._r.mget([names.session_key(i) for i in ids])
+        return [Session.model_validate_json(raw) for raw in raws if raw is not None]
+
+    @redis_errors
+    def count_live(self, tenant: str) -> int:
+        return int(self._r.scard(names.tenant_live_key(tenant)))
+
+    # ------------------------------------------------------------ state machine
+    @redis_errors
+    def transition(
+        self,
+        session_id: str,
+        target: SessionState,
+        *,
+        reason: str | None = None,
+        lease: Lease | None = None,
+        **fields: Any,
+    ) -> Session:
+        key = names.session_key(session_id)
+        lease_key = names.session_lease_key(session_id)
+        with self._r.pipeline() as pipe:
+            for _ in range(_MAX_RETRIES):
+                try:
+                    pipe.watch(key, lease_key)
+                    updated = self._next(pipe, session_id, target, reason=reason, lease=lease, fields=fields)
+                    pipe.multi()
+                    self._write(pipe, updated)
+                    pipe.execute()
+                    return updated
+                except redis.WatchError:
+                    continue
+        raise redis.ConnectionError("transition kept conflicting")  # pragma: no cover
+
+    @redis_errors
+    def claim(self, session_id: str, worker_id: str, ttl_s: float) -> Lease | None:
+        key = names.session_key(session_id)
+        lease_key = names.session_lease_key(session_id)
+        with self._r.pipeline() as pipe:
+            for _ in range(_MAX_RETRIES):
+                try:
+                    pipe.watch(key, lease_key)
+                    current = self._load(pipe, session_id)
+                    if current is None:
+                        raise NotFound(f"session {session_id} not found")
+                    if current.state is not SessionState.QUEUED or pipe.exists(lease_key):
+                        pipe.reset()
+                        return None
+                    # A token burnt by a lost race is harmless: tokens only need to be monotonic.
+                    token = int(self._r.incr(names.session_fence_key(session_id)))
+                    claimed = apply_claim(current, worker_id)
+                    pipe.multi()
+                    pipe.set(lease_key, _lease_value(worker_id, token), px=_ms(ttl_s))
+                    self._write(pipe, claimed)
+                    pipe.execute()
+                    return Lease(session_id=session_id, worker_id=worker_id, token=token)
+                except redis.WatchError:
+                    continue
+        raise redis.ConnectionError("claim kept conflicting")  # pragma: no cover
+
+    @redis_errors
+    def renew(self, lease: Lease, ttl_s: float) -> bool:
+        key = names.session_lease_key(lease.session_id)
+        return bool(self._renew(keys=[key], args=[_lease_value(lease.worker_id, lease.token), _ms(ttl_s)]))
+
+    @redis_errors
+    def release(self, lease: Lease) -> None:
+        key = names.session_lease_key(lease.session_id)
+        self._release(keys=[key], args=[_lease_value(lease.worker_id, lease.token)])
+
+    @redis_errors
+    def request_stop(self, session_id: str) -> None:
+        self.get(session_id)
+        self._r.set(names.session_stop_key(session_id), "1", ex=int(self._retention_s))
+
+    @redis_errors
+    def stop_requested(self, session_id: str) -> bool:
+        return bool(self._r.exists(names.session_stop_key(session_id)))
+
+    @redis_errors
+    def orphaned(self) -> list[str]:
+        ids: list[str] = self._r.zrange(names.LIVE_SESSIONS_KEY, 0, -1)
+        orphans: list[str] = []
+        for start in range(0, len(ids), 200):
+            batch = ids[start : start + 200]
+            pipe = self._r.pipeline(transaction=False)
+            for sid in batch:
+                pipe.get(names.session_key(sid))
+                pipe.exists(names.session_lease_key(sid))
+            replies = pipe.execute()
+            for i, sid in enumerate(batch):
+                raw, has_lease = replies[2 * i], replies[2 * i + 1]
+                if raw is None or has_lease:
+                    continue
+                state = Session.model_validate_json(raw).state
+                if state is not SessionState.QUEUED and state not in TERMINAL_STATES:
+                    orphans.append(sid)
+        return orphans
+
+    # ------------------------------------------------------------ helpers
+    def _next(
+        self,
+        pipe: Pipeline,
+        session_id: str,
+        target: SessionState,
+        *,
+        reason: str | None,
+        lease: Lease | None,
+        fields: dict[str, Any],
+    ) -> Session:
+        """Read (under WATCH) and compute the next version of a session, checking the lease."""
+        current = self._load(pipe, session_id)
+        if current is None:
+            raise NotFound(f"session {session_id} not found")
+        if lease is None:
+            return apply_transition(current, target, reason=reason, fields=fields)
+        if pipe.get(names.session_lease_key(session_id)) != _lease_value(lease.worker_id, lease.token):
+            raise LeaseLost(f"lease on session {session_id} was lost", token=lease.token)
+        return apply_transition(current, target, reason=reason, worker_id=lease.worker_id, fields=fields)
+
+    @staticmethod
+    def _load(client: redis.Redis | Pipeline, session_id: str) -> Session | None:
+        raw = cast("str | None", client.get(names.session_key(session_id)))
+        return None if raw is None else Session.model_validate_json(raw)
+
+    def _write(self, pipe: Pipeline, session: Session, *, created: bool = False) -> None:
+        """Queue the writes that store ``session`` and keep the indexes in step (inside MULTI)."""
+        key = names.session_key(session.id)
+        if created:
+            pipe.zadd(names.tenant_sessions_key(session.tenant), {session.id: session.created_at})
+        if session.state in TERMINAL_STATES:
+            retention = int(self._retention_s)
+            pipe.set(key, session.model_dump_json(), ex=retention)
+            pipe.zrem(names.LIVE_SESSIONS_KEY, session.id)
+            pipe.srem(names.tenant_live_key(session.tenant), session.id)
+            pipe.expire(names.session_fence_key(session.id), retention)
+        else:
+            pipe.set(key, session.model_dump_json())
+            pipe.zadd(names.LIVE_SESSIONS_KEY, {session.id: session.created_at})
+            pipe.sadd(names.tenant_live_key(session.tenant), session.id)
