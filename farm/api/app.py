@@ -1,0 +1,63 @@
+"""The API's app factory (dependencies injected) and its production composition root.
+
+``create_app`` takes every collaborator explicitly: unit tests pass in-memory stores and a
+recording queue; ``build_app`` wires Redis and the Celery producer from one Settings object. This
+module is the one place in ``farm`` allowed to import the Celery layer (``tasks.producer``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import FastAPI
+
+from farm.blobs import BlobStore
+from farm.sessions.base import AgentStore, KeyStore, SessionQueue, SessionStore, WorkerRegistry
+from farm.settings import Settings
+
+from .deps import FarmServices
+from .errors import install_error_handlers
+from .metrics import ApiMetrics, install_middleware
+from .routes import agents as agent_routes
+from .routes import health as health_routes
+from .routes import sessions as session_routes
+from .service import BuildQueue
+
+DESCRIPTION = """\
+Render farm for real-time talking avatars. Every `/v1` call needs the `api-secret` header.
+Errors share one envelope: `{"error": {"code", "message", "httpStatus"}, "status": "error", "status_code"}`.
+"""
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: SessionStore,
+    queue: SessionQueue,
+    keys: KeyStore,
+    agents: AgentStore,
+    registry: WorkerRegistry,
+    builds: BuildQueue,
+    blobs: BlobStore | None = None,
+    ping: Callable[[], bool] = lambda: True,
+) -> FastAPI:
+    """An app over the given collaborators. ``ping`` backs ``/readyz`` (Redis reachable)."""
+    app = FastAPI(title="Avatar farm API", version="1", description=DESCRIPTION)
+    app.state.farm = FarmServices(
+        settings=settings,
+        store=store,
+        queue=queue,
+        keys=keys,
+        agents=agents,
+        registry=registry,
+        builds=builds,
+        blobs=blobs or BlobStore(settings.blob_dir),
+        ping=ping,
+    )
+    metrics = ApiMetrics()
+    install_error_handlers(app)
+    install_middleware(app, metrics)
+    for area in (session_routes, agent_routes, health_routes):
+        app.include_router(area.router)
+    app.add_api_route("/metrics", metrics.render, methods=["GET"], include_in_schema=False)
+    return app

@@ -1,0 +1,85 @@
+"""Every error the API returns goes through here, in one envelope (``FarmError.envelope()``).
+
+FarmError → its own status and code; FastAPI's request validation → 400 VALIDATION_ERROR;
+Starlette HTTP errors (unknown route, wrong method) → their status with a stable code; anything
+else → 500 INTERNAL_ERROR without internals in the message (logged with the request id).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from farm.errors import FarmError, MalformedJson, ValidationError
+
+from .inputs import describe_errors
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: "VALIDATION_ERROR",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    429: "RATE_LIMITED",
+}
+
+
+def envelope_response(status: int, code: str, message: str) -> JSONResponse:
+    body = {
+        "error": {"code": code, "message": message, "httpStatus": status},
+        "status": "error",
+        "status_code": status,
+    }
+    return JSONResponse(body, status_code=status)
+
+
+def error_response(exc: FarmError) -> JSONResponse:
+    response = JSONResponse(exc.envelope(), status_code=exc.http_status)
+    if exc.retryable:
+        response.headers["Retry-After"] = "1"
+    return response
+
+
+async def _farm_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, FarmError)
+    return error_response(exc)
+
+
+async def _request_validation(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return error_response(MalformedJson("the request body is not valid JSON"))
+    return error_response(ValidationError(describe_errors(errors)))
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
+    return envelope_response(exc.status_code, code, str(exc.detail))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error(
+        "unhandled error",
+        exc_info=exc,
+        extra={"path": request.url.path, "request_id": getattr(request.state, "request_id", None)},
+    )
+    return envelope_response(500, "INTERNAL_ERROR", "internal error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every exception type to the one envelope."""
+    app.add_exception_handler(FarmError, _farm_error)
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

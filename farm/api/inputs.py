@@ -1,0 +1,158 @@
+"""Turn a JSON (base64 media) or multipart (file uploads) request into typed inputs.
+
+Bodies are size-capped before they are read in full: a Content-Length over the cap, or a stream
+that grows past it, is PAYLOAD_TOO_LARGE. Malformed JSON is MALFORMED_JSON; a JSON body of the wrong
+shape is VALIDATION_ERROR with the offending field named.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from pathlib import PurePath
+from typing import Any
+
+import pydantic
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+
+from farm.domain import ModelKind
+from farm.errors import MalformedJson, PayloadTooLarge, ValidationError
+from farm.settings import Settings
+
+from .schemas import CreateAgentJson, CreateSessionJson, SessionRequest
+
+MB = 1024 * 1024
+_MULTIPART = "multipart/form-data"
+_AUDIO_SUFFIXES = {".wav", ".mp3", ".ogg", ".opus", ".flac", ".m4a", ".aac", ".webm"}
+
+
+def body_limit_bytes(settings: Settings) -> int:
+    """Largest accepted request body: both media, base64-inflated (4/3), plus 1 MB of slack."""
+    return int((settings.max_image_mb + settings.max_audio_mb) * MB * 4 / 3) + MB
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the request body is larger than {limit // MB} MB")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the request body is larger than {limit // MB} MB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _is_multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").lower().startswith(_MULTIPART)
+
+
+def _b64(value: str, field: str) -> bytes:
+    if "," in value[:100] and value.startswith("data:"):
+        value = value.split(",", 1)[1]  # data URL
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValidationError(f"{field} is not valid base64") from exc
+
+
+def _json_model(raw: bytes, model: type[pydantic.BaseModel]) -> Any:
+    try:
+        doc = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MalformedJson("the request body is not valid JSON") from exc
+    try:
+        return model.model_validate(doc)
+    except pydantic.ValidationError as exc:
+        raise ValidationError(describe_errors(exc.errors())) from exc
+
+
+def describe_errors(errors: Any) -> str:
+    """One readable line from pydantic/FastAPI error dicts: ``field: problem; …``."""
+    parts = []
+    for err in errors:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",)) or "body"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+async def _form(request: Request, settings: Settings) -> Any:
+    declared = request.headers.get("content-length")
+    limit = body_limit_bytes(settings)
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the request body is larger than {limit // MB} MB")
+    try:
+        return await request.form(max_files=4, max_fields=16, max_part_size=limit)
+    except Exception as exc:  # starlette raises MultiPartException / HTTPException on bad forms
+        raise ValidationError("the multipart body could not be parsed") from exc
+
+
+async def _file_or_b64(form: Any, field: str, limit_mb: float) -> tuple[bytes | None, str]:
+    value = form.get(field)
+    if value is None or value == "":
+        return None, ""
+    if isinstance(value, UploadFile):
+        data = await value.read(int(limit_mb * MB) + 1)
+        if len(data) > limit_mb * MB:
+            raise PayloadTooLarge(f"{field} is larger than the {limit_mb:g} MB limit")
+        return data, PurePath(value.filename or "").suffix.lower()
+    return _b64(str(value), field), ""
+
+
+def _model(value: Any) -> ModelKind:
+    if value in (None, ""):
+        return ModelKind.ESSENCE
+    try:
+        return ModelKind(str(value))
+    except ValueError as exc:
+        raise ValidationError("model must be 'essence' or 'expression'") from exc
+
+
+def _audio_suffix(suffix: str) -> str:
+    return suffix if suffix in _AUDIO_SUFFIXES else ".audio"
+
+
+async def session_request(request: Request, settings: Settings) -> SessionRequest:
+    """Decode ``POST /v1/sessions`` (JSON or multipart) into a SessionRequest."""
+    if _is_multipart(request):
+        form = await _form(request, settings)
+        audio, audio_suffix = await _file_or_b64(form, "audio", settings.max_audio_mb)
+        image, _ = await _file_or_b64(form, "avatar_image", settings.max_image_mb)
+        if audio is None:
+            raise ValidationError("audio: field required")
+        avatar_id = form.get("avatar_id") or None
+        return SessionRequest(
+            model=_model(form.get("model")),
+            audio=audio,
+            audio_suffix=_audio_suffix(audio_suffix),
+            avatar_id=str(avatar_id) if avatar_id is not None else None,
+            avatar_image=image,
+        )
+    body: CreateSessionJson = _json_model(
+        await _read_body(request, body_limit_bytes(settings)), CreateSessionJson
+    )
+    return SessionRequest(
+        model=body.model,
+        audio=_b64(body.audio, "audio"),
+        audio_suffix=".audio",
+        avatar_id=body.avatar_id,
+        avatar_image=_b64(body.avatar_image, "avatar_image") if body.avatar_image is not None else None,
+    )
+
+
+async def agent_image(request: Request, settings: Settings) -> bytes:
+    """Decode ``POST /v1/agents`` (JSON ``image`` base64, or multipart ``image`` file) into bytes."""
+    if _is_multipart(request):
+        form = await _form(request, settings)
+        image, _ = await _file_or_b64(form, "image", settings.max_image_mb)
+        if image is None:
+            raise ValidationError("image: field required")
+        return image
+    body: CreateAgentJson = _json_model(
+        await _read_body(request, body_limit_bytes(settings)), CreateAgentJson
+    )
+    return _b64(body.image, "image")

@@ -1,0 +1,52 @@
+"""``/v1/agents``: register an avatar (its Essence pack builds on queue ``build``) and read its state.
+
+Shapes follow bitHuman's agent API (``success``, ``agent_id``, ``status``); ``/v1/agent/status/{id}``
+is kept as an alias for clients written against bitHuman.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from farm.api import inputs
+from farm.api.deps import Caller, Services
+from farm.api.schemas import ERROR_RESPONSES, AgentCreated, AgentData, AgentView, CreateAgentJson
+
+router = APIRouter(tags=["agents"], responses=ERROR_RESPONSES)
+
+_MULTIPART_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["image"],
+    "properties": {"image": {"type": "string", "format": "binary", "description": "PNG/JPEG portrait"}},
+}
+_CREATE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": CreateAgentJson.model_json_schema()},
+            "multipart/form-data": {"schema": _MULTIPART_SCHEMA},
+        },
+    }
+}
+
+
+@router.post("/v1/agents", status_code=201, response_model=AgentCreated, openapi_extra=_CREATE_BODY)
+async def create_agent(request: Request, farm: Services, key: Caller) -> AgentCreated:
+    """Register a portrait as an agent; status ``processing`` until its pack is built."""
+    image = await inputs.agent_image(request, farm.settings)
+    agent = farm.agent_service.create(key, image)
+    return AgentCreated(agent_id=agent.id, status=agent.status.value)
+
+
+@router.get("/v1/agents/{agent_id}", response_model=AgentView)
+def get_agent(agent_id: str, farm: Services, key: Caller) -> AgentView:
+    """One of your agents: ``processing`` → ``ready`` | ``failed``."""
+    return AgentView(data=AgentData.of(farm.agent_service.get(key, agent_id)))
+
+
+@router.get("/v1/agent/status/{agent_id}", response_model=AgentView, include_in_schema=False)
+def get_agent_status(agent_id: str, farm: Services, key: Caller) -> AgentView:
+    """bitHuman-compatible alias of ``GET /v1/agents/{agent_id}``."""
+    return AgentView(data=AgentData.of(farm.agent_service.get(key, agent_id)))

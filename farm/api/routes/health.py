@@ -1,0 +1,105 @@
+"""Health, readiness, the fleet view and Prometheus metrics.
+
+``/healthz`` says the process is up; ``/readyz`` says Redis answers (503 otherwise); ``/v1/fleet``
+groups the worker registry by queue; ``/metrics`` is the process's Prometheus registry.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel
+
+from farm.api.deps import Caller, Services
+from farm.api.errors import error_response
+from farm.api.schemas import ERROR_RESPONSES
+from farm.contracts import WorkerInfo
+from farm.errors import BackendUnavailable
+from farm.names import RENDER_QUEUES
+
+router = APIRouter(tags=["health"])
+
+
+class Health(BaseModel):
+    status: str
+
+
+class FleetWorker(BaseModel):
+    worker_id: str
+    hostname: str
+    state: str
+    capacity: int
+    active_sessions: int
+    free_slots: int
+    prewarm_s: float | None
+    models: list[str]
+    backend: str | None
+    hot_avatars: list[str]
+    heartbeat_at: float
+    error: str | None
+
+    @classmethod
+    def of(cls, info: WorkerInfo) -> FleetWorker:
+        return cls(
+            worker_id=info.worker_id,
+            hostname=info.hostname,
+            state=info.state,
+            capacity=info.capacity,
+            active_sessions=info.active_sessions,
+            free_slots=info.free_slots,
+            prewarm_s=info.prewarm_s,
+            models=info.models,
+            backend=info.backend,
+            hot_avatars=info.hot_avatars,
+            heartbeat_at=info.heartbeat_at,
+            error=info.error,
+        )
+
+
+class QueueFleet(BaseModel):
+    workers: list[FleetWorker]
+    ready: int
+    capacity: int
+    free_slots: int
+
+
+class Fleet(BaseModel):
+    queues: dict[str, QueueFleet]
+
+
+@router.get("/healthz", response_model=Health)
+def healthz() -> Health:
+    """Liveness: the process serves requests."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Health, responses={503: ERROR_RESPONSES[503]})
+def readyz(farm: Services) -> Response:
+    """Readiness: Redis answers PING."""
+    if not farm.ping():
+        return error_response(BackendUnavailable("redis is not reachable"))
+    return Response(Health(status="ready").model_dump_json(), media_type="application/json")
+
+
+def fleet_view(workers: list[WorkerInfo]) -> Fleet:
+    """Group workers by each queue they consume; render queues are always listed."""
+    by_queue: dict[str, list[WorkerInfo]] = {q: [] for q in RENDER_QUEUES}
+    for info in workers:
+        for queue in info.queues:
+            by_queue.setdefault(queue, []).append(info)
+    return Fleet(
+        queues={
+            queue: QueueFleet(
+                workers=[FleetWorker.of(w) for w in infos],
+                ready=sum(1 for w in infos if w.state == "READY"),
+                capacity=sum(w.capacity for w in infos if w.state == "READY"),
+                free_slots=sum(w.free_slots for w in infos),
+            )
+            for queue, infos in by_queue.items()
+        }
+    )
+
+
+@router.get("/v1/fleet", response_model=Fleet, responses=ERROR_RESPONSES)
+def fleet(farm: Services, _: Caller) -> Fleet:
+    """Workers by queue: state, capacity, free slots, prewarm duration, models, backend."""
+    return fleet_view(farm.registry.list())

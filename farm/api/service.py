@@ -1,0 +1,178 @@
+"""The API's core: create, read and stop sessions; register agents. No HTTP in here.
+
+Order of a session request, so that bad input leaves nothing behind: validate the avatar reference,
+decode the audio, validate the image, check the tenant's concurrency limit; only then store the
+blobs, create the QUEUED session and submit it. If the submit fails the session is marked FAILED
+(nothing half-created stays live) and the caller gets BackendUnavailable.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Protocol
+
+from farm import media
+from farm.blobs import BlobStore
+from farm.contracts import BuildAgentMessage, RunSessionMessage
+from farm.domain import TERMINAL_STATES, Agent, AgentStatus, Session, SessionState
+from farm.errors import (
+    AgentNotReady,
+    BackendUnavailable,
+    ConcurrencyLimit,
+    Conflict,
+    FarmError,
+    IllegalTransition,
+    PayloadTooLarge,
+    ValidationError,
+)
+from farm.sessions.agents import is_agent_id, new_agent_id
+from farm.sessions.base import AgentStore, ApiKey, SessionQueue, SessionStore
+from farm.settings import Settings
+
+from .schemas import SessionRequest
+
+log = logging.getLogger(__name__)
+
+STOPPED_BY_CLIENT = "stopped by client"
+
+
+class BuildQueue(Protocol):
+    """Where agent builds go (Celery queue ``build`` in production)."""
+
+    def submit(self, message: BuildAgentMessage) -> None: ...
+
+
+def _check_size(data: bytes, limit_mb: float, what: str) -> None:
+    if len(data) > limit_mb * 1024 * 1024:
+        raise PayloadTooLarge(f"the {what} is larger than the {limit_mb:g} MB limit")
+
+
+def _image_suffix(data: bytes) -> str:
+    return ".png" if data.startswith(b"\x89PNG") else ".jpg" if data.startswith(b"\xff\xd8") else ".img"
+
+
+@dataclass
+class SessionService:
+    """Session use-cases for one API process."""
+
+    settings: Settings
+    store: SessionStore
+    queue: SessionQueue
+    agents: AgentStore
+    blobs: BlobStore
+
+    def create(self, key: ApiKey, request: SessionRequest) -> Session:
+        """Validate, store QUEUED, submit. Never waits for rendering."""
+        agent = self._resolve_agent(key.tenant, request)
+        self._validate_media(request)
+        limit = key.concurrency_limit or self.settings.default_concurrency_limit
+        if self.store.count_live(key.tenant) >= limit:
+            raise ConcurrencyLimit(f"the tenant already has {limit} live sessions (its limit)")
+        image_ref = self._image_ref(request, agent)
+        session = Session(
+            id=uuid.uuid4().hex,
+            tenant=key.tenant,
+            model=request.model,
+            avatar_id=request.avatar_id,
+            image_ref=image_ref,
+            audio_ref=self.blobs.put(request.audio, request.audio_suffix),
+        )
+        session, _ = self.store.create(session)
+        self._submit(session)
+        if agent is not None:
+            self._record_use(agent.id)
+        return session
+
+    def get(self, key: ApiKey, session_id: str) -> Session:
+        return self.store.get_for_tenant(key.tenant, session_id)
+
+    def list(self, key: ApiKey, *, limit: int, offset: int) -> list[Session]:
+        return self.store.list_for_tenant(key.tenant, limit=limit, offset=offset)
+
+    def stop(self, key: ApiKey, session_id: str) -> Session:
+        """Request a stop. QUEUED ends at once; a running session ends at the worker's next tick."""
+        session = self.store.get_for_tenant(key.tenant, session_id)
+        if session.state in TERMINAL_STATES:
+            raise Conflict(f"session {session_id} already {session.state.value}")
+        self.store.request_stop(session_id)
+        if session.state is SessionState.QUEUED:
+            try:
+                return self.store.transition(session_id, SessionState.ENDED, reason=STOPPED_BY_CLIENT)
+            except IllegalTransition:
+                pass  # a worker claimed it meanwhile; it sees the stop flag
+        return self.store.get(session_id)
+
+    # ------------------------------------------------------------ steps
+    def _resolve_agent(self, tenant: str, request: SessionRequest) -> Agent | None:
+        if (request.avatar_id is None) == (request.avatar_image is None):
+            raise ValidationError("give exactly one of avatar_id and avatar_image")
+        if request.avatar_id is None:
+            return None
+        if not is_agent_id(request.avatar_id):
+            raise ValidationError("avatar_id must be an agent code like A78WKV4515 (^[A-Z][A-Z0-9]{9}$)")
+        agent = self.agents.get_for_tenant(tenant, request.avatar_id)
+        if agent.status is not AgentStatus.READY:
+            raise AgentNotReady(f"agent {agent.id} is {agent.status.value}, not ready")
+        return agent
+
+    def _validate_media(self, request: SessionRequest) -> None:
+        _check_size(request.audio, self.settings.max_audio_mb, "audio upload")
+        media.decode_audio(request.audio, max_s=self.settings.max_audio_s)
+        if request.avatar_image is not None:
+            _check_size(request.avatar_image, self.settings.max_image_mb, "image upload")
+            media.validate_image(request.avatar_image, max_pixels=self.settings.max_image_pixels)
+
+    def _image_ref(self, request: SessionRequest, agent: Agent | None) -> str | None:
+        if request.avatar_image is not None:
+            return self.blobs.put(request.avatar_image, _image_suffix(request.avatar_image))
+        return agent.image_ref if agent is not None else None
+
+    def _submit(self, session: Session) -> None:
+        try:
+            self.queue.submit(RunSessionMessage(session_id=session.id, model=session.model))
+        except Exception as exc:
+            log.warning("session submit failed", extra={"session_id": session.id})
+            self.store.transition(session.id, SessionState.FAILED, reason="submit failed")
+            if isinstance(exc, FarmError):
+                raise
+            raise BackendUnavailable("the session queue is unavailable") from exc
+
+    def _record_use(self, agent_id: str) -> None:
+        try:
+            self.agents.record_use(agent_id)
+        except Exception:  # usage only ranks hot avatars; never fail a created session for it
+            log.warning("agent usage not recorded", extra={"agent_id": agent_id})
+
+
+@dataclass
+class AgentService:
+    """Agent registration: store the portrait, create the agent (processing), submit its build."""
+
+    settings: Settings
+    agents: AgentStore
+    builds: BuildQueue
+    blobs: BlobStore
+
+    def create(self, key: ApiKey, image: bytes) -> Agent:
+        _check_size(image, self.settings.max_image_mb, "image upload")
+        media.validate_image(image, max_pixels=self.settings.max_image_pixels)
+        agent = Agent(
+            id=new_agent_id(), tenant=key.tenant, image_ref=self.blobs.put(image, _image_suffix(image))
+        )
+        self.agents.create(agent)
+        try:
+            self.builds.submit(BuildAgentMessage(agent_id=agent.id))
+        except Exception as exc:
+            log.warning("agent build submit failed", extra={"agent_id": agent.id})
+            self.agents.update(agent.id, AgentStatus.FAILED, error_message="build could not be queued")
+            if isinstance(exc, FarmError):
+                raise
+            raise BackendUnavailable("the build queue is unavailable") from exc
+        return agent
+
+    def get(self, key: ApiKey, agent_id: str) -> Agent:
+        if not is_agent_id(agent_id):
+            raise ValidationError("agent_id must be an agent code like A78WKV4515 (^[A-Z][A-Z0-9]{9}$)")
+        return self.agents.get_for_tenant(key.tenant, agent_id)

