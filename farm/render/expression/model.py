@@ -1,0 +1,322 @@
+"""The Expression network: one prepared face image + per-frame audio/motion → an RGB frame, batched.
+
+What is learned and what is analytic — **nothing in this module is learned**. ``ExpressionNet`` has
+zero trainable parameters; every constant is a registered buffer written down below, so the model
+hash, the ONNX graph and the TensorRT engine are fully determined by ``ExpressionConfig`` and
+``MODEL_VERSION``. It is a torch module (rather than numpy) so that it batches across sessions and
+runs through the same ONNX → TensorRT / torch.compile paths a learned generator would. The parts:
+
+1. Audio → mouth (analytic). Input: a window of ``MEL_WINDOW`` log-mel rows (natural log of mel
+   power, ``farm.render.audio.log_mel``, one row per 40 ms, centred on the current frame, so 80 ms
+   of look-ahead). Per row: loudness = log Σ mel power; spectral centroid over mel bins. Rows are
+   averaged with fixed triangular weights. Mouth opening = sigmoid((loudness - L0) / Ls); lip width
+   (spread for bright, high-centroid sounds such as /i/ /s/) and rounding (dark, low-centroid
+   sounds such as /u/ /o/) = ±tanh of the centred centroid, gated by the opening.
+2. Motion → keypoint displacements (analytic). The 68 iBUG landmarks of the aligned face move by
+   rules in units of the canonical eye distance: jaw and lower lip drop with the opening, corners
+   spread/round/smile, upper eyelids close onto the lower ones with the blink control. Head pose
+   (yaw, pitch, roll) is a rigid 2-D transform about a pivot under the chin, faded out below the
+   neck line so shoulders stay put.
+3. Dense warp (analytic). Displacements are interpolated to a dense flow with Gaussian radial basis
+   functions (normalised where they overlap, so still points such as the nose anchor their
+   surroundings), computed at 1/4 resolution and upsampled, then the appearance is resampled with
+   ``grid_sample`` (backward-warp approximation: a pixel samples at ``head⁻¹(x) - flow(x)``).
+4. Mouth interior (analytic). When the mouth opens, an ellipse between the lips is painted with a
+   procedural interior: dark oral cavity, a band of upper teeth and a tongue tone, soft-edged.
+
+Inputs (batch on dim 0): ``appearance`` (B, 3, S, S) float in [0, 1]; ``keypoints`` (B, 68, 2)
+aligned landmarks in grid_sample units ([-1, 1], align_corners=False); ``mel`` (B, MEL_WINDOW,
+N_MELS); ``controls`` (B, N_CONTROLS) in the order of ``CONTROLS``. Output: (B, 3, S, S) in [0, 1].
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from farm.render.expression.prepare import EYE_DISTANCE_FRAC, EYE_Y_FRAC
+
+MODEL_VERSION = "expression-analytic-1"
+N_MELS = 80
+MEL_WINDOW = 5  # rows: 2 frames of history, the current frame, 2 frames of look-ahead
+CONTROLS = ("blink", "yaw", "pitch", "roll", "smile", "brow")
+N_CONTROLS = len(CONTROLS)
+N_POINTS = 68
+
+# Audio → mouth constants (calibrated on log_mel of speech-like signals at RMS 0.01-0.3).
+LOUDNESS_MID = -0.5  # log Σ mel power where the mouth is half open (about RMS 0.03)
+LOUDNESS_SCALE = 1.2
+CENTROID_MID = 0.30  # centroid of the mel spectrum as a fraction of the bins, neutral lip shape
+CENTROID_SCALE = 0.10
+WINDOW_WEIGHTS = (0.1, 0.2, 0.4, 0.2, 0.1)
+
+
+@dataclass(frozen=True, slots=True)
+class ExpressionConfig:
+    """Everything that determines the graph; its JSON is part of the model hash."""
+
+    size: int = 512
+    flow_downsample: int = 4
+    jaw_drop: float = 0.30  # lower-lip drop at full opening, eye distances
+    lip_spread: float = 0.12  # corner travel for width/rounding, eye distances
+    smile_lift: float = 0.14  # corner lift at full smile, eye distances
+    head_shift: float = 0.35  # translation per radian of yaw/pitch, eye distances
+
+    def model_hash(self) -> str:
+        """Stable hash of the architecture and constants (engine cache key, ONNX file names)."""
+        blob = json.dumps({"version": MODEL_VERSION, "config": asdict(self)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# Displacement rules: (control row, point indices, dx, dy) in eye distances per unit of the control.
+# Rows: 0 opening (y down is +), 1 lip width, 2 rounding, 3 smile, 4 brow raise. Corner points carry
+# the full horizontal travel, their neighbours half; the image-left side moves -x, the right +x.
+_LEFT_CORNERS, _RIGHT_CORNERS = (48, 60), (54, 64)
+_LEFT_NEAR, _RIGHT_NEAR = (49, 59), (53, 55)
+_RULES: tuple[tuple[int, tuple[int, ...], float, float], ...] = (
+    (0, (5, 11), 0.0, 0.32),
+    (0, (6, 10), 0.0, 0.58),
+    (0, (7, 9), 0.0, 0.81),
+    (0, (8,), 0.0, 0.9),
+    (0, (3, 4, 12, 13), 0.0, 0.1),
+    (0, (55, 56, 57, 58, 59, 65, 66, 67), 0.0, 1.0),
+    (0, (49, 50, 51, 52, 53, 61, 62, 63), 0.0, -0.12),
+    (0, (48, 54, 60, 64), 0.0, 0.35),
+    (1, _LEFT_CORNERS, -1.0, 0.0),
+    (1, _RIGHT_CORNERS, 1.0, 0.0),
+    (1, _LEFT_NEAR, -0.5, 0.0),
+    (1, _RIGHT_NEAR, 0.5, 0.0),
+    (2, _LEFT_CORNERS, 1.0, 0.0),
+    (2, _RIGHT_CORNERS, -1.0, 0.0),
+    (2, _LEFT_NEAR, 0.5, 0.0),
+    (2, _RIGHT_NEAR, -0.5, 0.0),
+    (2, (56, 57, 58), 0.0, 0.25),
+    (2, (50, 51, 52), 0.0, -0.15),
+    (3, _LEFT_CORNERS, -0.6, -1.0),
+    (3, _RIGHT_CORNERS, 0.6, -1.0),
+    (3, _LEFT_NEAR, -0.3, -0.5),
+    (3, _RIGHT_NEAR, 0.3, -0.5),
+    (3, (40, 41, 46, 47), 0.0, -0.12),
+    (4, tuple(range(17, 27)), 0.0, -1.0),
+)
+# RBF radius per point, eye distances: jaw wide, lips medium, eyes tight, the rest (anchors) 0.3.
+_SIGMAS: tuple[tuple[range | tuple[int, ...], float], ...] = (
+    ((5, 6, 7, 8, 9, 10, 11), 0.55),
+    (range(36, 48), 0.10),
+    (range(48, 68), 0.22),
+)
+
+
+def _displacement_basis() -> tuple[torch.Tensor, torch.Tensor]:
+    """``basis`` (5, 68, 2): displacement per unit control; ``sigma`` (68,): RBF radii (eye distances)."""
+    basis = torch.zeros(5, N_POINTS, 2)
+    for row, points, dx, dy in _RULES:
+        for i in points:
+            basis[row, i] += torch.tensor([dx, dy])
+    sigma = torch.full((N_POINTS,), 0.30)
+    for points_or_range, value in _SIGMAS:
+        sigma[list(points_or_range)] = value
+    return basis, sigma
+
+
+class ExpressionNet(nn.Module):
+    """Analytic talking-head generator (see the module docstring). No trainable parameters."""
+
+    # Constant buffers (not state_dict entries: nothing is loaded, everything follows the config).
+    basis: torch.Tensor
+    inv_two_sigma_sq: torch.Tensor
+    low_grid: torch.Tensor
+    palette: torch.Tensor
+    pivot_offset: torch.Tensor
+    window: torch.Tensor
+    bins: torch.Tensor
+
+    def __init__(self, config: ExpressionConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or ExpressionConfig()
+        size = self.config.size
+        low = size // self.config.flow_downsample
+        basis, sigma = _displacement_basis()
+        eye_distance = 2.0 * EYE_DISTANCE_FRAC  # in grid units
+        cfg = self.config
+        scales = torch.tensor([cfg.jaw_drop, cfg.lip_spread, cfg.lip_spread, cfg.smile_lift, 0.08])
+        self.register_buffer("basis", basis * scales[:, None, None] * eye_distance, persistent=False)
+        self.register_buffer("inv_two_sigma_sq", 1.0 / (2.0 * (sigma * eye_distance) ** 2), persistent=False)
+        self.register_buffer("low_grid", _base_grid(low), persistent=False)  # (low*low, 2)
+        # Mouth interior colours: cavity, teeth, tongue.
+        palette = torch.tensor([[0.30, 0.10, 0.10], [0.86, 0.83, 0.78], [0.62, 0.30, 0.32]])
+        self.register_buffer("palette", palette[:, None, :, None, None], persistent=False)
+        pivot_offset = torch.tensor([0.0, 0.35 * eye_distance])  # head pivot: under the chin
+        self.register_buffer("pivot_offset", pivot_offset, persistent=False)
+        self.register_buffer("window", torch.tensor(WINDOW_WEIGHTS), persistent=False)
+        self.register_buffer("bins", torch.linspace(0.0, 1.0, N_MELS), persistent=False)
+        self.eye_distance = eye_distance
+        self.low = low
+
+    def mouth_params(self, mel: torch.Tensor) -> torch.Tensor:
+        """(B, W, 80) log-mel → (B, 3): opening in [0, 1], width in [-1, 1], rounding in [0, 1]."""
+        loudness = torch.logsumexp(mel, dim=2)  # (B, W)
+        power = torch.softmax(mel, dim=2)
+        centroid = (power * self.bins).sum(dim=2)  # (B, W)
+        loud = (loudness * self.window).sum(dim=1)
+        bright = (centroid * self.window).sum(dim=1)
+        opening = torch.sigmoid((loud - LOUDNESS_MID) / LOUDNESS_SCALE)
+        opening = torch.clamp((opening - 0.08) / 0.92, 0.0, 1.0)
+        shape = torch.tanh((bright - CENTROID_MID) / CENTROID_SCALE) * torch.clamp(opening * 2.0, 0.0, 1.0)
+        return torch.stack([opening, torch.clamp(shape, 0.0, 1.0), torch.clamp(-shape, 0.0, 1.0)], dim=1)
+
+    def forward(
+        self, appearance: torch.Tensor, keypoints: torch.Tensor, mel: torch.Tensor, controls: torch.Tensor
+    ) -> torch.Tensor:
+        batch = appearance.shape[0]
+        size = self.config.size
+        mouth = self.mouth_params(mel)  # (B, 3)
+        blink, yaw, pitch, roll, smile, brow = controls.unbind(dim=1)
+        amounts = torch.stack([mouth[:, 0], mouth[:, 1], mouth[:, 2], smile, brow], dim=1)  # (B, 5)
+        disp = torch.einsum("bc,ckd->bkd", amounts, self.basis)  # (B, 68, 2)
+        flow = self._low_flow(keypoints, disp) + self._blink_flow(keypoints, blink)  # (B, P, 2)
+        low_grid = self.low_grid.reshape(1, self.low, self.low, 2).expand(batch, self.low, self.low, 2)
+        pose = torch.stack([yaw, pitch, roll], dim=1)
+        src = self._head_inverse(low_grid, keypoints, pose) - flow.reshape(low_grid.shape)
+        overlay = self._mouth_overlay(low_grid, keypoints, torch.cat([mouth, smile[:, None]], dim=1), pose)
+        # Everything above is smooth at 1/4 resolution: upsample the sampling grid and the mouth layer
+        # together (one Resize), then one full-resolution grid_sample and one composite.
+        fields = F.interpolate(
+            torch.cat([src.permute(0, 3, 1, 2), overlay], dim=1),
+            size=(size, size),
+            mode="bilinear",
+            align_corners=False,
+        )
+        frame = F.grid_sample(
+            appearance,
+            fields[:, 0:2].permute(0, 2, 3, 1),
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=False,
+        )
+        alpha = fields[:, 2:3]
+        return torch.clamp(frame * (1.0 - alpha) + fields[:, 3:6], 0.0, 1.0)
+
+    def _blink_flow(self, keypoints: torch.Tensor, blink: torch.Tensor) -> torch.Tensor:
+        """(B, P, 2) flow at the low-res grid that stretches the upper-lid skin down over each eye.
+
+        Between ``top - gap`` and the lower lid a pixel samples ``blink * gap * ramp`` higher, ramp
+        rising linearly from 0 to 1, so the lid skin stretches down to meet the lower lid; the flow
+        fades below the lower lid and outside the eye's width.
+        """
+        flows = []
+        for upper, lower, corners in (((37, 38), (41, 40), (36, 39)), ((43, 44), (47, 46), (42, 45))):
+            top = keypoints[:, list(upper), 1].mean(dim=1)
+            bottom = keypoints[:, list(lower), 1].mean(dim=1)
+            left, right = keypoints[:, corners[0], 0], keypoints[:, corners[1], 0]
+            gap = torch.clamp(bottom - top, min=0.02 * self.eye_distance)
+            sx = 0.55 * (right - left).abs()
+            dx = (self.low_grid[None, :, 0] - 0.5 * (left + right)[:, None]) / sx[:, None]
+            y = self.low_grid[None, :, 1]
+            ramp = torch.clamp((y - (top - gap)[:, None]) / (2.0 * gap[:, None]), 0.0, 1.0)
+            below = torch.relu(y - bottom[:, None]) / (0.35 * gap[:, None])
+            mask = torch.exp(-0.5 * (dx * dx + below * below))
+            flows.append(mask * ramp * (blink * gap)[:, None])
+        flow_y = flows[0] + flows[1]
+        return torch.stack([torch.zeros_like(flow_y), flow_y], dim=2)
+
+    def _low_flow(self, keypoints: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
+        """Gaussian-RBF interpolation of point displacements on the low-res grid, (B, P, 2)."""
+        delta = self.low_grid[None, :, None, :] - keypoints[:, None, :, :]  # (B, P, 68, 2)
+        weights = torch.exp(-(delta * delta).sum(dim=3) * self.inv_two_sigma_sq)  # (B, P, 68)
+        total = torch.clamp(weights.sum(dim=2, keepdim=True), min=1.0)
+        return torch.bmm(weights / total, disp)
+
+    def _head_inverse(self, grid: torch.Tensor, keypoints: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+        """Where each output pixel comes from under the inverse head pose, faded below the neck.
+
+        ``pose`` (B, 3) is (yaw, pitch, roll): yaw and pitch shift the head, roll turns it about a
+        pivot under the chin.
+        """
+        yaw, pitch, roll = pose.unbind(dim=1)
+        pivot = keypoints[:, 8, :] + self.pivot_offset
+        shift = torch.stack([yaw, pitch], dim=1) * (self.config.head_shift * self.eye_distance)  # (B, 2)
+        cos, sin = torch.cos(roll), torch.sin(roll)
+        rel = grid - pivot[:, None, None, :] - shift[:, None, None, :]
+        x, y = rel[..., 0], rel[..., 1]
+        c, s = cos[:, None, None], sin[:, None, None]
+        moved = torch.stack([c * x + s * y, -s * x + c * y], dim=3) + pivot[:, None, None, :]
+        neck_y = keypoints[:, 8, 1] + 0.25 * self.eye_distance
+        head_weight = torch.sigmoid((neck_y[:, None, None] - grid[..., 1]) / (0.12 * self.eye_distance))
+        return grid + head_weight[..., None] * (moved - grid)
+
+    def _mouth_overlay(
+        self, grid: torch.Tensor, keypoints: torch.Tensor, shape: torch.Tensor, pose: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, 4, h, w) premultiplied layer: alpha, then RGB × alpha of the procedural mouth interior.
+
+        ``shape`` (B, 4) is (opening, width, rounding, smile); ``pose`` (B, 3) as in ``_head_inverse``.
+        """
+        opening, width, rounding, smile = shape.unbind(dim=1)
+        yaw, pitch, roll = pose.unbind(dim=1)
+        pivot = keypoints[:, 8, :] + self.pivot_offset
+        centre = keypoints[:, 60:68, :].mean(dim=1)  # (B, 2)
+        half_width = 0.36 * (keypoints[:, 54, 0] - keypoints[:, 48, 0]).abs()
+        drop = self.config.jaw_drop * self.eye_distance * opening
+        centre = centre + torch.stack([torch.zeros_like(drop), 0.45 * drop], dim=1)
+        centre = _rotate_about(centre, pivot, roll) + torch.stack([yaw, pitch], dim=1) * (
+            self.config.head_shift * self.eye_distance
+        )
+        half_w = half_width * (1.0 + 0.3 * width - 0.35 * rounding + 0.2 * smile)
+        half_h = 0.5 * drop + 1e-4
+        rel = grid - centre[:, None, None, :]
+        nx = rel[..., 0] / half_w[:, None, None]
+        ny = rel[..., 1] / half_h[:, None, None]
+        radius = nx * nx + ny * ny
+        visible = torch.clamp(opening * 4.0 - 0.2, 0.0, 1.0)[:, None, None]
+        alpha = torch.sigmoid((1.0 - radius) * 6.0) * visible
+        teeth_w = torch.sigmoid((-0.35 - ny) * 10.0)[:, None]
+        tongue_w = torch.sigmoid((ny - 0.45) * 6.0)[:, None]
+        cavity, teeth, tongue = self.palette[0], self.palette[1], self.palette[2]
+        interior = cavity + teeth_w * (teeth - cavity) + tongue_w * (tongue - cavity) * 0.7
+        shade = 1.0 - 0.25 * torch.clamp(radius, 0.0, 1.0)[:, None]
+        alpha = alpha[:, None]
+        return torch.cat([alpha, interior * shade * alpha], dim=1)
+
+
+def _rotate_about(point: torch.Tensor, pivot: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """Forward rotation of (B, 2) points by ``angle`` (B,) about ``pivot`` (B, 2)."""
+    rel = point - pivot
+    c, s = torch.cos(angle), torch.sin(angle)
+    return torch.stack([c * rel[:, 0] - s * rel[:, 1], s * rel[:, 0] + c * rel[:, 1]], dim=1) + pivot
+
+
+def _base_grid(size: int) -> torch.Tensor:
+    """Pixel-centre coordinates of a size×size image in grid_sample units, (size*size, 2) as (x, y)."""
+    coords = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2.0 - 1.0
+    y, x = torch.meshgrid(coords, coords, indexing="ij")
+    return torch.stack([x.reshape(-1), y.reshape(-1)], dim=1)
+
+
+def example_inputs(batch: int, config: ExpressionConfig) -> tuple[torch.Tensor, ...]:
+    """Deterministic dummy inputs of the right shapes (export, warm-up, tests)."""
+    gen = torch.Generator().manual_seed(batch)
+    size = config.size
+    appearance = torch.rand(batch, 3, size, size, generator=gen)
+    template = _canonical_template()
+    keypoints = template[None].repeat(batch, 1, 1) + 0.01 * torch.randn(batch, N_POINTS, 2, generator=gen)
+    mel = -8.0 + 6.0 * torch.rand(batch, MEL_WINDOW, N_MELS, generator=gen)
+    controls = 0.2 * torch.rand(batch, N_CONTROLS, generator=gen)
+    return appearance, keypoints, mel, controls
+
+
+def _canonical_template() -> torch.Tensor:
+    """A plausible aligned 68-point face in grid units (for dummy inputs only)."""
+    from farm.render.landmarks import _TEMPLATE
+
+    pts = torch.from_numpy(_TEMPLATE.copy())
+    left, right = pts[36:42].mean(dim=0), pts[42:48].mean(dim=0)
+    scale = 2.0 * EYE_DISTANCE_FRAC / float((right - left).norm())
+    centre = (left + right) / 2
+    target = torch.tensor([0.0, EYE_Y_FRAC * 2.0 - 1.0])
+    return (pts - centre) * scale + target
