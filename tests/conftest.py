@@ -58,7 +58,7 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """Settings for tests: temp data/output dirs, short leases; the environment is not read."""
+    """Settings for tests: temp data/output dirs, short leases (FARM_* env vars still apply)."""
     return Settings.model_validate(
         {
             "data_dir": tmp_path / "var",

@@ -1,0 +1,35 @@
+"""The one place that maps a model to its engine. Engine modules are imported lazily, here only,
+so a process that never renders (the API) never imports torch or the engines.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from farm.domain import ModelKind
+from farm.render.base import RenderEngine
+from farm.settings import Settings
+
+ENGINES: dict[ModelKind, str] = {
+    ModelKind.ESSENCE: "farm.render.essence:EssenceEngine",
+    ModelKind.EXPRESSION: "farm.render.expression:ExpressionEngine",
+}
+
+
+def engine_class(model: ModelKind) -> Any:
+    """Import and return the engine class of ``model`` (ImportError if its package is missing)."""
+    module_name, _, attr = ENGINES[model].partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def create_engine(model: ModelKind, settings: Settings) -> RenderEngine:
+    """A new, not yet prewarmed engine for ``model`` configured from ``settings``.
+
+    Engines take their configuration through ``from_settings(settings)`` when they define it,
+    otherwise through their constructor's ``settings`` argument.
+    """
+    cls = engine_class(model)
+    factory = getattr(cls, "from_settings", None)
+    engine: RenderEngine = factory(settings) if callable(factory) else cls(settings=settings)
+    return engine

@@ -1,0 +1,285 @@
+"""SessionRunner: owns the state machine of one running session on a worker.
+
+``ASSIGNED → STARTING`` (avatar through the ModelPool, input and sink opened) ``→ STREAMING`` (input
+events drive the Renderer; frames go to the sink, paced at 25 fps for real-time sinks, as fast as
+rendered for files) ``→ ENDING → ENDED``; ``FAILED`` with ``failure = {code, message}`` on errors.
+The lease is renewed in the background; once it is lost the runner stops writing at once and
+touches the session no more (another worker owns it now). Stop requests and ``max_session_s`` end
+the session cleanly. Timings (ms since the claim) are recorded on the session for benchmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from farm.domain import Session, SessionState
+from farm.errors import BackendUnavailable, FarmError, LeaseLost
+from farm.render.base import AvatarSource, Renderer
+from farm.render.pool import ModelPool
+from farm.sessions.base import Lease, SessionStore
+from farm.settings import Settings
+from farm.stream.base import (
+    ClearBuffer,
+    FrameSink,
+    Gesture,
+    InputClosed,
+    SegmentEnd,
+    SessionInput,
+    SpeechChunk,
+)
+
+log = logging.getLogger(__name__)
+
+_STOP_POLL_S = 0.25
+
+
+class EndReason(enum.StrEnum):
+    INPUT_CLOSED = "input closed"
+    STOP_REQUESTED = "stop requested"
+    MAX_DURATION = "max session duration reached"
+
+
+@dataclass(frozen=True)
+class SessionIO:
+    """What a session reads from and writes to, and where its recording goes (``output``)."""
+
+    input: SessionInput
+    sink: FrameSink
+    output: str | None = None
+
+
+IoFactory = Callable[[Session], SessionIO]
+AvatarResolver = Callable[[Session], AvatarSource]
+
+
+@dataclass
+class RunResult:
+    session: Session | None  # None when the lease was lost (the session is no longer ours)
+    frames: int
+    lease_lost: bool = False
+
+
+class SessionRunner:
+    """Run one claimed session to a terminal state (or until its lease is lost)."""
+
+    def __init__(
+        self,
+        *,
+        lease: Lease,
+        store: SessionStore,
+        pool: ModelPool,
+        settings: Settings,
+        io_factory: IoFactory,
+        resolve_avatar: AvatarResolver,
+        claimed_at: float | None = None,
+        timings_ms: dict[str, float] | None = None,
+    ) -> None:
+        self.lease = lease
+        self.store = store
+        self.pool = pool
+        self.settings = settings
+        self._io_factory = io_factory
+        self._resolve_avatar = resolve_avatar
+        self._t0 = time.perf_counter() if claimed_at is None else claimed_at
+        self._timings: dict[str, float] = dict(timings_ms or {})
+        self._io: SessionIO | None = None
+        self._lost = asyncio.Event()
+        self._input_changed = asyncio.Event()
+        self._input_closed = False
+        self.frames = 0
+        self._renderer: Renderer | None = None
+
+    # ------------------------------------------------------------ public
+    async def run(self) -> RunResult:
+        renewer = asyncio.create_task(self._renew_loop(), name="lease-renew")
+        try:
+            session = self._move(SessionState.STARTING, "starting")
+            io, renderer = await self._start(session)
+            session = self._move(
+                SessionState.STREAMING, "streaming", output=io.output, timings_ms=dict(self._timings)
+            )
+            reason = await self._stream(io, renderer)
+            session = self._move(SessionState.ENDING, str(reason))
+            await self._close(strict=True)
+            session = self._move(SessionState.ENDED, str(reason), timings_ms=self._final_timings())
+            return RunResult(session, self.frames)
+        except LeaseLost:
+            log.warning("lease lost, stopping", extra=self._log_fields())
+            await self._close()
+            return RunResult(None, self.frames, lease_lost=True)
+        except Exception as exc:
+            await self._close()
+            return RunResult(self._fail(exc), self.frames)
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            self._close_renderer()
+            with contextlib.suppress(FarmError):
+                self.store.release(self.lease)
+
+    # ------------------------------------------------------------ phases
+    async def _start(self, session: Session) -> tuple[SessionIO, Renderer]:
+        self.pool.engine(session.model)
+        self._mark("model_ready")
+        renderer = self.pool.open_session(session.model, self._resolve_avatar(session), session.id)
+        self._renderer = renderer
+        self._mark("avatar_ready")
+        io = self._io_factory(session)
+        self._io = io
+        await io.input.start()
+        await io.sink.start()
+        self._mark("sink_ready")
+        self._check_lease()
+        return io, renderer
+
+    async def _stream(self, io: SessionIO, renderer: Renderer) -> EndReason:
+        consumer = asyncio.create_task(self._consume(io, renderer), name="session-input")
+        try:
+            return await self._frame_loop(io.sink, renderer, consumer)
+        finally:
+            consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer
+
+    async def _frame_loop(
+        self, sink: FrameSink, renderer: Renderer, consumer: asyncio.Task[None]
+    ) -> EndReason:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        next_tick = started
+        next_stop_poll = started
+        frame_s = 1.0 / self.settings.fps
+        while True:
+            now = loop.time()
+            if now - started >= self.settings.max_session_s:
+                return EndReason.MAX_DURATION
+            if now >= next_stop_poll:
+                next_stop_poll = now + _STOP_POLL_S
+                if await asyncio.to_thread(self.store.stop_requested, self.lease.session_id):
+                    return EndReason.STOP_REQUESTED
+            if consumer.done() and consumer.exception() is not None:
+                raise consumer.exception()  # type: ignore[misc]
+            if self._input_closed and renderer.pending_frames() == 0:
+                return EndReason.INPUT_CLOSED
+            if sink.realtime:
+                next_tick += frame_s
+                await asyncio.sleep(max(0.0, next_tick - loop.time()))
+            elif renderer.pending_frames() == 0:
+                await self._wait_for_input(_STOP_POLL_S)
+                continue
+            self._check_lease()
+            frame = renderer.next_frame()
+            await sink.write(frame)
+            if self.frames == 0:
+                self._mark("first_frame")
+            self.frames += 1
+            await asyncio.sleep(0)  # let the input consumer and the lease renewer run
+
+    async def _consume(self, io: SessionIO, renderer: Renderer) -> None:
+        """Apply input events to the renderer until the input closes."""
+        async for event in io.input.events():
+            if isinstance(event, SpeechChunk):
+                pcm = event.pcm if event.channels == 1 else event.pcm.reshape(-1, event.channels)
+                renderer.push_audio(pcm, event.sample_rate)
+            elif isinstance(event, SegmentEnd):
+                renderer.flush()
+            elif isinstance(event, ClearBuffer):
+                renderer.interrupt()
+            elif isinstance(event, Gesture):
+                renderer.trigger(event.action)
+            elif isinstance(event, InputClosed):
+                self._input_closed = True
+            self._input_changed.set()
+            if self._input_closed:
+                return
+        self._input_closed = True
+        self._input_changed.set()
+
+    async def _wait_for_input(self, timeout_s: float) -> None:
+        self._input_changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._input_changed.wait(), timeout_s)
+
+    async def _close(self, *, strict: bool = False) -> None:
+        """Close input and sink; ``strict`` re-raises a sink that fails to finalise its output."""
+        io, self._io = self._io, None
+        if io is None:
+            return
+        with contextlib.suppress(Exception):
+            await io.input.aclose()
+        try:
+            await io.sink.aclose()
+        except Exception:
+            log.exception("closing the sink failed", extra=self._log_fields())
+            if strict:
+                raise
+
+    def _close_renderer(self) -> None:
+        if self._renderer is not None:
+            try:
+                self._renderer.close()
+            except Exception:
+                log.exception("closing renderer failed", extra=self._log_fields())
+
+    # ------------------------------------------------------------ lease
+    async def _renew_loop(self) -> None:
+        """Renew every ``lease_renew_s``; a refused renewal, or none for a whole TTL, loses the lease."""
+        last_ok = time.monotonic()
+        while not self._lost.is_set():
+            await asyncio.sleep(self.settings.lease_renew_s)
+            try:
+                ok = await asyncio.to_thread(self.store.renew, self.lease, self.settings.lease_ttl_s)
+            except BackendUnavailable:
+                ok = time.monotonic() - last_ok < self.settings.lease_ttl_s
+                log.warning("lease renewal failed: backend unavailable", extra=self._log_fields())
+            else:
+                last_ok = time.monotonic() if ok else last_ok
+            if not ok:
+                self._lost.set()
+
+    def _check_lease(self) -> None:
+        if self._lost.is_set():
+            raise LeaseLost(f"lease on session {self.lease.session_id} was lost")
+
+    # ------------------------------------------------------------ store
+    def _move(self, target: SessionState, reason: str, **fields: object) -> Session:
+        self._check_lease()
+        return self.store.transition(self.lease.session_id, target, reason=reason, lease=self.lease, **fields)
+
+    def _fail(self, exc: Exception) -> Session | None:
+        if isinstance(exc, FarmError):
+            failure = {"code": exc.code, "message": exc.message}
+            log.warning("session failed", extra={**self._log_fields(), "code": exc.code})
+        else:
+            failure = {"code": "INTERNAL_ERROR", "message": f"render failed: {type(exc).__name__}"}
+            log.exception("session failed", extra=self._log_fields())
+        try:
+            return self.store.transition(
+                self.lease.session_id,
+                SessionState.FAILED,
+                reason=failure["code"],
+                lease=self.lease,
+                failure=failure,
+                timings_ms=self._final_timings(),
+            )
+        except FarmError:
+            log.warning("could not record the failure", extra=self._log_fields())
+            return None
+
+    # ------------------------------------------------------------ timings
+    def _mark(self, name: str) -> None:
+        self._timings[name] = round((time.perf_counter() - self._t0) * 1000.0, 3)
+
+    def _final_timings(self) -> dict[str, float]:
+        self._mark("total")
+        return {**self._timings, "frames": float(self.frames)}
+
+    def _log_fields(self) -> dict[str, object]:
+        return {"session_id": self.lease.session_id, "worker_id": self.lease.worker_id}

@@ -1,0 +1,193 @@
+"""SessionRunner drives a claimed session through its states with an in-memory store and a real renderer."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from farm.domain import ModelKind, Session, SessionState
+from farm.errors import NotFound
+from farm.render.base import SAMPLES_PER_FRAME, AvatarFrame, AvatarSource
+from farm.render.pool import ModelPool
+from farm.sessions.base import Lease
+from farm.sessions.memory import MemorySessionStore
+from farm.sessions.runner import SessionIO, SessionRunner
+from farm.settings import Settings
+from farm.stream.file_input import FileInput
+from farm.stream.mp4 import Mp4Sink
+from tests.support.tone_engine import ToneEngine
+
+pytestmark = pytest.mark.unit
+
+LEGAL_PATH = [
+    SessionState.QUEUED,
+    SessionState.ASSIGNED,
+    SessionState.STARTING,
+    SessionState.STREAMING,
+    SessionState.ENDING,
+    SessionState.ENDED,
+]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class ListSink:
+    """A real-time sink that keeps frames in memory (the runner paces it at 25 fps)."""
+
+    def __init__(self, realtime: bool = True) -> None:
+        self.frames: list[AvatarFrame] = []
+        self._realtime = realtime
+        self.closed = False
+        self.first = asyncio.Event()
+
+    @property
+    def realtime(self) -> bool:
+        return self._realtime
+
+    async def start(self) -> None:
+        pass
+
+    async def write(self, frame: AvatarFrame) -> None:
+        self.frames.append(frame)
+        self.first.set()
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def tone(seconds: float, rate: int = 16_000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (np.sin(2 * np.pi * 200 * t) * 10_000).astype(np.int16)
+
+
+Setup = tuple[MemorySessionStore, ModelPool, Session, Lease]
+
+
+def setup(settings: Settings, clock: Clock | None = None) -> Setup:
+    store = MemorySessionStore(clock=clock) if clock else MemorySessionStore()
+    pool = ModelPool([ModelKind.ESSENCE], lambda _: ToneEngine())
+    pool.prewarm(timeout_s=10)
+    new = Session(id=uuid.uuid4().hex, tenant="t", model=ModelKind.ESSENCE, avatar_id="A1")
+    session, _ = store.create(new)
+    lease = store.claim(session.id, "w1", ttl_s=settings.lease_ttl_s)
+    assert lease is not None
+    return store, pool, session, lease
+
+
+def runner(
+    settings: Settings, store: MemorySessionStore, pool: ModelPool, lease: Lease, io: SessionIO
+) -> SessionRunner:
+    return SessionRunner(
+        lease=lease,
+        store=store,
+        pool=pool,
+        settings=settings,
+        io_factory=lambda _: io,
+        resolve_avatar=lambda s: AvatarSource(key=s.avatar_id or s.id),
+    )
+
+
+async def test_a_file_session_renders_every_audio_frame_into_an_mp4(
+    settings: Settings, tmp_path: Path
+) -> None:
+    store, pool, session, lease = setup(settings)
+    pcm = tone(1.3, rate=22_050)
+    out = tmp_path / "s.mp4"
+    io = SessionIO(FileInput(pcm=pcm, sample_rate=22_050), Mp4Sink(out), output=str(out))
+
+    result = await runner(settings, store, pool, lease, io).run()
+
+    expected = math.ceil(round(1.3 * 16_000) / SAMPLES_PER_FRAME)
+    assert result.frames == expected
+    final = store.get(session.id)
+    assert [h.state for h in final.history] == LEGAL_PATH
+    assert final.output == str(out)
+    assert {"model_ready", "avatar_ready", "sink_ready", "first_frame", "total"} <= final.timings_ms.keys()
+    with av.open(str(out)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == expected
+    assert store.orphaned() == []
+    assert not store.renew(lease, ttl_s=1)  # released
+
+
+async def test_a_missing_avatar_fails_the_session_with_its_reason(settings: Settings) -> None:
+    store, pool, _, lease = setup(settings)
+    io = SessionIO(FileInput(pcm=tone(0.2), sample_rate=16_000), ListSink(realtime=False))
+
+    def missing(_: Session) -> AvatarSource:
+        raise NotFound("agent A1 has no pack")
+
+    run = SessionRunner(
+        lease=lease,
+        store=store,
+        pool=pool,
+        settings=settings,
+        io_factory=lambda _: io,
+        resolve_avatar=missing,
+    ).run
+    outcome = await run()
+    assert outcome.session is not None
+    assert outcome.session.state is SessionState.FAILED
+    assert outcome.session.failure == {"code": "NOT_FOUND", "message": "agent A1 has no pack"}
+
+
+async def test_a_stop_request_ends_a_realtime_session(settings: Settings) -> None:
+    store, pool, session, lease = setup(settings)
+    sink = ListSink(realtime=True)
+    io = SessionIO(FileInput(pcm=tone(30.0), sample_rate=16_000), sink)
+    task = asyncio.create_task(runner(settings, store, pool, lease, io).run())
+    await asyncio.wait_for(sink.first.wait(), 5)
+    store.request_stop(session.id)
+    result = await asyncio.wait_for(task, 5)
+    assert result.session is not None and result.session.state is SessionState.ENDED
+    assert result.session.history[-1].reason == "stop requested"
+    assert 0 < len(sink.frames) < 30 * 25
+    assert sink.closed
+
+
+async def test_a_realtime_session_is_paced_at_25_fps(settings: Settings) -> None:
+    store, pool, _, lease = setup(settings)
+    sink = ListSink(realtime=True)
+    io = SessionIO(FileInput(pcm=tone(0.4), sample_rate=16_000), sink)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    result = await runner(settings, store, pool, lease, io).run()
+    assert result.frames == 10
+    assert loop.time() - started >= 9 * 0.04  # ten ticks cannot finish before the ninth deadline
+
+
+async def test_a_lost_lease_stops_writing_and_leaves_the_session_to_the_reaper(settings: Settings) -> None:
+    clock = Clock()
+    fast = settings.model_copy(update={"lease_renew_s": 0.05})
+    store, pool, session, lease = setup(fast, clock)
+    sink = ListSink(realtime=True)
+    io = SessionIO(FileInput(pcm=tone(30.0), sample_rate=16_000), sink)
+    task = asyncio.create_task(runner(fast, store, pool, lease, io).run())
+    await asyncio.wait_for(sink.first.wait(), 5)
+    clock.now += 3600  # the lease expires as if this worker had stalled
+    result = await asyncio.wait_for(task, 5)
+    assert result.lease_lost and result.session is None
+    written = len(sink.frames)
+    assert store.get(session.id).state is SessionState.STREAMING
+    assert store.orphaned() == [session.id]
+    assert sink.closed and len(sink.frames) == written
+
+
+async def test_the_session_cap_ends_a_session(settings: Settings) -> None:
+    capped = settings.model_copy(update={"max_session_s": 0.2})
+    store, pool, _, lease = setup(capped)
+    io = SessionIO(FileInput(pcm=tone(30.0), sample_rate=16_000), ListSink(realtime=True))
+    result = await asyncio.wait_for(runner(capped, store, pool, lease, io).run(), 5)
+    assert result.session is not None and result.session.state is SessionState.ENDED
+    assert result.session.history[-1].reason == "max session duration reached"
