@@ -129,3 +129,19 @@ class LeaseLost(FarmError):
 
     http_status = 409
     code = "LEASE_LOST"
+
+
+class LeaseExpired(FarmError):
+    """A session's worker vanished (lease expired) more often than ``settings.max_attempts`` allows."""
+
+    http_status = 503
+    code = "LEASE_EXPIRED"
+    retryable = True
+
+
+class WorkerNotReady(FarmError):
+    """This worker process's ModelPool is not READY (prewarm failed or still running)."""
+
+    http_status = 503
+    code = "WORKER_NOT_READY"
+    retryable = True
