@@ -131,6 +131,21 @@ class LeaseLost(FarmError):
     code = "LEASE_LOST"
 
 
+class BatchSizeMismatch(FarmError):
+    """A batched inference returned a different number of outputs than it was given inputs."""
+
+    http_status = 500
+    code = "BATCH_SIZE_MISMATCH"
+
+
+class BatcherClosed(FarmError):
+    """A frame was submitted to (or was waiting in) a batcher that has closed or that the session left."""
+
+    http_status = 503
+    code = "BATCHER_CLOSED"
+    retryable = True
+
+
 class LeaseExpired(FarmError):
     """A session's worker vanished (lease expired) more often than ``settings.max_attempts`` allows."""
 
