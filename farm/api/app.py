@@ -61,3 +61,28 @@ def create_app(
         app.include_router(area.router)
     app.add_api_route("/metrics", metrics.render, methods=["GET"], include_in_schema=False)
     return app
+
+
+def build_app(settings: Settings) -> FastAPI:
+    """The production app: Redis stores and registry, Celery producer (``tasks.producer``)."""
+    from tasks.producer import CeleryBuildQueue, CelerySessionQueue
+
+    from farm.redis_conn import connect, ping
+    from farm.sessions.agents import RedisAgentStore
+    from farm.sessions.keys import RedisKeyStore
+    from farm.sessions.redis_store import RedisSessionStore
+    from farm.sessions.registry import RedisWorkerRegistry
+
+    if settings.redis_url is None:
+        raise ValueError("build_app needs settings.redis_url (the entrypoint resolves it)")
+    client = connect(settings.redis_url)
+    return create_app(
+        settings,
+        store=RedisSessionStore(client, idempotency_ttl_s=settings.max_session_s),
+        queue=CelerySessionQueue(settings),
+        keys=RedisKeyStore(client),
+        agents=RedisAgentStore(client),
+        registry=RedisWorkerRegistry(client),
+        builds=CeleryBuildQueue(settings),
+        ping=lambda: ping(client),
+    )

@@ -1,0 +1,190 @@
+"""Run a whole farm on one machine as child processes: `farm up`, `farm demo`, `farm bench dispatch`.
+
+``LocalFarm`` starts, in order: the embedded Redis (only when no Redis URL is configured), the API
+(``farm api``), one worker per queue (``farm worker --queue …``) and Flower, each a subprocess that
+gets the Redis URL through ``FARM_REDIS_URL``. ``stop()`` ends them in reverse: children first
+(SIGTERM, so workers drain and deregister), Redis last.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from farm.embedded_redis import EmbeddedRedis, running_url
+from farm.errors import BackendUnavailable
+from farm.names import QUEUE_BUILD, QUEUE_ESSENCE, QUEUE_EXPRESSION
+from farm.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ALL_QUEUES = (QUEUE_ESSENCE, QUEUE_EXPRESSION, QUEUE_BUILD)
+
+
+def resolve_redis_url(settings: Settings) -> str | None:
+    """The configured Redis URL, else the URL of an embedded server already running under data_dir."""
+    return settings.redis_url or running_url(settings.data_dir)
+
+
+def api_url(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::") else settings.api_host
+    return f"http://{host}:{settings.api_port}"
+
+
+def flower_url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.flower_port}"
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+
+@dataclass
+class LocalFarm:
+    """A farm of child processes. ``base_env`` is the caller's environment (entrypoints read it)."""
+
+    settings: Settings
+    base_env: Mapping[str, str]
+    log_dir: Path | None = None
+    children: list[Child] = field(default_factory=list)
+    redis: EmbeddedRedis | None = None
+    redis_url: str | None = None
+
+    # ------------------------------------------------------------ start
+    def start_redis(self) -> str:
+        """Use the configured Redis, or an embedded one already running, or start one."""
+        url = resolve_redis_url(self.settings)
+        if url is None:
+            self.redis = EmbeddedRedis(self.settings.data_dir)
+            url = self.redis.start()
+        self.redis_url = url
+        return url
+
+    def _env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        if self.redis_url is None:
+            raise BackendUnavailable("start_redis() first")
+        env = dict(self.base_env)
+        env["FARM_REDIS_URL"] = self.redis_url
+        env["FARM_DATA_DIR"] = str(Path(self.settings.data_dir).resolve())
+        env["FARM_OUTPUT_DIR"] = str(Path(self.settings.output_dir).resolve())
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        env.update(extra or {})
+        return env
+
+    def spawn(self, name: str, argv: Sequence[str], extra_env: Mapping[str, str] | None = None) -> Child:
+        """Start one child; its output goes to ``<log_dir>/<name>.log``."""
+        log_dir = self.log_dir or Path(self.settings.data_dir).resolve() / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = log_dir / f"{name}.log"
+        with open(log_path, "ab") as out:
+            process = subprocess.Popen(
+                list(argv),
+                env=self._env(extra_env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        child = Child(name, process, log_path)
+        self.children.append(child)
+        log.info("child started", extra={"child": name, "pid": process.pid})
+        return child
+
+    def start_api(self) -> Child:
+        return self.spawn("api", [sys.executable, "-m", "farm.cli", "api"])
+
+    def start_worker(self, queue: str, *, concurrency: int | None = None, pool: str | None = None) -> Child:
+        argv = [sys.executable, "-m", "farm.cli", "worker", "--queue", queue]
+        if concurrency is not None:
+            argv += ["--concurrency", str(concurrency)]
+        if pool is not None:
+            argv += ["--pool", pool]
+        return self.spawn(f"worker-{queue}", argv)
+
+    def start_flower(self) -> Child:
+        """Flower on loopback only: its API is unauthenticated here (FLOWER_UNAUTHENTICATED_API)."""
+        assert self.redis_url is not None
+        argv = [sys.executable, "-m", "celery", "--broker", self.redis_url, "flower"]
+        argv += [f"--port={self.settings.flower_port}", "--address=127.0.0.1"]
+        return self.spawn("flower", argv, {"FLOWER_UNAUTHENTICATED_API": "true"})
+
+    def start_all(self, queues: Sequence[str] = ALL_QUEUES, *, flower: bool = True) -> None:
+        self.start_redis()
+        self.start_api()
+        for queue in queues:
+            self.start_worker(queue)
+        if flower:
+            self.start_flower()
+
+    # ------------------------------------------------------------ watch
+    def wait_api(self, deadline_s: float = 60.0) -> None:
+        """Block until the API answers ``/readyz``; raise if it dies or the deadline passes."""
+        url = api_url(self.settings) + "/readyz"
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            self.check_alive()
+            try:
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise BackendUnavailable(f"the API did not become ready within {deadline_s:g} s")
+
+    def check_alive(self) -> None:
+        """Raise BackendUnavailable naming the first child that exited, with its log's tail."""
+        for child in self.children:
+            code = child.process.poll()
+            if code is not None:
+                tail = _tail(child.log_path)
+                raise BackendUnavailable(f"{child.name} exited with code {code}; log tail:\n{tail}")
+
+    # ------------------------------------------------------------ stop
+    def stop(self, grace_s: float | None = None) -> None:
+        """SIGTERM every child (reverse start order), wait up to ``grace_s``, kill stragglers, then Redis."""
+        grace = self.settings.drain_grace_s + 5.0 if grace_s is None else grace_s
+        for child in reversed(self.children):
+            _signal(child, signal.SIGTERM, group=False)
+        end = time.monotonic() + grace
+        for child in reversed(self.children):
+            try:
+                child.process.wait(timeout=max(0.1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("child did not stop; killing", extra={"child": child.name})
+                _signal(child, signal.SIGKILL, group=True)
+                child.process.wait(timeout=5.0)
+        self.children.clear()
+        if self.redis is not None:
+            self.redis.stop()
+            self.redis = None
+
+
+def _signal(child: Child, sig: signal.Signals, *, group: bool) -> None:
+    """Signal the child (it shuts its own pool down), or its whole process group (last resort)."""
+    if child.process.poll() is not None and not group:
+        return
+    try:
+        if group:
+            os.killpg(child.process.pid, sig)
+        else:
+            child.process.send_signal(sig)
+    except ProcessLookupError:
+        pass
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
