@@ -168,6 +168,18 @@ def parse_rpc_payload(payload: str) -> str:
     return action
 
 
+def handle_trigger_rpc(session: LocalSession | None, payload: str) -> str:
+    """The whole ``trigger_dynamics`` RPC: parse, trigger (same path as the topic), reply JSON.
+
+    ``session`` None (not registered, or already gone) answers ``animation_triggered: false``.
+    Raises MalformedJson / ValidationError for a bad payload (map them to an RPC error).
+    """
+    action = parse_rpc_payload(payload)
+    if session is None:
+        return TriggerResult(action, False, None, "session_closed").rpc_payload()
+    return session.trigger(action).rpc_payload()
+
+
 def threadsafe_deliver(loop: asyncio.AbstractEventLoop, deliver: Deliver) -> Deliver:
     """Wrap ``deliver`` so that calls from other threads run it on ``loop`` (fire-and-forget).
 

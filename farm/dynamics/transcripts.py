@@ -18,7 +18,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import Protocol
 
 from farm.dynamics.base import TriggerResult
-from farm.dynamics.rules import KeywordMatcher
+from farm.dynamics.router import LocalSession
+from farm.dynamics.rules import DynamicsConfig, KeywordMatcher
 
 log = logging.getLogger(__name__)
 
@@ -109,3 +110,8 @@ async def watch_text_stream(watcher: TranscriptWatcher, reader: TextStream) -> l
     except Exception:
         log.warning("transcription stream ended abnormally", extra={"stream_id": reader.info.stream_id})
         return []
+
+
+def watcher_for(session: LocalSession, config: DynamicsConfig) -> TranscriptWatcher:
+    """A watcher that fires ``config.rules`` on ``session`` through ``LocalSession.trigger``."""
+    return TranscriptWatcher(KeywordMatcher(config.rules), session.trigger)

@@ -12,7 +12,7 @@ import pytest
 from farm.contracts import DynamicsMessage
 from farm.dynamics.base import broadcast
 from farm.dynamics.memory import MemoryDynamicsBus
-from farm.dynamics.router import LocalSessions, parse_rpc_payload, threadsafe_deliver
+from farm.dynamics.router import LocalSessions, handle_trigger_rpc, parse_rpc_payload, threadsafe_deliver
 from farm.errors import MalformedJson, UnknownGesture, ValidationError
 
 pytestmark = pytest.mark.unit
@@ -150,3 +150,14 @@ async def test_threadsafe_deliver_runs_the_callback_on_the_loop_thread() -> None
     await asyncio.wait_for(done.wait(), 5)
     thread.join()
     assert ran_on == [threading.current_thread()]
+
+
+def test_the_rpc_and_the_topic_share_one_debounce() -> None:
+    played = Played()
+    local = registry_with(played, ("s1", "t", "A1"))
+    local.handle(DynamicsMessage(tenant="t", action="smile", agent_id="A1"))
+    reply = json.loads(handle_trigger_rpc(local.get("s1"), '{"action": "smile"}'))
+    assert reply["animation_triggered"] is False and reply["reason"] == "debounced"
+    gone = json.loads(handle_trigger_rpc(local.get("nope"), '{"action": "smile"}'))
+    assert gone["animation_triggered"] is False and gone["reason"] == "session_closed"
+    assert played.by_session == {"s1": ["smile"]}

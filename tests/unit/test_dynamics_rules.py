@@ -8,6 +8,7 @@ from typing import ClassVar
 import pytest
 
 from farm.dynamics.base import TriggerResult
+from farm.dynamics.router import LocalSessions
 from farm.dynamics.rules import (
     MAX_RULES,
     DynamicsConfig,
@@ -15,7 +16,7 @@ from farm.dynamics.rules import (
     MemoryRulesStore,
     validate_config,
 )
-from farm.dynamics.transcripts import TranscriptWatcher, watch_text_stream
+from farm.dynamics.transcripts import TranscriptWatcher, watch_text_stream, watcher_for
 from farm.errors import PayloadTooLarge, UnknownGesture, ValidationError
 
 pytestmark = pytest.mark.unit
@@ -128,3 +129,14 @@ async def test_a_delta_stream_fires_each_keyword_once_as_words_complete() -> Non
     results = await watch_text_stream(watcher, FakeReader(["He", "llo, I", " want to th", "ank y", "ou"]))
     assert fired == ["mini_wave_hello", "smile"]
     assert [r.action for r in results] == fired
+
+
+def test_a_watcher_for_a_session_fires_through_its_debounced_trigger() -> None:
+    played: list[str] = []
+    session = LocalSessions("w").register("s1", "t", "A1", GESTURES, played.append)
+    watcher = watcher_for(session, DynamicsConfig(rules={"hello": "mini_wave_hello"}))
+    results = watcher.update("seg1", "hello", complete=True) + watcher.update(
+        "seg2", "hello again", complete=True
+    )
+    assert [r.reason for r in results] == [None, "debounced"]
+    assert played == ["mini_wave_hello"]
