@@ -15,6 +15,7 @@ from farm.blobs import BlobStore
 from farm.sessions.base import AgentStore, KeyStore, SessionQueue, SessionStore, WorkerRegistry
 from farm.settings import Settings
 
+from . import dynamics as dynamics_routes
 from .deps import FarmServices
 from .errors import install_error_handlers
 from .metrics import ApiMetrics, install_middleware
@@ -57,7 +58,7 @@ def create_app(
     metrics = ApiMetrics()
     install_error_handlers(app)
     install_middleware(app, metrics)
-    for area in (session_routes, agent_routes, health_routes):
+    for area in (session_routes, agent_routes, dynamics_routes, health_routes):
         app.include_router(area.router)
     app.add_api_route("/metrics", metrics.render, methods=["GET"], include_in_schema=False)
     return app
@@ -65,24 +66,24 @@ def create_app(
 
 def build_app(settings: Settings) -> FastAPI:
     """The production app: Redis stores and registry, Celery producer (``tasks.producer``)."""
-    from tasks.producer import CeleryBuildQueue, CelerySessionQueue
-
     from farm.redis_conn import connect, ping
     from farm.sessions.agents import RedisAgentStore
     from farm.sessions.keys import RedisKeyStore
     from farm.sessions.redis_store import RedisSessionStore
     from farm.sessions.registry import RedisWorkerRegistry
+    from tasks.producer import CeleryBuildQueue, CelerySessionQueue, producer_app
 
     if settings.redis_url is None:
         raise ValueError("build_app needs settings.redis_url (the entrypoint resolves it)")
     client = connect(settings.redis_url)
+    celery = producer_app(settings)
     return create_app(
         settings,
         store=RedisSessionStore(client, idempotency_ttl_s=settings.max_session_s),
-        queue=CelerySessionQueue(settings),
+        queue=CelerySessionQueue(celery),
         keys=RedisKeyStore(client),
         agents=RedisAgentStore(client),
         registry=RedisWorkerRegistry(client),
-        builds=CeleryBuildQueue(settings),
+        builds=CeleryBuildQueue(celery),
         ping=lambda: ping(client),
     )
