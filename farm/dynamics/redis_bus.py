@@ -41,7 +41,7 @@ MESSAGES = Counter(
 RESUBSCRIBES = Counter("farm_dynamics_resubscribes_total", "Dynamics subscriptions re-established.")
 
 _CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
-_POLL_S = 1.0
+_POLL_S = 0.25
 
 
 @dataclass
