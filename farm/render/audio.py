@@ -17,7 +17,7 @@ import math
 from fractions import Fraction
 
 import numpy as np
-from scipy.signal import resample_poly
+from scipy.signal import firwin, resample_poly
 
 from farm.render.base import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
 
@@ -184,3 +184,75 @@ class MelStream:
         self._buffer = self._buffer[count * SAMPLES_PER_FRAME :]
         self._emitted += count
         return rows
+
+
+class Resampler:
+    """Streaming polyphase resampler to 16 kHz with exactly ``scipy.signal.resample_poly``'s output.
+
+    Feeding a clip in any chunking and then calling ``finish()`` yields the same samples as
+    ``to_mono_16k`` on the whole clip (no clicks at chunk boundaries). Output sample ``n`` is
+    emitted as soon as the input it depends on has arrived (about 10 input samples of look-ahead).
+    """
+
+    def __init__(self, rate_in: int, rate_out: int = SAMPLE_RATE_HZ) -> None:
+        if rate_in <= 0 or rate_out <= 0:
+            raise ValueError("sample rates must be positive")
+        ratio = Fraction(rate_out, rate_in)
+        self.rate_in = rate_in
+        self._up, self._down = ratio.numerator, ratio.denominator
+        max_rate = max(self._up, self._down)
+        self._half = 10 * max_rate
+        if max_rate > 1:
+            taps = firwin(2 * self._half + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * self._up
+        else:
+            taps = np.zeros(2 * self._half + 1)
+            taps[self._half] = 1.0
+        self._k = (2 * self._half) // self._up + 1
+        poly = np.zeros((self._up, self._k), np.float64)
+        for r in range(self._up):
+            idx = r + self._up * np.arange(self._k)
+            valid = idx <= 2 * self._half
+            poly[r, valid] = taps[idx[valid]]
+        self._poly = poly
+        self._buffer = np.zeros(self._k, np.float64)
+        self._offset = -self._k  # absolute input index of _buffer[0]
+        self._n_in = 0
+        self._n_out = 0
+
+    @property
+    def passthrough(self) -> bool:
+        return self._up == self._down == 1
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        """Add float samples at ``rate_in``; return the 16 kHz samples that became computable."""
+        chunk = np.asarray(samples, dtype=np.float64)
+        if self.passthrough:
+            return chunk.astype(np.float32)
+        self._buffer = np.concatenate([self._buffer, chunk])
+        self._n_in += chunk.shape[0]
+        # output n is ready when (n*down + half) // up <= n_in - 1
+        ready = max(0, ((self._n_in - 1) * self._up + self._up - 1 - self._half) // self._down + 1)
+        return self._emit(ready)
+
+    def finish(self) -> np.ndarray:
+        """Zero-pad the end of the input and return every remaining output sample."""
+        if self.passthrough:
+            return np.zeros(0, np.float32)
+        total = -(-self._n_in * self._up // self._down)
+        self._buffer = np.concatenate([self._buffer, np.zeros(self._k + 1, np.float64)])
+        return self._emit(total)
+
+    def _emit(self, upto: int) -> np.ndarray:
+        if upto <= self._n_out:
+            return np.zeros(0, np.float32)
+        n = np.arange(self._n_out, upto, dtype=np.int64)
+        t = n * self._down + self._half
+        jmax = t // self._up
+        cols = (jmax - self._offset)[:, None] - np.arange(self._k)[None, :]
+        out = (self._buffer[cols] * self._poly[t % self._up]).sum(axis=1)
+        self._n_out = upto
+        next_min = (upto * self._down + self._half) // self._up - (self._k - 1)
+        drop = max(0, next_min - self._offset)
+        self._buffer = self._buffer[drop:]
+        self._offset += drop
+        return out.astype(np.float32)

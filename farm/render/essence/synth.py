@@ -1,0 +1,375 @@
+"""Image synthesis for the pack builder: mouth shapes, blinks and head motion, all from one portrait.
+
+Everything here warps the person's own pixels; nothing is drawn from a template except the mouth
+interior (a dark cavity with a hint of teeth) that an open mouth reveals.
+
+* Mouth shapes: a thin-plate-spline warp driven by the 68 landmarks (lips and jaw moved to the
+  shape's targets; nose and the border of the mouth region held still), then the target inner-lip
+  polygon is filled with the cavity. The warp vanishes at the region border, so a patch blends into
+  any frame that shows the same mouth region under the same affine head pose.
+* Blinks: the skin above each upper lid is stretched down over the eye.
+* Head motion: an affine pose (roll about the neck, nod offset, scale) applied with full weight over
+  the head and fading out around it; a separate small vertical "breathing" shift of the torso.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy.interpolate import RBFInterpolator
+
+from farm.render.landmarks import FaceLandmarks
+
+# jaw point index -> share of the chin drop (the jaw opens as a hinge, the chin moves most)
+_JAW_DROP = {4: 0.08, 5: 0.3, 6: 0.6, 7: 0.85, 8: 1.0, 9: 0.85, 10: 0.6, 11: 0.3, 12: 0.08}
+_UPPER_OUTER = (49, 50, 51, 52, 53)
+_LOWER_OUTER = (55, 56, 57, 58, 59)
+_UPPER_INNER = (61, 62, 63)
+_LOWER_INNER = (65, 66, 67)
+
+
+@dataclass(frozen=True, slots=True)
+class MouthShape:
+    """One entry of the shape bank: openness 0..1, width -1 (round) .. +1 (wide), smile 0..1."""
+
+    name: str
+    open: float
+    width: float
+
+
+@dataclass(frozen=True, slots=True)
+class MouthRegion:
+    """The rectangle (reference coordinates) every mouth patch covers, and its feathered mask."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    mask: np.ndarray  # (h, w) float32 0..1
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.y1 - self.y0, self.x1 - self.x0)
+
+
+def mouth_region(face: FaceLandmarks, image_size: tuple[int, int]) -> MouthRegion:
+    """The mouth region: from just under the nose to below the chin, about two mouth widths wide."""
+    height, width = image_size
+    mw = face.mouth_width
+    cx = float(face.mouth_center[0])
+    chin_y = float(face.points[8, 1])
+    nose_y = float(face.points[33, 1])
+    x0 = int(np.floor(max(0.0, cx - 1.15 * mw)))
+    x1 = int(np.ceil(min(float(width), cx + 1.15 * mw)))
+    y0 = int(np.floor(max(0.0, nose_y + 0.05 * (face.mouth_center[1] - nose_y))))
+    y1 = int(np.ceil(min(float(height), chin_y + 0.85 * mw)))
+    return MouthRegion(x0, y0, x1, y1, _feather((y1 - y0, x1 - x0), face, (x0, y0)))
+
+
+def _feather(shape: tuple[int, int], face: FaceLandmarks, origin: tuple[int, int]) -> np.ndarray:
+    """A soft mask: 1 over the lips and jaw, a raised-cosine fade to 0 at the region border."""
+    h, w = shape
+    ramp_x = max(2, int(0.22 * w))
+    ramp_y_top = max(2, int(0.3 * (face.mouth_center[1] - origin[1])))
+    ramp_y_bottom = max(2, int(0.25 * h))
+
+    def ramp(n: int, lo: int, hi: int) -> np.ndarray:
+        idx = np.arange(n, dtype=np.float32)
+        up = np.clip(idx / lo, 0.0, 1.0)
+        down = np.clip((n - 1 - idx) / hi, 0.0, 1.0)
+        return (0.5 - 0.5 * np.cos(np.pi * np.minimum(up, down))).astype(np.float32)
+
+    return np.outer(ramp(h, ramp_y_top, ramp_y_bottom), ramp(w, ramp_x, ramp_x)).astype(np.float32)
+
+
+def _lip_profile(points: np.ndarray, cx: float, half_width: float, power: float) -> np.ndarray:
+    u = np.clip((points[:, 0] - cx) / half_width, -1.0, 1.0)
+    return np.power(np.maximum(0.0, 1.0 - u * u), power)
+
+
+def _scale_x(shape: MouthShape, smile: float) -> float:
+    """Horizontal lip scale: wide stretches sideways, round purses in, a smile widens a little."""
+    k = shape.width
+    return 1.0 + (0.2 * k if k > 0 else 0.32 * k) + 0.1 * smile
+
+
+def shape_targets(face: FaceLandmarks, shape: MouthShape, smile: float) -> np.ndarray:
+    """Where the 68 landmarks go for a mouth shape (only lips and jaw move)."""
+    src = face.points.astype(np.float64)
+    dst = src.copy()
+    mw = face.mouth_width
+    cx, _cy = (float(v) for v in face.mouth_center)
+    k, o = shape.width, shape.open
+    # width: wide stretches the lips sideways, round purses them in and pushes them out a little
+    scale_x = _scale_x(shape, smile)
+    lips = np.arange(48, 68)
+    dst[lips, 0] = cx + (src[lips, 0] - cx) * scale_x
+    purse = max(0.0, -k) * 0.04 * mw
+    power = 0.35 if k < 0 else 0.7
+    up_in = list(_UPPER_INNER)
+    low_in = list(_LOWER_INNER)
+    dst[list(_UPPER_OUTER), 1] -= (0.05 * o * mw + purse) * _lip_profile(
+        src[list(_UPPER_OUTER)], cx, mw / 2, power
+    )
+    dst[up_in, 1] -= 0.06 * o * mw * _lip_profile(src[up_in], cx, mw / 2, power)
+    drop_lower = 0.34 * o * mw
+    dst[list(_LOWER_OUTER), 1] += (drop_lower + purse) * _lip_profile(
+        src[list(_LOWER_OUTER)], cx, mw / 2, power
+    )
+    dst[low_in, 1] += drop_lower * _lip_profile(src[low_in], cx, mw / 2, power)
+    # corners: drop a little with the jaw, rise with a smile
+    for corner in (48, 54, 60, 64):
+        dst[corner, 1] += 0.04 * o * mw - 0.11 * smile * mw
+    dst[[49, 53], 1] -= 0.04 * smile * mw
+    chin_drop = 0.3 * o * mw
+    for idx, share in _JAW_DROP.items():
+        dst[idx, 1] += chin_drop * share
+    return dst.astype(np.float32)
+
+
+def _border_ring(h: int, w: int, per_side: int = 7) -> np.ndarray:
+    xs = np.linspace(0, w - 1, per_side)
+    ys = np.linspace(0, h - 1, per_side)
+    ring = [(x, 0.0) for x in xs] + [(x, h - 1.0) for x in xs]
+    ring += [(0.0, y) for y in ys[1:-1]] + [(w - 1.0, y) for y in ys[1:-1]]
+    return np.array(ring, dtype=np.float64)
+
+
+def _control_indices(region: MouthRegion, points: np.ndarray) -> list[int]:
+    keep = list(range(48, 68)) + list(_JAW_DROP) + [31, 32, 33, 34, 35, 2, 3, 13, 14]
+    inside = [
+        i
+        for i in keep
+        if region.x0 + 1 <= points[i, 0] <= region.x1 - 2 and region.y0 + 1 <= points[i, 1] <= region.y1 - 2
+    ]
+    return sorted(set(inside))
+
+
+def warp_region(image: np.ndarray, region: MouthRegion, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The region of ``image`` warped so landmarks ``src`` land on ``dst`` (border held still)."""
+    h, w = region.shape
+    origin = np.array([region.x0, region.y0], dtype=np.float64)
+    idx = _control_indices(region, src)
+    ring = _border_ring(h, w)
+    targets = np.vstack([dst[idx] - origin, ring])
+    sources = np.vstack([src[idx] - origin, ring])
+    rbf = RBFInterpolator(targets, sources - targets, kernel="thin_plate_spline", smoothing=1e-3)
+    gy, gx = np.mgrid[0:h, 0:w]
+    grid = np.column_stack([gx.ravel(), gy.ravel()]).astype(np.float64)
+    mapped = grid + rbf(grid)
+    map_x = (mapped[:, 0] + origin[0]).reshape(h, w).astype(np.float32)
+    map_y = (mapped[:, 1] + origin[1]).reshape(h, w).astype(np.float32)
+    return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def _lip_colour(image: np.ndarray, face: FaceLandmarks) -> np.ndarray:
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(face.points[48:60]).astype(np.int32)], 1)
+    cv2.fillPoly(mask, [np.round(face.points[60:68]).astype(np.int32)], 0)
+    if mask.sum() == 0:
+        return np.array([150.0, 80.0, 80.0], np.float32)
+    return image[mask.astype(bool)].mean(axis=0).astype(np.float32)
+
+
+def _polygon_alpha(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Anti-aliased coverage (0..1) of a polygon given in region coordinates."""
+    h, w = shape
+    sub = 4
+    canvas = np.zeros((h * sub, w * sub), np.uint8)
+    cv2.fillPoly(canvas, [np.round(points * sub).astype(np.int32)], 255, lineType=cv2.LINE_AA)
+    return cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+
+
+def _lip_line(points: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    order = np.argsort(points[:, 0])
+    return np.interp(xs, points[order, 0], points[order, 1])
+
+
+@dataclass(frozen=True, slots=True)
+class _Interior:
+    """What an open mouth shows: the portrait's own interior carried with the upper lip, else cavity."""
+
+    image: np.ndarray
+    src_inner: np.ndarray  # (8, 2) source inner lips, image coordinates
+    lip_rgb: np.ndarray
+    mouth_width: float
+
+
+def paint_interior(
+    patch: np.ndarray, region: MouthRegion, inner: np.ndarray, interior: _Interior, scale_x: float
+) -> np.ndarray:
+    """Fill the target inner-lip polygon: the portrait's interior (teeth) moves with the upper lip;
+    what it does not cover is a shaded cavity with a tongue hint at the bottom."""
+    h, w = region.shape
+    origin = np.array([region.x0, region.y0], np.float32)
+    pts = inner - origin
+    alpha = _polygon_alpha(pts, (h, w))
+    if alpha.max() < 0.05:
+        return patch
+    src = interior.src_inner - origin
+    xs = np.arange(w, dtype=np.float32)
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    y_up = _lip_line(pts[[0, 1, 2, 3, 4]], xs)
+    y_low = _lip_line(pts[[4, 5, 6, 7, 0]], xs)
+    cx = float(src[:, 0].mean())
+    src_x = cx + (xs - cx) / scale_x
+    lift = _lip_line(src[[0, 1, 2, 3, 4]], src_x) - y_up  # how far the upper lip moved up
+    map_x = np.broadcast_to(src_x[None, :] + origin[0], (h, w)).astype(np.float32)
+    map_y = (ys + lift[None, :] + origin[1]).astype(np.float32)
+    carried = cv2.remap(interior.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    src_alpha_full = np.zeros(interior.image.shape[:2], np.float32)
+    src_alpha_full[region.y0 : region.y1, region.x0 : region.x1] = _polygon_alpha(src, (h, w))
+    carried_alpha = cv2.remap(src_alpha_full, map_x, map_y, cv2.INTER_LINEAR)[..., None]
+    gap = np.maximum(y_low - y_up, 1e-3)
+    depth = np.clip((ys - y_up[None, :]) / gap[None, :], 0.0, 1.0)[..., None]
+    across = np.clip(np.abs(xs - cx) / (0.5 * interior.mouth_width), 0.0, 1.0)[None, :, None]
+    lip = interior.lip_rgb[None, None, :]
+    cavity = (
+        (0.28 * lip + np.array([16.0, 4.0, 6.0], np.float32)) * (0.8 + 0.5 * depth) * (1.0 - 0.4 * across)
+    )
+    tongue = (
+        np.clip((depth - 0.55) / 0.45, 0.0, 1.0)
+        * np.clip(gap / (0.25 * interior.mouth_width), 0, 1)[None, :, None]
+    )
+    synthetic = cavity * (1.0 - 0.6 * tongue) + 0.62 * lip * 0.6 * tongue
+    colour = carried.astype(np.float32) * carried_alpha + synthetic * (1.0 - carried_alpha)
+    a = alpha[..., None]
+    out = patch.astype(np.float32) * (1.0 - a) + colour * a
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def render_mouth(
+    image: np.ndarray, face: FaceLandmarks, region: MouthRegion, shape: MouthShape, smile: float
+) -> np.ndarray:
+    """The mouth region of ``image`` showing ``shape`` (at smile level ``smile``), (h, w, 3) uint8."""
+    dst = shape_targets(face, shape, smile)
+    patch = warp_region(image, region, face.points, dst)
+    interior = _Interior(image, face.points[60:68], _lip_colour(image, face), face.mouth_width)
+    return paint_interior(patch, region, dst[60:68], interior, _scale_x(shape, smile))
+
+
+def smile_image(image: np.ndarray, face: FaceLandmarks, region: MouthRegion, smile: float) -> np.ndarray:
+    """The whole image with a closed-mouth smile of strength ``smile`` (only the mouth region changes)."""
+    out = image.copy()
+    closed = MouthShape("closed", 0.0, 0.0)
+    out[region.y0 : region.y1, region.x0 : region.x1] = render_mouth(image, face, region, closed, smile)
+    return out
+
+
+# ------------------------------------------------------------------------------------------- eyes
+
+
+def blink(image: np.ndarray, face: FaceLandmarks, amount: float) -> np.ndarray:
+    """Close both eyes by ``amount`` (0 open .. 1 shut) by stretching the upper-lid skin down."""
+    if amount <= 0.0:
+        return image
+    out = image.copy()
+    for start in (36, 42):
+        _blink_eye(out, image, face.points[start : start + 6], amount)
+    return out
+
+
+def _blink_eye(out: np.ndarray, image: np.ndarray, eye: np.ndarray, amount: float) -> None:
+    left, right = float(eye[:, 0].min()), float(eye[:, 0].max())
+    ew = right - left
+    upper = eye[[0, 1, 2, 3]]
+    lower = eye[[3, 4, 5, 0]]
+    eye_h = max(2.0, float(np.mean(lower[1:3, 1]) - np.mean(upper[1:3, 1])))
+    x0 = int(max(0, np.floor(left - 0.25 * ew)))
+    x1 = int(min(image.shape[1], np.ceil(right + 0.25 * ew)))
+    y0 = int(max(0, np.floor(float(upper[:, 1].min()) - 1.6 * eye_h - 2)))
+    y1 = int(min(image.shape[0], np.ceil(float(lower[:, 1].max()) + 2)))
+    xs = np.arange(x0, x1, dtype=np.float32)
+    up_o, low_o = np.argsort(upper[:, 0]), np.argsort(lower[:, 0])
+    y_up = np.interp(xs, upper[up_o, 0], upper[up_o, 1])
+    y_low = np.interp(xs, lower[low_o, 0], lower[low_o, 1])
+    inside = (xs >= left) & (xs <= right)
+    y_low = np.where(inside, y_low, y_up)
+    top = y_up - 1.5 * eye_h
+    lid = y_up + amount * (y_low - y_up)  # where the upper lid edge is now
+    ys = np.arange(y0, y1, dtype=np.float32)[:, None]
+    stretch = (y_up - top) / np.maximum(lid - top, 1e-3)
+    map_y = np.where(
+        (ys >= top[None, :]) & (ys <= lid[None, :]), top[None, :] + (ys - top[None, :]) * stretch[None, :], ys
+    ).astype(np.float32)
+    map_x = np.broadcast_to(xs[None, :], map_y.shape).astype(np.float32)
+    warped = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).astype(
+        np.float32
+    )
+    lash = np.exp(-(((ys - lid[None, :]) / 1.2) ** 2)) * inside[None, :] * amount
+    warped *= (1.0 - 0.35 * lash)[..., None]
+    out[y0:y1, x0:x1] = np.clip(warped + 0.5, 0, 255).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------------------- head
+
+
+@dataclass(frozen=True, slots=True)
+class Pose:
+    """A head pose relative to the portrait: roll (degrees) about the neck pivot, shift, scale."""
+
+    roll_deg: float = 0.0
+    dx: float = 0.0
+    dy: float = 0.0
+    scale: float = 1.0
+    breath: float = 0.0  # torso vertical shift in pixels (positive: down)
+    blink: float = 0.0
+    smile: float = 0.0
+
+
+def pose_matrix(pose: Pose, pivot: tuple[float, float]) -> np.ndarray:
+    """The 2x3 affine matrix mapping portrait coordinates of the head to frame coordinates."""
+    matrix = cv2.getRotationMatrix2D(pivot, -pose.roll_deg, pose.scale)
+    matrix[0, 2] += pose.dx
+    matrix[1, 2] += pose.dy
+    return matrix.astype(np.float64)
+
+
+@dataclass(frozen=True, slots=True)
+class MotionField:
+    """Per-pixel weights of head motion (1 over the head) and torso breathing, precomputed once."""
+
+    head: np.ndarray  # (H, W) float32
+    torso: np.ndarray  # (H, W) float32
+    pivot: tuple[float, float]
+
+
+def motion_field(face: FaceLandmarks, region: MouthRegion, size: tuple[int, int]) -> MotionField:
+    """Head weight 1 inside an ellipse around the face (and the whole mouth region), fading outside."""
+    h, w = size
+    x0, y0, x1, y1 = face.box
+    fw, fh = float(x1 - x0), float(y1 - y0)
+    centre = np.array([(x0 + x1) / 2.0, (y0 + y1) / 2.0 + 0.12 * fh])
+    axes = np.array([0.95 * fw, 1.1 * fh])
+    corners = np.array(
+        [[region.x0, region.y0], [region.x1, region.y0], [region.x0, region.y1], [region.x1, region.y1]],
+        float,
+    )
+    reach = float(np.max(np.hypot(*((corners - centre) / axes).T)))
+    axes *= max(1.0, reach / 0.97)
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+    radius = np.hypot((gx - centre[0]) / axes[0], (gy - centre[1]) / axes[1])
+    t = np.clip((radius - 1.0) / 0.9, 0.0, 1.0)
+    head = (1.0 - t * t * (3.0 - 2.0 * t)).astype(np.float32)
+    chin_y = float(face.points[8, 1])
+    top, bottom = max(region.y1, chin_y + 0.5 * fh), chin_y + 1.3 * fh
+    s = np.clip((gy - top) / max(bottom - top, 1.0), 0.0, 1.0)
+    torso = (s * s * (3.0 - 2.0 * s) * (1.0 - head)).astype(np.float32)
+    pivot = (float(face.points[8, 0]), chin_y + 0.35 * fh)
+    return MotionField(head=head, torso=torso, pivot=pivot)
+
+
+def render_pose(image: np.ndarray, field: MotionField, pose: Pose) -> tuple[np.ndarray, np.ndarray]:
+    """The portrait moved to ``pose``; returns (frame, 2x3 head matrix for the mouth anchor)."""
+    matrix = pose_matrix(pose, field.pivot)
+    inverse = cv2.invertAffineTransform(matrix)
+    h, w = image.shape[:2]
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+    src_x = inverse[0, 0] * gx + inverse[0, 1] * gy + inverse[0, 2]
+    src_y = inverse[1, 0] * gx + inverse[1, 1] * gy + inverse[1, 2]
+    map_x = (gx + field.head * (src_x - gx)).astype(np.float32)
+    map_y = (gy + field.head * (src_y - gy) - field.torso * pose.breath).astype(np.float32)
+    frame = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return frame, matrix
