@@ -16,7 +16,10 @@ from farm.stream.base import InputClosed, InputEvent, SegmentEnd, SpeechChunk
 
 
 class FileInput:
-    """Speech from an audio file (any format PyAV decodes) or from already decoded PCM."""
+    """Speech from an audio file (any format PyAV decodes) or from already decoded PCM.
+
+    ``chunk_s`` None yields the whole clip as one chunk (exact frame count, no chunk seams).
+    """
 
     def __init__(
         self,
@@ -25,7 +28,7 @@ class FileInput:
         pcm: np.ndarray | None = None,
         sample_rate: int | None = None,
         max_s: float = 3600.0,
-        chunk_s: float = 1.0,
+        chunk_s: float | None = None,
     ) -> None:
         if (path is None) == (pcm is None):
             raise ValueError("FileInput needs exactly one of path or pcm")
@@ -52,8 +55,9 @@ class FileInput:
     async def events(self) -> AsyncIterator[InputEvent]:
         if self._pcm is None:
             raise RuntimeError("FileInput.events() before start()")
-        step = max(1, int(self._chunk_s * self._rate))
-        for begin in range(0, self._pcm.shape[0], step):
+        total = self._pcm.shape[0]
+        step = total if self._chunk_s is None else max(1, int(self._chunk_s * self._rate))
+        for begin in range(0, total, max(1, step)):
             if self._closed:
                 return
             yield SpeechChunk(pcm=self._pcm[begin : begin + step], sample_rate=self._rate)

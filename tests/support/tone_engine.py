@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,9 @@ GESTURES = ("wave", "nod")
 
 
 class ToneRenderer:
-    def __init__(self, size: int, session_id: str) -> None:
+    def __init__(self, size: int, session_id: str, frame_delay_s: float = 0.0) -> None:
         self.session_id = session_id
+        self._delay_s = frame_delay_s
         self._size = size
         self._audio = np.zeros(0, np.float32)
         self._segment = 0
@@ -58,6 +60,8 @@ class ToneRenderer:
         return math.ceil(self._audio.size / SAMPLES_PER_FRAME)
 
     def next_frame(self) -> AvatarFrame:
+        if self._delay_s:
+            time.sleep(self._delay_s)  # simulated render cost (kill-mid-render tests)
         chunk = self._audio[:SAMPLES_PER_FRAME]
         speaking = chunk.size > 0
         self._audio = self._audio[SAMPLES_PER_FRAME:]
@@ -93,10 +97,17 @@ class ToneRenderer:
 class ToneEngine:
     """RenderEngine with no weights; ``prewarm_error`` makes prewarm fail (worker ERROR tests)."""
 
-    name = "essence"
-
-    def __init__(self, size: int = 64, prewarm_error: str | None = None) -> None:
+    def __init__(
+        self,
+        size: int = 64,
+        prewarm_error: str | None = None,
+        *,
+        name: str = "essence",
+        frame_delay_s: float = 0.0,
+    ) -> None:
+        self.name = name
         self.size = size
+        self.frame_delay_s = frame_delay_s
         self.prewarm_error = prewarm_error
         self.prewarmed = threading.Event()
         self.loaded: list[str] = []
@@ -122,7 +133,7 @@ class ToneEngine:
         return 1.0
 
     def open_session(self, avatar: object, session_id: str) -> Renderer:
-        renderer = ToneRenderer(self.size, session_id)
+        renderer = ToneRenderer(self.size, session_id, self.frame_delay_s)
         self.renderers.append(renderer)
         return renderer
 

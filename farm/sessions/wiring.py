@@ -1,0 +1,75 @@
+"""Worker-side wiring of a session: which avatar it animates and which input/sink it uses.
+
+Kept out of the Celery layer so it can be tested (and reused by ``farm demo``) without a broker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from farm.blobs import BlobStore
+from farm.domain import AgentStatus, ModelKind, Session
+from farm.errors import AgentNotReady, ValidationError
+from farm.render.base import AvatarSource
+from farm.sessions.base import AgentStore
+from farm.sessions.runner import SessionIO
+from farm.settings import Settings
+from farm.stream.file_input import FileInput
+from farm.stream.mp4 import Mp4Sink
+
+
+def pack_path(settings: Settings, pack_ref: str) -> Path:
+    """Where an agent's pack lives: ``pack_ref`` is relative to ``settings.data_dir`` (or absolute)."""
+    path = Path(pack_ref)
+    return path if path.is_absolute() else settings.data_dir / path
+
+
+class AvatarResolver:
+    """Session → AvatarSource: an agent's Essence pack, or an uploaded face image."""
+
+    def __init__(self, settings: Settings, agents: AgentStore, blobs: BlobStore) -> None:
+        self._settings = settings
+        self._agents = agents
+        self._blobs = blobs
+
+    def __call__(self, session: Session) -> AvatarSource:
+        if session.avatar_id is not None:
+            return self.for_agent(session.avatar_id, session.model, image_ref=session.image_ref)
+        if session.image_ref is None:
+            raise ValidationError("the session names neither an agent nor an image")
+        return AvatarSource(key=_image_key(session.image_ref), image_path=self._blobs.path(session.image_ref))
+
+    def for_agent(self, agent_id: str, model: ModelKind, *, image_ref: str | None = None) -> AvatarSource:
+        agent = self._agents.get(agent_id)
+        image_path = self._blobs.path(image_ref or agent.image_ref)
+        if model is ModelKind.EXPRESSION:
+            return AvatarSource(key=agent.id, image_path=image_path)
+        if agent.status is not AgentStatus.READY or agent.pack_ref is None:
+            raise AgentNotReady(f"agent {agent.id} has no built pack ({agent.status.value})")
+        return AvatarSource(
+            key=agent.id, pack_path=pack_path(self._settings, agent.pack_ref), image_path=image_path
+        )
+
+
+def _image_key(image_ref: str) -> str:
+    return "img-" + hashlib.sha256(image_ref.encode()).hexdigest()[:16]
+
+
+class FileSessionIo:
+    """The uploaded clip as input, an MP4 under ``settings.output_dir`` as the sink."""
+
+    def __init__(self, settings: Settings, blobs: BlobStore) -> None:
+        self._settings = settings
+        self._blobs = blobs
+
+    def output_path(self, session_id: str) -> Path:
+        return self._settings.output_dir / f"{session_id}.mp4"
+
+    def __call__(self, session: Session) -> SessionIO:
+        if session.audio_ref is None:
+            raise ValidationError("this worker renders file-input sessions only (an uploaded clip)")
+        out = self.output_path(session.id)
+        clip = self._blobs.path(session.audio_ref)
+        source = FileInput(clip, max_s=self._settings.max_audio_s, chunk_s=None)
+        return SessionIO(input=source, sink=Mp4Sink(out, fps=self._settings.fps), output=str(out))

@@ -1,0 +1,209 @@
+"""WorkerContext: everything one worker process needs to run sessions, built once by its init hook.
+
+It owns the ModelPool (prewarmed engines, avatar cache), the Redis-backed stores, the registry entry
+of this process and the heartbeat thread that refreshes it and runs the reaper. Tasks reach it
+through the Celery app (``app.farm_worker``), never through a module global.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import redis
+from celery import Celery
+
+from farm.blobs import BlobStore
+from farm.contracts import WorkerInfo, WorkerState
+from farm.domain import AgentStatus, ModelKind
+from farm.errors import FarmError, PrewarmFailed
+from farm.redis_conn import connect
+from farm.render.base import AvatarSource, RenderEngine
+from farm.render.pool import ModelPool, PoolState
+from farm.render.registry import create_engine
+from farm.sessions.agents import RedisAgentStore
+from farm.sessions.reaper import Reaper, RedisReaperLock
+from farm.sessions.redis_store import RedisSessionStore
+from farm.sessions.registry import RedisWorkerRegistry
+from farm.sessions.wiring import AvatarResolver, FileSessionIo
+from farm.settings import Settings
+from tasks.producer import CelerySessionQueue
+from tasks.routing import models_for_queues
+
+log = logging.getLogger(__name__)
+
+EngineFactory = Callable[[ModelKind], RenderEngine]
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    worker_id: str
+    hostname: str
+    queues: list[str]
+    capacity: int
+    redis: redis.Redis
+    store: RedisSessionStore
+    agents: RedisAgentStore
+    blobs: BlobStore
+    registry: RedisWorkerRegistry
+    reaper: Reaper
+    pool: ModelPool | None
+    resolve_avatar: AvatarResolver
+    io_factory: FileSessionIo
+    state: WorkerState = "STARTING"
+    started_at: float = field(default_factory=time.time)
+    _active: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _heartbeat: threading.Thread | None = None
+
+    @classmethod
+    def create(
+        cls,
+        app: Celery,
+        settings: Settings,
+        *,
+        hostname: str,
+        queues: list[str],
+        capacity: int,
+        engine_factory: EngineFactory | None = None,
+    ) -> WorkerContext:
+        assert settings.redis_url, "the worker needs settings.redis_url"
+        client = connect(settings.redis_url)
+        worker_id = f"{hostname}:{os.getpid()}"
+        blobs = BlobStore(settings.blob_dir)
+        agents = RedisAgentStore(client)
+        store = RedisSessionStore(client, idempotency_ttl_s=settings.max_session_s)
+        models = models_for_queues(queues)
+        factory = engine_factory or (lambda model: create_engine(model, settings))
+        pool = ModelPool(models, factory, avatar_cache_mb=settings.avatar_cache_mb) if models else None
+        lock = RedisReaperLock(client, worker_id, ttl_s=settings.reaper_interval_s)
+        reaper = Reaper(store, CelerySessionQueue(app), lock, max_attempts=settings.max_attempts)
+        return cls(
+            settings=settings,
+            worker_id=worker_id,
+            hostname=hostname,
+            queues=queues,
+            capacity=capacity,
+            redis=client,
+            store=store,
+            agents=agents,
+            blobs=blobs,
+            registry=RedisWorkerRegistry(client),
+            reaper=reaper,
+            pool=pool,
+            resolve_avatar=AvatarResolver(settings, agents, blobs),
+            io_factory=FileSessionIo(settings, blobs),
+        )
+
+    # ------------------------------------------------------------ lifecycle
+    def prewarm(self) -> None:
+        """Prewarm the pool (bounded) and publish READY, or ERROR on failure; never raises."""
+        self.publish()
+        if self.pool is None:
+            self.state = "READY"
+        elif not self.settings.prewarm:
+            self.pool.mark_ready_lazy()
+            self.state = "READY"
+        else:
+            try:
+                self.pool.prewarm(self.settings.prewarm_timeout_s, hot=self._hot_avatars())
+                self.state = "READY"
+            except PrewarmFailed:
+                self.state = "ERROR"
+        self.publish()
+
+    def _hot_avatars(self) -> list[tuple[ModelKind, AvatarSource]]:
+        if self.pool is None or ModelKind.ESSENCE not in self.pool.models or self.settings.hot_avatars <= 0:
+            return []
+        hot: list[tuple[ModelKind, AvatarSource]] = []
+        try:
+            for agent_id in self.agents.most_used(self.settings.hot_avatars):
+                agent = self.agents.get(agent_id)
+                if agent.status is AgentStatus.READY:
+                    source = self.resolve_avatar.for_agent(agent_id, ModelKind.ESSENCE)
+                    hot.append((ModelKind.ESSENCE, source))
+        except FarmError:
+            log.warning("hot avatars unavailable", extra={"worker_id": self.worker_id})
+        return hot
+
+    def start_heartbeat(self) -> None:
+        self._heartbeat = threading.Thread(target=self._beat, name="farm-heartbeat", daemon=True)
+        self._heartbeat.start()
+
+    def draining(self) -> None:
+        if self.state == "READY":
+            self.state = "DRAINING"
+            self._publish_quietly()
+
+    def stop(self) -> None:
+        """Stop the heartbeat and deregister. Idempotent."""
+        self._stop.set()
+        if self._heartbeat is not None and self._heartbeat is not threading.current_thread():
+            self._heartbeat.join(timeout=2)
+        with contextlib.suppress(FarmError):
+            self.registry.remove(self.worker_id)
+        if self.pool is not None:
+            self.pool.close()
+
+    @property
+    def ready(self) -> bool:
+        pool_ready = self.pool is None or self.pool.state is PoolState.READY
+        return self.state == "READY" and pool_ready
+
+    @contextlib.contextmanager
+    def active_session(self) -> Iterator[None]:
+        with self._lock:
+            self._active += 1
+        self._publish_quietly()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
+            self._publish_quietly()
+
+    # ------------------------------------------------------------ registry and heartbeat
+    def info(self) -> WorkerInfo:
+        stats = self.pool.stats() if self.pool is not None else None
+        return WorkerInfo(
+            worker_id=self.worker_id,
+            hostname=self.hostname,
+            pid=os.getpid(),
+            queues=self.queues,
+            state=self.state,
+            capacity=self.capacity,
+            active_sessions=self._active,
+            prewarm_s=stats.prewarm_s if stats else None,
+            models=stats.models if stats else [],
+            backend=stats.backend if stats else None,
+            hot_avatars=stats.hot_avatars if stats else [],
+            error=stats.error if stats else None,
+            started_at=self.started_at,
+        )
+
+    def publish(self) -> None:
+        self.registry.publish(self.info(), ttl_s=self.settings.worker_ttl_s)
+
+    def _publish_quietly(self) -> None:
+        try:
+            self.publish()
+        except FarmError:
+            log.warning("registry publish failed", extra={"worker_id": self.worker_id})
+
+    def _beat(self) -> None:
+        next_reap = time.monotonic()
+        while not self._stop.wait(min(self.settings.heartbeat_s, self.settings.reaper_interval_s)):
+            self._publish_quietly()
+            if time.monotonic() >= next_reap and self.ready:
+                next_reap = time.monotonic() + self.settings.reaper_interval_s
+                try:
+                    self.reaper.run_once()
+                except Exception:
+                    log.exception("reaper pass failed", extra={"worker_id": self.worker_id})

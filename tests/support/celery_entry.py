@@ -1,0 +1,27 @@
+"""Celery entrypoint for integration tests: the real worker app with the ToneEngine in place of models.
+
+Test-only knobs come from the environment of the worker subprocess (this is an entrypoint):
+``FARM_TEST_FRAME_DELAY_S`` slows rendering so a test can kill a worker mid-session;
+``FARM_TEST_PREWARM_ERROR`` makes prewarm fail.
+"""
+
+from __future__ import annotations
+
+import os
+
+from farm.domain import ModelKind
+from farm.render.base import RenderEngine
+from farm.settings import Settings
+from tasks.app import create_app
+from tests.support.tone_engine import ToneEngine
+
+_DELAY_S = float(os.environ.get("FARM_TEST_FRAME_DELAY_S", "0"))
+_PREWARM_ERROR = os.environ.get("FARM_TEST_PREWARM_ERROR") or None
+
+
+def _engine(model: ModelKind) -> RenderEngine:
+    return ToneEngine(name=str(model), frame_delay_s=_DELAY_S, prewarm_error=_PREWARM_ERROR)
+
+
+settings = Settings.from_env()
+app = create_app(settings, worker=True, engine_factory=_engine)
