@@ -129,12 +129,18 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_agents(settings: Settings, args: argparse.Namespace) -> int:
-    """Build an Essence pack from a portrait locally (no Redis, no worker)."""
-    essence = importlib.import_module("farm.render.essence")  # heavy: only this command needs it
+    """Build an Essence pack from a portrait locally (no Redis, no worker), showing progress."""
+    from farm.media import load_image_rgb
+    from farm.render.essence import build_pack
 
     started = time.monotonic()
+
+    def progress(stage: str, fraction: float) -> None:
+        print(f"  {fraction:4.0%} {stage:<12} ({time.monotonic() - started:5.1f} s)", flush=True)
+
+    image = load_image_rgb(Path(args.image), settings.max_image_pixels)
     print(f"building {args.out} from {args.image} …", flush=True)
-    essence.build_pack(Path(args.image), Path(args.out), settings=settings)
+    build_pack(image, Path(args.out), size=settings.essence_size, progress=progress)
     print(f"built {args.out} in {time.monotonic() - started:.1f} s")
     return 0
 
