@@ -8,10 +8,12 @@ runs through the same ONNX → TensorRT / torch.compile paths a learned generato
 
 1. Audio → mouth (analytic). Input: a window of ``MEL_WINDOW`` log-mel rows (natural log of mel
    power, ``farm.render.audio.log_mel``, one row per 40 ms, centred on the current frame, so 80 ms
-   of look-ahead). Per row: loudness = log Σ mel power; spectral centroid over mel bins. Rows are
-   averaged with fixed triangular weights. Mouth opening = sigmoid((loudness - L0) / Ls); lip width
-   (spread for bright, high-centroid sounds such as /i/ /s/) and rounding (dark, low-centroid
-   sounds such as /u/ /o/) = ±tanh of the centred centroid, gated by the opening.
+   of look-ahead). Per row: loudness = log Σ mel power; brightness = log power in 1.7-3.2 kHz
+   (second formant of front vowels) minus 0.5-1.3 kHz; low-F1 = log power in 0.2-0.5 kHz minus
+   0.55-1 kHz. Rows are averaged with fixed triangular weights. Mouth opening =
+   sigmoid((loudness - L0) / Ls); spread = tanh of the centred brightness; lip width = its positive
+   part (/i/ /e/ /s/); rounding = its negative part times sigmoid(low-F1) (/u/ /o/, but not the
+   open /a/); both gated by the opening. Constants were set by hand on synthetic formant vowels.
 2. Motion → keypoint displacements (analytic). The 68 iBUG landmarks of the aligned face move by
    rules in units of the canonical eye distance: jaw and lower lip drop with the opening, corners
    spread/round/smile, upper eyelids close onto the lower ones with the blink control. Head pose
@@ -33,27 +35,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from farm.render.expression.motion import LOUDNESS_MID, LOUDNESS_SCALE, N_CONTROLS, WINDOW_WEIGHTS
 from farm.render.expression.prepare import EYE_DISTANCE_FRAC, EYE_Y_FRAC
 
 MODEL_VERSION = "expression-analytic-1"
 N_MELS = 80
 MEL_WINDOW = 5  # rows: 2 frames of history, the current frame, 2 frames of look-ahead
-CONTROLS = ("blink", "yaw", "pitch", "roll", "smile", "brow")
-N_CONTROLS = len(CONTROLS)
 N_POINTS = 68
 
-# Audio → mouth constants (calibrated on log_mel of speech-like signals at RMS 0.01-0.3).
-LOUDNESS_MID = -0.5  # log Σ mel power where the mouth is half open (about RMS 0.03)
-LOUDNESS_SCALE = 1.2
-CENTROID_MID = 0.30  # centroid of the mel spectrum as a fraction of the bins, neutral lip shape
-CENTROID_SCALE = 0.10
-WINDOW_WEIGHTS = (0.1, 0.2, 0.4, 0.2, 0.1)
+# Audio → mouth constants (calibrated on log_mel of speech-like signals at RMS 0.01-0.3); the
+# loudness constants and window weights live in motion.py, shared with its numpy twin.
+BRIGHT_MID, BRIGHT_SCALE = -0.8, 1.0  # /i/ ≈ +1.4, /e/ ≈ +0.6, /a/ /o/ /u/ ≈ -2
+LOW_F1_MID, LOW_F1_SCALE = -1.0, 0.7  # /a/ ≈ -3, /o/ /u/ ≈ 0 to +1.5
+BANDS_HZ = ((1700.0, 3200.0), (500.0, 1300.0), (200.0, 500.0), (550.0, 1000.0))  # hi, lo, f1lo, f1hi
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +135,7 @@ class ExpressionNet(nn.Module):
     palette: torch.Tensor
     pivot_offset: torch.Tensor
     window: torch.Tensor
-    bins: torch.Tensor
+    band_offsets: torch.Tensor
 
     def __init__(self, config: ExpressionConfig | None = None) -> None:
         super().__init__()
@@ -153,22 +154,25 @@ class ExpressionNet(nn.Module):
         self.register_buffer("palette", palette[:, None, :, None, None], persistent=False)
         pivot_offset = torch.tensor([0.0, 0.35 * eye_distance])  # head pivot: under the chin
         self.register_buffer("pivot_offset", pivot_offset, persistent=False)
-        self.register_buffer("window", torch.tensor(WINDOW_WEIGHTS), persistent=False)
-        self.register_buffer("bins", torch.linspace(0.0, 1.0, N_MELS), persistent=False)
+        self.register_buffer("window", torch.from_numpy(WINDOW_WEIGHTS.copy()), persistent=False)
+        self.register_buffer("band_offsets", _band_offsets(), persistent=False)
         self.eye_distance = eye_distance
         self.low = low
 
     def mouth_params(self, mel: torch.Tensor) -> torch.Tensor:
         """(B, W, 80) log-mel → (B, 3): opening in [0, 1], width in [-1, 1], rounding in [0, 1]."""
         loudness = torch.logsumexp(mel, dim=2)  # (B, W)
-        power = torch.softmax(mel, dim=2)
-        centroid = (power * self.bins).sum(dim=2)  # (B, W)
+        bands = torch.logsumexp(mel[:, :, None, :] + self.band_offsets, dim=3)  # (B, W, 4)
         loud = (loudness * self.window).sum(dim=1)
-        bright = (centroid * self.window).sum(dim=1)
+        bands = (bands * self.window[:, None]).sum(dim=1)  # (B, 4)
         opening = torch.sigmoid((loud - LOUDNESS_MID) / LOUDNESS_SCALE)
         opening = torch.clamp((opening - 0.08) / 0.92, 0.0, 1.0)
-        shape = torch.tanh((bright - CENTROID_MID) / CENTROID_SCALE) * torch.clamp(opening * 2.0, 0.0, 1.0)
-        return torch.stack([opening, torch.clamp(shape, 0.0, 1.0), torch.clamp(-shape, 0.0, 1.0)], dim=1)
+        gate = torch.clamp(opening * 2.0, 0.0, 1.0)
+        spread = torch.tanh((bands[:, 0] - bands[:, 1] - BRIGHT_MID) / BRIGHT_SCALE)
+        low_f1 = torch.sigmoid((bands[:, 2] - bands[:, 3] - LOW_F1_MID) / LOW_F1_SCALE)
+        width = torch.clamp(spread, 0.0, 1.0) * gate
+        rounding = torch.clamp(-spread, 0.0, 1.0) * low_f1 * gate
+        return torch.stack([opening, width, rounding], dim=1)
 
     def forward(
         self, appearance: torch.Tensor, keypoints: torch.Tensor, mel: torch.Tensor, controls: torch.Tensor
@@ -282,6 +286,19 @@ class ExpressionNet(nn.Module):
         shade = 1.0 - 0.25 * torch.clamp(radius, 0.0, 1.0)[:, None]
         alpha = alpha[:, None]
         return torch.cat([alpha, interior * shade * alpha], dim=1)
+
+
+def _band_offsets() -> torch.Tensor:
+    """(4, 80) additive masks (0 inside the band, -1e4 outside) over the mel bins of ``BANDS_HZ``."""
+    from farm.render.audio import FMAX_HZ, FMIN_HZ
+
+    def hz_to_mel(hz: float) -> float:
+        return 2595.0 * math.log10(1.0 + hz / 700.0)
+
+    mels = torch.linspace(hz_to_mel(FMIN_HZ), hz_to_mel(FMAX_HZ), N_MELS + 2, dtype=torch.float64)[1:-1]
+    centres = 700.0 * (10.0 ** (mels / 2595.0) - 1.0)  # HTK mel centres, as farm.render.audio builds them
+    inside = torch.stack([(centres > lo) & (centres < hi) for lo, hi in BANDS_HZ])
+    return torch.where(inside, 0.0, -1e4).to(torch.float32)
 
 
 def _rotate_about(point: torch.Tensor, pivot: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:

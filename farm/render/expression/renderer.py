@@ -1,0 +1,127 @@
+"""ExpressionRenderer: the per-session streaming Renderer of the Expression model.
+
+Per frame it takes 40 ms from its SpeechQueue, builds the log-mel window the network reads (two
+frames of history, the frame, two frames of queued look-ahead), steps its MotionState (blinks,
+sway, gesture) and submits one ``FrameRequest`` to the engine's shared FrameBatcher; ``next_frame``
+then waits for that request's image. Torch never appears here: the request carries the engine's
+device-side avatar tensors as an opaque handle.
+"""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from farm.errors import BatcherClosed
+from farm.render.audio import log_mel, to_mono_16k
+from farm.render.base import SAMPLES_PER_FRAME, AvatarFrame
+from farm.render.batching import BatchClient
+from farm.render.expression.motion import GESTURES, MotionState, mouth_opening
+from farm.render.expression.speech import SpeechQueue
+
+HISTORY_FRAMES = 2
+LOOKAHEAD_FRAMES = 2
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRequest:
+    """One frame to render: which avatar (engine handle) and this frame's audio and motion inputs."""
+
+    avatar: object  # engine-side handle of the prepared avatar (device tensors)
+    mel: np.ndarray  # (MEL_WINDOW, N_MELS) float32 log-mel window centred on the frame
+    controls: np.ndarray  # (N_CONTROLS,) float32
+
+
+class ExpressionRenderer:
+    """Streaming Renderer over the shared batcher (see ``farm.render.base.Renderer``)."""
+
+    def __init__(
+        self,
+        avatar: object,
+        client: BatchClient[FrameRequest, np.ndarray],
+        session_id: str,
+        size: int,
+        *,
+        frame_wait_s: float = 10.0,
+    ) -> None:
+        self._avatar = avatar
+        self._client = client
+        self.session_id = session_id
+        self._size = size
+        self._frame_wait_s = frame_wait_s
+        self._lock = threading.Lock()
+        self._speech = SpeechQueue()
+        self._motion = MotionState(seed=zlib.crc32(session_id.encode()))
+        self._history = np.zeros(HISTORY_FRAMES * SAMPLES_PER_FRAME, np.float32)
+        self._index = 0
+        self._closed = False
+
+    @property
+    def gestures(self) -> tuple[str, ...]:
+        return GESTURES
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        return (self._size, self._size)
+
+    def push_audio(self, pcm: np.ndarray, sample_rate: int) -> None:
+        samples = to_mono_16k(pcm, sample_rate)
+        with self._lock:
+            self._speech.push(samples)
+
+    def flush(self) -> None:
+        with self._lock:
+            self._speech.flush()
+
+    def interrupt(self) -> None:
+        with self._lock:
+            self._speech.clear()
+
+    def trigger(self, gesture: str) -> None:
+        with self._lock:
+            self._motion.trigger(gesture)
+
+    def pending_frames(self) -> int:
+        with self._lock:
+            return self._speech.pending_frames()
+
+    def next_frame(self) -> AvatarFrame:
+        with self._lock:
+            if self._closed:
+                raise BatcherClosed("the renderer is closed", session_id=self.session_id)
+            speech = self._speech.take_frame()
+            ahead = self._speech.lookahead(LOOKAHEAD_FRAMES * SAMPLES_PER_FRAME)
+            window = np.zeros((HISTORY_FRAMES + 1 + LOOKAHEAD_FRAMES) * SAMPLES_PER_FRAME, np.float32)
+            window[: self._history.shape[0]] = self._history
+            window[self._history.shape[0] : self._history.shape[0] + SAMPLES_PER_FRAME] = speech.samples
+            window[(HISTORY_FRAMES + 1) * SAMPLES_PER_FRAME :][: ahead.shape[0]] = ahead
+            self._history = window[SAMPLES_PER_FRAME : (HISTORY_FRAMES + 1) * SAMPLES_PER_FRAME].copy()
+            mel = log_mel(window)
+            opening = mouth_opening(mel)
+            controls, gesture = self._motion.step(opening)
+            index = self._index
+            self._index += 1
+        future = self._client.submit(FrameRequest(self._avatar, mel, controls))
+        image = future.result(timeout=self._frame_wait_s)
+        audio = np.clip(np.round(speech.samples * 32767.0), -32768, 32767).astype(np.int16)
+        return AvatarFrame(
+            index=index,
+            image=image,
+            audio=audio,
+            speaking=speech.speaking,
+            segment_id=speech.segment_id,
+            segment_end=speech.segment_end,
+            gesture=gesture,
+            mouth_open=opening,
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._speech.clear()
+        self._client.leave()
