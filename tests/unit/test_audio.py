@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from farm.render.audio import MelStream, frame_energy, log_mel, n_frames, to_mono_16k
+from farm.render.audio import MelStream, Resampler, frame_energy, log_mel, n_frames, to_mono_16k
 
 pytestmark = pytest.mark.unit
 
@@ -69,3 +69,20 @@ def test_streaming_rows_equal_batch_rows_whatever_the_chunking(win_length: int) 
         start += size
     rows.append(stream.finish())
     assert np.allclose(np.concatenate(rows), log_mel(audio, win_length=win_length), atol=1e-4)
+
+
+@pytest.mark.parametrize("rate", [48_000, 44_100, 24_000, 22_050, 8_000, 16_000])
+def test_the_streaming_resampler_equals_whole_clip_resampling(rate: int) -> None:
+    rng = np.random.default_rng(rate)
+    audio = (0.2 * rng.standard_normal(rate // 2 + 77)).astype(np.float32)
+    resampler = Resampler(rate)
+    parts, start = [], 0
+    while start < audio.shape[0]:
+        size = int(rng.integers(1, 1_500))
+        parts.append(resampler.push(audio[start : start + size]))
+        start += size
+    parts.append(resampler.finish())
+    streamed = np.clip(np.concatenate(parts), -1.0, 1.0)
+    whole = to_mono_16k(audio, rate)
+    assert streamed.shape == whole.shape
+    assert np.allclose(streamed, whole, atol=1e-5)
