@@ -5,6 +5,7 @@ so a process that never renders (the API) never imports torch or the engines.
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 from farm.domain import ModelKind
@@ -26,10 +27,15 @@ def engine_class(model: ModelKind) -> Any:
 def create_engine(model: ModelKind, settings: Settings) -> RenderEngine:
     """A new, not yet prewarmed engine for ``model`` configured from ``settings``.
 
-    Engines take their configuration through ``from_settings(settings)`` when they define it,
-    otherwise through their constructor's ``settings`` argument.
+    An engine takes its configuration through ``from_settings(settings)`` when it defines it, else
+    through a ``settings`` constructor argument when it has one, else it needs none.
     """
     cls = engine_class(model)
     factory = getattr(cls, "from_settings", None)
-    engine: RenderEngine = factory(settings) if callable(factory) else cls(settings=settings)
+    if callable(factory):
+        engine: RenderEngine = factory(settings)
+    elif "settings" in inspect.signature(cls).parameters:
+        engine = cls(settings=settings)
+    else:
+        engine = cls()
     return engine

@@ -5,7 +5,10 @@ Kept out of the Celery layer so it can be tested (and reused by ``farm demo``) w
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import tempfile
 from pathlib import Path
 
 from farm.blobs import BlobStore
@@ -38,7 +41,12 @@ class AvatarResolver:
             return self.for_agent(session.avatar_id, session.model, image_ref=session.image_ref)
         if session.image_ref is None:
             raise ValidationError("the session names neither an agent nor an image")
-        return AvatarSource(key=_image_key(session.image_ref), image_path=self._blobs.path(session.image_ref))
+        key = _image_key(session.image_ref)
+        image_path = self._blobs.path(session.image_ref)
+        if session.model is ModelKind.ESSENCE:  # an ad-hoc portrait: build its pack once, keep it
+            pack = ensure_image_pack(self._settings, image_path, key)
+            return AvatarSource(key=key, pack_path=pack, image_path=image_path)
+        return AvatarSource(key=key, image_path=image_path)
 
     def for_agent(self, agent_id: str, model: ModelKind, *, image_ref: str | None = None) -> AvatarSource:
         agent = self._agents.get(agent_id)
@@ -50,6 +58,27 @@ class AvatarResolver:
         return AvatarSource(
             key=agent.id, pack_path=pack_path(self._settings, agent.pack_ref), image_path=image_path
         )
+
+
+def ensure_image_pack(settings: Settings, image_path: Path, key: str) -> Path:
+    """The Essence pack of an uploaded portrait, built on first use under ``settings.pack_dir``.
+
+    Built in a temporary directory and renamed into place, so concurrent builders never expose a
+    half-written pack (the loser of the race discards its copy).
+    """
+    target = settings.pack_dir / key
+    if target.exists():
+        return target
+    from farm.media import load_image_rgb
+    from farm.render.essence.builder import build_pack
+
+    settings.pack_dir.mkdir(parents=True, exist_ok=True)
+    image = load_image_rgb(image_path, settings.max_image_pixels)
+    with tempfile.TemporaryDirectory(dir=settings.pack_dir, prefix=".build-") as tmp:
+        built = build_pack(image, Path(tmp) / "pack", size=settings.essence_size)
+        with contextlib.suppress(OSError):  # another worker finished first: use its pack
+            os.rename(built, target)
+    return target
 
 
 def _image_key(image_ref: str) -> str:

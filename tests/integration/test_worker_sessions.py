@@ -18,9 +18,10 @@ import redis
 
 from farm.blobs import BlobStore
 from farm.contracts import RunSessionMessage
-from farm.domain import ModelKind, Session, SessionState
+from farm.domain import Agent, AgentStatus, ModelKind, Session, SessionState
 from farm.redis_conn import connect
 from farm.render.base import SAMPLES_PER_FRAME
+from farm.sessions.agents import RedisAgentStore, new_agent_id
 from farm.sessions.redis_store import RedisSessionStore
 from farm.settings import Settings
 from tasks.producer import CelerySessionQueue, producer_app
@@ -61,13 +62,26 @@ def store(farm_settings: Settings) -> RedisSessionStore:
     return RedisSessionStore(connect(farm_settings.redis_url))
 
 
+def ready_agent(settings: Settings, image_ref: str) -> str:
+    """An agent whose (ToneEngine) pack exists: the ToneEngine only checks the path."""
+    assert settings.redis_url
+    (settings.data_dir / "packs" / "tone").mkdir(parents=True, exist_ok=True)
+    agent = Agent(
+        id=new_agent_id(), tenant="t1", image_ref=image_ref, status=AgentStatus.READY, pack_ref="packs/tone"
+    )
+    RedisAgentStore(connect(settings.redis_url)).create(agent)
+    return agent.id
+
+
 def new_session(settings: Settings, store: RedisSessionStore, model: ModelKind, seconds: float) -> Session:
     blobs = BlobStore(settings.blob_dir)
+    image_ref = blobs.put(b"portrait-bytes", ".png")
     session = Session(
         id=uuid.uuid4().hex,
         tenant="t1",
         model=model,
-        image_ref=blobs.put(b"portrait-bytes", ".png"),
+        avatar_id=ready_agent(settings, image_ref) if model is ModelKind.ESSENCE else None,
+        image_ref=image_ref,
         audio_ref=blobs.put(wav_bytes(seconds), ".wav"),
     )
     created, _ = store.create(session)
