@@ -1,7 +1,7 @@
 """``farm bench essence``: build, load and render cost of the Essence engine, as one JSON object.
 
 Measures on the sample portrait at 512x512: pack build time, pack load time, render ms per frame
-(median, p95) of one session on one core while it speaks, sessions per core at 25 fps (render only),
+(median, p95) of one session pinned to one core while it speaks, sessions per core at 25 fps (render only),
 and resident memory per extra session (RSS growth over 20 open, rendering sessions). With
 ``--sheet PATH`` it also writes a PNG contact sheet: idle frames, speech with different mouth
 shapes, and every gesture.
@@ -52,6 +52,15 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _one_core() -> None:
+    """Pin this process to one core (and OpenCV to one thread) for the render measurements."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+
 def _render_costs(avatar: LoadedAvatar, seconds: float) -> list[float]:
     renderer = EssenceRenderer(avatar, "bench")
     renderer.push_audio(speech_like(seconds), 16_000)
@@ -67,29 +76,30 @@ def _render_costs(avatar: LoadedAvatar, seconds: float) -> list[float]:
     return costs
 
 
-def _session_memory(avatar: LoadedAvatar) -> float:
+def _session_memory(avatar: LoadedAvatar) -> tuple[float, float]:
+    """(RSS growth, traced Python allocations) per extra session, in MB, with 4 s of queued speech."""
+    import tracemalloc
+
     warm = EssenceRenderer(avatar, "warm")
     warm.push_audio(speech_like(2.0), 16_000)
-    for _ in range(50):
+    for _ in range(130):
         warm.next_frame()  # touch every idle page once, so only per-session memory grows below
-    before = _rss_mb()
-    sessions = [EssenceRenderer(avatar, f"s{i}") for i in range(EXTRA_SESSIONS)]
     audio = speech_like(4.0)
+    before = _rss_mb()
+    tracemalloc.start()
+    sessions = [EssenceRenderer(avatar, f"s{i}") for i in range(EXTRA_SESSIONS)]
     for renderer in sessions:
         renderer.push_audio(audio, 16_000)
     for _ in range(10):
         for renderer in sessions:
             renderer.next_frame()
-    return (_rss_mb() - before) / EXTRA_SESSIONS
+    traced, _peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return (_rss_mb() - before) / EXTRA_SESSIONS, traced / 1e6 / EXTRA_SESSIONS
 
 
 def run(*, sheet: Path | None = None, seconds: float = 10.0) -> dict[str, Any]:
     """Run the benchmark; returns the JSON-ready result (and writes the contact sheet if asked)."""
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
-    import cv2
-
-    cv2.setNumThreads(1)
     engine = EssenceEngine()
     with tempfile.TemporaryDirectory(prefix="essence-bench-") as tmp:
         pack_dir = Path(tmp) / "pack"
@@ -99,8 +109,9 @@ def run(*, sheet: Path | None = None, seconds: float = 10.0) -> dict[str, Any]:
         started = time.perf_counter()
         avatar = engine.load_avatar(AvatarSource("bench", pack_path=pack_dir))
         load_ms = (time.perf_counter() - started) * 1000.0
+        _one_core()
         costs = _render_costs(avatar, seconds)
-        per_session_mb = _session_memory(avatar)
+        rss_mb, traced_mb = _session_memory(avatar)
         if sheet is not None:
             contact_sheet(avatar, sheet)
         median = float(np.median(costs))
@@ -114,7 +125,8 @@ def run(*, sheet: Path | None = None, seconds: float = 10.0) -> dict[str, Any]:
             "pack_build_s": round(build_s, 2),
             "pack_load_ms": round(load_ms, 1),
             "pack_size_mb": round(engine.avatar_size_mb(avatar), 1),
-            "rss_mb_per_extra_session": round(per_session_mb, 2),
+            "rss_mb_per_extra_session": round(rss_mb, 2),
+            "traced_mb_per_extra_session": round(traced_mb, 3),
             "extra_sessions_measured": EXTRA_SESSIONS,
             "sheet": str(sheet) if sheet else None,
         }

@@ -226,14 +226,12 @@ def paint_interior(
     depth = np.clip((ys - y_up[None, :]) / gap[None, :], 0.0, 1.0)[..., None]
     across = np.clip(np.abs(xs - cx) / (0.5 * interior.mouth_width), 0.0, 1.0)[None, :, None]
     lip = interior.lip_rgb[None, None, :]
-    cavity = (
-        (0.28 * lip + np.array([16.0, 4.0, 6.0], np.float32)) * (0.8 + 0.5 * depth) * (1.0 - 0.4 * across)
-    )
-    tongue = (
-        np.clip((depth - 0.55) / 0.45, 0.0, 1.0)
-        * np.clip(gap / (0.25 * interior.mouth_width), 0, 1)[None, :, None]
-    )
-    synthetic = cavity * (1.0 - 0.6 * tongue) + 0.62 * lip * 0.6 * tongue
+    dark = 0.2 * lip + np.array([20.0, 3.0, 5.0], np.float32)
+    cavity = dark * (0.7 + 0.4 * depth) * (1.0 - 0.45 * across)
+    opening = np.clip(gap / (0.25 * interior.mouth_width), 0.0, 1.0)[None, :, None]
+    tongue = np.clip((depth - 0.5) / 0.5, 0.0, 1.0) * opening * (1.0 - across)
+    tongue_rgb = lip * np.array([0.72, 0.42, 0.45], np.float32)
+    synthetic = cavity * (1.0 - 0.7 * tongue) + tongue_rgb * 0.7 * tongue
     colour = carried.astype(np.float32) * carried_alpha + synthetic * (1.0 - carried_alpha)
     a = alpha[..., None]
     out = patch.astype(np.float32) * (1.0 - a) + colour * a
