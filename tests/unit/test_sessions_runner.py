@@ -191,3 +191,35 @@ async def test_the_session_cap_ends_a_session(settings: Settings) -> None:
     result = await asyncio.wait_for(runner(capped, store, pool, lease, io).run(), 5)
     assert result.session is not None and result.session.state is SessionState.ENDED
     assert result.session.history[-1].reason == "max session duration reached"
+
+
+async def test_the_real_essence_engine_renders_a_file_session(
+    settings: Settings, tmp_path: Path, essence_pack_dir: Path
+) -> None:
+    from farm.render.essence import EssenceEngine
+
+    store = MemorySessionStore()
+    pool = ModelPool([ModelKind.ESSENCE], lambda _: EssenceEngine())
+    pool.prewarm(timeout_s=60, hot=[(ModelKind.ESSENCE, AvatarSource(key="A1", pack_path=essence_pack_dir))])
+    session, _ = store.create(
+        Session(id=uuid.uuid4().hex, tenant="t", model=ModelKind.ESSENCE, avatar_id="A1")
+    )
+    lease = store.claim(session.id, "w1", ttl_s=settings.lease_ttl_s)
+    assert lease is not None
+    out = tmp_path / "essence.mp4"
+    io = SessionIO(FileInput(pcm=tone(0.8), sample_rate=16_000), Mp4Sink(out), output=str(out))
+    run = SessionRunner(
+        lease=lease,
+        store=store,
+        pool=pool,
+        settings=settings,
+        io_factory=lambda _: io,
+        resolve_avatar=lambda s: AvatarSource(key="A1", pack_path=essence_pack_dir),
+    ).run
+    result = await run()
+    assert result.frames == 20
+    assert store.get(session.id).state is SessionState.ENDED
+    assert pool.stats().avatar_hits >= 1  # the hot avatar was reused, not reloaded
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].width == 256
+        assert sum(1 for _ in container.decode(video=0)) == 20

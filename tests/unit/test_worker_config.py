@@ -1,0 +1,68 @@
+"""The Celery layer's configuration: explicit queues, JSON only, late acks, no hoarding, events on,
+visibility timeout past the longest session, routing by model, and the worker command line."""
+
+from __future__ import annotations
+
+import pytest
+
+from farm import names
+from farm.domain import ModelKind
+from farm.errors import BackendUnavailable
+from farm.settings import Settings
+from tasks.app import celery_config, create_app
+from tasks.routing import models_for_queues, queue_for_model, route_task
+from tasks.worker import worker_argv
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def cfg(settings: Settings) -> Settings:
+    return settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0", "max_session_s": 7200.0})
+
+
+def test_every_queue_has_its_own_exchange_and_routing_key(cfg: Settings) -> None:
+    queues = {q.name: q for q in celery_config(cfg)["task_queues"]}
+    assert set(queues) == {"essence", "expression", "build"}
+    for name, queue in queues.items():
+        assert queue.exchange.name == name and queue.routing_key == name
+
+
+def test_long_sessions_are_safe_with_the_redis_broker(cfg: Settings) -> None:
+    conf = celery_config(cfg)
+    assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
+    assert conf["worker_prefetch_multiplier"] == 1 and conf["worker_disable_prefetch"]
+    assert conf["broker_transport_options"]["visibility_timeout"] > cfg.max_session_s
+    assert conf["accept_content"] == ["json"] and conf["task_serializer"] == "json"
+    assert conf["worker_send_task_events"] and conf["task_send_sent_event"]
+
+
+def test_the_producer_app_registers_no_farm_tasks(cfg: Settings) -> None:
+    app = create_app(cfg)
+    assert names.TASK_RUN_SESSION not in app.tasks
+
+
+def test_without_a_redis_url_there_is_no_app(settings: Settings) -> None:
+    with pytest.raises(BackendUnavailable):
+        create_app(settings.model_copy(update={"redis_url": None}))
+
+
+def test_sessions_are_routed_by_model_and_builds_to_build() -> None:
+    body = {"session_id": "s", "model": "expression"}
+    assert route_task(names.TASK_RUN_SESSION, (body,), {}, {}) == {
+        "queue": "expression",
+        "routing_key": "expression",
+    }
+    assert route_task(names.TASK_BUILD_AGENT, ({"agent_id": "A"},), {}, {})["queue"] == "build"
+    assert route_task("other", (), {}, {}) is None
+    assert queue_for_model(ModelKind.ESSENCE) == "essence"
+    assert models_for_queues(["build", "expression"]) == [ModelKind.EXPRESSION]
+
+
+def test_the_worker_command_line_defaults_to_threads_and_capacity(cfg: Settings) -> None:
+    argv = worker_argv(cfg, ["essence"])
+    assert "--pool=threads" in argv and f"--concurrency={cfg.worker_capacity}" in argv
+    assert "--queues=essence" in argv
+    assert "--concurrency=1" in worker_argv(cfg, ["build"])
+    with pytest.raises(ValueError):
+        worker_argv(cfg, ["gpu"])
