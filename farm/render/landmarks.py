@@ -141,16 +141,26 @@ def _as_rgb_uint8(image_rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def detect_face(image_rgb: np.ndarray, *, upsample: int = 1) -> FaceLandmarks:
+def detect_face(image_rgb: np.ndarray, *, upsample: int = 1, max_side: int = 1024) -> FaceLandmarks:
     """The most confident (then largest) face in an RGB image, with 68 landmarks.
 
+    Images larger than ``max_side`` are searched at that size (a 12-megapixel photo would take
+    seconds otherwise); points and box are returned in the original image's pixels.
     Raises ``NoFaceFound`` when no face is detected.
     """
     image = _as_rgb_uint8(image_rgb)
+    scale = min(1.0, max_side / max(image.shape[:2]))
+    if scale < 1.0:
+        import cv2
+
+        size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     models = _dlib_models()
-    if models is not None:
-        return _detect_dlib(image, models, upsample)
-    return _detect_haar(image)
+    face = _detect_dlib(image, models, upsample) if models is not None else _detect_haar(image)
+    if scale == 1.0:
+        return face
+    box = tuple(round(v / scale) for v in face.box)
+    return FaceLandmarks(face.points / np.float32(scale), box, face.score, face.method)
 
 
 def _detect_dlib(image: np.ndarray, models: tuple[Any, Any], upsample: int) -> FaceLandmarks:

@@ -210,3 +210,14 @@ def test_the_same_input_gives_the_same_frames_whatever_the_chunking(essence_avat
         assert np.array_equal(a.image, b.image) and np.array_equal(a.audio, b.audio)
         assert np.array_equal(a.image, c.image) and np.array_equal(a.audio, c.audio)
         assert a.mouth_open == c.mouth_open and a.gesture == c.gesture
+
+
+def test_empty_pushes_and_bad_rates_are_handled(essence_avatar: LoadedAvatar) -> None:
+    from farm.errors import InvalidAudio
+
+    renderer = EssenceRenderer(essence_avatar, "s")
+    renderer.push_audio(np.zeros(0, np.int16), 24_000)
+    renderer.flush()
+    assert renderer.pending_frames() == 0 and not renderer.next_frame().speaking
+    with pytest.raises(InvalidAudio):
+        renderer.push_audio(np.zeros(10, np.int16), 0)

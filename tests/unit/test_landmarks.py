@@ -36,3 +36,12 @@ def test_an_image_without_a_face_is_refused_with_its_code() -> None:
 def test_a_flat_grey_image_is_refused() -> None:
     with pytest.raises(NoFaceFound):
         detect_face(np.full((256, 256, 3), 128, np.uint8))
+
+
+def test_a_large_photo_is_searched_downscaled_and_answered_in_its_own_pixels() -> None:
+    import cv2
+
+    small = detect_face(sample_portrait())
+    big = detect_face(cv2.resize(sample_portrait(), (2048, 2048), interpolation=cv2.INTER_CUBIC))
+    assert np.allclose(big.points / 4.0, small.points, atol=3.0)
+    assert abs(big.box[0] / 4.0 - small.box[0]) < 4

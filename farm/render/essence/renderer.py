@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from farm.errors import UnknownGesture
+from farm.errors import InvalidAudio, UnknownGesture
 from farm.render.audio import Resampler, frame_energy, log_mel
 from farm.render.base import SAMPLES_PER_FRAME, AvatarFrame
 from farm.render.essence.pack import EssencePack
@@ -132,6 +132,8 @@ class EssenceRenderer:
         return self.avatar.pack.frame_size
 
     def push_audio(self, pcm: np.ndarray, sample_rate: int) -> None:
+        if sample_rate <= 0:
+            raise InvalidAudio(f"sample rate must be positive, got {sample_rate}")
         data = np.asarray(pcm)
         if np.issubdtype(data.dtype, np.integer):
             samples = data.astype(np.float32) / np.float32(float(np.iinfo(data.dtype).max) + 1.0)
