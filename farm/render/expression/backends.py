@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -133,6 +134,15 @@ def export_onnx(config: ExpressionConfig, path: Path, *, opset: int = ONNX_OPSET
     batch = torch.export.Dim("batch", min=1, max=1024)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".onnx.tmp")
+    with warnings.catch_warnings():
+        # One Dim shared by the four inputs: the exporter notes it keeps a single name for them.
+        warnings.filterwarnings("ignore", message=r".*axis name.*will not be used", category=UserWarning)
+        _export(model, config, tmp, batch, opset)
+    tmp.replace(path)
+    return path
+
+
+def _export(model: ExpressionNet, config: ExpressionConfig, tmp: Path, batch: object, opset: int) -> None:
     torch.onnx.export(
         model,
         example_inputs(2, config),
@@ -145,8 +155,6 @@ def export_onnx(config: ExpressionConfig, path: Path, *, opset: int = ONNX_OPSET
         external_data=False,
         verbose=False,
     )
-    tmp.replace(path)
-    return path
 
 
 class OnnxRuntimeBackend:

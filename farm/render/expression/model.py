@@ -107,7 +107,7 @@ _RULES: tuple[tuple[int, tuple[int, ...], float, float], ...] = (
 )
 # RBF radius per point, eye distances: jaw wide, lips medium, eyes tight, the rest (anchors) 0.3.
 _SIGMAS: tuple[tuple[range | tuple[int, ...], float], ...] = (
-    ((5, 6, 7, 8, 9, 10, 11), 0.55),
+    ((5, 6, 7, 8, 9, 10, 11), 0.40),
     (range(36, 48), 0.10),
     (range(48, 68), 0.22),
 )
