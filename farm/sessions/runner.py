@@ -126,9 +126,12 @@ class SessionRunner:
 
     # ------------------------------------------------------------ phases
     async def _start(self, session: Session) -> tuple[SessionIO, Renderer]:
-        self.pool.engine(session.model)
+        # Blocking steps (engine load, pack build or load) run off the event loop so the lease
+        # renewer keeps running however long they take.
+        await asyncio.to_thread(self.pool.engine, session.model)
         self._mark("model_ready")
-        renderer = self.pool.open_session(session.model, self._resolve_avatar(session), session.id)
+        source = await asyncio.to_thread(self._resolve_avatar, session)
+        renderer = await asyncio.to_thread(self.pool.open_session, session.model, source, session.id)
         self._renderer = renderer
         self._mark("avatar_ready")
         io = self._io_factory(session)
@@ -175,7 +178,7 @@ class SessionRunner:
                 await self._wait_for_input(_STOP_POLL_S)
                 continue
             self._check_lease()
-            frame = renderer.next_frame()
+            frame = await asyncio.to_thread(renderer.next_frame)  # may wait on a cross-session batch
             await sink.write(frame)
             if self.frames == 0:
                 self._mark("first_frame")

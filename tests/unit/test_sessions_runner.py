@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 import uuid
 from pathlib import Path
 
@@ -223,3 +224,25 @@ async def test_the_real_essence_engine_renders_a_file_session(
     with av.open(str(out)) as container:
         assert container.streams.video[0].width == 256
         assert sum(1 for _ in container.decode(video=0)) == 20
+
+
+async def test_a_slow_avatar_load_does_not_lose_the_lease(settings: Settings) -> None:
+    short = settings.model_copy(update={"lease_ttl_s": 0.3, "lease_renew_s": 0.05})
+    store, pool, _, lease = setup(short)
+    io = SessionIO(FileInput(pcm=tone(0.2), sample_rate=16_000), ListSink(realtime=False))
+
+    def slow_pack_build(s: Session) -> AvatarSource:
+        time.sleep(1.0)  # a pack build: blocking work far longer than the lease TTL
+        return AvatarSource(key="A1")
+
+    run = SessionRunner(
+        lease=lease,
+        store=store,
+        pool=pool,
+        settings=short,
+        io_factory=lambda _: io,
+        resolve_avatar=slow_pack_build,
+    ).run
+    result = await run()
+    assert not result.lease_lost
+    assert result.session is not None and result.session.state is SessionState.ENDED
