@@ -154,7 +154,7 @@ def run_demo(settings: Settings, env: Mapping[str, str], *, out: Path, model: st
                 return 1
             audio, source = speech_clip()
             print(f"2/4 speech clip: {source}, {len(audio) // 32000:.0f} s", flush=True)
-            print(f"3/4 rendering a {model} session …", flush=True)
+            print(f"3/4 rendering the session on the {model} queue …", flush=True)
             session = farm.create_session(audio=audio, avatar_id=agent.agent_id, model=model)
             done = farm.wait_session(
                 session.session_id, deadline_s=900, on_status=_Progress(session.session_id)
