@@ -155,7 +155,7 @@ def contact_sheet(avatar: LoadedAvatar, path: Path, tile: int = 256) -> Path:
         renderer = EssenceRenderer(avatar, f"sheet-{name}")
         renderer.push_audio(speech_like(3.0, seed=1), 16_000)
         renderer.trigger(name)
-        length = avatar.pack.frames[name].shape[0]
+        length = avatar.pack.clip_length(name)
         for i in range(length):
             frame = renderer.next_frame()
             if i in (length // 3, length // 2):

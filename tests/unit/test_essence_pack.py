@@ -47,7 +47,8 @@ def test_the_mouth_bank_has_distinct_shapes_closed_to_wide_and_round(
 
 
 def test_the_idle_loop_is_seamless(essence_avatar: LoadedAvatar) -> None:
-    idle = np.asarray(essence_avatar.pack.frames["idle"], dtype=np.float32)
+    pack = essence_avatar.pack
+    idle = [pack.base_frame("idle", i).astype(np.float32) for i in range(pack.clip_length("idle"))]
     step = [np.abs(idle[i + 1] - idle[i]).mean() for i in range(20)]
     wrap = np.abs(idle[0] - idle[-1]).mean()
     assert wrap <= 1.5 * max(step)
@@ -57,7 +58,7 @@ def test_loaded_arrays_are_read_only_memory_maps(essence_avatar: LoadedAvatar) -
     frames = essence_avatar.pack.frames["idle"]
     assert isinstance(frames, np.memmap)
     with pytest.raises(ValueError):
-        frames[0, 0, 0, 0] = 1
+        frames[0, 0, 0] = 1
 
 
 @pytest.fixture

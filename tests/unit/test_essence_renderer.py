@@ -42,11 +42,11 @@ def test_silence_keeps_the_mouth_closed(essence_avatar: LoadedAvatar) -> None:
     quiet = (1e-4 * np.random.default_rng(3).standard_normal(32_000)).astype(np.float32)  # -80 dBFS
     renderer.push_audio(quiet, 16_000)
     renderer.flush()
-    idle = essence_avatar.pack.frames["idle"]
+    pack = essence_avatar.pack
     rows, cols = _mouth_box(essence_avatar)
     for i, frame in enumerate(_render_all(renderer)):
         assert frame.speaking and frame.mouth_open == 0.0
-        closed = np.asarray(idle[i % idle.shape[0]], dtype=np.float32)[rows, cols]
+        closed = pack.base_frame("idle", i % pack.clip_length("idle")).astype(np.float32)[rows, cols]
         assert np.abs(frame.image[rows, cols].astype(np.float32) - closed).mean() < 0.5
 
 
@@ -67,11 +67,11 @@ def test_an_open_mouth_changes_the_mouth_region_of_the_picture(essence_avatar: L
     renderer = EssenceRenderer(essence_avatar, "s")
     renderer.push_audio(speech_like(3.0), 16_000)
     renderer.flush()
-    idle = essence_avatar.pack.frames["idle"]
+    pack = essence_avatar.pack
     rows, cols = _mouth_box(essence_avatar)
     for i, frame in enumerate(_render_all(renderer)):
         if frame.mouth_open >= 0.6:
-            base = np.asarray(idle[i % idle.shape[0]], dtype=np.float32)
+            base = pack.base_frame("idle", i % pack.clip_length("idle")).astype(np.float32)
             assert np.abs(frame.image[rows, cols].astype(np.float32) - base[rows, cols]).mean() > 3.0
             outside = np.abs(frame.image[: rows.start].astype(np.float32) - base[: rows.start]).max()
             assert outside == 0.0  # nothing above the mouth region is touched
@@ -162,12 +162,13 @@ def test_a_triggered_gesture_starts_on_the_next_frame_and_ends(essence_avatar: L
     for _ in range(7):
         renderer.next_frame()
     renderer.trigger("head_tilt")
-    length = essence_avatar.pack.frames["head_tilt"].shape[0]
+    pack = essence_avatar.pack
+    length = pack.clip_length("head_tilt")
     frames = [renderer.next_frame() for _ in range(length + 1)]
     assert [f.gesture for f in frames] == ["head_tilt"] * length + [None]
-    idle = essence_avatar.pack.frames["idle"]
     middle = frames[length // 2]
-    assert np.abs(middle.image.astype(np.float32) - idle[middle.index % idle.shape[0]]).mean() > 2.0
+    idle = pack.base_frame("idle", middle.index % pack.clip_length("idle")).astype(np.float32)
+    assert np.abs(middle.image.astype(np.float32) - idle).mean() > 2.0
 
 
 def test_lip_sync_continues_during_a_gesture(essence_avatar: LoadedAvatar) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 from farm.errors import InvalidImage
 from farm.render.base import FPS, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
 from farm.render.essence import motion
-from farm.render.essence.pack import write_pack
+from farm.render.essence.pack import FRAME_ENCODING, write_pack
 from farm.render.essence.synth import (
     MotionField,
     MouthRegion,
@@ -96,13 +96,15 @@ class _ClipRenderer:
         return self._smiles[key]
 
     def render(self, poses: list[Pose]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        size = self.portrait.shape[:2]
-        frames = np.empty((len(poses), *size, 3), np.uint8)
+        """(I420 frames (n, 3H/2, W), head matrices (n, 2, 3), smile levels (n,)) of a clip."""
+        h, w = self.portrait.shape[:2]
+        frames = np.empty((len(poses), h * 3 // 2, w), np.uint8)
         matrices = np.empty((len(poses), 2, 3), np.float32)
         smiles = np.array([round(p.smile, 2) for p in poses], np.float32)
         for i, pose in enumerate(poses):
             image = blink(self._smiling(pose.smile), self.face, pose.blink)
-            frames[i], matrices[i] = render_pose(image, self.field, pose)
+            rgb, matrices[i] = render_pose(image, self.field, pose)
+            frames[i] = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
         return frames, matrices, smiles
 
 
@@ -116,6 +118,7 @@ def build_pack(
 ) -> Path:
     """Build a pack from one portrait into ``out_dir``; raises ``NoFaceFound`` without a face."""
     report = progress or (lambda _stage, _fraction: None)
+    size = size + (size % 2)  # I420 frames need even sides
     image = np.asarray(image_rgb)
     if image.ndim != 3 or image.shape[2] < 3 or min(image.shape[:2]) < 64:
         raise InvalidImage("portrait must be an RGB image of at least 64x64 pixels", shape=image.shape)
@@ -158,6 +161,7 @@ def _manifest(
         "sample_rate_hz": SAMPLE_RATE_HZ,
         "samples_per_frame": SAMPLES_PER_FRAME,
         "frame_size": [size, size],
+        "frame_encoding": FRAME_ENCODING,
         "face": {
             "box": list(face.box),
             "landmarks": np.round(face.points, 2).tolist(),

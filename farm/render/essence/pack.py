@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from farm.errors import PackError, PackVersionMismatch
@@ -21,6 +22,7 @@ from farm.errors import PackError, PackVersionMismatch
 PACK_FORMAT = "farm-essence-pack"
 PACK_VERSION = 1
 MANIFEST = "manifest.json"
+FRAME_ENCODING = "i420"  # base frames: planar Y (H rows) then U and V (H/2 x W/2 each), OpenCV's I420
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +48,7 @@ class EssencePack:
 
     path: Path
     manifest: dict[str, Any]
-    frames: dict[str, np.ndarray]  # clip name -> (n, H, W, 3) uint8 base frames ("idle" included)
+    frames: dict[str, np.ndarray]  # clip name -> (n, 3H/2, W) uint8 I420 base frames ("idle" included)
     poses: dict[str, np.ndarray]  # clip name -> (n, 2, 3) float32 head matrices (portrait -> frame)
     smile: dict[str, np.ndarray]  # clip name -> (n,) float32 smile level of each base frame
     patches: np.ndarray  # (levels, shapes, h, w, 3) uint8 mouth patches in portrait coordinates
@@ -59,8 +61,16 @@ class EssencePack:
     @property
     def frame_size(self) -> tuple[int, int]:
         """(width, height)."""
-        height, width = self.frames["idle"].shape[1:3]
+        width, height = self.manifest["frame_size"]
         return (int(width), int(height))
+
+    def clip_length(self, clip: str) -> int:
+        """Frames in a clip ("idle" or a gesture name)."""
+        return int(self.frames[clip].shape[0])
+
+    def base_frame(self, clip: str, index: int) -> np.ndarray:
+        """Base frame ``index`` of ``clip`` decoded to a new (H, W, 3) uint8 RGB array."""
+        return cv2.cvtColor(np.asarray(self.frames[clip][index]), cv2.COLOR_YUV2RGB_I420)
 
     @property
     def mouth_origin(self) -> tuple[int, int]:
@@ -107,9 +117,10 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         raise PackError("pack manifest is unreadable", path=str(path)) from exc
     if not isinstance(manifest, dict) or manifest.get("format") != PACK_FORMAT:
         raise PackError("not an Essence pack", path=str(path))
-    if manifest.get("version") != PACK_VERSION:
+    if manifest.get("version") != PACK_VERSION or manifest.get("frame_encoding") != FRAME_ENCODING:
         raise PackVersionMismatch(
-            f"pack format version {manifest.get('version')!r}, this engine reads {PACK_VERSION}",
+            f"pack format version {manifest.get('version')!r} ({manifest.get('frame_encoding')!r} frames), "
+            f"this engine reads version {PACK_VERSION} ({FRAME_ENCODING!r})",
             path=str(path),
         )
     return manifest
@@ -156,4 +167,7 @@ def load_pack(path: Path, *, verify: bool = True) -> EssencePack:
         raise PackError("pack manifest is incomplete", path=str(path)) from exc
     if pack.patches.shape[1] != len(shapes) or len(shapes) != pack.centres.shape[0]:
         raise PackError("pack mouth bank does not match its manifest", path=str(path))
+    width, height = pack.frame_size
+    if any(f.shape[1:] != (height * 3 // 2, width) for f in pack.frames.values()):
+        raise PackError("pack frames do not match the manifest's frame size", path=str(path))
     return pack

@@ -1,6 +1,6 @@
 """The per-session Essence renderer: queued speech in, one 40 ms ``AvatarFrame`` out per call.
 
-Per frame it copies one pre-built base frame (idle loop or gesture clip, cross-faded for a few
+Per frame it decodes one pre-built I420 base frame (idle loop or gesture clip, cross-faded for a few
 frames at a gesture's start and end), picks a mouth shape from the frame's audio and, unless the
 mouth is closed, warps that small pre-rendered patch to the frame's head pose and blends it in with
 the feathered mask. Everything heavy is shared (``LoadedAvatar``); a session holds only its queue
@@ -223,16 +223,16 @@ class EssenceRenderer:
         return audio, segment.segment_id, end
 
     def _base_frame(self) -> tuple[np.ndarray, str, int]:
-        frames = self.avatar.pack.frames
-        idle = frames["idle"][self._idle_pos]
+        pack = self.avatar.pack
         if self._gesture is None:
-            return np.array(idle), "idle", self._idle_pos
-        clip = frames[self._gesture]
+            return pack.base_frame("idle", self._idle_pos), "idle", self._idle_pos
         pos = self._gesture_pos
-        weight = min(1.0, (pos + 1) / (FADE_FRAMES + 1), (clip.shape[0] - pos) / (FADE_FRAMES + 1))
+        length = pack.clip_length(self._gesture)
+        weight = min(1.0, (pos + 1) / (FADE_FRAMES + 1), (length - pos) / (FADE_FRAMES + 1))
         if weight >= 1.0:
-            return np.array(clip[pos]), self._gesture, pos
-        mixed = cv2.addWeighted(np.asarray(clip[pos]), weight, np.asarray(idle), 1.0 - weight, 0.0)
+            return pack.base_frame(self._gesture, pos), self._gesture, pos
+        idle = pack.base_frame("idle", self._idle_pos)
+        mixed = cv2.addWeighted(pack.base_frame(self._gesture, pos), weight, idle, 1.0 - weight, 0.0)
         if weight >= 0.5:
             return mixed, self._gesture, pos
         return mixed, "idle", self._idle_pos
@@ -252,10 +252,10 @@ class EssenceRenderer:
 
     def _advance(self) -> None:
         self._index += 1
-        self._idle_pos = (self._idle_pos + 1) % self.avatar.pack.frames["idle"].shape[0]
+        self._idle_pos = (self._idle_pos + 1) % self.avatar.pack.clip_length("idle")
         if self._gesture is not None:
             self._gesture_pos += 1
-            if self._gesture_pos >= self.avatar.pack.frames[self._gesture].shape[0]:
+            if self._gesture_pos >= self.avatar.pack.clip_length(self._gesture):
                 self._gesture = None
                 self._gesture_pos = 0
 
