@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from farm.errors import NoFaceFound
+from farm.errors import FarmError, NoFaceFound
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 
@@ -179,7 +179,7 @@ def _detect_dlib(image: np.ndarray, models: tuple[Any, Any], upsample: int) -> F
 def _detect_haar(image: np.ndarray) -> FaceLandmarks:
     cascade = _haar_cascade()
     if cascade is None:
-        raise NoFaceFound("no face detector available (dlib missing and no OpenCV Haar cascade)")
+        raise FarmError("no face detector available (dlib missing and no OpenCV Haar cascade)")
     import cv2
 
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)

@@ -45,3 +45,17 @@ def test_a_large_photo_is_searched_downscaled_and_answered_in_its_own_pixels() -
     big = detect_face(cv2.resize(sample_portrait(), (2048, 2048), interpolation=cv2.INTER_CUBIC))
     assert np.allclose(big.points / 4.0, small.points, atol=3.0)
     assert abs(big.box[0] / 4.0 - small.box[0]) < 4
+
+
+def test_without_dlib_the_haar_fallback_answers_or_says_no_detector(monkeypatch: pytest.MonkeyPatch) -> None:
+    from farm.errors import FarmError
+    from farm.render import landmarks
+
+    monkeypatch.setattr(landmarks, "_dlib_models", lambda: None)
+    if landmarks._haar_cascade() is None:  # OpenCV 5 ships no cascades
+        with pytest.raises(FarmError) as caught:
+            detect_face(sample_portrait())
+        assert caught.value.code == "INTERNAL_ERROR" and "detector" in caught.value.message
+    else:
+        face = detect_face(sample_portrait())
+        assert face.method == "haar-template" and face.points.shape == (68, 2)

@@ -182,6 +182,31 @@ def _polygon_alpha(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
 
 
+def _polygon_area(points: np.ndarray) -> float:
+    x, y = points[:, 0], points[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+
+
+def _paint_teeth(
+    colour: np.ndarray,
+    *,
+    ys: np.ndarray,
+    y_up: np.ndarray,
+    gap: np.ndarray,
+    across: np.ndarray,
+    dx: np.ndarray,
+    mouth_width: float,
+) -> np.ndarray:
+    """Upper teeth: a soft off-white band under the upper lip, narrower than the mouth."""
+    band = np.minimum(0.09 * mouth_width, 0.4 * gap)[None, :]
+    inside = (ys - y_up[None, :]) / np.maximum(band, 1e-3)
+    width = np.clip(1.0 - (dx / (0.38 * mouth_width)) ** 4, 0.0, 1.0)[None, :]
+    alpha = (np.clip(2.5 - 2.2 * inside, 0.0, 1.0) * (inside >= -0.1) * width)[..., None]
+    shade = (1.0 - 0.12 * np.clip(inside, 0.0, 1.0))[..., None]
+    teeth = np.array([238.0, 232.0, 220.0], np.float32) * (1.0 - 0.25 * across) * shade
+    return colour * (1.0 - alpha) + teeth * alpha
+
+
 def _lip_line(points: np.ndarray, xs: np.ndarray) -> np.ndarray:
     order = np.argsort(points[:, 0])
     return np.interp(xs, points[order, 0], points[order, 1])
@@ -232,6 +257,16 @@ def paint_interior(
     tongue = np.clip((depth - 0.5) / 0.5, 0.0, 1.0) * opening * (1.0 - across)
     tongue_rgb = lip * np.array([0.72, 0.42, 0.45], np.float32)
     synthetic = cavity * (1.0 - 0.7 * tongue) + tongue_rgb * 0.7 * tongue
+    if _polygon_area(src) < 0.015 * interior.mouth_width**2:  # lips closed in the portrait: no teeth to carry
+        synthetic = _paint_teeth(
+            synthetic,
+            ys=ys,
+            y_up=y_up,
+            gap=gap,
+            across=across,
+            dx=np.abs(xs - cx),
+            mouth_width=interior.mouth_width,
+        )
     colour = carried.astype(np.float32) * carried_alpha + synthetic * (1.0 - carried_alpha)
     a = alpha[..., None]
     out = patch.astype(np.float32) * (1.0 - a) + colour * a
