@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from farm.errors import FarmError, NoFaceFound
+from farm.errors import FarmError, InvalidImage, NoFaceFound
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 
@@ -129,12 +129,13 @@ def _haar_cascade() -> Any | None:
     return cv2.CascadeClassifier(str(path)) if path.exists() else None
 
 
-def _as_rgb_uint8(image_rgb: np.ndarray) -> np.ndarray:
+def as_rgb_uint8(image_rgb: np.ndarray) -> np.ndarray:
+    """Any grey, RGB or RGBA image as contiguous (H, W, 3) uint8 (values clipped to 0..255)."""
     image = np.asarray(image_rgb)
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)
     if image.ndim != 3 or image.shape[2] not in (3, 4):
-        raise NoFaceFound("image must be RGB (H, W, 3)", shape=image.shape)
+        raise InvalidImage("image must be grey or RGB(A)", shape=image.shape)
     image = image[:, :, :3]
     if image.dtype != np.uint8:
         image = np.clip(image, 0, 255).astype(np.uint8)
@@ -148,7 +149,7 @@ def detect_face(image_rgb: np.ndarray, *, upsample: int = 1, max_side: int = 102
     seconds otherwise); points and box are returned in the original image's pixels.
     Raises ``NoFaceFound`` when no face is detected.
     """
-    image = _as_rgb_uint8(image_rgb)
+    image = as_rgb_uint8(image_rgb)
     scale = min(1.0, max_side / max(image.shape[:2]))
     if scale < 1.0:
         import cv2

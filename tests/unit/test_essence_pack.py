@@ -117,3 +117,18 @@ def test_the_builder_reports_progress_up_to_done(tmp_path: Path) -> None:
     assert fractions == sorted(fractions)
     assert seen[-1] == ("done", 1.0)
     assert load_pack(tmp_path / "pack").frame_size == (128, 128)
+
+
+def test_a_grey_landscape_photo_is_framed_into_a_square_pack(tmp_path: Path) -> None:
+    from skimage.color import rgb2gray
+
+    from farm.errors import InvalidImage
+    from farm.render.essence import sample_portrait
+
+    grey = (rgb2gray(sample_portrait())[40:340, 60:460] * 255).astype(np.uint8)  # 300x400, face off-centre
+    pack = load_pack(build_pack(grey, tmp_path / "pack", size=127))
+    assert pack.frame_size == (128, 128)
+    frame = pack.base_frame("idle", 0)
+    assert frame.shape == (128, 128, 3)
+    with pytest.raises(InvalidImage):
+        build_pack(np.zeros((32, 32, 3), np.uint8), tmp_path / "tiny")

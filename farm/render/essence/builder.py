@@ -31,7 +31,7 @@ from farm.render.essence.synth import (
     smile_image,
 )
 from farm.render.essence.visemes import DEFAULT_CONFIG, FEATURES_KIND
-from farm.render.landmarks import FaceLandmarks, detect_face
+from farm.render.landmarks import FaceLandmarks, as_rgb_uint8, detect_face
 
 Progress = Callable[[str, float], None]
 
@@ -119,11 +119,12 @@ def build_pack(
     """Build a pack from one portrait into ``out_dir``; raises ``NoFaceFound`` without a face."""
     report = progress or (lambda _stage, _fraction: None)
     size = size + (size % 2)  # I420 frames need even sides
-    image = np.asarray(image_rgb)
-    if image.ndim != 3 or image.shape[2] < 3 or min(image.shape[:2]) < 64:
-        raise InvalidImage("portrait must be an RGB image of at least 64x64 pixels", shape=image.shape)
+    raw = np.asarray(image_rgb)
+    if raw.ndim not in (2, 3) or (raw.ndim == 3 and raw.shape[2] not in (3, 4)) or min(raw.shape[:2]) < 64:
+        raise InvalidImage("portrait must be a grey, RGB or RGBA image of at least 64x64", shape=raw.shape)
+    image = as_rgb_uint8(raw)
     report("detect", 0.0)
-    portrait, face = frame_portrait(image[:, :, :3], detect_face(image), size)
+    portrait, face = frame_portrait(image, detect_face(image), size)
     region = mouth_region(face, portrait.shape[:2])
     field = motion_field(face, region, portrait.shape[:2])
     report("mouth", 0.1)
