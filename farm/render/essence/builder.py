@@ -17,19 +17,9 @@ import numpy as np
 from farm.errors import InvalidImage
 from farm.render.base import FPS, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
 from farm.render.essence import motion
+from farm.render.essence.head import MotionField, Pose, blink, motion_field, render_pose
 from farm.render.essence.pack import FRAME_ENCODING, write_pack
-from farm.render.essence.synth import (
-    MotionField,
-    MouthRegion,
-    MouthShape,
-    Pose,
-    blink,
-    motion_field,
-    mouth_region,
-    render_mouth,
-    render_pose,
-    smile_image,
-)
+from farm.render.essence.synth import MouthRegion, MouthShape, mouth_region, render_mouth, smile_image
 from farm.render.essence.visemes import DEFAULT_CONFIG, FEATURES_KIND
 from farm.render.landmarks import FaceLandmarks, as_rgb_uint8, detect_face
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from farm.render.essence.synth import Pose
+from farm.render.essence.head import Pose
 
 IDLE_FRAMES = 120  # 4.8 s at 25 fps
 _BLINK = (0.35, 0.8, 1.0, 0.75, 0.4, 0.12)  # eyelid closure over six frames
