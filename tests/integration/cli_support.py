@@ -1,0 +1,41 @@
+"""Run the ``farm`` command as a subprocess with a controlled FARM_* environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def farm_env(**farm_vars: object) -> dict[str, str]:
+    """The caller's environment without any FARM_* variable, plus ``farm_vars`` (FARM_ prefixed)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
+    env.update({f"FARM_{k.upper()}": str(v) for k, v in farm_vars.items()})
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_farm(*args: str, env: dict[str, str], deadline_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "farm.cli", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=deadline_s,
+        check=False,
+    )
+
+
+def spawn_farm(*args: str, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "farm.cli", *args],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )

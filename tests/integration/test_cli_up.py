@@ -1,0 +1,66 @@
+"""``farm up`` on one machine: embedded Redis, API, a worker, Flower; Ctrl-C stops them all."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from farm.embedded_redis import reachable
+from farm.redis_conn import connect
+from farm.sessions.registry import RedisWorkerRegistry
+from tests.integration.api_support import free_port
+from tests.integration.cli_support import farm_env, spawn_farm
+from tests.integration.conftest import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _get(url: str) -> int:
+    try:
+        return httpx.get(url, timeout=1.0).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def test_farm_up_starts_everything_and_ctrl_c_stops_children_then_redis(tmp_path: Path) -> None:
+    api_port, flower_port = free_port(), free_port()
+    env = farm_env(
+        data_dir=tmp_path / "var", output_dir=tmp_path / "out", api_port=api_port, flower_port=flower_port
+    )
+    log_path = tmp_path / "up.log"
+    farm = spawn_farm("up", "--queues", "essence", env=env, log_path=log_path)
+    try:
+        wait_until(lambda: "Ctrl-C stops everything" in log_path.read_text(), deadline_s=90, what="farm up")
+        redis_url = (tmp_path / "var" / "redis" / "url").read_text().strip()
+        assert reachable(redis_url)
+        assert _get(f"http://127.0.0.1:{api_port}/readyz") == 200
+        assert _get(f"http://127.0.0.1:{flower_port}/api/workers?status=1") == 200  # loopback only
+        registry = RedisWorkerRegistry(connect(redis_url))
+        (worker,) = wait_until(
+            lambda: [w for w in registry.list() if w.state == "READY"], deadline_s=90, what="a READY worker"
+        )
+        assert worker.queues == ["essence"]
+    finally:
+        farm.send_signal(signal.SIGINT)
+        code = farm.wait(90)
+    output = log_path.read_text()
+    assert code == 0, output
+    assert "children first, Redis last" in output
+    assert not _alive(worker.pid)
+    assert _get(f"http://127.0.0.1:{api_port}/healthz") == 0
+    assert _get(f"http://127.0.0.1:{flower_port}/healthcheck") == 0
+    assert not reachable(redis_url)
+    assert not (tmp_path / "var" / "redis" / "url").exists()
+    assert (tmp_path / "var" / "redis" / "appendonlydir").is_dir()
