@@ -1,7 +1,7 @@
 """``farm bench dynamics``: latency from a gesture trigger to the first rendered frame of that gesture.
 
 Ten live Essence sessions (real ``EssenceRenderer``s over one pack, each speaking and paced at
-25 fps on one event loop) are registered in a ``LocalSessions`` registry whose process subscribes to
+25 fps on one event loop) are attached to a ``WorkerDynamics`` whose process subscribes to
 the dynamics topic of a real Redis-compatible server (an embedded valkey unless ``--redis-url``).
 A driver thread triggers one idle session at a time, cycling gestures so no cooldown applies, via
 
@@ -34,7 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from farm.dynamics.router import LocalSession, LocalSessions, threadsafe_deliver
+from farm.dynamics.router import LocalSessions
+from farm.dynamics.rules import MemoryRulesStore
+from farm.dynamics.worker import AttachedSession, WorkerDynamics
 from farm.render.base import FPS, AvatarSource, Renderer
 
 TARGET_P95_MS = 80.0
@@ -90,12 +92,13 @@ class PacedSession:
 
 
 class SessionHost:
-    """The live sessions of one process, reachable through its LocalSessions (and so the bus)."""
+    """The live sessions of one process, attached to its WorkerDynamics (and so to the topic)."""
 
-    def __init__(self, worker_id: str, open_renderer: Callable[[str], Renderer]) -> None:
-        self.local = LocalSessions(worker_id)
+    def __init__(self, dynamics: WorkerDynamics, open_renderer: Callable[[str], Renderer]) -> None:
+        self.dynamics = dynamics
         self._open_renderer = open_renderer
         self.sessions: dict[str, PacedSession] = {}
+        self.attached: dict[str, AttachedSession] = {}
         self.starts: list[GestureStart] = []
         self._listeners: list[Callable[[GestureStart], None]] = []
         self._lock = threading.Lock()
@@ -110,16 +113,21 @@ class SessionHost:
         agent_id: str,
         *,
         tenant: str = TENANT,
-        cooldowns_s: Mapping[str, float] | None = None,
         speech: np.ndarray | None = None,
-    ) -> LocalSession:
-        """Open a renderer and register the session (its deliver runs on ``loop``)."""
+    ) -> AttachedSession:
+        """Open a renderer and attach the session, as a SessionRunner does (triggers run on ``loop``)."""
         renderer = self._open_renderer(session_id)
         self.sessions[session_id] = PacedSession(session_id, renderer, self._started, speech=speech)
-        deliver = threadsafe_deliver(loop, renderer.trigger)
-        return self.local.register(
-            session_id, tenant, agent_id, renderer.gestures, deliver, cooldowns_s=cooldowns_s
+        attached = self.dynamics.attach(
+            session_id=session_id,
+            tenant=tenant,
+            agent_id=agent_id,
+            gestures=renderer.gestures,
+            trigger=renderer.trigger,
+            loop=loop,
         )
+        self.attached[session_id] = attached
+        return attached
 
     def _started(self, start: GestureStart) -> None:
         with self._lock:
@@ -130,7 +138,7 @@ class SessionHost:
     async def run(self, stop: asyncio.Event) -> None:
         await asyncio.gather(*(s.run(stop) for s in self.sessions.values()))
         for session_id, session in self.sessions.items():
-            self.local.unregister(session_id)
+            self.attached[session_id].detach()
             session.renderer.close()
 
 
@@ -333,17 +341,19 @@ def run(args: argparse.Namespace, pack_dir: Path, redis_url: str, data_dir: Path
     from farm.dynamics.redis_bus import RedisDynamicsBus
 
     agent_id = "B" + uuid.uuid4().hex[:9].upper()
-    host = SessionHost("bench-worker", essence_renderers(pack_dir))
+    bus = RedisDynamicsBus(redis_url, worker_id="bench-worker")
+    host = SessionHost(
+        WorkerDynamics(LocalSessions("bench-worker"), bus, MemoryRulesStore()), essence_renderers(pack_dir)
+    )
     expectations = Expectations()
     host.add_listener(expectations.on_start)
-    bus = RedisDynamicsBus(redis_url, worker_id="bench-worker")
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     speech = None if args.silent else speech_like(4.0)
     session_ids = [f"bench-{i}" for i in range(args.sessions)]
     for session_id in session_ids:
         host.add(loop, session_id, agent_id, speech=speech)
-    bus.start(host.local.handle)
+    host.dynamics.start()
     if not bus.wait_subscribed(10):
         raise RuntimeError("the dynamics subscriber did not subscribe")
     loop_thread = threading.Thread(target=loop.run_until_complete, args=(host.run(stop),), daemon=True)

@@ -1,9 +1,9 @@
 """A render-worker process for the dynamics integration tests.
 
-What a farm worker process does for dynamics, with real parts: one ``RedisDynamicsBus``
-subscription, a ``LocalSessions`` registry, real ``EssenceRenderer``s paced at 25 fps on an event
-loop, each session registered with its agent's cooldowns and keyword rules read from Redis
-(``RedisRulesStore``) as a session does when it starts.
+What a farm worker process does for dynamics, with real parts: ``WorkerDynamics.connect`` (one
+``RedisDynamicsBus`` subscription, a ``LocalSessions`` registry, rules from ``RedisRulesStore``) and
+real ``EssenceRenderer``s paced at 25 fps on an event loop, each attached as a SessionRunner
+attaches its session (the agent's cooldowns and keyword rules are read from Redis then).
 
 Run: ``python -m tests.integration.dynamics_worker '<config json>'`` with config
 ``{"redis_url", "worker_id", "pack", "sessions": [{"session_id", "tenant", "agent_id"}]}``.
@@ -25,10 +25,7 @@ from typing import Any
 
 from farm.bench.dynamics import GestureStart, SessionHost, essence_renderers
 from farm.dynamics.redis_bus import RedisDynamicsBus
-from farm.dynamics.router import LocalSession
-from farm.dynamics.rules import DynamicsConfig, RedisRulesStore
-from farm.dynamics.transcripts import TranscriptWatcher, watch_text_stream, watcher_for
-from farm.redis_conn import connect
+from farm.dynamics.worker import WorkerDynamics
 
 _out_lock = threading.Lock()
 
@@ -63,22 +60,13 @@ class ScriptedTextStream:
 
 async def serve(config: dict[str, Any]) -> None:
     loop = asyncio.get_running_loop()
-    rules = RedisRulesStore(connect(config["redis_url"]))
-    host = SessionHost(config["worker_id"], essence_renderers(Path(config["pack"])))
+    dynamics = WorkerDynamics.connect(config["redis_url"], config["worker_id"])
+    host = SessionHost(dynamics, essence_renderers(Path(config["pack"])))
     host.add_listener(lambda s: emit("gesture", **_start_fields(s)))
-    watchers: dict[str, TranscriptWatcher] = {}
     for spec in config["sessions"]:
-        agent_config: DynamicsConfig = rules.get(spec["agent_id"])
-        session: LocalSession = host.add(
-            loop,
-            spec["session_id"],
-            spec["agent_id"],
-            tenant=spec["tenant"],
-            cooldowns_s=agent_config.cooldowns_s,
-        )
-        watchers[session.session_id] = watcher_for(session, agent_config)
-    bus = RedisDynamicsBus(config["redis_url"], worker_id=config["worker_id"])
-    bus.start(host.local.handle)
+        host.add(loop, spec["session_id"], spec["agent_id"], tenant=spec["tenant"])
+    bus = dynamics.bus
+    assert isinstance(bus, RedisDynamicsBus)
     if not bus.wait_subscribed(10):
         raise RuntimeError("no subscription")
     stop = asyncio.Event()
@@ -91,11 +79,11 @@ async def serve(config: dict[str, Any]) -> None:
         if command["cmd"] == "quit":
             break
         stream = ScriptedTextStream(command["segment_id"], command["chunks"])
-        results = await watch_text_stream(watchers[command["session_id"]], stream)
+        results = await host.attached[command["session_id"]].watch(stream)
         emit("transcript", results=[[r.action, r.animation_triggered, r.reason] for r in results])
     stop.set()
     await running
-    bus.close()
+    dynamics.close()
     emit("stats", **bus.stats.__dict__)
 
 
