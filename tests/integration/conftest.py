@@ -103,13 +103,14 @@ def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
         env: dict[str, str] | None = None,
         wait_state: str | None = "READY",
         entry: str = TEST_ENTRY,
+        pool: str = "threads",
     ) -> WorkerProcess:
         nodename = f"{queue}-{uuid.uuid4().hex[:6]}"
         log_path = tmp_path / f"{nodename}.log"
         full_env = {**os.environ, **settings_env(settings), **(env or {}), "PYTHONUNBUFFERED": "1"}
         cmd = [
             sys.executable, "-m", "celery", "-A", entry, "worker",
-            f"--queues={queue}", "--pool=threads", f"--concurrency={concurrency}",
+            f"--queues={queue}", f"--pool={pool}", f"--concurrency={concurrency}",
             f"--hostname={nodename}@%h", "--loglevel=INFO", "--without-gossip", "--without-mingle",
         ]  # fmt: skip
         with log_path.open("wb") as log:
@@ -123,8 +124,8 @@ def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
             def registered() -> WorkerInfo | None:
                 if proc.poll() is not None:
                     raise AssertionError(f"worker exited early:\n{worker.log()[-3000:]}")
-                for info in registry.list():
-                    if info.pid == proc.pid and info.state == wait_state:
+                for info in registry.list():  # prefork: the entry is the child's, not proc.pid's
+                    if info.hostname.startswith(f"{nodename}@") and info.state == wait_state:
                         return info
                 return None
 
@@ -134,5 +135,8 @@ def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
         return worker
 
     yield start
+    for worker in started:  # SIGTERM all first: warm shutdowns overlap
+        if worker.proc.poll() is None:
+            worker.proc.send_signal(signal.SIGTERM)
     for worker in started:
         worker.stop()

@@ -23,6 +23,7 @@ from farm.redis_conn import connect
 from farm.render.base import SAMPLES_PER_FRAME
 from farm.sessions.agents import RedisAgentStore, new_agent_id
 from farm.sessions.redis_store import RedisSessionStore
+from farm.sessions.registry import RedisWorkerRegistry
 from farm.settings import Settings
 from tasks.producer import CelerySessionQueue, producer_app
 from tests.integration.conftest import StartWorker, wait_until
@@ -120,6 +121,24 @@ def test_an_essence_session_is_rendered_into_an_mp4_by_the_essence_worker(
     assert abs(frames - expected) <= 1
     assert abs(audio_s - 1.3) < 0.1
     assert {"queue_wait", "claim", "model_ready", "first_frame"} <= final.timings_ms.keys()
+
+    worker.stop()  # a worker that shuts down leaves the registry at once (not after its TTL)
+    registry = RedisWorkerRegistry(connect(str(farm_settings.redis_url)))
+    assert all(w.worker_id != final.worker_id for w in registry.list())
+
+
+def test_a_prefork_worker_prewarms_in_its_child_and_renders(
+    farm_settings: Settings, store: RedisSessionStore, start_worker: StartWorker
+) -> None:
+    worker = start_worker(farm_settings, "essence", pool="prefork", concurrency=1)
+    assert worker.info is not None and worker.info.pid != worker.pid  # registered by the child
+    session = new_session(farm_settings, store, ModelKind.ESSENCE, seconds=0.4)
+    CelerySessionQueue(producer_app(farm_settings)).submit(
+        RunSessionMessage(session_id=session.id, model=session.model)
+    )
+    final = wait_terminal(store, session.id)
+    assert final.state is SessionState.ENDED, final.failure
+    assert final.worker_id == worker.info.worker_id
 
 
 def test_an_expression_session_lands_on_the_expression_queue_only(
