@@ -12,8 +12,10 @@ from pathlib import Path
 
 from farm.domain import Agent, AgentStatus
 
-EXPRESSION_GESTURES: tuple[str, ...] = ("talk_head_nod_subtle", "head_tilt", "smile", "mini_wave_hello")
-"""The motion-program gestures every Expression session plays (no build step, no clips)."""
+EXPRESSION_GESTURES: tuple[str, ...] = ("talk_head_nod_subtle", "head_tilt", "smile")
+"""The motion-program gestures every Expression session plays (no build step, no clips; face and
+shoulders only, so no wave). Kept equal to ``farm.render.expression.motion.GESTURES`` by a unit test:
+the API may not import the render package."""
 
 GESTURE_NAME_RE = re.compile(r"^[a-z0-9_]{1,64}$")
 """Gesture names are file-name safe: they name preview files."""

@@ -11,7 +11,7 @@ from httpx import Response
 
 from farm.api.dynamics import DynamicsServices, install_dynamics
 from farm.domain import Agent, AgentStatus, ModelKind, Session, SessionState
-from farm.dynamics.catalogue import preview_path
+from farm.dynamics.catalogue import EXPRESSION_GESTURES, preview_path
 from farm.dynamics.memory import MemoryDynamicsBus
 from farm.dynamics.router import LocalSessions
 from farm.dynamics.rules import MAX_BODY_BYTES, MemoryRulesStore
@@ -151,6 +151,12 @@ def test_an_expression_session_offers_the_motion_program_gestures(h: DynamicsHar
     url = f"/v1/sessions/{session.id}/dynamics"
     assert h.client.post(url, json={"action": "head_tilt"}, headers=h.api.headers()).status_code == 200
     assert h.client.post(url, json={"action": "backflip"}, headers=h.api.headers()).status_code == 400
+
+
+def test_the_api_knows_the_expression_engines_gestures() -> None:
+    from farm.render.expression.motion import GESTURES as ENGINE_GESTURES
+
+    assert set(EXPRESSION_GESTURES) == set(ENGINE_GESTURES)
 
 
 def test_a_session_trigger_for_an_ended_or_foreign_session_is_refused(h: DynamicsHarness) -> None:
