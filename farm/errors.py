@@ -160,3 +160,11 @@ class WorkerNotReady(FarmError):
     http_status = 503
     code = "WORKER_NOT_READY"
     retryable = True
+
+
+class RoomJoinFailed(FarmError):
+    """The LiveKit server refused or did not answer the avatar's join (bad token, unreachable URL)."""
+
+    http_status = 502
+    code = "ROOM_JOIN_FAILED"
+    retryable = True

@@ -1,0 +1,151 @@
+"""Segment accounting for ``lk.playback_started`` / ``lk.playback_finished`` (pure, no LiveKit import).
+
+The agent counts speech segments, one per ``lk.audio_stream`` byte stream, and expects exactly one
+``lk.playback_finished`` per segment: too few and its next turn blocks, too many and speech overlaps
+(reference/livekit-avatar-protocol.md §5). Segments are announced by the input side (a stream
+header) and played by the output side (frames whose ``segment_id`` the renderer chose), so this
+tracker ties the two together:
+
+* a renderer segment id seen for the first time (on a speaking frame) is the oldest announced
+  segment that has not started yet (the renderer plays segments in order) → ``Started``;
+* the frame with ``segment_end`` finishes it → ``Finished(interrupted=False)``;
+* ``clear()`` (``lk.clear_buffer``) reports every unreported segment as interrupted, at once, and
+  *mutes* output: frames rendered before the runner applied the interrupt still arrive, and their
+  renderer ids are retired; ``barrier()`` (the runner has applied the interrupt) ends muting;
+* ``close()`` reports whatever is left as interrupted.
+
+Renderer segment ids only grow (``EssenceRenderer`` and the Expression renderer count from 1), so a
+retired id never comes back.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+
+from farm.render.base import FPS
+
+FRAME_S = 1.0 / FPS
+
+
+@dataclass
+class Segment:
+    """One speech segment of the agent (one byte stream)."""
+
+    key: int  # our own order of arrival
+    stream_id: str
+    renderer_id: int | None = None
+    frames: int = 0  # speaking frames written to the sink
+    started: bool = False
+    reported: bool = False
+
+    @property
+    def written_s(self) -> float:
+        return self.frames * FRAME_S
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    segment: Segment
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """Send ``lk.playback_finished`` with exactly these two keys."""
+
+    segment: Segment
+    playback_position: float
+    interrupted: bool
+
+    def payload(self) -> dict[str, float | bool]:
+        return {"playback_position": round(self.playback_position, 3), "interrupted": self.interrupted}
+
+
+PlaybackEvent = Started | Finished
+
+
+@dataclass
+class PlaybackTracker:
+    """Ties announced segments (input) to rendered frames (output); see the module docstring."""
+
+    _keys: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _waiting: deque[Segment] = field(default_factory=deque)  # announced, no frame played yet
+    _playing: dict[int, Segment] = field(default_factory=dict)  # by renderer id
+    _retired: set[int] = field(default_factory=set)  # renderer ids whose audio must not play
+    muted: bool = False
+
+    def announce(self, stream_id: str) -> Segment:
+        """A new byte stream (segment) was accepted from the agent."""
+        segment = Segment(next(self._keys), stream_id)
+        self._waiting.append(segment)
+        return segment
+
+    def finish_empty(self, segment: Segment) -> Finished | None:
+        """A stream that carried no audio: the renderer will never play it, so report it now."""
+        if segment in self._waiting and not segment.reported:
+            self._waiting.remove(segment)
+            segment.reported = True
+            return Finished(segment, 0.0, interrupted=False)
+        return None
+
+    def audible(self, renderer_id: int | None, speaking: bool) -> bool:
+        """Whether a frame's audio may play (retired or muted segments play silence)."""
+        if not speaking or renderer_id is None:
+            return True
+        if self.muted:
+            self._retired.add(renderer_id)
+            return False
+        return renderer_id not in self._retired
+
+    def on_frame(self, renderer_id: int | None, speaking: bool, segment_end: bool) -> list[PlaybackEvent]:
+        """Account one frame written to the sink (call after ``audible``)."""
+        if not speaking or renderer_id is None or renderer_id in self._retired:
+            return []
+        events: list[PlaybackEvent] = []
+        segment = self._playing.get(renderer_id)
+        if segment is None:
+            if not self._waiting:  # audio we never announced (should not happen): play, never report
+                self._retired.add(renderer_id)
+                return []
+            segment = self._waiting.popleft()
+            segment.renderer_id = renderer_id
+            segment.started = True
+            self._playing[renderer_id] = segment
+            events.append(Started(segment))
+        segment.frames += 1
+        if segment_end:
+            del self._playing[renderer_id]
+            self._retired.add(renderer_id)
+            segment.reported = True
+            events.append(Finished(segment, segment.written_s, interrupted=False))
+        return events
+
+    def clear(self, queued_s: float) -> list[Finished]:
+        """``lk.clear_buffer``: every unreported segment is interrupted; ``queued_s`` never played."""
+        reports: list[Finished] = []
+        for renderer_id, segment in list(self._playing.items()):
+            self._retired.add(renderer_id)
+            segment.reported = True
+            reports.append(Finished(segment, max(0.0, segment.written_s - queued_s), interrupted=True))
+        for segment in self._waiting:
+            segment.reported = True
+            reports.append(Finished(segment, 0.0, interrupted=True))
+        self._playing.clear()
+        self._waiting.clear()
+        self.muted = True
+        return reports
+
+    def barrier(self) -> None:
+        """The renderer has dropped its queued audio: frames written from now on are post-clear."""
+        self.muted = False
+
+    def close(self) -> list[Finished]:
+        """The session ends: whatever is unreported was interrupted."""
+        reports = self.clear(0.0)
+        self.muted = False
+        return reports
+
+    @property
+    def unreported(self) -> int:
+        return len(self._waiting) + len(self._playing)

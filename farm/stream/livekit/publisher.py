@@ -1,0 +1,215 @@
+"""The avatar's tracks in a room: audio (microphone source) + video (camera source), A/V synchronised.
+
+``RoomPublisher`` publishes both tracks right after connect, so ``wait_for_join`` (video within 30 s)
+and ``wait_remote_track=KIND_VIDEO`` agents proceed at once; every ``AvatarFrame`` the runner writes
+goes through ``rtc.AVSynchronizer`` (video paced at 25 fps, audio through a 100 ms AudioSource queue,
+as in LiveKit's AvatarRunner). Video is one H.264 layer, no simulcast, 2 Mbps, 25 fps: LiveKit's
+default preset for a ~512² track (VP8 ~300 kbps, 20 fps cap, simulcast) decimates 25 fps and
+blurs the face (reference/anchors.md §4).
+
+It also plays the output half of the playback protocol: ``lk.playback_started`` when a segment's
+first frame is queued (sent once that audio reaches the head of the queue), exactly one
+``lk.playback_finished`` per segment after its last audio has played out, and, on
+``lk.clear_buffer``, interrupted reports for every unreported segment at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+from livekit import rtc
+
+from farm import names
+from farm.render.base import FPS, SAMPLE_RATE_HZ, AvatarFrame
+from farm.stream.livekit.playback import Finished, PlaybackEvent, PlaybackTracker, Started
+
+log = logging.getLogger(__name__)
+
+AUDIO_QUEUE_MS = 100
+VIDEO_QUEUE_MS = 100
+VIDEO_MAX_BITRATE = 2_000_000
+RPC_ATTEMPTS = 3
+RPC_RETRY_S = 0.1
+RPC_RESPONSE_TIMEOUT_S = 5.0
+
+
+def video_publish_options() -> rtc.TrackPublishOptions:
+    """One H.264 layer, no simulcast, explicit bitrate and frame rate (see the module docstring)."""
+    return rtc.TrackPublishOptions(
+        source=rtc.TrackSource.SOURCE_CAMERA,
+        video_codec=rtc.VideoCodec.H264,
+        simulcast=False,
+        video_encoding=rtc.VideoEncoding(max_bitrate=VIDEO_MAX_BITRATE, max_framerate=FPS),
+    )
+
+
+def audio_publish_options() -> rtc.TrackPublishOptions:
+    return rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+
+
+def to_video_frame(image: np.ndarray) -> rtc.VideoFrame:
+    """An (H, W, 3) RGB uint8 image as an RGBA ``rtc.VideoFrame``."""
+    height, width = image.shape[:2]
+    rgba = np.empty((height, width, 4), dtype=np.uint8)
+    rgba[..., :3] = image
+    rgba[..., 3] = 255
+    return rtc.VideoFrame(width, height, rtc.VideoBufferType.RGBA, rgba.tobytes())
+
+
+class RoomPublisher:
+    """Publishes frames into a connected room and reports playback to the agent."""
+
+    def __init__(
+        self,
+        room: rtc.Room,
+        frame_size: tuple[int, int],
+        tracker: PlaybackTracker,
+        agent_identity: Callable[[], str | None],
+        *,
+        session_id: str = "",
+    ) -> None:
+        self._room = room
+        self._width, self._height = frame_size
+        self._tracker = tracker
+        self._agent_identity = agent_identity
+        self._session_id = session_id
+        self._audio = rtc.AudioSource(SAMPLE_RATE_HZ, 1, queue_size_ms=AUDIO_QUEUE_MS)
+        self._video = rtc.VideoSource(self._width, self._height)
+        self._sync: rtc.AVSynchronizer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._send_started = True  # until the agent answers UNSUPPORTED_METHOD
+        self.closed = False
+        self.frames = 0
+        self.playback_reports: list[dict[str, float | bool]] = []  # what was sent (observability, tests)
+        self._speech_writes: deque[float] = deque(maxlen=1000)  # perf_counter of audible speech frames
+
+    # ------------------------------------------------------------------ lifecycle
+    async def publish(self) -> None:
+        """Publish both tracks (call right after connect)."""
+        self._sync = rtc.AVSynchronizer(
+            audio_source=self._audio,
+            video_source=self._video,
+            video_fps=FPS,
+            video_queue_size_ms=VIDEO_QUEUE_MS,
+        )
+        participant = self._room.local_participant
+        audio_track = rtc.LocalAudioTrack.create_audio_track(names.TRACK_AUDIO_NAME, self._audio)
+        video_track = rtc.LocalVideoTrack.create_video_track(names.TRACK_VIDEO_NAME, self._video)
+        await participant.publish_track(audio_track, audio_publish_options())
+        await participant.publish_track(video_track, video_publish_options())
+
+    async def aclose(self) -> None:
+        """Report what is left as interrupted, stop the synchroniser. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        for report in self._tracker.close():
+            self._spawn(self._report(report))
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=1.0)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._sync is not None:
+            await self._sync.aclose()
+        with contextlib.suppress(Exception):
+            await self._audio.aclose()
+        with contextlib.suppress(Exception):
+            await self._video.aclose()
+
+    # ------------------------------------------------------------------ frames
+    async def write(self, frame: AvatarFrame) -> None:
+        """Queue one frame (video + its 40 ms of audio); back-pressure comes from the audio queue."""
+        if self.closed or self._sync is None:
+            return
+        audible = self._tracker.audible(frame.segment_id, frame.speaking)
+        events = (
+            self._tracker.on_frame(frame.segment_id, frame.speaking, frame.segment_end) if audible else []
+        )
+        audio = frame.audio if audible else np.zeros_like(frame.audio)
+        if audible and frame.speaking:
+            self._speech_writes.append(time.perf_counter())
+        pcm = np.ascontiguousarray(audio, dtype=np.int16)
+        await self._sync.push(to_video_frame(frame.image))
+        await self._sync.push(rtc.AudioFrame(pcm.tobytes(), SAMPLE_RATE_HZ, 1, pcm.shape[0]))
+        self.frames += 1
+        if events:
+            delay_s = self._audio.queued_duration  # this frame's audio plays out after what is queued
+            for event in events:
+                self._spawn(self._after(delay_s, event))
+
+    def speaking_after(self, since: float) -> int:
+        """How many audible speech frames were written after ``since`` (perf_counter)."""
+        return sum(1 for at in self._speech_writes if at > since)
+
+    async def clear(self) -> None:
+        """``lk.clear_buffer``: drop queued audio and video, report every unreported segment now."""
+        reports = self._tracker.clear(self._audio.queued_duration)
+        if self._sync is not None:
+            await self._sync.clear_queue()
+        for report in reports:
+            self._spawn(self._report(report))
+
+    # ------------------------------------------------------------------ playback RPCs
+    async def _after(self, delay_s: float, event: PlaybackEvent) -> None:
+        if delay_s > 0:
+            await asyncio.sleep(delay_s)
+        if isinstance(event, Started):
+            await self._started()
+        elif isinstance(event, Finished):
+            await self._report(event)
+
+    async def _started(self) -> None:
+        if not self._send_started:
+            return
+        try:
+            await self._rpc(names.LK_RPC_PLAYBACK_STARTED, "")
+        except rtc.RpcError as exc:
+            if exc.code == rtc.RpcError.ErrorCode.UNSUPPORTED_METHOD:
+                self._send_started = False  # bitHuman cloud and Bey agents do not register it
+            else:
+                log.warning(
+                    "playback_started failed", extra={"session_id": self._session_id, "code": exc.code}
+                )
+
+    async def _report(self, report: Finished) -> None:
+        payload = report.payload()
+        self.playback_reports.append(payload)
+        try:
+            await self._rpc(names.LK_RPC_PLAYBACK_FINISHED, json.dumps(payload))
+        except rtc.RpcError as exc:
+            log.warning("playback_finished failed", extra={"session_id": self._session_id, "code": exc.code})
+
+    async def _rpc(self, method: str, payload: str) -> str:
+        """Perform an RPC to the agent, 3 attempts 0.1 s apart; UNSUPPORTED_METHOD is not retried."""
+        destination = self._agent_identity()
+        if destination is None:
+            raise rtc.RpcError(rtc.RpcError.ErrorCode.RECIPIENT_NOT_FOUND, "no agent in the room")
+        for attempt in range(1, RPC_ATTEMPTS + 1):
+            try:
+                return await self._room.local_participant.perform_rpc(
+                    destination_identity=destination,
+                    method=method,
+                    payload=payload,
+                    response_timeout=RPC_RESPONSE_TIMEOUT_S,
+                )
+            except rtc.RpcError as exc:
+                final = attempt == RPC_ATTEMPTS or exc.code == rtc.RpcError.ErrorCode.UNSUPPORTED_METHOD
+                if final:
+                    raise
+                log.info(
+                    "rpc retry", extra={"session_id": self._session_id, "method": method, "attempt": attempt}
+                )
+                await asyncio.sleep(RPC_RETRY_S)
+        raise AssertionError("unreachable")
+
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
