@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from farm.errors import BatcherClosed, InvalidImage, UnknownGesture
+from farm.errors import BatcherClosed, InvalidAudio, InvalidImage, UnknownGesture
 from farm.render.audio import frame_energy
 from farm.render.base import SAMPLES_PER_FRAME, AvatarFrame, AvatarSource, Renderer
 from farm.render.expression import ExpressionEngine
@@ -133,11 +133,22 @@ def test_interrupt_drops_queued_speech(engine: ExpressionEngine, avatar: DeviceA
         renderer.close()
 
 
-def test_other_sample_rates_are_resampled_to_16k(engine: ExpressionEngine, avatar: DeviceAvatar) -> None:
+def test_other_sample_rates_are_resampled_to_16k_without_chunk_edges(
+    engine: ExpressionEngine, avatar: DeviceAvatar
+) -> None:
     renderer = engine.open_session(avatar, "rates")
     try:
-        renderer.push_audio(np.zeros(48_000, np.int16), 48_000)  # one second
+        t = np.arange(48_000) / 48_000
+        tone = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16)  # one second at 48 kHz
+        for start in range(0, 48_000, 480):  # 10 ms chunks, as a LiveKit stream delivers them
+            renderer.push_audio(tone[start : start + 480], 48_000)
+        renderer.flush()
         assert renderer.pending_frames() == 25
+        played = np.concatenate([f.audio for f in _drain(renderer)]).astype(np.float32) / 32767
+        expected = 0.3 * np.sin(2 * np.pi * 440 * np.arange(16_000) / 16_000)
+        assert np.abs(played[100:-100] - expected[100:-100]).max() < 0.01
+        with pytest.raises(InvalidAudio):
+            renderer.push_audio(tone, 0)
     finally:
         renderer.close()
 

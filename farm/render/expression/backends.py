@@ -79,7 +79,8 @@ def to_uint8_frames(frames: torch.Tensor, count: int) -> list[np.ndarray]:
 
 
 class TorchBackend:
-    """Eager torch on CPU or CUDA; ``channels_last`` on CPU where oneDNN's grid_sample likes it."""
+    """Eager torch under inference_mode on CPU or CUDA (the model is elementwise + grid_sample, so
+    channels_last and bf16 were not adopted: bf16 would also break the 1e-3 export parity)."""
 
     def __init__(self, config: ExpressionConfig, device: str = "cpu") -> None:
         self.device = torch.device(device)

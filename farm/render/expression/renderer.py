@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from farm.errors import BatcherClosed
-from farm.render.audio import log_mel, to_mono_16k
-from farm.render.base import SAMPLES_PER_FRAME, AvatarFrame
+from farm.errors import BatcherClosed, InvalidAudio
+from farm.render.audio import Resampler, log_mel, to_mono_16k
+from farm.render.base import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME, AvatarFrame
 from farm.render.batching import BatchClient
 from farm.render.expression.motion import GESTURES, MotionState, mouth_opening
 from farm.render.expression.speech import SpeechQueue
@@ -54,6 +54,7 @@ class ExpressionRenderer:
         self._frame_wait_s = frame_wait_s
         self._lock = threading.Lock()
         self._speech = SpeechQueue()
+        self._resampler: Resampler | None = None
         self._motion = MotionState(seed=zlib.crc32(session_id.encode()))
         self._history = np.zeros(HISTORY_FRAMES * SAMPLES_PER_FRAME, np.float32)
         self._index = 0
@@ -68,17 +69,33 @@ class ExpressionRenderer:
         return (self._size, self._size)
 
     def push_audio(self, pcm: np.ndarray, sample_rate: int) -> None:
-        samples = to_mono_16k(pcm, sample_rate)
+        if sample_rate <= 0:
+            raise InvalidAudio(f"sample rate must be positive, got {sample_rate}")
+        # Integer → float and channels → mono only; resampling is streamed below (no chunk-edge clicks).
+        samples = to_mono_16k(pcm, SAMPLE_RATE_HZ)
         with self._lock:
+            if sample_rate != SAMPLE_RATE_HZ or self._resampler is not None:
+                if self._resampler is None or self._resampler.rate_in != sample_rate:
+                    self._finish_resampler()
+                    self._resampler = Resampler(sample_rate)
+                samples = np.clip(self._resampler.push(samples), -1.0, 1.0)
             self._speech.push(samples)
 
     def flush(self) -> None:
         with self._lock:
+            self._finish_resampler()
             self._speech.flush()
 
     def interrupt(self) -> None:
         with self._lock:
+            self._resampler = None
             self._speech.clear()
+
+    def _finish_resampler(self) -> None:
+        """Push the resampler's tail (the lock is held)."""
+        if self._resampler is not None:
+            self._speech.push(np.clip(self._resampler.finish(), -1.0, 1.0))
+            self._resampler = None
 
     def trigger(self, gesture: str) -> None:
         with self._lock:
@@ -123,5 +140,6 @@ class ExpressionRenderer:
             if self._closed:
                 return
             self._closed = True
+            self._resampler = None
             self._speech.clear()
         self._client.leave()
