@@ -7,10 +7,11 @@ their longer side is at most ``max_side_px`` (even dimensions, yuv420p: every br
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
@@ -36,8 +37,11 @@ class GesturePack(Protocol):
     @property
     def gestures(self) -> Sequence[_Clip]: ...
 
-    @property
-    def frames(self) -> Mapping[str, np.ndarray]: ...
+    def clip_length(self, clip: str) -> int: ...
+
+    def base_frame(self, clip: str, index: int) -> np.ndarray:
+        """(H, W, 3) uint8 RGB."""
+        ...
 
 
 def write_gesture_previews(
@@ -55,7 +59,8 @@ def write_gesture_previews(
             log.warning("gesture name is not file-safe; no preview", extra={"gesture": clip.name})
             continue
         target = out_dir / f"{clip.name}.mp4"
-        encode_clip(np.asarray(pack.frames[clip.name]), target, max_side_px=max_side_px)
+        frames = (pack.base_frame(clip.name, i) for i in range(pack.clip_length(clip.name)))
+        encode_clip(frames, target, max_side_px=max_side_px)
         written[clip.name] = target
     return written
 
@@ -66,13 +71,15 @@ def preview_size(width: int, height: int, max_side_px: int) -> tuple[int, int]:
     return (max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2))
 
 
-def encode_clip(frames: np.ndarray, target: Path, *, max_side_px: int = MAX_SIDE_PX) -> None:
-    """Encode (n, H, W, 3) uint8 RGB frames as an H.264 MP4 at 25 fps, atomically."""
+def encode_clip(frames: Iterable[np.ndarray], target: Path, *, max_side_px: int = MAX_SIDE_PX) -> None:
+    """Encode (H, W, 3) uint8 RGB frames (at least one) as an H.264 MP4 at 25 fps, atomically."""
     import av
 
-    if frames.ndim != 4 or frames.shape[0] == 0 or frames.shape[3] != 3:
-        raise ValueError("a clip is a non-empty (n, H, W, 3) array")
-    width, height = preview_size(int(frames.shape[2]), int(frames.shape[1]), max_side_px)
+    images = iter(frames)
+    first = next(images, None)
+    if first is None or first.ndim != 3 or first.shape[2] != 3:
+        raise ValueError("a clip is at least one (H, W, 3) RGB frame")
+    width, height = preview_size(int(first.shape[1]), int(first.shape[0]), max_side_px)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".mp4")
     os.close(fd)
     try:
@@ -81,7 +88,7 @@ def encode_clip(frames: np.ndarray, target: Path, *, max_side_px: int = MAX_SIDE
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             stream.codec_context.time_base = Fraction(1, PREVIEW_FPS)
             stream.options = {"preset": "veryfast", "crf": "28", "movflags": "+faststart"}
-            for image in frames:
+            for image in itertools.chain([first], images):
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
                 for packet in stream.encode(frame.reformat(width, height, format="yuv420p")):
                     container.mux(packet)

@@ -7,6 +7,7 @@ dynamics), not Celery workers: these tests are about the trigger path, not about
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import av
 import httpx
 import pytest
 import redis
@@ -26,6 +28,8 @@ from farm.api.app import build_app
 from farm.contracts import DynamicsMessage
 from farm.domain import Agent, AgentStatus
 from farm.dynamics.base import broadcast
+from farm.dynamics.catalogue import previews_dir
+from farm.dynamics.previews import write_gesture_previews
 from farm.dynamics.redis_bus import RedisDynamicsBus
 from farm.sessions.agents import RedisAgentStore
 from farm.sessions.keys import RedisKeyStore
@@ -119,6 +123,7 @@ def start_worker(redis_url: str, pack: Path) -> Iterator[Callable[..., WorkerPro
 @dataclass
 class Api:
     http: httpx.Client
+    settings: Settings
 
     def post(self, path: str, body: object) -> httpx.Response:
         return self.http.post(path, json=body)
@@ -148,7 +153,7 @@ def api(redis_url: str, redis_client: redis.Redis, tmp_path: Path) -> Iterator[A
     with httpx.Client(
         base_url=f"http://127.0.0.1:{port}", headers={"api-secret": secret}, timeout=10
     ) as http:
-        yield Api(http)
+        yield Api(http, settings)
     server.should_exit = True
     thread.join(timeout=10)
 
@@ -228,3 +233,20 @@ def test_a_keyword_in_a_transcription_fires_its_gesture_once(
     w2.stop()
     assert w1.gestures() == [("s1", "mini_wave_hello")]
     assert w2.gestures() == []
+
+
+def test_the_previews_a_build_writes_from_a_real_pack_are_served_as_playable_mp4s(
+    api: Api, pack: Path
+) -> None:
+    from farm.render.essence import load_pack
+
+    loaded = load_pack(pack)
+    written = write_gesture_previews(loaded, previews_dir(api.settings.data_dir, AGENT_1))
+    assert sorted(written) == GESTURES
+    catalogue = api.http.get(f"/v1/dynamics/{AGENT_1}").json()["data"]
+    url = catalogue["gestures"]["mini_wave_hello"]
+    response = api.http.get(url)
+    assert response.status_code == 200 and response.headers["content-type"] == "video/mp4"
+    with av.open(io.BytesIO(response.content), mode="r") as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) == loaded.clip_length("mini_wave_hello")

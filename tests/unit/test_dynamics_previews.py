@@ -24,6 +24,12 @@ class Pack:
     gestures: tuple[Clip, ...]
     frames: dict[str, np.ndarray]
 
+    def clip_length(self, clip: str) -> int:
+        return int(self.frames[clip].shape[0])
+
+    def base_frame(self, clip: str, index: int) -> np.ndarray:
+        return self.frames[clip][index]
+
 
 def moving_square(n: int, size: int = 320) -> np.ndarray:
     frames = np.zeros((n, size, size, 3), np.uint8)
