@@ -19,8 +19,8 @@ import redis
 from celery import Celery
 
 from farm.blobs import BlobStore
-from farm.contracts import WorkerInfo, WorkerState
-from farm.domain import AgentStatus, ModelKind
+from farm.contracts import RunSessionMessage, WorkerInfo, WorkerState
+from farm.domain import AgentStatus, ModelKind, Session
 from farm.errors import FarmError, PrewarmFailed
 from farm.redis_conn import connect
 from farm.render.base import AvatarSource, RenderEngine
@@ -30,6 +30,7 @@ from farm.sessions.agents import RedisAgentStore
 from farm.sessions.reaper import Reaper, RedisReaperLock
 from farm.sessions.redis_store import RedisSessionStore
 from farm.sessions.registry import RedisWorkerRegistry
+from farm.sessions.runner import SessionRunner
 from farm.sessions.wiring import AvatarResolver, FileSessionIo
 from farm.settings import Settings
 from tasks.producer import CelerySessionQueue
@@ -52,6 +53,7 @@ class WorkerContext:
     agents: RedisAgentStore
     blobs: BlobStore
     registry: RedisWorkerRegistry
+    session_queue: CelerySessionQueue
     reaper: Reaper
     pool: ModelPool | None
     resolve_avatar: AvatarResolver
@@ -62,6 +64,8 @@ class WorkerContext:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _heartbeat: threading.Thread | None = None
+    _runners: set[SessionRunner] = field(default_factory=set)
+    _drain_timer: threading.Timer | None = None
 
     @classmethod
     def create(
@@ -84,7 +88,8 @@ class WorkerContext:
         factory = engine_factory or (lambda model: create_engine(model, settings))
         pool = ModelPool(models, factory, avatar_cache_mb=settings.avatar_cache_mb) if models else None
         lock = RedisReaperLock(client, worker_id, ttl_s=settings.reaper_interval_s)
-        reaper = Reaper(store, CelerySessionQueue(app), lock, max_attempts=settings.max_attempts)
+        session_queue = CelerySessionQueue(app)
+        reaper = Reaper(store, session_queue, lock, max_attempts=settings.max_attempts)
         return cls(
             settings=settings,
             worker_id=worker_id,
@@ -96,6 +101,7 @@ class WorkerContext:
             agents=agents,
             blobs=blobs,
             registry=RedisWorkerRegistry(client),
+            session_queue=session_queue,
             reaper=reaper,
             pool=pool,
             resolve_avatar=AvatarResolver(settings, agents, blobs),
@@ -138,13 +144,34 @@ class WorkerContext:
         self._heartbeat.start()
 
     def draining(self) -> None:
-        if self.state == "READY":
-            self.state = "DRAINING"
-            self._publish_quietly()
+        """Warm shutdown began: publish DRAINING; after ``drain_grace_s`` hand live sessions back."""
+        if self.state != "READY":
+            return
+        self.state = "DRAINING"
+        self._publish_quietly()
+        self._drain_timer = threading.Timer(self.settings.drain_grace_s, self.hand_back_all)
+        self._drain_timer.daemon = True
+        self._drain_timer.start()
+
+    def hand_back_all(self) -> None:
+        """Ask every running session to return to the queue for another worker."""
+        with self._lock:
+            runners = list(self._runners)
+        for runner in runners:
+            runner.request_handback()
+        if runners:
+            fields = {"worker_id": self.worker_id, "count": len(runners)}
+            log.warning("handing back live sessions", extra=fields)
+
+    def resubmit(self, session: Session) -> None:
+        """Re-queue a handed-back session on its model's queue."""
+        self.session_queue.submit(RunSessionMessage(session_id=session.id, model=session.model))
 
     def stop(self) -> None:
         """Stop the heartbeat and deregister. Idempotent."""
         self._stop.set()
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
         if self._heartbeat is not None and self._heartbeat is not threading.current_thread():
             self._heartbeat.join(timeout=2)
         with contextlib.suppress(FarmError):
@@ -158,15 +185,19 @@ class WorkerContext:
         return self.state == "READY" and pool_ready
 
     @contextlib.contextmanager
-    def active_session(self) -> Iterator[None]:
+    def active_session(self, runner: SessionRunner) -> Iterator[None]:
         with self._lock:
             self._active += 1
+            self._runners.add(runner)
         self._publish_quietly()
+        if self.state == "DRAINING" and self._drain_timer is not None and not self._drain_timer.is_alive():
+            runner.request_handback()  # started after the grace period ran out
         try:
             yield
         finally:
             with self._lock:
                 self._active -= 1
+                self._runners.discard(runner)
             self._publish_quietly()
 
     # ------------------------------------------------------------ registry and heartbeat

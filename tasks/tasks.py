@@ -74,10 +74,13 @@ def run_session(ctx: WorkerContext, message: RunSessionMessage) -> dict[str, Any
         resolve_avatar=ctx.resolve_avatar,
         claimed_at=claimed_at,
         timings_ms=timings,
+        on_handback=ctx.resubmit,
     )
-    with ctx.active_session():
+    with ctx.active_session(runner):
         result = asyncio.run(runner.run())
     status = "lease_lost" if result.session is None else result.session.state.value
+    if result.handed_back:
+        status = "handed_back"
     return {"status": status, "session_id": message.session_id, "frames": result.frames}
 
 

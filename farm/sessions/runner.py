@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ class EndReason(enum.StrEnum):
     INPUT_CLOSED = "input closed"
     STOP_REQUESTED = "stop requested"
     MAX_DURATION = "max session duration reached"
+    HANDED_BACK = "worker draining: handed back"
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class RunResult:
     session: Session | None  # None when the lease was lost (the session is no longer ours)
     frames: int
     lease_lost: bool = False
+    handed_back: bool = False
 
 
 class SessionRunner:
@@ -79,8 +82,11 @@ class SessionRunner:
         resolve_avatar: AvatarResolver,
         claimed_at: float | None = None,
         timings_ms: dict[str, float] | None = None,
+        on_handback: Callable[[Session], None] | None = None,
     ) -> None:
         self.lease = lease
+        self._on_handback = on_handback
+        self._handback = threading.Event()
         self.store = store
         self.pool = pool
         self.settings = settings
@@ -105,6 +111,8 @@ class SessionRunner:
                 SessionState.STREAMING, "streaming", output=io.output, timings_ms=dict(self._timings)
             )
             reason = await self._stream(io, renderer)
+            if reason is EndReason.HANDED_BACK:
+                return await self._hand_back()
             session = self._move(SessionState.ENDING, str(reason))
             await self._close(strict=True)
             session = self._move(SessionState.ENDED, str(reason), timings_ms=self._final_timings())
@@ -123,6 +131,27 @@ class SessionRunner:
             self._close_renderer()
             with contextlib.suppress(FarmError):
                 self.store.release(self.lease)
+
+    def request_handback(self) -> None:
+        """Ask the runner (from any thread) to stop and return the session to the queue (drain)."""
+        self._handback.set()
+
+    async def _hand_back(self) -> RunResult:
+        """STREAMING → QUEUED, lease released, then re-submitted so another worker resumes it."""
+        await self._close()
+        session = self._move(SessionState.QUEUED, str(EndReason.HANDED_BACK))
+        self.store.release(self.lease)
+        log.info("session handed back", extra=self._log_fields())
+        if self._on_handback is not None:
+            try:
+                self._on_handback(session)
+            except Exception:
+                log.exception("hand-back submit failed", extra=self._log_fields())
+                failure = {"code": "BACKEND_UNAVAILABLE", "message": "the session could not be re-queued"}
+                session = self.store.transition(
+                    session.id, SessionState.FAILED, reason="hand-back failed", failure=failure
+                )
+        return RunResult(session, self.frames, handed_back=True)
 
     # ------------------------------------------------------------ phases
     async def _start(self, session: Session) -> tuple[SessionIO, Renderer]:
@@ -161,6 +190,8 @@ class SessionRunner:
         frame_s = 1.0 / self.settings.fps
         while True:
             now = loop.time()
+            if self._handback.is_set():
+                return EndReason.HANDED_BACK
             if now - started >= self.settings.max_session_s:
                 return EndReason.MAX_DURATION
             if now >= next_stop_poll:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import signal
 import time
 
 import av
@@ -120,3 +121,30 @@ def test_a_worker_whose_prewarm_fails_is_error_and_takes_no_session(
     final = wait_terminal(store, session.id, deadline_s=30)
     assert final.state is SessionState.ENDED
     assert healthy.info is not None and final.worker_id == healthy.info.worker_id
+
+
+def test_a_worker_stopped_mid_session_hands_it_back_after_the_grace_period(
+    fast_settings: Settings, start_worker: StartWorker
+) -> None:
+    cfg = fast_settings.model_copy(update={"drain_grace_s": 0.3})
+    slow = {"FARM_TEST_FRAME_DELAY_S": "0.02"}
+    workers = [start_worker(cfg, "essence", env=slow) for _ in range(2)]
+    store = RedisSessionStore(connect(str(cfg.redis_url)))
+    session = new_session(cfg, store, ModelKind.ESSENCE, seconds=4.0)
+    message = RunSessionMessage(session_id=session.id, model=session.model)
+    CelerySessionQueue(producer_app(cfg)).submit(message)
+
+    def streaming() -> Session | None:
+        current = store.get(session.id)
+        return current if current.state is SessionState.STREAMING else None
+
+    first = wait_until(streaming, deadline_s=30, what="the session to stream")
+    holder = next(w for w in workers if w.info is not None and w.info.worker_id == first.worker_id)
+    survivor = next(w for w in workers if w is not holder)
+    holder.proc.send_signal(signal.SIGTERM)  # a pod being scaled down: warm shutdown
+
+    final = wait_terminal(store, session.id, deadline_s=60)
+    assert final.state is SessionState.ENDED, final.failure
+    assert "worker draining: handed back" in [h.reason for h in final.history]
+    assert survivor.info is not None and final.worker_id == survivor.info.worker_id
+    assert holder.proc.wait(20) == 0  # it exits cleanly once its session is handed back

@@ -246,3 +246,29 @@ async def test_a_slow_avatar_load_does_not_lose_the_lease(settings: Settings) ->
     result = await run()
     assert not result.lease_lost
     assert result.session is not None and result.session.state is SessionState.ENDED
+
+
+async def test_a_draining_worker_hands_the_session_back_to_the_queue(settings: Settings) -> None:
+    store, pool, session, lease = setup(settings)
+    sink = ListSink(realtime=True)
+    resubmitted: list[Session] = []
+    io = SessionIO(FileInput(pcm=tone(30.0), sample_rate=16_000), sink)
+    session_runner = SessionRunner(
+        lease=lease,
+        store=store,
+        pool=pool,
+        settings=settings,
+        io_factory=lambda _: io,
+        resolve_avatar=lambda s: AvatarSource(key="A1"),
+        on_handback=resubmitted.append,
+    )
+    task = asyncio.create_task(session_runner.run())
+    await asyncio.wait_for(sink.first.wait(), 5)
+    session_runner.request_handback()
+    result = await asyncio.wait_for(task, 5)
+
+    assert result.handed_back and result.session is not None
+    assert result.session.state is SessionState.QUEUED
+    assert [s.id for s in resubmitted] == [session.id]
+    assert store.claim(session.id, "w2", ttl_s=5) is not None  # the lease was released first
+    assert sink.closed
