@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 
 from farm.contracts import DynamicsMessage
-from farm.dynamics.base import DynamicsAck, SessionOutcome, TriggerResult
+from farm.dynamics.base import DynamicsAck, Reason, SessionOutcome, TriggerResult
 from farm.dynamics.debounce import DEDUP_WINDOW_S, Debouncer
 from farm.errors import MalformedJson, UnknownGesture, ValidationError
 
@@ -78,9 +78,9 @@ class LocalSession:
         log.debug("gesture delivered", extra={"session_id": self.session_id, "action": action})
         return TriggerResult(action, True, self.session_id)
 
-    def _refused(self, action: str, reason: str) -> TriggerResult:
+    def _refused(self, action: str, reason: Reason) -> TriggerResult:
         log.debug("gesture refused", extra={"session_id": self.session_id, "reason": reason})
-        return TriggerResult(action, False, self.session_id, reason)  # type: ignore[arg-type]
+        return TriggerResult(action, False, self.session_id, reason)
 
 
 class LocalSessions:
