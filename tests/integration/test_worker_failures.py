@@ -116,6 +116,8 @@ def test_a_worker_whose_prewarm_fails_is_error_and_takes_no_session(
         time.sleep(0.1)
     registry = RedisWorkerRegistry(connect(str(fast_settings.redis_url)))
     assert [w.state for w in registry.list() if w.pid == broken.pid] == ["ERROR"]
+    assert "consumers cancelled: prewarm failed" in broken.log()
+    assert "farm.session.run" not in broken.log().split("consumers cancelled")[1]  # received nothing
 
     healthy = start_worker(fast_settings, "essence")
     final = wait_terminal(store, session.id, deadline_s=30)
