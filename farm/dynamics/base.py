@@ -25,7 +25,7 @@ from farm.contracts import DynamicsMessage, Versioned
 SERVICE_NAME = "avatar-farm"
 """The ``service`` field of trigger_dynamics RPC replies (bitHuman answers ``bithuman-serve``)."""
 
-Reason = Literal["debounced", "duplicate", "unknown_gesture", "session_closed"]
+Reason = Literal["debounced", "duplicate", "unknown_gesture", "session_closed", "delivery_failed"]
 """Why a trigger did not start an animation."""
 
 

@@ -75,6 +75,9 @@ class LocalSession:
             self._deliver(action)
         except UnknownGesture:
             return self._refused(action, "unknown_gesture")
+        except Exception:  # e.g. the session's event loop closed under a late trigger
+            log.exception("gesture delivery failed", extra={"session_id": self.session_id})
+            return self._refused(action, "delivery_failed")
         log.debug("gesture delivered", extra={"session_id": self.session_id, "action": action})
         return TriggerResult(action, True, self.session_id)
 

@@ -66,6 +66,18 @@ def test_a_renderer_refusing_the_name_reports_unknown_gesture() -> None:
     assert session.trigger("smile").reason == "unknown_gesture"
 
 
+def test_a_session_whose_loop_is_gone_refuses_without_breaking_the_others() -> None:
+    played = Played()
+    local = registry_with(played, ("s2", "t", "A1"))
+    loop = asyncio.new_event_loop()
+    loop.close()
+    local.register("s1", "t", "A1", GESTURES, threadsafe_deliver(loop, lambda action: None))
+    ack = local.handle(DynamicsMessage(tenant="t", action="smile", agent_id="A1"))
+    reasons = {s.session_id: s.reason for s in ack.sessions}
+    assert reasons == {"s1": "delivery_failed", "s2": None}
+    assert played.by_session == {"s2": ["smile"]}
+
+
 def test_the_topic_reaches_the_agents_sessions_of_that_tenant_only() -> None:
     played = Played()
     local = registry_with(played, ("s1", "t", "A1"), ("s2", "t", "A1"), ("s3", "t", "A2"), ("s4", "u", "A1"))
