@@ -44,6 +44,15 @@ def flower_url(settings: Settings) -> str:
     return f"http://127.0.0.1:{settings.flower_port}"
 
 
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The FARM_* environment that reproduces ``settings`` in a child process."""
+    return {
+        f"FARM_{name.upper()}": str(value)
+        for name, value in settings.model_dump().items()
+        if value is not None
+    }
+
+
 @dataclass
 class Child:
     name: str
@@ -76,6 +85,7 @@ class LocalFarm:
         if self.redis_url is None:
             raise BackendUnavailable("start_redis() first")
         env = dict(self.base_env)
+        env.update(settings_env(self.settings))
         env["FARM_REDIS_URL"] = self.redis_url
         env["FARM_DATA_DIR"] = str(Path(self.settings.data_dir).resolve())
         env["FARM_OUTPUT_DIR"] = str(Path(self.settings.output_dir).resolve())

@@ -1,0 +1,231 @@
+"""`farm bench dispatch`: API request → session claimed by a warm worker, over many sessions.
+
+For each session: ``t0`` = the client's clock just before ``POST /v1/sessions``; the claim time is
+the ``ASSIGNED`` timestamp in the session's stored history (the worker's clock; one machine, so
+one clock). Reported: median / p90 / p99 / max of ``t_claim - t0`` and its two parts, the API call
+(``t0`` → 201) and ``QUEUED → ASSIGNED`` (both stored timestamps). Sessions are posted one at a
+time (closed loop: the next POST starts once the previous session is claimed), so the numbers are
+the hand-off latency of an idle, warm farm, not a saturation test.
+
+Without ``--api-url`` it starts its own farm in a temporary directory (embedded Redis, API, one
+essence worker and one build worker as subprocesses), builds the sample avatar once and runs
+against it. Prints one JSON object per line: progress, then the summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from farm.client import AvatarFarm, SessionInfo
+from farm.settings import Settings
+
+DEFAULT_SESSIONS = 200
+WARMUP_SESSIONS = 10
+CLIP_S = 0.2
+WORKER_FIELDS = ("capacity", "prewarm_s", "backend", "models")
+
+
+@dataclass(frozen=True)
+class Sample:
+    total_ms: float  # request start → ASSIGNED
+    api_ms: float  # request start → 201 received
+    queue_to_claim_ms: float  # QUEUED → ASSIGNED (stored timestamps)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty sequence."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
+    return ordered[rank - 1]
+
+
+def summarize(values: Sequence[float]) -> dict[str, float]:
+    return {
+        "median_ms": round(statistics.median(values), 2),
+        "p90_ms": round(percentile(values, 90), 2),
+        "p99_ms": round(percentile(values, 99), 2),
+        "max_ms": round(max(values), 2),
+    }
+
+
+def _state_at(session: SessionInfo, state: str) -> float | None:
+    for change in session.history:
+        if change["state"] == state:
+            return float(change["at"])
+    return None
+
+
+def _emit(record: dict[str, Any]) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def _clip() -> bytes:
+    from farm.demo import synth_speech, wav_bytes
+
+    return wav_bytes(synth_speech(seconds=CLIP_S + 0.2)[: int(CLIP_S * 16_000)], 16_000)
+
+
+def _portrait() -> bytes:
+    import numpy as np
+    from PIL import Image
+
+    from farm.render.essence import sample_portrait
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(sample_portrait(), dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def one_session(farm: AvatarFarm, avatar_id: str, audio: bytes, *, deadline_s: float = 30.0) -> Sample:
+    """Post one session and wait until a worker claimed it."""
+    t0 = time.time()
+    created = farm.create_session(audio=audio, avatar_id=avatar_id)
+    t_api = time.time()
+    claimed = farm.wait_session(
+        created.session_id,
+        until={"ASSIGNED", "STARTING", "STREAMING", "ENDING", "ENDED", "FAILED"},
+        deadline_s=deadline_s,
+        poll_s=0.005,
+    )
+    queued, assigned = _state_at(claimed, "QUEUED"), _state_at(claimed, "ASSIGNED")
+    if queued is None or assigned is None:
+        raise RuntimeError(f"session {created.session_id} was never claimed: {claimed.status}")
+    return Sample((assigned - t0) * 1000, (t_api - t0) * 1000, (assigned - queued) * 1000)
+
+
+def run(farm: AvatarFarm, avatar_id: str, sessions: int) -> list[Sample]:
+    audio = _clip()
+    for _ in range(WARMUP_SESSIONS):
+        one_session(farm, avatar_id, audio)
+    samples = []
+    for i in range(sessions):
+        samples.append(one_session(farm, avatar_id, audio))
+        if (i + 1) % 50 == 0:
+            _emit({"bench": "dispatch", "progress": i + 1, "of": sessions})
+    return samples
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "host": socket.gethostname(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _own_farm(args: argparse.Namespace) -> tuple[Any, AvatarFarm, str]:
+    """Start a private farm; return it, a client with a fresh key, and a READY sample agent id."""
+    from farm.procs import LocalFarm, api_url
+    from farm.redis_conn import connect
+    from farm.sessions.keys import RedisKeyStore
+
+    root = Path(tempfile.mkdtemp(prefix="farm-bench-"))
+    settings = Settings.from_env(
+        redis_url=None, data_dir=root / "var", output_dir=root / "out", api_port=_free_port(), hot_avatars=4
+    )
+    local = LocalFarm(settings, dict(os.environ))
+    url = local.start_redis()
+    local.start_api()
+    local.start_worker("essence", concurrency=args.worker_concurrency)
+    local.start_worker("build", concurrency=1)
+    local.wait_api(deadline_s=120)
+    _, secret = RedisKeyStore(connect(url)).create("bench", "dispatch")
+    farm = AvatarFarm(api_url(settings), secret)
+    agent = farm.wait_agent(farm.create_agent(_portrait()).agent_id, deadline_s=600)
+    if agent.status != "ready":
+        local.stop()
+        raise RuntimeError(f"sample avatar build failed: {agent.raw}")
+    _wait_ready_worker(farm, "essence")
+    return local, farm, agent.agent_id
+
+
+def _wait_ready_worker(farm: AvatarFarm, queue: str, deadline_s: float = 120.0) -> None:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if farm.fleet()["queues"].get(queue, {}).get("ready", 0) > 0:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"no READY worker on {queue}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="farm bench dispatch", description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=DEFAULT_SESSIONS)
+    parser.add_argument("--api-url", help="use a running farm (with --api-secret and --avatar-id)")
+    parser.add_argument("--api-secret")
+    parser.add_argument("--avatar-id", help="a READY agent of the key's tenant")
+    parser.add_argument("--worker-concurrency", type=int, default=4)
+    parser.add_argument("--out", type=Path, help="also write the summary JSON here")
+    args = parser.parse_args(list(argv or []))
+    if args.sessions < 1:
+        parser.error("--sessions must be positive")
+
+    local = None
+    if args.api_url:
+        if not (args.api_secret and args.avatar_id):
+            parser.error("--api-url needs --api-secret and --avatar-id")
+        farm, avatar_id = AvatarFarm(args.api_url, args.api_secret), args.avatar_id
+    else:
+        _emit({"bench": "dispatch", "phase": "starting a private farm and building the sample avatar"})
+        local, farm, avatar_id = _own_farm(args)
+    try:
+        fleet = farm.fleet()["queues"].get("essence", {})
+        started = time.monotonic()
+        samples = run(farm, avatar_id, args.sessions)
+        summary: dict[str, Any] = {
+            "bench": "dispatch",
+            "sessions": len(samples),
+            "warmup_sessions": WARMUP_SESSIONS,
+            "clip_s": CLIP_S,
+            "request_to_claim": summarize([s.total_ms for s in samples]),
+            "api_request": summarize([s.api_ms for s in samples]),
+            "queued_to_assigned": summarize([s.queue_to_claim_ms for s in samples]),
+            "wall_s": round(time.monotonic() - started, 2),
+            "workers": [
+                {k: w.get(k) for k in ("capacity", "prewarm_s", "backend", "models")}
+                for w in fleet.get("workers", [])
+            ],
+            "machine": machine(),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        _emit(summary)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(summary, indent=2) + "\n")
+        return 0
+    finally:
+        farm.close()
+        if local is not None:
+            local.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
