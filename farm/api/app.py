@@ -16,6 +16,7 @@ from farm.sessions.base import AgentStore, KeyStore, SessionQueue, SessionStore,
 from farm.settings import Settings
 
 from . import dynamics as dynamics_routes
+from . import runtime_tokens as runtime_token_routes
 from .deps import FarmServices
 from .errors import install_error_handlers
 from .metrics import ApiMetrics, install_middleware
@@ -58,7 +59,7 @@ def create_app(
     metrics = ApiMetrics()
     install_error_handlers(app)
     install_middleware(app, metrics)
-    for area in (session_routes, agent_routes, dynamics_routes, health_routes):
+    for area in (session_routes, agent_routes, dynamics_routes, health_routes, runtime_token_routes):
         app.include_router(area.router)
     app.add_api_route("/metrics", metrics.render, methods=["GET"], include_in_schema=False)
     return app

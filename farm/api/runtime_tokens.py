@@ -1,0 +1,291 @@
+"""``POST /v1/runtime-tokens/request``: the drop-in front door for ``livekit-plugins-bithuman``.
+
+Point the plugin at the farm (``api_url="https://farm.example/v1/runtime-tokens/request"`` or
+``BITHUMAN_API_URL``) and pass a farm key as ``api_secret``; nothing else changes. The plugin sends
+(reference/livekit-avatar-protocol.md §11):
+
+* JSON with header ``api-secret``: ``livekit_url``, ``livekit_token``, ``room_name``, ``mode``
+  (``cpu|gpu``), optional ``model``, ``image`` (base64), ``agent_id``;
+* multipart with ``Authorization: Bearer <secret>`` (custom URL + ``expression*`` model):
+  ``livekit_url``, ``livekit_token``, ``room_name``, optional ``model``, ``async_mode``,
+  ``avatar_image`` (file), ``avatar_image_url``, ``avatar_id``.
+
+The route validates, creates a room session and queues it like any other session, and answers 200
+at once (the plugin has no read timeout and ignores the body); the worker joins the room
+afterwards. Routing: ``model`` wins; else ``mode`` (cpu → essence, gpu → expression); an image
+without a model → expression. One live session per (room, avatar identity) per tenant: the
+plugin's retries get the same session back. No ready worker slot for the model → 503.
+
+The caller's LiveKit token is read without verification (the farm does not hold the user's LiveKit
+secret; the LiveKit server checks it when the worker joins). Its attributes are public to the room,
+so the ``api_secret`` the plugin copies there is never accepted as a credential here.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import jwt
+from fastapi import APIRouter, Header, Request
+from pydantic import BaseModel
+
+from farm import media, names
+from farm.api import inputs
+from farm.api.deps import Services
+from farm.api.schemas import ERROR_RESPONSES
+from farm.contracts import RunSessionMessage
+from farm.domain import AgentStatus, ModelKind, Session, SessionState
+from farm.errors import (
+    AgentNotReady,
+    BackendUnavailable,
+    ConcurrencyLimit,
+    FarmError,
+    NoCapacity,
+    Unauthorized,
+    ValidationError,
+)
+from farm.sessions.agents import is_agent_id
+from farm.sessions.base import ApiKey
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1/runtime-tokens", tags=["bitHuman-compatible"], responses=ERROR_RESPONSES)
+
+_URL_SCHEMES = ("ws://", "wss://", "http://", "https://")
+
+
+@dataclass(frozen=True)
+class RoomStartRequest:
+    """A decoded start request, whichever variant it came in."""
+
+    livekit_url: str
+    livekit_token: str
+    room_name: str
+    model: str | None
+    mode: str | None
+    image: bytes | None
+    image_url: str | None
+    agent_id: str | None
+
+
+class RoomStarted(BaseModel):
+    """The 200 body (the bitHuman plugin ignores it; it is for humans and other clients)."""
+
+    status: str = "success"
+    session_id: str
+    state: SessionState
+    model: ModelKind
+    room_name: str
+    identity: str
+    created: bool
+
+
+def route_model(model: str | None, mode: str | None, has_image: bool) -> ModelKind:
+    """``model`` wins; else ``mode``; else an image means Expression; default Essence."""
+    if model:
+        for kind in ModelKind:
+            if model == kind.value or model.startswith(f"{kind.value}-"):
+                return kind
+        raise ValidationError("model must be one of essence, expression, essence-2, expression-2")
+    if mode:
+        if mode not in ("cpu", "gpu"):
+            raise ValidationError("mode must be 'cpu' or 'gpu'")
+        return ModelKind.EXPRESSION if mode == "gpu" else ModelKind.ESSENCE
+    return ModelKind.EXPRESSION if has_image else ModelKind.ESSENCE
+
+
+def token_identity(token: str, room_name: str) -> tuple[str, str | None]:
+    """(identity, publish-on-behalf agent) of the avatar token; it must grant a join to ``room_name``."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise ValidationError("livekit_token is not a JWT") from exc
+    video = claims.get("video") if isinstance(claims, dict) else None
+    if not isinstance(video, dict) or not video.get("roomJoin") or not video.get("room"):
+        raise ValidationError("livekit_token grants no room join")
+    if room_name and video["room"] != room_name:
+        raise ValidationError("room_name does not match the room in livekit_token")
+    identity = claims.get("sub")
+    if not isinstance(identity, str) or not identity:
+        raise ValidationError("livekit_token has no identity")
+    attrs = claims.get("attributes")
+    agent = attrs.get(names.LK_ATTR_PUBLISH_ON_BEHALF) if isinstance(attrs, dict) else None
+    return identity, agent or None
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def _text(doc: Any, field: str, *, required: bool = False) -> str | None:
+    value = doc.get(field)
+    if value is None or value == "":
+        if required:
+            raise ValidationError(f"{field} is required")
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(f"{field} must be a string")
+    return value
+
+
+def _image_field(value: str | None) -> tuple[bytes | None, str | None]:
+    if value is None:
+        return None, None
+    if value.startswith(("http://", "https://")):
+        return None, value
+    return inputs._b64(value, "image"), None
+
+
+async def decode_request(request: Request, services: Services) -> RoomStartRequest:
+    """The JSON or the multipart variant as one RoomStartRequest."""
+    settings = services.settings
+    if inputs._is_multipart(request):
+        form = await inputs._form(request, settings)
+        image, _ = await inputs._file_or_b64(form, "avatar_image", settings.max_image_mb)
+        doc: Any = {k: v for k, v in form.items() if isinstance(v, str)}
+        image_url = _text(doc, "avatar_image_url")
+        agent_id = _text(doc, "avatar_id")
+        mode = None
+    else:
+        raw = await inputs._read_body(request, inputs.body_limit_bytes(settings))
+        doc = inputs._json_model(raw, _AnyObject).root
+        image, image_url = _image_field(_text(doc, "image"))
+        agent_id = _text(doc, "agent_id")
+        mode = _text(doc, "mode")
+    url = _text(doc, "livekit_url", required=True) or ""
+    if not url.startswith(_URL_SCHEMES):
+        raise ValidationError("livekit_url must be a ws(s):// or http(s):// URL")
+    return RoomStartRequest(
+        livekit_url=url,
+        livekit_token=_text(doc, "livekit_token", required=True) or "",
+        room_name=_text(doc, "room_name", required=True) or "",
+        model=_text(doc, "model"),
+        mode=mode,
+        image=image,
+        image_url=image_url,
+        agent_id=agent_id,
+    )
+
+
+class _AnyObject(BaseModel):
+    """A JSON object body, fields checked by ``decode_request``."""
+
+    model_config = {"extra": "allow"}
+
+    @property
+    def root(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+# ---------------------------------------------------------------- the use case
+
+
+def start_room_session(services: Services, key: ApiKey, req: RoomStartRequest) -> tuple[Session, bool]:
+    """Validate, then create (or find) the room session and queue it. Never waits for the join."""
+    identity, agent_identity = token_identity(req.livekit_token, req.room_name)
+    if req.image_url is not None:
+        raise ValidationError("image URLs are not fetched by the farm: send the image bytes (base64 or file)")
+    model = route_model(req.model, req.mode, req.image is not None)
+    image_ref = _avatar(services, key, req, model)
+    session = Session(
+        id=uuid.uuid4().hex,
+        tenant=key.tenant,
+        model=model,
+        avatar_id=req.agent_id,
+        image_ref=image_ref,
+        livekit={
+            "url": req.livekit_url,
+            "token": req.livekit_token,
+            "room": req.room_name,
+            "identity": identity,
+            "agent_identity": agent_identity,
+        },
+    )
+    session, created = services.store.create(session, idempotency_scope=f"room:{req.room_name}:{identity}")
+    if not created:
+        return session, False  # a retry or a repeated start: the same avatar, never a second one
+    try:
+        _check_capacity(services, key, model)
+    except FarmError as exc:
+        services.store.transition(session.id, SessionState.FAILED, reason=exc.code)
+        raise
+    _submit(services, session)
+    return session, True
+
+
+def _avatar(services: Services, key: ApiKey, req: RoomStartRequest, model: ModelKind) -> str | None:
+    """The image blob to animate (Expression) after checking the agent (Essence needs a READY pack)."""
+    if req.image is not None:
+        media.validate_image(req.image, max_pixels=services.settings.max_image_pixels)
+        if model is ModelKind.ESSENCE and req.agent_id is None:
+            raise ValidationError(
+                "an Essence session needs agent_id (a built avatar); images need gpu/expression"
+            )
+        if model is ModelKind.EXPRESSION:
+            return services.blobs.put(req.image, ".jpg")
+    if req.agent_id is None:
+        raise ValidationError("give agent_id or an image")
+    if not is_agent_id(req.agent_id):
+        raise ValidationError("agent_id must be an agent code like A78WKV4515")
+    agent = services.agents.get_for_tenant(key.tenant, req.agent_id)
+    if model is ModelKind.ESSENCE and agent.status is not AgentStatus.READY:
+        raise AgentNotReady(f"agent {agent.id} is {agent.status.value}, not ready")
+    return agent.image_ref
+
+
+def _check_capacity(services: Services, key: ApiKey, model: ModelKind) -> None:
+    limit = key.concurrency_limit or services.settings.default_concurrency_limit
+    if services.store.count_live(key.tenant) > limit:  # the new session is already counted
+        raise ConcurrencyLimit(f"the tenant already has {limit} live sessions (its limit)")
+    workers = [w for w in services.registry.list() if model.value in w.queues]
+    if sum(w.free_slots for w in workers) == 0:
+        raise NoCapacity(f"no {model.value} worker has a free slot; retry shortly")
+
+
+def _submit(services: Services, session: Session) -> None:
+    try:
+        services.queue.submit(RunSessionMessage(session_id=session.id, model=session.model))
+    except Exception as exc:
+        log.warning("room session submit failed", extra={"session_id": session.id})
+        services.store.transition(session.id, SessionState.FAILED, reason="submit failed")
+        if isinstance(exc, FarmError):
+            raise
+        raise BackendUnavailable("the session queue is unavailable") from exc
+
+
+# ---------------------------------------------------------------- the route
+
+
+def _caller(services: Services, api_secret: str | None, authorization: str | None) -> ApiKey:
+    """``api-secret`` (JSON variant) or ``Authorization: Bearer`` (multipart variant)."""
+    secret = api_secret
+    if not secret and authorization and authorization.lower().startswith("bearer "):
+        secret = authorization[7:].strip()
+    if not secret:
+        raise Unauthorized("missing api-secret header or Authorization: Bearer token")
+    return services.keys.authenticate(secret)
+
+
+@router.post("/request", response_model=RoomStarted)
+async def request_runtime_token(
+    request: Request,
+    services: Services,
+    api_secret: Annotated[str | None, Header(alias=names.HEADER_API_SECRET)] = None,
+    authorization: Annotated[str | None, Header()] = None,
+) -> RoomStarted:
+    """Start (or find) the avatar for a LiveKit room; the worker joins right after this answers."""
+    key = _caller(services, api_secret, authorization)
+    request.state.tenant = key.tenant
+    body = await decode_request(request, services)
+    session, created = start_room_session(services, key, body)
+    livekit = session.livekit or {}
+    return RoomStarted(
+        session_id=session.id,
+        state=session.state,
+        model=session.model,
+        room_name=str(livekit.get("room", body.room_name)),
+        identity=str(livekit.get("identity", "")),
+        created=created,
+    )

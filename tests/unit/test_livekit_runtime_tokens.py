@@ -1,0 +1,164 @@
+"""POST /v1/runtime-tokens/request: what livekit-plugins-bithuman sends, answered like bitHuman does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from livekit import api
+
+from farm import names
+from farm.contracts import WorkerInfo
+from farm.domain import AgentStatus, ModelKind, SessionState
+from tests.unit.api_support import ApiHarness, b64, png_bytes
+
+pytestmark = pytest.mark.unit
+
+URL = "/v1/runtime-tokens/request"
+LK_SECRET = "users-livekit-secret-the-farm-never-sees-0123456789"
+
+
+@pytest.fixture
+def api_h(tmp_path: Path) -> ApiHarness:
+    harness = ApiHarness.build(tmp_path)
+    harness.registry.publish(
+        WorkerInfo(
+            worker_id="w1", hostname="h", pid=1, queues=["essence", "expression"], state="READY", capacity=4
+        ),
+        ttl_s=60,
+    )
+    return harness
+
+
+def plugin_token(room: str = "room-1", identity: str = "bithuman-avatar-agent", secret: str = "") -> str:
+    """The avatar token the plugin mints (kind agent, publish_on_behalf, the api secret as an attribute)."""
+    return (
+        api.AccessToken("lk-key", LK_SECRET)
+        .with_kind("agent")
+        .with_identity(identity)
+        .with_name(identity)
+        .with_grants(api.VideoGrants(room_join=True, room=room))
+        .with_attributes({names.LK_ATTR_PUBLISH_ON_BEHALF: "agent-AJ_1", "api_secret": secret})
+        .to_jwt()
+    )
+
+
+def json_body(harness: ApiHarness, **extra: object) -> dict[str, object]:
+    agent = harness.agent()
+    body: dict[str, object] = {
+        "livekit_url": "wss://lk.example",
+        "livekit_token": plugin_token(),
+        "room_name": "room-1",
+        "mode": "cpu",
+        "agent_id": agent.id,
+    }
+    body.update(extra)
+    return body
+
+
+def test_the_json_variant_queues_a_room_session_and_answers_at_once(api_h: ApiHarness) -> None:
+    response = api_h.client.post(URL, json=json_body(api_h), headers=api_h.headers())
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    session = api_h.store.get(body["session_id"])
+    assert session.state is SessionState.QUEUED and session.model is ModelKind.ESSENCE
+    assert session.livekit is not None
+    assert (session.livekit["room"], session.livekit["identity"], session.livekit["agent_identity"]) == (
+        "room-1",
+        "bithuman-avatar-agent",
+        "agent-AJ_1",
+    )
+    assert [getattr(m, "session_id", None) for m in api_h.queue.messages] == [session.id]
+
+
+def test_retries_for_the_same_room_and_identity_return_the_same_session(api_h: ApiHarness) -> None:
+    body = json_body(api_h)
+    first = api_h.client.post(URL, json=body, headers=api_h.headers()).json()
+    again = api_h.client.post(URL, json=body, headers=api_h.headers()).json()
+
+    assert again["session_id"] == first["session_id"]
+    assert (first["created"], again["created"]) == (True, False)
+    assert len(api_h.queue.messages) == 1
+
+
+def test_the_multipart_variant_with_a_bearer_token_routes_an_uploaded_face_to_expression(
+    api_h: ApiHarness,
+) -> None:
+    form = {"livekit_url": "wss://lk.example", "livekit_token": plugin_token(), "room_name": "room-1"}
+    form["model"] = "expression"
+    response = api_h.client.post(
+        URL,
+        data=form,
+        files={"avatar_image": ("avatar.jpg", png_bytes(), "image/jpeg")},
+        headers={"Authorization": f"Bearer {api_h.secret_a}"},
+    )
+
+    assert response.status_code == 200, response.text
+    session = api_h.store.get(response.json()["session_id"])
+    assert session.model is ModelKind.EXPRESSION and session.image_ref is not None
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"model": "essence-2", "mode": "gpu"}, ModelKind.ESSENCE),  # model wins over mode
+        ({"mode": "gpu"}, ModelKind.EXPRESSION),
+        ({"mode": None, "image": "IMAGE"}, ModelKind.EXPRESSION),  # an image means Expression
+    ],
+)
+def test_routing_follows_model_then_mode_then_image(
+    api_h: ApiHarness, extra: dict[str, object], expected: ModelKind
+) -> None:
+    if extra.get("image") == "IMAGE":
+        extra = {**extra, "image": b64(png_bytes()), "agent_id": None}
+    response = api_h.client.post(URL, json=json_body(api_h, **extra), headers=api_h.headers())
+
+    assert response.status_code == 200, response.text
+    assert api_h.store.get(response.json()["session_id"]).model is expected
+
+
+def test_the_secret_copied_into_token_attributes_is_not_a_credential(api_h: ApiHarness) -> None:
+    body = json_body(api_h, livekit_token=plugin_token(secret=api_h.secret_a))
+
+    response = api_h.client.post(URL, json=body)
+
+    assert response.status_code == 401
+    assert api_h.queue.messages == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "status", "code"),
+    [
+        ({"livekit_token": "not-a-jwt"}, 400, "VALIDATION_ERROR"),
+        ({"room_name": "another-room"}, 400, "VALIDATION_ERROR"),
+        ({"model": "hologram"}, 400, "VALIDATION_ERROR"),
+        ({"livekit_url": "ftp://x"}, 400, "VALIDATION_ERROR"),
+        ({"agent_id": None}, 400, "VALIDATION_ERROR"),
+        ({"image": "https://example.com/face.jpg", "mode": "gpu", "agent_id": None}, 400, "VALIDATION_ERROR"),
+    ],
+)
+def test_bad_requests_are_4xx_and_queue_nothing(
+    api_h: ApiHarness, extra: dict[str, object], status: int, code: str
+) -> None:
+    response = api_h.client.post(URL, json=json_body(api_h, **extra), headers=api_h.headers())
+
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+    assert api_h.queue.messages == []
+
+
+def test_an_agent_still_building_is_409(api_h: ApiHarness) -> None:
+    building = api_h.agent(status=AgentStatus.PROCESSING)
+    response = api_h.client.post(URL, json=json_body(api_h, agent_id=building.id), headers=api_h.headers())
+    assert response.status_code == 409
+
+
+def test_no_free_worker_slot_is_503_and_leaves_no_live_session(tmp_path: Path) -> None:
+    harness = ApiHarness.build(tmp_path)  # no worker registered
+    response = harness.client.post(URL, json=json_body(harness), headers=harness.headers())
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "NO_CAPACITY"
+    assert harness.store.count_live("tenant-a") == 0
+    assert harness.queue.messages == []
