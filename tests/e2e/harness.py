@@ -16,8 +16,9 @@ from farm.render.pool import ModelPool
 from farm.sessions.memory import MemorySessionStore
 from farm.sessions.runner import RunResult, SessionIO, SessionRunner
 from farm.settings import Settings
-from farm.stream.livekit import LiveKitRoomSession, room_output, room_session_for
-from tests.e2e.conftest import PACK_SIZE, LkBackend, avatar_source, new_room_session
+from farm.stream.livekit import LiveKitRoomSession, RoomInput
+from farm.stream.livekit.wiring import RoomSessionIo
+from tests.e2e.conftest import LkBackend, avatar_source, new_room_session
 
 
 @dataclass
@@ -62,11 +63,13 @@ async def start_avatar(
     source = avatar_source(pack)
     rooms: list[LiveKitRoomSession] = []
 
+    room_io = RoomSessionIo(settings, pool, lambda _s: source)
+
     def io_factory(s: Session) -> SessionIO:
-        gestures = EssenceRenderer(pool.get_avatar(ModelKind.ESSENCE, source), "probe").gestures  # type: ignore[arg-type]
-        room = room_session_for(s, settings, frame_size=(PACK_SIZE, PACK_SIZE), gestures=gestures)
-        rooms.append(room)
-        return SessionIO(input=room.input, sink=room.sink, output=room_output(room.join))
+        io = room_io(s)
+        assert isinstance(io.input, RoomInput)
+        rooms.append(io.input.session)
+        return io
 
     runner = SessionRunner(
         lease=lease,

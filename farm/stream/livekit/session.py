@@ -295,6 +295,10 @@ class RoomInput:
     def __init__(self, session: LiveKitRoomSession) -> None:
         self._session = session
 
+    @property
+    def session(self) -> LiveKitRoomSession:
+        return self._session
+
     async def start(self) -> None:
         await self._session.start()
 
