@@ -150,7 +150,7 @@ class ExpressionNet(nn.Module):
         self.register_buffer("inv_two_sigma_sq", 1.0 / (2.0 * (sigma * eye_distance) ** 2), persistent=False)
         self.register_buffer("low_grid", _base_grid(low), persistent=False)  # (low*low, 2)
         # Mouth interior colours: cavity, teeth, tongue.
-        palette = torch.tensor([[0.30, 0.10, 0.10], [0.86, 0.83, 0.78], [0.62, 0.30, 0.32]])
+        palette = torch.tensor([[0.24, 0.07, 0.07], [0.93, 0.91, 0.86], [0.66, 0.33, 0.34]])
         self.register_buffer("palette", palette[:, None, :, None, None], persistent=False)
         pivot_offset = torch.tensor([0.0, 0.35 * eye_distance])  # head pivot: under the chin
         self.register_buffer("pivot_offset", pivot_offset, persistent=False)
@@ -279,13 +279,14 @@ class ExpressionNet(nn.Module):
         radius = nx * nx + ny * ny
         visible = torch.clamp(opening * 4.0 - 0.2, 0.0, 1.0)[:, None, None]
         alpha = torch.sigmoid((1.0 - radius) * 6.0) * visible
-        teeth_w = torch.sigmoid((-0.35 - ny) * 10.0)[:, None]
+        teeth_w = torch.sigmoid((-0.3 - ny) * 12.0)[:, None] * torch.sigmoid((0.8 - nx.abs()) * 10.0)[:, None]
         tongue_w = torch.sigmoid((ny - 0.45) * 6.0)[:, None]
         cavity, teeth, tongue = self.palette[0], self.palette[1], self.palette[2]
-        interior = cavity + teeth_w * (teeth - cavity) + tongue_w * (tongue - cavity) * 0.7
-        shade = 1.0 - 0.25 * torch.clamp(radius, 0.0, 1.0)[:, None]
+        shade = 1.0 - 0.35 * torch.clamp(radius, 0.0, 1.0)[:, None]  # darker towards the corners
+        cavity = cavity * shade + tongue_w * (tongue - cavity) * 0.6 * shade
+        interior = cavity + teeth_w * (teeth - cavity)
         alpha = alpha[:, None]
-        return torch.cat([alpha, interior * shade * alpha], dim=1)
+        return torch.cat([alpha, interior * alpha], dim=1)
 
 
 def _band_offsets() -> torch.Tensor:
