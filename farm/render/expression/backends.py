@@ -152,6 +152,7 @@ def export_onnx(config: ExpressionConfig, path: Path, *, opset: int = ONNX_OPSET
     with warnings.catch_warnings():
         # One Dim shared by the four inputs: the exporter notes it keeps a single name for them.
         warnings.filterwarnings("ignore", message=r".*axis name.*will not be used", category=UserWarning)
+        warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated", category=FutureWarning)
         _export(model, config, tmp, batch, opset)
     tmp.replace(path)
     return path
