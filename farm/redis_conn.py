@@ -53,6 +53,13 @@ def redis_errors(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def require_text_client(client: redis.Redis) -> redis.Redis:
+    """Refuse a client that returns bytes: the farm's stores compare and build keys from ``str``."""
+    if not client.get_connection_kwargs().get("decode_responses"):
+        raise ValueError("farm stores need a client with decode_responses=True (use farm.redis_conn.connect)")
+    return client
+
+
 def ping(client: redis.Redis) -> bool:
     """True when the server answers; never raises (readiness probes)."""
     try:

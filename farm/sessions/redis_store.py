@@ -17,7 +17,7 @@ from redis.client import Pipeline
 from farm import names
 from farm.domain import TERMINAL_STATES, Session, SessionState
 from farm.errors import LeaseLost, NotFound
-from farm.redis_conn import redis_errors
+from farm.redis_conn import redis_errors, require_text_client
 from farm.sessions.base import Lease
 from farm.sessions.transitions import apply_claim, apply_transition, initial
 
@@ -54,7 +54,7 @@ class RedisSessionStore:
         idempotency_ttl_s: float = 3600.0,
         retention_s: float = names.SESSION_RETENTION_S,
     ) -> None:
-        self._r = client
+        self._r = require_text_client(client)
         self._idem_ttl_s = idempotency_ttl_s
         self._retention_s = retention_s
         self._renew = client.register_script(_RENEW)

@@ -14,14 +14,14 @@ import redis
 
 from farm import names
 from farm.contracts import WorkerInfo
-from farm.redis_conn import redis_errors
+from farm.redis_conn import redis_errors, require_text_client
 
 
 class RedisWorkerRegistry:
     """WorkerRegistry over Redis: ``names.worker_key`` (TTL) + ``names.WORKERS_INDEX_KEY`` (ZSET)."""
 
     def __init__(self, client: redis.Redis) -> None:
-        self._r = client
+        self._r = require_text_client(client)
 
     @redis_errors
     def publish(self, info: WorkerInfo, ttl_s: float) -> None:

@@ -249,3 +249,9 @@ def test_a_redis_lease_expires_by_itself(redis_client: redis.Redis) -> None:
         assert time.monotonic() < deadline, "lease never expired"
         time.sleep(0.05)
     assert not store.renew(lease, ttl_s=1)
+
+
+@pytest.mark.unit
+def test_a_bytes_client_is_refused() -> None:
+    with pytest.raises(ValueError, match="decode_responses"):
+        RedisSessionStore(redis.Redis.from_url("redis://127.0.0.1:1/0"))
