@@ -30,7 +30,7 @@ from farm.sessions.agents import RedisAgentStore
 from farm.sessions.reaper import Reaper, RedisReaperLock
 from farm.sessions.redis_store import RedisSessionStore
 from farm.sessions.registry import RedisWorkerRegistry
-from farm.sessions.runner import SessionRunner
+from farm.sessions.runner import SessionIO, SessionRunner
 from farm.sessions.wiring import AvatarResolver, FileSessionIo
 from farm.settings import Settings
 from tasks.producer import CelerySessionQueue
@@ -39,6 +39,37 @@ from tasks.routing import models_for_queues
 log = logging.getLogger(__name__)
 
 EngineFactory = Callable[[ModelKind], RenderEngine]
+
+
+class WorkerSessionIo:
+    """The worker's io_factory: room sessions (``Session.livekit``) join LiveKit, the rest record an MP4.
+
+    The LiveKit wiring is imported on the first room session, in the process (thread) that runs it:
+    the LiveKit FFI starts native threads, which must never exist in a prefork parent before fork.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        blobs: BlobStore,
+        pool: ModelPool | None,
+        resolve_avatar: Callable[[Session], AvatarSource],
+    ) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._resolve = resolve_avatar
+        self._file = FileSessionIo(settings, blobs)
+        self._room: Callable[[Session], SessionIO] | None = None
+
+    def __call__(self, session: Session) -> SessionIO:
+        if not session.livekit:
+            return self._file(session)
+        if self._room is None:
+            from farm.stream.livekit.wiring import RoomSessionIo
+
+            assert self._pool is not None, "room sessions need a render worker"
+            self._room = RoomSessionIo(self._settings, self._pool, self._resolve)
+        return self._room(session)
 
 
 @dataclass
@@ -57,7 +88,7 @@ class WorkerContext:
     reaper: Reaper
     pool: ModelPool | None
     resolve_avatar: AvatarResolver
-    io_factory: FileSessionIo
+    io_factory: WorkerSessionIo
     state: WorkerState = "STARTING"
     started_at: float = field(default_factory=time.time)
     _active: int = 0
@@ -90,6 +121,7 @@ class WorkerContext:
         lock = RedisReaperLock(client, worker_id, ttl_s=settings.reaper_interval_s)
         session_queue = CelerySessionQueue(app)
         reaper = Reaper(store, session_queue, lock, max_attempts=settings.max_attempts)
+        resolver = AvatarResolver(settings, agents, blobs)
         return cls(
             settings=settings,
             worker_id=worker_id,
@@ -104,8 +136,8 @@ class WorkerContext:
             session_queue=session_queue,
             reaper=reaper,
             pool=pool,
-            resolve_avatar=AvatarResolver(settings, agents, blobs),
-            io_factory=FileSessionIo(settings, blobs),
+            resolve_avatar=resolver,
+            io_factory=WorkerSessionIo(settings, blobs, pool, resolver),
         )
 
     # ------------------------------------------------------------ lifecycle
