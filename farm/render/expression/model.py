@@ -14,17 +14,24 @@ runs through the same ONNX → TensorRT / torch.compile paths a learned generato
    sigmoid((loudness - L0) / Ls); spread = tanh of the centred brightness; lip width = its positive
    part (/i/ /e/ /s/); rounding = its negative part times sigmoid(low-F1) (/u/ /o/, but not the
    open /a/); both gated by the opening. Constants were set by hand on synthetic formant vowels.
-2. Motion → keypoint displacements (analytic). The 68 iBUG landmarks of the aligned face move by
-   rules in units of the canonical eye distance: jaw and lower lip drop with the opening, corners
-   spread/round/smile, upper eyelids close onto the lower ones with the blink control. Head pose
-   (yaw, pitch, roll) is a rigid 2-D transform about a pivot under the chin, faded out below the
-   neck line so shoulders stay put.
-3. Dense warp (analytic). Displacements are interpolated to a dense flow with Gaussian radial basis
-   functions (normalised where they overlap, so still points such as the nose anchor their
-   surroundings), computed at 1/4 resolution and upsampled, then the appearance is resampled with
-   ``grid_sample`` (backward-warp approximation: a pixel samples at ``head⁻¹(x) - flow(x)``).
-4. Mouth interior (analytic). When the mouth opens, an ellipse between the lips is painted with a
-   procedural interior: dark oral cavity, a band of upper teeth and a tongue tone, soft-edged.
+2. Motion → displacements (analytic). The 68 iBUG landmarks of the aligned face move by fixed
+   rules (``_RULES``) in units of the canonical eye distance: jaw and lower lip drop with the
+   opening; corners spread, round or lift (width, rounding, smile control); brows rise (brow
+   control). A blink is a separate stretch field that pulls the upper-lid skin down to the lower
+   lid. Head pose (yaw, pitch, roll controls) is a rigid 2-D transform about a pivot under the
+   chin, faded out below the neck line so the shoulders stay put.
+3. Dense warp (analytic). Point displacements become a dense flow by Gaussian radial basis
+   functions, normalised where they overlap so that points that do not move (nose, eye corners)
+   hold their surroundings still. The sampling grid (inverse head pose minus flow) and the mouth
+   layer below are computed at 1/4 resolution and upsampled together in one bilinear resize; the
+   appearance is then resampled with one full-resolution ``grid_sample`` (backward-warp
+   approximation: a pixel samples at ``head⁻¹(x) - flow(x)``).
+4. Mouth interior (analytic). When the mouth opens, an ellipse between the lips is composited with
+   a procedural interior: dark oral cavity shaded towards the corners, a band of upper teeth and a
+   tongue tone, soft-edged.
+
+There is no training script, data or checkpoint because there are no weights. Gestures (nod,
+tilt, smile) and idle life (blinks, sway) are control curves computed per session in ``motion.py``.
 
 Inputs (batch on dim 0): ``appearance`` (B, 3, S, S) float in [0, 1]; ``keypoints`` (B, 68, 2)
 aligned landmarks in grid_sample units ([-1, 1], align_corners=False); ``mel`` (B, MEL_WINDOW,
