@@ -205,9 +205,12 @@ def test_sessions_sharing_the_batcher_each_get_their_own_face(
     assert mirrored.key != avatar.key
     results: dict[str, list[AvatarFrame]] = {}
 
+    everyone_joined = threading.Barrier(4)
+
     def run(name: str, face: DeviceAvatar) -> None:
         renderer = engine.open_session(face, name)
         try:
+            everyone_joined.wait(30)
             renderer.push_audio(_speech(1.0, seed=len(name)), RATE)
             renderer.flush()
             results[name] = _drain(renderer)
