@@ -12,8 +12,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import redis
 from celery import Celery
@@ -30,11 +31,14 @@ from farm.sessions.agents import RedisAgentStore
 from farm.sessions.reaper import Reaper, RedisReaperLock
 from farm.sessions.redis_store import RedisSessionStore
 from farm.sessions.registry import RedisWorkerRegistry
-from farm.sessions.runner import SessionIO, SessionRunner
+from farm.sessions.runner import DynamicsAttachment, SessionIO, SessionRunner
 from farm.sessions.wiring import AvatarResolver, FileSessionIo
 from farm.settings import Settings
 from tasks.producer import CelerySessionQueue
 from tasks.routing import models_for_queues
+
+if TYPE_CHECKING:
+    from farm.dynamics.worker import WorkerDynamics
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +100,7 @@ class WorkerContext:
     _stop: threading.Event = field(default_factory=threading.Event)
     _heartbeat: threading.Thread | None = None
     _runners: set[SessionRunner] = field(default_factory=set)
+    dynamics: WorkerDynamics | None = None
     _drain_timer: threading.Timer | None = None
 
     @classmethod
@@ -171,6 +176,34 @@ class WorkerContext:
             log.warning("hot avatars unavailable", extra={"worker_id": self.worker_id})
         return hot
 
+    def start_dynamics(self) -> None:
+        """Subscribe this render process to the dynamics topic (gesture triggers fanned out by Redis)."""
+        if self.pool is None or self.dynamics is not None:
+            return
+        from farm.dynamics.worker import WorkerDynamics
+
+        try:
+            self.dynamics = WorkerDynamics.connect(str(self.settings.redis_url), self.worker_id)
+        except Exception:
+            log.exception("dynamics unavailable: gestures only from session input", extra=self._fields)
+
+    def attach_dynamics(
+        self, session: Session, gestures: Sequence[str], deliver: Callable[[str], None]
+    ) -> DynamicsAttachment:
+        """The runner's hook: register a running session with this process's dynamics router."""
+        assert self.dynamics is not None
+        return self.dynamics.attach(
+            session_id=session.id,
+            tenant=session.tenant,
+            agent_id=session.avatar_id,
+            gestures=gestures,
+            trigger=deliver,
+        )
+
+    @property
+    def _fields(self) -> dict[str, object]:
+        return {"worker_id": self.worker_id}
+
     def start_heartbeat(self) -> None:
         self._heartbeat = threading.Thread(target=self._beat, name="farm-heartbeat", daemon=True)
         self._heartbeat.start()
@@ -208,6 +241,9 @@ class WorkerContext:
             self._heartbeat.join(timeout=2)
         with contextlib.suppress(FarmError):
             self.registry.remove(self.worker_id)
+        if self.dynamics is not None:
+            with contextlib.suppress(Exception):
+                self.dynamics.close()
         if self.pool is not None:
             self.pool.close()
 

@@ -56,6 +56,8 @@ def boot(
     )
     setattr(app, APP_ATTR, ctx)
     ctx.prewarm()
+    if ctx.ready:
+        ctx.start_dynamics()
     ctx.start_heartbeat()
     log.info(
         "worker ready" if ctx.ready else "worker prewarm failed: taking no sessions",

@@ -75,6 +75,7 @@ def run_session(ctx: WorkerContext, message: RunSessionMessage) -> dict[str, Any
         claimed_at=claimed_at,
         timings_ms=timings,
         on_handback=ctx.resubmit,
+        attach_dynamics=ctx.attach_dynamics if ctx.dynamics is not None else None,
     )
     with ctx.active_session(runner):
         result = asyncio.run(runner.run())

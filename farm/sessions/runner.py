@@ -16,11 +16,13 @@ import enum
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from farm.domain import Session, SessionState
-from farm.errors import BackendUnavailable, FarmError, LeaseLost
+from farm.errors import BackendUnavailable, FarmError, LeaseLost, UnknownGesture
 from farm.render.base import AvatarSource, Renderer
 from farm.render.pool import ModelPool
 from farm.sessions.base import Lease, SessionStore
@@ -36,6 +38,7 @@ from farm.stream.base import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _STOP_POLL_S = 0.25
 
@@ -58,6 +61,52 @@ class SessionIO:
 
 IoFactory = Callable[[Session], SessionIO]
 AvatarResolver = Callable[[Session], AvatarSource]
+
+
+class DynamicsAttachment(Protocol):
+    """A running session as the dynamics layer sees it (``farm.dynamics.worker.AttachedSession``)."""
+
+    def trigger(self, action: str) -> object:
+        """Debounced gesture trigger; delivery reaches the renderer through ``deliver``."""
+        ...
+
+    def detach(self) -> None: ...
+
+
+DynamicsAttach = Callable[[Session, Sequence[str], Callable[[str], None]], DynamicsAttachment]
+"""(session, renderer gestures, deliver) → attachment; ``deliver`` is safe to call from any thread."""
+
+
+class RenderLane:
+    """Runs every call on one session's renderer on one dedicated thread, in order.
+
+    Renderers are not thread-safe, and ``next_frame`` may block (a cross-session batch), so neither
+    the event loop nor a second thread may touch the renderer while it renders.
+    """
+
+    def __init__(self, renderer: Renderer, name: str) -> None:
+        self.renderer = renderer
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+
+    async def call(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def post(self, fn: Callable[..., object], *args: object) -> None:
+        """Fire and forget (gesture deliveries from the dynamics bus); failures are logged."""
+        future = self._executor.submit(fn, *args)
+        future.add_done_callback(_log_failure)
+
+    def close(self) -> None:
+        """Close the renderer on its own thread after every queued call; idempotent."""
+        with contextlib.suppress(RuntimeError):  # already shut down
+            self._executor.submit(self.renderer.close)
+        self._executor.shutdown(wait=True)
+
+
+def _log_failure(future: Future[object]) -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.warning("renderer call failed", extra={"error": type(exc).__name__})
 
 
 @dataclass
@@ -83,6 +132,7 @@ class SessionRunner:
         claimed_at: float | None = None,
         timings_ms: dict[str, float] | None = None,
         on_handback: Callable[[Session], None] | None = None,
+        attach_dynamics: DynamicsAttach | None = None,
     ) -> None:
         self.lease = lease
         self._on_handback = on_handback
@@ -99,18 +149,20 @@ class SessionRunner:
         self._input_changed = asyncio.Event()
         self._input_closed = False
         self.frames = 0
-        self._renderer: Renderer | None = None
+        self._lane: RenderLane | None = None
+        self._attach_dynamics = attach_dynamics
+        self._attachment: DynamicsAttachment | None = None
 
     # ------------------------------------------------------------ public
     async def run(self) -> RunResult:
         renewer = asyncio.create_task(self._renew_loop(), name="lease-renew")
         try:
             session = self._move(SessionState.STARTING, "starting")
-            io, renderer = await self._start(session)
+            io, lane = await self._start(session)
             session = self._move(
                 SessionState.STREAMING, "streaming", output=io.output, timings_ms=dict(self._timings)
             )
-            reason = await self._stream(io, renderer)
+            reason = await self._stream(io, lane)
             if reason is EndReason.HANDED_BACK:
                 return await self._hand_back()
             session = self._move(SessionState.ENDING, str(reason))
@@ -154,35 +206,37 @@ class SessionRunner:
         return RunResult(session, self.frames, handed_back=True)
 
     # ------------------------------------------------------------ phases
-    async def _start(self, session: Session) -> tuple[SessionIO, Renderer]:
+    async def _start(self, session: Session) -> tuple[SessionIO, RenderLane]:
         # Blocking steps (engine load, pack build or load) run off the event loop so the lease
         # renewer keeps running however long they take.
         await asyncio.to_thread(self.pool.engine, session.model)
         self._mark("model_ready")
         source = await asyncio.to_thread(self._resolve_avatar, session)
         renderer = await asyncio.to_thread(self.pool.open_session, session.model, source, session.id)
-        self._renderer = renderer
+        lane = RenderLane(renderer, f"render-{session.id[:8]}")
+        self._lane = lane
         self._mark("avatar_ready")
+        if self._attach_dynamics is not None:
+            deliver = lambda action: lane.post(renderer.trigger, action)  # noqa: E731
+            self._attachment = self._attach_dynamics(session, renderer.gestures, deliver)
         io = self._io_factory(session)
         self._io = io
         await io.input.start()
         await io.sink.start()
         self._mark("sink_ready")
         self._check_lease()
-        return io, renderer
+        return io, lane
 
-    async def _stream(self, io: SessionIO, renderer: Renderer) -> EndReason:
-        consumer = asyncio.create_task(self._consume(io, renderer), name="session-input")
+    async def _stream(self, io: SessionIO, lane: RenderLane) -> EndReason:
+        consumer = asyncio.create_task(self._consume(io, lane), name="session-input")
         try:
-            return await self._frame_loop(io.sink, renderer, consumer)
+            return await self._frame_loop(io.sink, lane, consumer)
         finally:
             consumer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await consumer
 
-    async def _frame_loop(
-        self, sink: FrameSink, renderer: Renderer, consumer: asyncio.Task[None]
-    ) -> EndReason:
+    async def _frame_loop(self, sink: FrameSink, lane: RenderLane, consumer: asyncio.Task[None]) -> EndReason:
         loop = asyncio.get_running_loop()
         started = loop.time()
         next_tick = started
@@ -200,34 +254,36 @@ class SessionRunner:
                     return EndReason.STOP_REQUESTED
             if consumer.done() and consumer.exception() is not None:
                 raise consumer.exception()  # type: ignore[misc]
-            if self._input_closed and renderer.pending_frames() == 0:
+            pending = await lane.call(lane.renderer.pending_frames)
+            if self._input_closed and pending == 0:
                 return EndReason.INPUT_CLOSED
             if sink.realtime:
                 next_tick += frame_s
                 await asyncio.sleep(max(0.0, next_tick - loop.time()))
-            elif renderer.pending_frames() == 0:
+            elif pending == 0:
                 await self._wait_for_input(_STOP_POLL_S)
                 continue
             self._check_lease()
-            frame = await asyncio.to_thread(renderer.next_frame)  # may wait on a cross-session batch
+            frame = await lane.call(lane.renderer.next_frame)  # may wait on a cross-session batch
             await sink.write(frame)
             if self.frames == 0:
                 self._mark("first_frame")
             self.frames += 1
             await asyncio.sleep(0)  # let the input consumer and the lease renewer run
 
-    async def _consume(self, io: SessionIO, renderer: Renderer) -> None:
-        """Apply input events to the renderer until the input closes."""
+    async def _consume(self, io: SessionIO, lane: RenderLane) -> None:
+        """Apply input events to the renderer (on its lane) until the input closes."""
+        renderer = lane.renderer
         async for event in io.input.events():
             if isinstance(event, SpeechChunk):
                 pcm = event.pcm if event.channels == 1 else event.pcm.reshape(-1, event.channels)
-                renderer.push_audio(pcm, event.sample_rate)
+                await lane.call(renderer.push_audio, pcm, event.sample_rate)
             elif isinstance(event, SegmentEnd):
-                renderer.flush()
+                await lane.call(renderer.flush)
             elif isinstance(event, ClearBuffer):
-                renderer.interrupt()
+                await lane.call(renderer.interrupt)
             elif isinstance(event, Gesture):
-                renderer.trigger(event.action)
+                await self._gesture(lane, event.action)
             elif isinstance(event, InputClosed):
                 self._input_closed = True
             self._input_changed.set()
@@ -235,6 +291,16 @@ class SessionRunner:
                 return
         self._input_closed = True
         self._input_changed.set()
+
+    async def _gesture(self, lane: RenderLane, action: str) -> None:
+        """A gesture goes through dynamics (debounce, dedup) when attached, else straight to the renderer."""
+        if self._attachment is not None:
+            self._attachment.trigger(action)
+            return
+        try:
+            await lane.call(lane.renderer.trigger, action)
+        except UnknownGesture:
+            log.warning("unknown gesture ignored", extra={**self._log_fields(), "action": action})
 
     async def _wait_for_input(self, timeout_s: float) -> None:
         self._input_changed.clear()
@@ -256,9 +322,14 @@ class SessionRunner:
                 raise
 
     def _close_renderer(self) -> None:
-        if self._renderer is not None:
+        if self._attachment is not None:
+            with contextlib.suppress(Exception):
+                self._attachment.detach()
+            self._attachment = None
+        lane, self._lane = self._lane, None
+        if lane is not None:
             try:
-                self._renderer.close()
+                lane.close()
             except Exception:
                 log.exception("closing renderer failed", extra=self._log_fields())
 

@@ -17,8 +17,10 @@ import pytest
 import redis
 
 from farm.blobs import BlobStore
-from farm.contracts import RunSessionMessage
+from farm.contracts import DynamicsMessage, RunSessionMessage
 from farm.domain import Agent, AgentStatus, ModelKind, Session, SessionState
+from farm.dynamics.base import broadcast
+from farm.dynamics.redis_bus import RedisDynamicsBus
 from farm.redis_conn import connect
 from farm.render.base import SAMPLES_PER_FRAME
 from farm.sessions.agents import RedisAgentStore, new_agent_id
@@ -185,3 +187,22 @@ def test_a_duplicate_delivery_exits_without_rendering(
     final = store.get(session.id)
     assert [h.state for h in final.history] == LEGAL_PATH
     assert final.attempts == 1
+
+
+def test_a_gesture_broadcast_on_the_dynamics_topic_reaches_a_session_on_a_worker(
+    farm_settings: Settings, store: RedisSessionStore, start_worker: StartWorker
+) -> None:
+    start_worker(farm_settings, "essence", env={"FARM_TEST_FRAME_DELAY_S": "0.02"})
+    session = new_session(farm_settings, store, ModelKind.ESSENCE, seconds=4.0)
+    CelerySessionQueue(producer_app(farm_settings)).submit(
+        RunSessionMessage(session_id=session.id, model=session.model)
+    )
+    wait_until(lambda: store.get(session.id).state is SessionState.STREAMING, deadline_s=30, what="streaming")
+    bus = RedisDynamicsBus(str(farm_settings.redis_url), worker_id="test-publisher")
+    try:
+        message = DynamicsMessage(tenant="t1", action="wave", session_id=session.id)
+        summary = broadcast(bus, message, wait_s=2.0)
+    finally:
+        bus.close()
+    assert summary.sessions_matched == 1 and summary.sessions_accepted == 1
+    assert wait_terminal(store, session.id).state is SessionState.ENDED

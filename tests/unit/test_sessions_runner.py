@@ -6,6 +6,7 @@ import asyncio
 import math
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import av
@@ -20,6 +21,7 @@ from farm.sessions.base import Lease
 from farm.sessions.memory import MemorySessionStore
 from farm.sessions.runner import SessionIO, SessionRunner
 from farm.settings import Settings
+from farm.stream.base import Gesture, InputClosed, InputEvent, SegmentEnd, SpeechChunk
 from farm.stream.file_input import FileInput
 from farm.stream.mp4 import Mp4Sink
 from tests.support.tone_engine import ToneEngine
@@ -272,3 +274,81 @@ async def test_a_draining_worker_hands_the_session_back_to_the_queue(settings: S
     assert [s.id for s in resubmitted] == [session.id]
     assert store.claim(session.id, "w2", ttl_s=5) is not None  # the lease was released first
     assert sink.closed
+
+
+class ScriptedInput:
+    """Speech, then gestures, then the end of input."""
+
+    def __init__(self, events: list[InputEvent]) -> None:
+        self._events = events
+
+    async def start(self) -> None:
+        pass
+
+    async def events(self) -> AsyncIterator[InputEvent]:
+        for event in self._events:
+            yield event
+
+    async def aclose(self) -> None:
+        pass
+
+
+class RecordingAttachment:
+    def __init__(self, deliver: Callable[[str], None]) -> None:
+        self.deliver = deliver
+        self.triggered: list[str] = []
+        self.detached = False
+
+    def trigger(self, action: str) -> object:
+        self.triggered.append(action)
+        self.deliver(action)
+        return None
+
+    def detach(self) -> None:
+        self.detached = True
+
+
+async def test_gestures_go_through_dynamics_and_reach_the_renderer(settings: Settings) -> None:
+    store, pool, _, lease = setup(settings)
+    sink = ListSink(realtime=False)
+    events: list[InputEvent] = [
+        SpeechChunk(tone(0.4), 16_000),
+        Gesture("wave"),
+        SegmentEnd(),
+        InputClosed("x"),
+    ]
+    io = SessionIO(ScriptedInput(events), sink)
+    attachments: list[RecordingAttachment] = []
+
+    def attach(
+        session: Session, gestures: Sequence[str], deliver: Callable[[str], None]
+    ) -> RecordingAttachment:
+        assert "wave" in gestures
+        attachments.append(RecordingAttachment(deliver))
+        return attachments[-1]
+
+    result = await SessionRunner(
+        lease=lease,
+        store=store,
+        pool=pool,
+        settings=settings,
+        io_factory=lambda _: io,
+        resolve_avatar=lambda s: AvatarSource(key="A1"),
+        attach_dynamics=attach,
+    ).run()
+    assert result.session is not None and result.session.state is SessionState.ENDED
+    assert attachments[0].triggered == ["wave"] and attachments[0].detached
+    assert "wave" in [f.gesture for f in sink.frames]
+
+
+async def test_an_unknown_gesture_is_ignored_not_fatal(settings: Settings) -> None:
+    store, pool, _, lease = setup(settings)
+    events: list[InputEvent] = [
+        SpeechChunk(tone(0.2), 16_000),
+        Gesture("moon"),
+        SegmentEnd(),
+        InputClosed("x"),
+    ]
+    io = SessionIO(ScriptedInput(events), ListSink(realtime=False))
+    result = await runner(settings, store, pool, lease, io).run()
+    assert result.session is not None and result.session.state is SessionState.ENDED
