@@ -154,6 +154,7 @@ async def test_the_avatar_leaves_when_the_agent_leaves(room: Room) -> None:
     result = await room.run.result()
     assert result.session is not None and result.session.state == SessionState.ENDED
     assert result.session.history[-2].reason == "input closed"
+    assert room.run.room.closed_reason == "agent left"
     assert await asyncio.wait_for(gone, 10) == room.agent.avatar_identity
 
 
@@ -162,3 +163,60 @@ async def test_the_session_ends_when_the_avatar_is_removed(room: Room, lk_backen
 
     result = await room.run.result()
     assert result.session is not None and result.session.state == SessionState.ENDED
+    assert room.run.room.closed_reason == "avatar removed"
+
+
+async def test_audio_and_clear_buffer_from_anyone_but_the_agent_are_refused(
+    room: Room, lk_backend: LkBackend
+) -> None:
+    intruder = Agent(lk_backend, room.run.room.join.room, identity="intruder")
+    await intruder.connect()
+    try:
+        await intruder.wait_for_avatar()
+        assert await intruder.clear_buffer() == "reject"
+        await intruder.say(tone(0.6, 16_000), 16_000)
+        await room.agent.say(tone(0.4, 16_000), 16_000)  # the real agent still gets exactly its report
+
+        finished = await room.agent.wait_finished(1)
+        await asyncio.sleep(1.0)
+        assert len(finished) == 1 and finished[0].playback_position == pytest.approx(0.4, abs=0.1)
+        assert intruder.finished == []
+    finally:
+        await intruder.aclose()
+
+
+async def test_a_lost_trailer_is_ended_by_the_next_stream(room: Room) -> None:
+    await room.agent.begin(16_000)
+    await room.agent.write(tone(0.5, 16_000), 16_000)
+    room.agent._writer = None  # the trailer of this stream never arrives
+    await room.agent.say(tone(0.5, 16_000), 16_000)
+
+    finished = await room.agent.wait_finished(2)
+    assert [f.interrupted for f in finished] == [False, False]
+
+
+async def test_the_session_ends_when_the_room_is_closed(room: Room, lk_backend: LkBackend) -> None:
+    await lk_backend.close_room(room.run.room.join.room)
+
+    result = await room.run.result()
+    assert result.session is not None and result.session.state == SessionState.ENDED
+    assert room.run.room.closed_reason == "room closed"
+
+
+async def test_an_idle_room_session_ends_after_the_idle_timeout(
+    lk_backend: LkBackend, warm_pool: ModelPool, essence_pack: Path, settings: Settings
+) -> None:
+    name = f"idle-{uuid.uuid4().hex[:8]}"
+    agent = Agent(lk_backend, name)
+    await agent.connect()
+    try:
+        quick = settings.model_copy(update={"idle_timeout_s": 1.0})
+        run = await start_avatar(lk_backend, warm_pool, essence_pack, quick, name)
+        await agent.say(tone(0.3, 16_000), 16_000)
+
+        result = await run.result(timeout_s=20)
+        assert result.session is not None and result.session.state == SessionState.ENDED
+        assert run.room.closed_reason == "idle timeout"
+        assert len(await agent.wait_finished(1)) == 1  # the segment was reported before leaving
+    finally:
+        await agent.aclose()

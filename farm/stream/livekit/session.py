@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 STREAM_IDLE_TIMEOUT_S = 10.0  # a segment whose trailer never came ends after this long without data
 WATCHDOG_S = 0.5
+_ROOM_GONE = (rtc.DisconnectReason.ROOM_DELETED, rtc.DisconnectReason.ROOM_CLOSED)
 
 RoomFactory = Callable[[], rtc.Room]
 
@@ -91,6 +92,11 @@ class LiveKitRoomSession:
         if self._publisher is None:
             raise RuntimeError("the room session is not started")
         return self._publisher
+
+    @property
+    def closed_reason(self) -> str | None:
+        """Why the input closed ("agent left", "avatar removed", "room closed", ...), once it has."""
+        return self._closed_reason
 
     @property
     def agent_identity(self) -> str | None:
@@ -248,13 +254,15 @@ class LiveKitRoomSession:
             self._agent = participant.identity
 
     def _on_participant_disconnected(self, participant: rtc.RemoteParticipant) -> None:
-        if participant.identity == self._agent:
+        if participant.disconnect_reason in _ROOM_GONE:  # everyone leaves because the room closed
+            self._close_input("room closed")
+        elif participant.identity == self._agent:
             self._close_input("agent left")
 
     def _on_disconnected(self, reason: int) -> None:
         if reason == rtc.DisconnectReason.PARTICIPANT_REMOVED:
             self._close_input("avatar removed")
-        elif reason in (rtc.DisconnectReason.ROOM_DELETED, rtc.DisconnectReason.ROOM_CLOSED):
+        elif reason in _ROOM_GONE:
             self._close_input("room closed")
         else:
             self._close_input("disconnected")

@@ -84,6 +84,7 @@ class _Participant:
     answer_waiter: asyncio.Future[None] | None = None
     subscribed: set[str] = field(default_factory=set)
     closed: bool = False
+    disconnect_reason: models.DisconnectReason = models.DisconnectReason.UNKNOWN_REASON
 
     def info(self) -> models.ParticipantInfo:
         return models.ParticipantInfo(
@@ -100,6 +101,7 @@ class _Participant:
                 can_subscribe=True, can_publish=True, can_publish_data=True
             ),
             tracks=[t.info for t in self.tracks.values()],
+            disconnect_reason=self.disconnect_reason,
         )
 
 
@@ -161,12 +163,15 @@ class LiveKitModel:
             await self._kick(self._rooms[room], part, models.DisconnectReason.PARTICIPANT_REMOVED)
 
     async def close_room(self, room: str) -> None:
-        """What RoomService.DeleteRoom does: every participant is told the room is gone."""
+        """What RoomService.DeleteRoom does: every participant is told the room is gone, then dropped."""
         found = self._rooms.pop(room, None)
         if found is None:
             return
-        for part in list(found.participants.values()):
-            await self._kick(found, part, models.DisconnectReason.ROOM_DELETED)
+        everyone = list(found.participants.values())
+        for part in everyone:  # tell everyone first, so nobody sees the others leave before the room goes
+            await self._send(part, rtc.SignalResponse(leave=_leave(models.DisconnectReason.ROOM_DELETED)))
+        for part in everyone:
+            await self._drop(found, part, models.DisconnectReason.ROOM_DELETED)
 
     # ------------------------------------------------------------------ HTTP / join
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -417,17 +422,19 @@ class LiveKitModel:
 
     # ------------------------------------------------------------------ leaving
     async def _kick(self, room: _Room, part: _Participant, reason: models.DisconnectReason) -> None:
-        leave = rtc.LeaveRequest(
-            can_reconnect=False, reason=reason, action=rtc.LeaveRequest.Action.DISCONNECT
-        )
-        with contextlib.suppress(Exception):
-            await self._send(part, rtc.SignalResponse(leave=leave))
-        await self._drop(room, part)
+        await self._send(part, rtc.SignalResponse(leave=_leave(reason)))
+        await self._drop(room, part, reason)
 
-    async def _drop(self, room: _Room, part: _Participant) -> None:
+    async def _drop(
+        self,
+        room: _Room,
+        part: _Participant,
+        reason: models.DisconnectReason = models.DisconnectReason.CLIENT_INITIATED,
+    ) -> None:
         if part.closed:
             return
         part.closed = True
+        part.disconnect_reason = reason
         if room.participants.get(part.identity) is part:
             del room.participants[part.identity]
         part.state = models.ParticipantInfo.State.DISCONNECTED
@@ -454,3 +461,7 @@ class LiveKitModel:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _leave(reason: models.DisconnectReason) -> rtc.LeaveRequest:
+    return rtc.LeaveRequest(can_reconnect=False, reason=reason, action=rtc.LeaveRequest.Action.DISCONNECT)
