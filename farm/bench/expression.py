@@ -1,7 +1,8 @@
 """``farm bench expression``: throughput and latency of the Expression model per backend and batch size.
 
-For every backend available on this machine (``torch-cpu`` and ``onnxruntime`` everywhere;
-``torch-cuda``, ``torch-cuda-compiled`` and ``tensorrt`` where CUDA/TensorRT exist) it times one
+For every backend available on this machine (``torch-cpu`` and ``onnxruntime`` everywhere,
+``torch-cpu-compiled`` with a C++ compiler; ``torch-cuda``, ``torch-cuda-compiled`` and ``tensorrt``
+where CUDA/TensorRT exist) it checks parity with the eager CPU model and times one
 batched inference at batch sizes 1, 2, 4, … up to a cap (default 64 on CUDA, 16 on CPU), within a
 time budget per backend, and reports frames/s and latency (median, p90). From those it derives the
 number of concurrent 25 fps sessions the device sustains: the best ``b × floor(40 ms / latency(b))``
@@ -59,6 +60,8 @@ def _make_backend(name: str, size: int, max_batch: int, work_dir: Path) -> Any:
         return backends.TorchBackend(config, "cpu")
     if name == "torch-cuda":
         return backends.TorchBackend(config, "cuda")
+    if name == "torch-cpu-compiled":
+        return backends.CompiledCpuBackend(config)
     if name == "torch-cuda-compiled":
         return backends.CompiledCudaBackend(config, max_batch)
     if name == "onnxruntime":
@@ -105,6 +108,18 @@ def _time_batch(backend: Any, batch: int, size: int, min_runs: int, min_time_s: 
     return times
 
 
+def _max_diff_vs_eager_cpu(backend: Any, size: int) -> float:
+    """Largest |difference| from the eager CPU model on one batch of 2 (a parity check per backend)."""
+    from farm.render.expression.backends import TorchBackend
+    from farm.render.expression.model import ExpressionConfig, example_inputs
+
+    config = ExpressionConfig(size=size)
+    inputs = example_inputs(2, config)
+    expected = TorchBackend(config, "cpu").run(*inputs)
+    actual = backend.run(*(t.to(backend.device) for t in inputs)).float().cpu()
+    return float((actual - expected).abs().max())
+
+
 def bench_backend(
     name: str, size: int, batch_sizes: list[int], budget_s: float, work_dir: Path
 ) -> dict[str, Any]:
@@ -116,6 +131,7 @@ def bench_backend(
     except Exception as exc:  # a backend that cannot load here is reported, not fatal
         return {"backend": name, "error": repr(exc)}
     setup_s = time.perf_counter() - started
+    parity = _max_diff_vs_eager_cpu(backend, size)
     started = time.perf_counter()  # the budget covers measurements, not the export or compile
     rows: list[dict[str, Any]] = []
     for batch in batch_sizes:
@@ -140,6 +156,7 @@ def bench_backend(
     return {
         "backend": name,
         "setup_s": round(setup_s, 2),
+        "max_abs_diff_vs_torch_cpu": parity,
         "per_batch": rows,
         "sessions_at_25fps": sessions,
         "max_batch_measured": rows[-1]["batch"] if rows else 0,

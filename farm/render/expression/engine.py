@@ -33,7 +33,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BACKEND_NAMES = ("tensorrt", "torch-cuda-compiled", "torch-cuda", "torch-cpu", "onnxruntime")
+BACKEND_NAMES = (
+    "tensorrt",
+    "torch-cuda-compiled",
+    "torch-cuda",
+    "torch-cpu",
+    "torch-cpu-compiled",
+    "onnxruntime",
+)
 
 
 @dataclass(frozen=True, slots=True, weakref_slot=True)
@@ -143,6 +150,8 @@ class ExpressionEngine:
             return backends.CompiledCudaBackend(config, self.max_batch)
         if choice == "torch-cuda":
             return backends.TorchBackend(config, "cuda")
+        if choice == "torch-cpu-compiled":
+            return backends.CompiledCpuBackend(config)
         if choice == "onnxruntime":
             onnx_dir = self._onnx_dir or Path("var/onnx")
             path = onnx_dir / f"expression-{config.model_hash()}.onnx"
