@@ -144,6 +144,23 @@ def test_segments_are_numbered_and_each_ends_on_its_last_frame(essence_avatar: L
     assert [f.segment_end for f in frames] == [False, False, True, False, False, True]
 
 
+def test_a_flush_after_the_audio_played_out_still_ends_the_segment_once(
+    essence_avatar: LoadedAvatar,
+) -> None:
+    # A streaming agent may flush after its last chunk already played (TTS slower than real time);
+    # the segment must still end exactly once, or the agent waits for playback_finished forever.
+    renderer = EssenceRenderer(essence_avatar, "s")
+    renderer.push_audio(np.full(1_280, 0.1, np.float32), 16_000)
+    played = [renderer.next_frame() for _ in range(3)]
+    assert [f.segment_id for f in played] == [1, 1, None]
+    assert not any(f.segment_end for f in played)
+    renderer.flush()
+    renderer.flush()  # a second flush of the same segment is ignored
+    after = [renderer.next_frame() for _ in range(3)]
+    assert [f.segment_end for f in after] == [True, False, False]
+    assert after[0].segment_id == 1 and not after[0].audio.any()
+
+
 def test_interrupt_returns_to_idle_on_the_next_frame(essence_avatar: LoadedAvatar) -> None:
     renderer = EssenceRenderer(essence_avatar, "s")
     renderer.push_audio(speech_like(3.0), 16_000)

@@ -80,7 +80,8 @@ class _Segment:
 
     segment_id: int
     chunks: deque[np.ndarray] = field(default_factory=deque)
-    length: int = 0
+    length: int = 0  # samples queued, not yet played
+    played: int = 0  # samples already played
     flushed: bool = False
     resampler: Resampler | None = None
 
@@ -91,6 +92,8 @@ class _Segment:
 
     def frames_ready(self) -> int:
         full, rest = divmod(self.length, SAMPLES_PER_FRAME)
+        if self.flushed and self.length == 0:
+            return 1  # played out before its flush came: one silent frame carries segment_end
         return full + (1 if self.flushed and rest else 0)
 
     def take(self) -> np.ndarray:
@@ -104,6 +107,7 @@ class _Segment:
                 self.chunks.appendleft(chunk[use:])
             filled += use
         self.length -= filled
+        self.played += filled
         return out
 
 
@@ -155,8 +159,8 @@ class EssenceRenderer:
         if segment.resampler is not None:
             segment.add(np.clip(segment.resampler.finish(), -1.0, 1.0))
         segment.flushed = True
-        if segment.length == 0:
-            self._segments.pop()
+        if segment.length == 0 and segment.played == 0:
+            self._segments.pop()  # nothing was ever pushed: not a segment
 
     def interrupt(self) -> None:
         self._segments.clear()
@@ -211,8 +215,6 @@ class EssenceRenderer:
         return self._segments[-1]
 
     def _take_audio(self) -> tuple[np.ndarray, int | None, bool]:
-        while self._segments and self._segments[0].flushed and self._segments[0].length == 0:
-            self._segments.popleft()
         if not self._segments or self._segments[0].frames_ready() == 0:
             return np.zeros(SAMPLES_PER_FRAME, np.float32), None, False
         segment = self._segments[0]
