@@ -4,8 +4,9 @@ For each session: ``t0`` = the client's clock just before ``POST /v1/sessions``;
 the ``ASSIGNED`` timestamp in the session's stored history (the worker's clock; one machine, so
 one clock). Reported: median / p90 / p99 / max of ``t_claim - t0`` and its two parts, the API call
 (``t0`` → 201) and ``QUEUED → ASSIGNED`` (both stored timestamps). Sessions are posted one at a
-time (closed loop: the next POST starts once the previous session is claimed), so the numbers are
-the hand-off latency of an idle, warm farm, not a saturation test.
+time. ``--pace idle`` (default) posts the next one after the previous ENDED, so every claim meets
+an idle warm worker: the pure hand-off. ``--pace claimed`` posts as soon as the previous one is
+claimed, so sessions overlap and claims include waiting for a free slot. Not a saturation test.
 
 Without ``--api-url`` it starts its own farm in a temporary directory (embedded Redis, API, one
 essence worker and one build worker as subprocesses), builds the sample avatar once and runs
@@ -89,8 +90,10 @@ def _portrait() -> bytes:
     return buf.getvalue()
 
 
-def one_session(farm: AvatarFarm, avatar_id: str, audio: bytes, *, deadline_s: float = 30.0) -> Sample:
-    """Post one session and wait until a worker claimed it."""
+def one_session(
+    farm: AvatarFarm, avatar_id: str, audio: bytes, *, until_ended: bool, deadline_s: float = 30.0
+) -> Sample:
+    """Post one session, wait until a worker claimed it (and, with ``until_ended``, until it ended)."""
     t0 = time.time()
     created = farm.create_session(audio=audio, avatar_id=avatar_id)
     t_api = time.time()
@@ -103,16 +106,19 @@ def one_session(farm: AvatarFarm, avatar_id: str, audio: bytes, *, deadline_s: f
     queued, assigned = _state_at(claimed, "QUEUED"), _state_at(claimed, "ASSIGNED")
     if queued is None or assigned is None:
         raise RuntimeError(f"session {created.session_id} was never claimed: {claimed.status}")
+    if until_ended:
+        farm.wait_session(created.session_id, deadline_s=deadline_s, poll_s=0.01)
     return Sample((assigned - t0) * 1000, (t_api - t0) * 1000, (assigned - queued) * 1000)
 
 
-def run(farm: AvatarFarm, avatar_id: str, sessions: int) -> list[Sample]:
+def run(farm: AvatarFarm, avatar_id: str, sessions: int, *, pace: str = "idle") -> list[Sample]:
     audio = _clip()
+    until_ended = pace == "idle"
     for _ in range(WARMUP_SESSIONS):
-        one_session(farm, avatar_id, audio)
+        one_session(farm, avatar_id, audio, until_ended=True)
     samples = []
     for i in range(sessions):
-        samples.append(one_session(farm, avatar_id, audio))
+        samples.append(one_session(farm, avatar_id, audio, until_ended=until_ended))
         if (i + 1) % 50 == 0:
             _emit({"bench": "dispatch", "progress": i + 1, "of": sessions})
     return samples
@@ -183,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--api-secret")
     parser.add_argument("--avatar-id", help="a READY agent of the key's tenant")
     parser.add_argument("--worker-concurrency", type=int, default=4)
+    parser.add_argument("--pace", choices=["idle", "claimed"], default="idle", help="see the module doc")
     parser.add_argument("--out", type=Path, help="also write the summary JSON here")
     args = parser.parse_args(list(argv or []))
     if args.sessions < 1:
@@ -199,11 +206,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         fleet = farm.fleet()["queues"].get("essence", {})
         started = time.monotonic()
-        samples = run(farm, avatar_id, args.sessions)
+        samples = run(farm, avatar_id, args.sessions, pace=args.pace)
         summary: dict[str, Any] = {
             "bench": "dispatch",
             "sessions": len(samples),
             "warmup_sessions": WARMUP_SESSIONS,
+            "pace": args.pace,
             "clip_s": CLIP_S,
             "request_to_claim": summarize([s.total_ms for s in samples]),
             "api_request": summarize([s.api_ms for s in samples]),
