@@ -114,20 +114,41 @@ class _Progress:
             print(f"  {self.what}: {info.status:<10} ({time.monotonic() - self.started:5.1f} s)", flush=True)
 
 
-def _start_missing(settings: Settings, env: Mapping[str, str], model: str) -> LocalFarm | None:
-    """None when a farm already answers at the configured API URL; else a started LocalFarm."""
+def _start_api(settings: Settings, local: LocalFarm) -> None:
+    """Reuse a farm whose API answers; else start Redis (embedded if needed), the API and Flower."""
     if AvatarFarm(api_url(settings)).ready() and resolve_redis_url(settings):
         print(f"using the running farm at {api_url(settings)}")
-        return None
-    print("starting a local farm (embedded Redis, API, workers, Flower) …", flush=True)
-    farm = LocalFarm(settings, env)
-    farm.start_redis()
-    farm.start_api()
-    for queue in ("build", model):
-        farm.start_worker(queue)
-    farm.start_flower()
-    farm.wait_api(deadline_s=120.0)
-    return farm
+        return
+    print("starting a local farm (Redis, API, Flower, then the workers it needs) …", flush=True)
+    local.start_redis()
+    local.start_api()
+    local.start_flower()
+    local.wait_api(deadline_s=120.0)
+
+
+def _ensure_workers(
+    farm: AvatarFarm, local: LocalFarm, queues: tuple[str, ...], deadline_s: float = 300
+) -> None:
+    """Start a worker for each queue nobody serves, then wait until every queue has a READY one."""
+    fleet = farm.fleet()["queues"]
+    for queue in queues:
+        alive = [w for w in fleet.get(queue, {}).get("workers", []) if w["state"] != "ERROR"]
+        if not alive:
+            if local.redis_url is None:
+                local.start_redis()  # the running farm's Redis: only the worker is missing
+            print(f"  starting a worker for queue {queue!r}", flush=True)
+            local.start_worker(queue)
+    started, end = time.monotonic(), time.monotonic() + deadline_s
+    while True:
+        local.check_alive()
+        fleet = farm.fleet()["queues"]
+        waiting = [q for q in queues if fleet.get(q, {}).get("ready", 0) == 0]
+        if not waiting:
+            print(f"  workers READY for {', '.join(queues)} ({time.monotonic() - started:.1f} s)", flush=True)
+            return
+        if time.monotonic() > end:
+            raise TimeoutError(f"no READY worker for {waiting} after {deadline_s:g} s")
+        time.sleep(0.5)
 
 
 def _make_key(settings: Settings) -> str:
@@ -141,11 +162,13 @@ def _make_key(settings: Settings) -> str:
 
 
 def run_demo(settings: Settings, env: Mapping[str, str], *, out: Path, model: str = "essence") -> int:
-    """The whole demo; returns a process exit code."""
+    """The whole demo; returns a process exit code. Stops whatever it started, also on failure."""
     started = time.monotonic()
-    local = _start_missing(settings, env, model)
+    local = LocalFarm(settings, env)
     try:
+        _start_api(settings, local)
         with AvatarFarm(api_url(settings), _make_key(settings)) as farm:
+            _ensure_workers(farm, local, ("build", model))
             print("1/4 registering the sample avatar and building its pack …", flush=True)
             agent = farm.create_agent(_portrait_png())
             agent = farm.wait_agent(agent.agent_id, deadline_s=900, on_status=_Progress(agent.agent_id))
@@ -156,9 +179,8 @@ def run_demo(settings: Settings, env: Mapping[str, str], *, out: Path, model: st
             print(f"2/4 speech clip: {source}, {len(audio) // 32000:.0f} s", flush=True)
             print(f"3/4 rendering the session on the {model} queue …", flush=True)
             session = farm.create_session(audio=audio, avatar_id=agent.agent_id, model=model)
-            done = farm.wait_session(
-                session.session_id, deadline_s=900, on_status=_Progress(session.session_id)
-            )
+            progress = _Progress(session.session_id)
+            done = farm.wait_session(session.session_id, deadline_s=900, on_status=progress)
             if done.status != "ENDED":
                 print(f"the session failed: {done.raw.get('failure')}", file=sys.stderr)
                 return 1
@@ -170,8 +192,8 @@ def run_demo(settings: Settings, env: Mapping[str, str], *, out: Path, model: st
         print(f"demo failed: {exc}", file=sys.stderr)
         return 1
     finally:
-        if local is not None:
-            print("stopping the local farm …", flush=True)
+        if local.children or local.redis is not None:
+            print("stopping what the demo started …", flush=True)
             local.stop()
 
 

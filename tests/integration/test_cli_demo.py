@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import av
+import httpx
 import pytest
 
 from tests.integration.api_support import free_port
-from tests.integration.cli_support import farm_env, run_farm
+from tests.integration.cli_support import farm_env, run_farm, spawn_farm
+from tests.integration.conftest import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -26,3 +29,26 @@ def test_the_demo_writes_a_playable_mp4_and_stops_the_farm_it_started(tmp_path: 
         frames = sum(1 for _ in container.decode(video=0))
     assert abs(frames - 75) <= 1  # the 3 s synthesised clip at 25 fps
     assert not (tmp_path / "var" / "redis" / "url").exists()
+
+
+def test_the_demo_reuses_a_running_farm_and_starts_only_the_missing_worker(tmp_path: Path) -> None:
+    api_port = free_port()
+    env = farm_env(
+        data_dir=tmp_path / "var", output_dir=tmp_path / "out", api_port=api_port, flower_port=free_port()
+    )
+    log_path = tmp_path / "up.log"
+    farm = spawn_farm("up", "--queues", "essence", "--no-flower", env=env, log_path=log_path)
+    try:
+        wait_until(lambda: "Ctrl-C stops everything" in log_path.read_text(), deadline_s=90, what="farm up")
+        out = tmp_path / "demo.mp4"
+        result = run_farm("demo", "--out", str(out), env=env, deadline_s=280)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"using the running farm at http://127.0.0.1:{api_port}" in result.stdout
+        assert "starting a worker for queue 'build'" in result.stdout
+        assert "starting a worker for queue 'essence'" not in result.stdout
+        assert out.is_file()
+        assert farm.poll() is None, "the demo must leave the running farm alone"
+        assert httpx.get(f"http://127.0.0.1:{api_port}/readyz", timeout=2).status_code == 200
+    finally:
+        farm.send_signal(signal.SIGINT)
+        assert farm.wait(90) == 0
