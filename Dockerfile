@@ -6,7 +6,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY farm ./farm
 COPY tasks ./tasks
-RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu "torch==2.13.0" \
+RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0" \
  && pip install ".[expression]"
 RUN useradd --create-home farm && mkdir -p /data && chown farm /data
 USER farm
