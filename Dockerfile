@@ -8,7 +8,7 @@ COPY farm ./farm
 COPY tasks ./tasks
 RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0" \
  && pip install ".[expression]"
-RUN useradd --create-home farm && mkdir -p /data && chown farm /data
+RUN useradd --create-home --uid 1000 farm && mkdir -p /data && chown farm /data
 USER farm
 EXPOSE 8000 5555
 CMD ["farm", "api"]
