@@ -285,3 +285,21 @@ def test_a_revoked_key_is_unauthorized(api: ApiHarness) -> None:
     key, secret = api.keys.create("tenant-c", "c")
     api.keys.revoke(key.key_id)
     _assert_error(api.client.get("/v1/sessions", headers=api.headers(secret)), 401, "UNAUTHORIZED")
+
+
+def test_audio_longer_than_the_limit_is_too_large(tmp_path: Path) -> None:
+    api = ApiHarness.build(tmp_path, max_audio_s=0.2)
+    body = api.session_body(avatar_image=b64(png_bytes()), audio=b64(wav_bytes(1.0)))
+    _assert_error(api.client.post("/v1/sessions", json=body, headers=api.headers()), 413, "PAYLOAD_TOO_LARGE")
+    assert api.stored_nothing()
+
+
+def test_an_uploaded_file_over_the_image_limit_is_too_large(tmp_path: Path) -> None:
+    api = ApiHarness.build(tmp_path, max_image_mb=0.01)
+    files = {
+        "audio": ("a.wav", wav_bytes(), "audio/wav"),
+        "avatar_image": ("f.png", b"\x89PNG" + b"0" * 20_000, "image/png"),
+    }
+    response = api.client.post("/v1/sessions", files=files, headers=api.headers())
+    _assert_error(response, 413, "PAYLOAD_TOO_LARGE")
+    assert api.stored_nothing()
