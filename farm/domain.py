@@ -33,7 +33,13 @@ class SessionState(enum.StrEnum):
 
 
 LIVE_STATES = frozenset(
-    {SessionState.QUEUED, SessionState.ASSIGNED, SessionState.STARTING, SessionState.STREAMING, SessionState.ENDING}
+    {
+        SessionState.QUEUED,
+        SessionState.ASSIGNED,
+        SessionState.STARTING,
+        SessionState.STREAMING,
+        SessionState.ENDING,
+    }
 )
 TERMINAL_STATES = frozenset({SessionState.ENDED, SessionState.FAILED})
 

@@ -24,15 +24,21 @@ class Settings(BaseSettings):
     # --- API
     api_host: str = Field("127.0.0.1", description="Bind address of the HTTP API.")
     api_port: int = Field(8000, description="Port of the HTTP API.")
-    public_url: str | None = Field(None, description="Base URL used in status links; default http://host:port.")
+    public_url: str | None = Field(
+        None, description="Base URL used in status links; default http://host:port."
+    )
     max_image_mb: float = Field(10.0, description="Largest accepted image upload.")
     max_image_pixels: int = Field(25_000_000, description="Decompression-bomb guard: max width×height.")
     max_audio_mb: float = Field(50.0, description="Largest accepted audio upload.")
     max_audio_s: float = Field(600.0, description="Longest accepted audio clip.")
-    default_concurrency_limit: int = Field(50, description="Live sessions per tenant unless the key says otherwise.")
+    default_concurrency_limit: int = Field(
+        50, description="Live sessions per tenant unless the key says otherwise."
+    )
 
     # --- sessions and leases
-    lease_ttl_s: float = Field(6.0, description="Lease TTL; a holder that misses renewals for this long loses it.")
+    lease_ttl_s: float = Field(
+        6.0, description="Lease TTL; a holder that misses renewals for this long loses it."
+    )
     lease_renew_s: float = Field(2.0, description="How often a holder renews its lease.")
     reaper_interval_s: float = Field(3.0, description="How often workers look for sessions with dead leases.")
     max_attempts: int = Field(3, description="Claims per session before a lost lease fails it for good.")
@@ -40,16 +46,24 @@ class Settings(BaseSettings):
     idle_timeout_s: float = Field(300.0, description="A room session with no agent audio for this long ends.")
 
     # --- workers
-    worker_capacity: int = Field(4, description="Concurrent sessions per worker process (Celery concurrency).")
+    worker_capacity: int = Field(
+        4, description="Concurrent sessions per worker process (Celery concurrency)."
+    )
     worker_ttl_s: float = Field(15.0, description="Registry entry TTL; refreshed by the worker heartbeat.")
     heartbeat_s: float = Field(5.0, description="Worker registry heartbeat interval.")
-    prewarm: bool = Field(True, description="Load models and hot avatars before consuming (off = cold start).")
-    prewarm_timeout_s: float = Field(120.0, description="Bound on the prewarm phase; past it the worker is ERROR.")
+    prewarm: bool = Field(
+        True, description="Load models and hot avatars before consuming (off = cold start)."
+    )
+    prewarm_timeout_s: float = Field(
+        120.0, description="Bound on the prewarm phase; past it the worker is ERROR."
+    )
     hot_avatars: int = Field(4, description="How many of the most used agents a worker preloads.")
     avatar_cache_mb: float = Field(512.0, description="LRU bound of the per-process avatar cache.")
     expression_max_batch: int = Field(16, description="Largest batch the Expression batcher forms.")
     expression_size: int = Field(512, description="Expression output frame size (square).")
-    drain_grace_s: float = Field(30.0, description="On SIGTERM, how long live sessions may run before hand-back.")
+    drain_grace_s: float = Field(
+        30.0, description="On SIGTERM, how long live sessions may run before hand-back."
+    )
 
     # --- rendering and output
     fps: int = Field(25, description="Frames per second of every session (40 ms ticks).")
