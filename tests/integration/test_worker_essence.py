@@ -33,6 +33,12 @@ def portrait_png() -> bytes:
     return buf.getvalue()
 
 
+def blank_png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (256, 256), (128, 128, 128)).save(buf, "PNG")
+    return buf.getvalue()
+
+
 def test_a_built_agent_speaks_into_an_mp4_rendered_by_the_real_essence_engine(
     settings: Settings, redis_url: str, start_worker: StartWorker
 ) -> None:
@@ -48,14 +54,19 @@ def test_a_built_agent_speaks_into_an_mp4_rendered_by_the_real_essence_engine(
 
     image_ref = blobs.put(portrait_png(), ".png")
     agent = agents.create(Agent(id=new_agent_id(), tenant="t1", image_ref=image_ref))
+    faceless = agents.create(Agent(id=new_agent_id(), tenant="t1", image_ref=blobs.put(blank_png(), ".png")))
+    submit_build(app, BuildAgentMessage(agent_id=faceless.id))
     submit_build(app, BuildAgentMessage(agent_id=agent.id))
 
-    def built() -> Agent | None:
-        current = agents.get(agent.id)
+    def built(agent_id: str) -> Agent | None:
+        current = agents.get(agent_id)
         return None if current.status is AgentStatus.PROCESSING else current
 
-    ready = wait_until(built, deadline_s=90, what="the agent's pack build")
+    ready = wait_until(lambda: built(agent.id), deadline_s=90, what="the agent's pack build")
     assert ready.status is AgentStatus.READY, ready.error_message
+    failed = wait_until(lambda: built(faceless.id), deadline_s=30, what="the faceless build")
+    assert failed.status is AgentStatus.FAILED and failed.pack_ref is None
+    assert failed.error_message and "face" in failed.error_message.lower()
     assert ready.pack_ref and (cfg.data_dir / ready.pack_ref).is_dir()
     assert ready.gestures
 

@@ -66,3 +66,19 @@ def test_the_worker_command_line_defaults_to_threads_and_capacity(cfg: Settings)
     assert "--concurrency=1" in worker_argv(cfg, ["build"])
     with pytest.raises(ValueError):
         worker_argv(cfg, ["gpu"])
+
+
+def test_undecodable_or_future_messages_are_dropped_not_requeued() -> None:
+    from celery.exceptions import Reject
+
+    from farm.contracts import RunSessionMessage
+    from tasks.tasks import _decode
+
+    ok = _decode(RunSessionMessage, {"session_id": "s", "model": "essence"})
+    assert ok.session_id == "s"
+    for body in ({"model": "essence"}, {"session_id": "s", "model": "gpu"}, "nonsense"):
+        with pytest.raises(Reject) as refused:
+            _decode(RunSessionMessage, body)
+        assert refused.value.requeue is False
+    with pytest.raises(Reject):
+        _decode(RunSessionMessage, {"session_id": "s", "model": "essence", "schema_version": 99})
