@@ -5,7 +5,12 @@ events drive the Renderer; frames go to the sink, paced at 25 fps for real-time 
 rendered for files) ``→ ENDING → ENDED``; ``FAILED`` with ``failure = {code, message}`` on errors.
 The lease is renewed in the background; once it is lost the runner stops writing at once and
 touches the session no more (another worker owns it now). Stop requests and ``max_session_s`` end
-the session cleanly. Timings (ms since the claim) are recorded on the session for benchmarks.
+the session cleanly; a draining worker hands it back (``→ QUEUED``, re-submitted) instead.
+
+Every call on the renderer runs on the session's own render thread (``RenderLane``): renderers are
+not thread-safe and ``next_frame`` may block on a cross-session batch, while the event loop must
+keep renewing the lease and reading input. Gestures go through the worker's dynamics router
+(debounce, dedup) when one is attached. Timings (ms since the claim) are recorded for benchmarks.
 """
 
 from __future__ import annotations
