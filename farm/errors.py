@@ -154,14 +154,6 @@ class LeaseExpired(FarmError):
     retryable = True
 
 
-class WorkerNotReady(FarmError):
-    """This worker process's ModelPool is not READY (prewarm failed or still running)."""
-
-    http_status = 503
-    code = "WORKER_NOT_READY"
-    retryable = True
-
-
 class RoomJoinFailed(FarmError):
     """The LiveKit server refused or did not answer the avatar's join (bad token, unreachable URL)."""
 
