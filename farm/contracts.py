@@ -31,6 +31,7 @@ class RunSessionMessage(Versioned):
     session_id: str
     model: ModelKind
     enqueued_at: float = Field(default_factory=time.time)
+    worker_id: str | None = None  # warm routing: sent to this worker's private queue (None: shared queue)
 
 
 class BuildAgentMessage(Versioned):
@@ -57,8 +58,13 @@ class WorkerInfo(Versioned):
     models: list[str] = Field(default_factory=list)
     backend: str | None = None  # e.g. "numpy", "torch-cpu", "torch-cuda-compiled", "tensorrt"
     hot_avatars: list[str] = Field(default_factory=list)
+    cached_avatars: list[str] = Field(default_factory=list)  # avatar keys in the LRU (warm routing)
+    warm_queue: str | None = None  # names.worker_queue(worker_id) once it consumes it, else None
+    avatar_hits: int = 0
+    avatar_misses: int = 0
     error: str | None = None
     started_at: float = Field(default_factory=time.time)
+    ready_at: float | None = None  # when it became READY (it consumes nothing before)
     heartbeat_at: float = Field(default_factory=time.time)
 
     @property

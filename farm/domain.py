@@ -85,6 +85,7 @@ class Session(BaseModel):
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
     worker_id: str | None = None
+    routed_to: str | None = None  # warm routing: the worker whose private queue got it (None: shared)
     attempts: int = 0  # claims so far (re-queues after a lost lease count)
     failure: dict[str, str] | None = None  # {"code", "message"} when FAILED
     history: list[StateChange] = Field(default_factory=list)

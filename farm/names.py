@@ -139,3 +139,17 @@ def dynamics_rules_key(agent_id: str) -> str:
     """STRING (JSON of ``farm.dynamics.rules.DynamicsConfig``): an agent's keyword rules and gesture
     cooldowns. No TTL; deleted with the agent."""
     return f"{PREFIX}:dynamics:rules:{agent_id}"
+
+
+# ---------------------------------------------------------------- warm routing
+def worker_queue(worker_id: str) -> str:
+    """Celery queue private to one render worker process (warm routing): sessions for an avatar it
+    already holds. In Redis: a LIST of that name, declared with its own direct exchange and routing
+    key; deleted when the worker deregisters. Not a KEDA listName: KEDA scales on the shared queues."""
+    return f"render.w.{worker_id}"
+
+
+def session_rerouted_key(session_id: str) -> str:
+    """STRING worker_id: a warm-routed QUEUED session was re-submitted to its shared queue (its target
+    worker is gone or kept it waiting). SET NX so it happens once. TTL ``SESSION_RETENTION_S``."""
+    return f"{PREFIX}:rerouted:{session_id}"

@@ -32,6 +32,7 @@ from farm.sessions.reaper import Reaper, RedisReaperLock
 from farm.sessions.redis_store import RedisSessionStore
 from farm.sessions.registry import RedisWorkerRegistry
 from farm.sessions.runner import DynamicsAttachment, SessionIO, SessionRunner
+from farm.sessions.warm import StrandedRescuer
 from farm.sessions.wiring import AvatarResolver, FileSessionIo
 from farm.settings import Settings
 from tasks.producer import CelerySessionQueue
@@ -90,11 +91,14 @@ class WorkerContext:
     registry: RedisWorkerRegistry
     session_queue: CelerySessionQueue
     reaper: Reaper
+    rescuer: StrandedRescuer
     pool: ModelPool | None
     resolve_avatar: AvatarResolver
     io_factory: WorkerSessionIo
     state: WorkerState = "STARTING"
     started_at: float = field(default_factory=time.time)
+    ready_at: float | None = None
+    warm_queue: str | None = None  # set once the consumer reads this process's private queue
     _active: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -127,6 +131,8 @@ class WorkerContext:
         session_queue = CelerySessionQueue(app)
         reaper = Reaper(store, session_queue, lock, max_attempts=settings.max_attempts)
         resolver = AvatarResolver(settings, agents, blobs)
+        registry = RedisWorkerRegistry(client)
+        rescuer = StrandedRescuer(client, registry, session_queue, settings.warm_route_max_wait_s)
         return cls(
             settings=settings,
             worker_id=worker_id,
@@ -137,9 +143,10 @@ class WorkerContext:
             store=store,
             agents=agents,
             blobs=blobs,
-            registry=RedisWorkerRegistry(client),
+            registry=registry,
             session_queue=session_queue,
             reaper=reaper,
+            rescuer=rescuer,
             pool=pool,
             resolve_avatar=resolver,
             io_factory=WorkerSessionIo(settings, blobs, pool, resolver),
@@ -160,7 +167,14 @@ class WorkerContext:
                 self.state = "READY"
             except PrewarmFailed:
                 self.state = "ERROR"
+        if self.state == "READY":
+            self.ready_at = time.time()
         self.publish()
+
+    def consuming_warm_queue(self, name: str) -> None:
+        """The consumer now reads this process's private queue: advertise it for warm routing."""
+        self.warm_queue = name
+        self._publish_quietly()
 
     def _hot_avatars(self) -> list[tuple[ModelKind, AvatarSource]]:
         if self.pool is None or ModelKind.ESSENCE not in self.pool.models or self.settings.hot_avatars <= 0:
@@ -241,6 +255,10 @@ class WorkerContext:
             self._heartbeat.join(timeout=2)
         with contextlib.suppress(FarmError):
             self.registry.remove(self.worker_id)
+        if self.warm_queue is not None:
+            self.warm_queue = None
+            with contextlib.suppress(FarmError):
+                self.session_queue.delete_worker_queue(self.worker_id)
         if self.dynamics is not None:
             with contextlib.suppress(Exception):
                 self.dynamics.close()
@@ -283,8 +301,13 @@ class WorkerContext:
             models=stats.models if stats else [],
             backend=stats.backend if stats else None,
             hot_avatars=stats.hot_avatars if stats else [],
+            cached_avatars=stats.cached_keys if stats else [],
+            warm_queue=self.warm_queue if self.state == "READY" else None,
+            avatar_hits=stats.avatar_hits if stats else 0,
+            avatar_misses=stats.avatar_misses if stats else 0,
             error=stats.error if stats else None,
             started_at=self.started_at,
+            ready_at=self.ready_at,
         )
 
     def publish(self) -> None:
@@ -304,5 +327,6 @@ class WorkerContext:
                 next_reap = time.monotonic() + self.settings.reaper_interval_s
                 try:
                     self.reaper.run_once()
+                    self.rescuer.run_once()
                 except Exception:
                     log.exception("reaper pass failed", extra={"worker_id": self.worker_id})

@@ -10,6 +10,7 @@ import uuid
 
 from celery import Celery
 from celery.result import AsyncResult
+from kombu import Queue
 from kombu.exceptions import KombuError, OperationalError
 from redis.exceptions import RedisError
 
@@ -18,7 +19,7 @@ from farm.contracts import BuildAgentMessage, RunSessionMessage
 from farm.errors import BackendUnavailable
 from farm.settings import Settings
 from tasks.app import create_app
-from tasks.routing import queue_for_model
+from tasks.routing import queue_for_model, worker_queue
 
 _BROKER_ERRORS = (OperationalError, KombuError, RedisError, ConnectionError, OSError)
 
@@ -43,20 +44,36 @@ class CelerySessionQueue:
         self.send(message)
 
     def send(self, message: RunSessionMessage) -> AsyncResult:
-        """Like ``submit`` but returns the AsyncResult (benchmarks and tests wait on it)."""
-        queue = queue_for_model(message.model)
+        """Like ``submit`` but returns the AsyncResult (benchmarks and tests wait on it).
+
+        A message naming ``worker_id`` goes to that worker's private queue (warm routing; declared on
+        publish), any other to its model's shared queue.
+        """
+        queue: str | Queue = queue_for_model(message.model)
+        routing_key = str(queue)
+        if message.worker_id is not None:
+            queue = worker_queue(message.worker_id)
+            routing_key = queue.name
         try:
             return self._app.send_task(
                 names.TASK_RUN_SESSION,
                 args=[message.model_dump(mode="json")],
                 queue=queue,
-                routing_key=queue,
+                routing_key=routing_key,
                 task_id=task_id_for(message.session_id),
                 retry=True,
                 retry_policy={"max_retries": 3, "interval_start": 0.1, "interval_step": 0.2},
             )
         except _BROKER_ERRORS as exc:
             raise BackendUnavailable("the session queue is unavailable") from exc
+
+    def delete_worker_queue(self, worker_id: str) -> None:
+        """Remove a worker's private queue (list and binding); what it still held the rescuer re-sends."""
+        try:
+            with self._app.connection_for_write() as conn:
+                worker_queue(worker_id)(conn.default_channel).delete()
+        except _BROKER_ERRORS as exc:
+            raise BackendUnavailable("the broker is unavailable") from exc
 
 
 class CeleryBuildQueue:

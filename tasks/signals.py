@@ -6,6 +6,10 @@
   parent before the fork: a torch op before fork deadlocks the children (environment-notes §4), and
   CUDA never survives a fork.
 
+A READY render process in the main process (threads / solo) also consumes its private queue
+(``names.worker_queue``: warm routing) from ``worker_ready`` on, and advertises it in the registry.
+Prefork children advertise none (their parent's consumer is shared), so they get shared-queue work only.
+
 A failed prewarm leaves the worker up but ERROR in the registry; ``worker_ready`` then cancels its
 consumers so it takes no session (and the task itself rejects while the pool is not READY).
 """
@@ -20,7 +24,7 @@ from celery import Celery, signals
 
 from farm.settings import Settings
 from tasks.context import EngineFactory, WorkerContext
-from tasks.routing import ALL_QUEUES
+from tasks.routing import ALL_QUEUES, worker_queue
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +104,13 @@ class WorkerHooks:
 
     def on_ready(self, sender: Any = None, **_: Any) -> None:
         ctx = current_context(self.app)
-        if ctx is None or ctx.ready or getattr(sender, "app", None) is not self.app:
+        if ctx is None or getattr(sender, "app", None) is not self.app:
+            return
+        if ctx.ready:
+            if ctx.pool is not None:  # a render process: also consume its private warm-routing queue
+                private = worker_queue(ctx.worker_id).name
+                sender.add_task_queue(private, exchange=private, routing_key=private)
+                ctx.consuming_warm_queue(private)
             return
         for queue in ctx.queues:
             sender.cancel_task_queue(queue)

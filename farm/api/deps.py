@@ -17,6 +17,7 @@ from farm import names
 from farm.blobs import BlobStore
 from farm.errors import Unauthorized
 from farm.sessions.base import AgentStore, ApiKey, KeyStore, SessionQueue, SessionStore, WorkerRegistry
+from farm.sessions.warm import WarmRouter
 from farm.settings import Settings
 
 from .service import AgentService, BuildQueue, SessionService
@@ -39,7 +40,9 @@ class FarmServices:
     agent_service: AgentService = field(init=False)
 
     def __post_init__(self) -> None:
-        self.sessions = SessionService(self.settings, self.store, self.queue, self.agents, self.blobs)
+        self.sessions = SessionService(
+            self.settings, self.store, self.queue, self.agents, self.blobs, router=WarmRouter(self.registry)
+        )
         self.agent_service = AgentService(self.settings, self.agents, self.builds, self.blobs)
 
 

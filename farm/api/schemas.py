@@ -65,6 +65,7 @@ class SessionView(BaseModel):
     avatar_id: str | None
     output: str | None
     worker_id: str | None
+    routed_to: str | None = None  # warm routing: the worker picked at submit (None: shared queue)
     attempts: int
     failure: dict[str, str] | None
     created_at: float
@@ -81,6 +82,7 @@ class SessionView(BaseModel):
             avatar_id=session.avatar_id,
             output=session.output,
             worker_id=session.worker_id,
+            routed_to=session.routed_to,
             attempts=session.attempts,
             failure=session.failure,
             created_at=session.created_at,

@@ -29,6 +29,7 @@ from farm.errors import (
 )
 from farm.sessions.agents import is_agent_id, new_agent_id
 from farm.sessions.base import AgentStore, ApiKey, SessionQueue, SessionStore
+from farm.sessions.warm import WarmRouter
 from farm.settings import Settings
 
 from .schemas import SessionRequest
@@ -62,6 +63,7 @@ class SessionService:
     queue: SessionQueue
     agents: AgentStore
     blobs: BlobStore
+    router: WarmRouter | None = None  # warm routing; None: always the shared queue
 
     def create(self, key: ApiKey, request: SessionRequest) -> Session:
         """Validate, store QUEUED, submit. Never waits for rendering."""
@@ -78,6 +80,7 @@ class SessionService:
             avatar_id=request.avatar_id,
             image_ref=image_ref,
             audio_ref=self.blobs.put(request.audio, request.audio_suffix),
+            routed_to=self._route(request, agent),
         )
         session, _ = self.store.create(session)
         self._submit(session)
@@ -129,9 +132,16 @@ class SessionService:
             return self.blobs.put(request.avatar_image, _image_suffix(request.avatar_image))
         return agent.image_ref if agent is not None else None
 
+    def _route(self, request: SessionRequest, agent: Agent | None) -> str | None:
+        """The READY worker already holding this agent's avatar, if any (warm routing)."""
+        if self.router is None or agent is None or request.avatar_image is not None:
+            return None
+        return self.router.pick(request.model, agent.id)
+
     def _submit(self, session: Session) -> None:
+        message = RunSessionMessage(session_id=session.id, model=session.model, worker_id=session.routed_to)
         try:
-            self.queue.submit(RunSessionMessage(session_id=session.id, model=session.model))
+            self.queue.submit(message)
         except Exception as exc:
             log.warning("session submit failed", extra={"session_id": session.id})
             self.store.transition(session.id, SessionState.FAILED, reason="submit failed")

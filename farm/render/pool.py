@@ -51,6 +51,7 @@ class PoolStats:
     avatar_hits: int = 0
     avatar_misses: int = 0
     timings_ms: dict[str, float] = field(default_factory=dict)
+    cached_keys: list[str] = field(default_factory=list)  # avatar keys in the LRU, most recent last
 
 
 class ModelPool:
@@ -181,6 +182,7 @@ class ModelPool:
     def stats(self) -> PoolStats:
         with self._lock:
             cached = len(self._cache)
+            keys = [key for _, key in self._cache]
         return PoolStats(
             state=self.state,
             models=self.model_names,
@@ -192,7 +194,13 @@ class ModelPool:
             error=self.error,
             avatar_hits=self._hits,
             avatar_misses=self._misses,
+            cached_keys=keys,
         )
+
+    def holds(self, model: ModelKind, key: str) -> bool:
+        """Whether the avatar ``key`` of ``model`` is in the cache now (no load, no LRU touch)."""
+        with self._lock:
+            return (model, key) in self._cache
 
     def close(self) -> None:
         """Release every engine. Idempotent."""

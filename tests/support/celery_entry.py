@@ -2,7 +2,7 @@
 
 Test-only knobs come from the environment of the worker subprocess (this is an entrypoint):
 ``FARM_TEST_FRAME_DELAY_S`` slows rendering so a test can kill a worker mid-session;
-``FARM_TEST_PREWARM_ERROR`` makes prewarm fail.
+``FARM_TEST_PREWARM_ERROR`` makes prewarm fail; ``FARM_TEST_PREWARM_DELAY_S`` makes it slow.
 """
 
 from __future__ import annotations
@@ -17,10 +17,16 @@ from tests.support.tone_engine import ToneEngine
 
 _DELAY_S = float(os.environ.get("FARM_TEST_FRAME_DELAY_S", "0"))
 _PREWARM_ERROR = os.environ.get("FARM_TEST_PREWARM_ERROR") or None
+_PREWARM_DELAY_S = float(os.environ.get("FARM_TEST_PREWARM_DELAY_S", "0"))
 
 
 def _engine(model: ModelKind) -> RenderEngine:
-    return ToneEngine(name=str(model), frame_delay_s=_DELAY_S, prewarm_error=_PREWARM_ERROR)
+    return ToneEngine(
+        name=str(model),
+        frame_delay_s=_DELAY_S,
+        prewarm_error=_PREWARM_ERROR,
+        prewarm_delay_s=_PREWARM_DELAY_S,
+    )
 
 
 settings = Settings.from_env()

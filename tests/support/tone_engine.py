@@ -95,7 +95,7 @@ class ToneRenderer:
 
 
 class ToneEngine:
-    """RenderEngine with no weights; ``prewarm_error`` makes prewarm fail (worker ERROR tests)."""
+    """RenderEngine with no weights; ``prewarm_error`` makes prewarm fail, ``prewarm_delay_s`` slows it."""
 
     def __init__(
         self,
@@ -104,8 +104,10 @@ class ToneEngine:
         *,
         name: str = "essence",
         frame_delay_s: float = 0.0,
+        prewarm_delay_s: float = 0.0,
     ) -> None:
         self.name = name
+        self.prewarm_delay_s = prewarm_delay_s
         self.size = size
         self.frame_delay_s = frame_delay_s
         self.prewarm_error = prewarm_error
@@ -118,6 +120,8 @@ class ToneEngine:
         return "numpy"
 
     def prewarm(self) -> None:
+        if self.prewarm_delay_s:
+            time.sleep(self.prewarm_delay_s)  # a slow model load (consume-only-when-READY tests)
         if self.prewarm_error:
             raise RuntimeError(self.prewarm_error)
         self.prewarmed.set()

@@ -1,0 +1,139 @@
+"""Warm routing: send a session to a READY worker that already holds its avatar, else the shared queue.
+
+Every render worker process (threads/solo pools) consumes, besides its model's shared queue
+(``essence`` / ``expression``, the Redis lists KEDA scales on), a private queue
+``names.worker_queue(worker_id)`` that it advertises in the worker registry (``WorkerInfo.warm_queue``)
+with the avatar keys in its cache and its free slots. ``WarmRouter.pick`` reads the registry (cached
+for ``cache_s``) and names the worker to send a session to, or None for the shared queue. A worker
+with no free slot is never picked: a session never waits for a busy worker when another can serve.
+
+A message on a private queue can be stranded (the worker died, or filled up after the pick). The
+session's truth is in the store, so ``StrandedRescuer`` (run from the workers' heartbeat next to the
+reaper) re-submits a never-claimed QUEUED session to the shared queue once when its target left the
+registry or kept it waiting longer than ``max_wait_s``; whichever delivery claims first runs it, the
+other is a duplicate that exits (claims are idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import redis
+
+from farm import names
+from farm.contracts import RunSessionMessage, WorkerInfo
+from farm.domain import ModelKind, Session, SessionState
+from farm.redis_conn import redis_errors
+from farm.sessions.base import SessionQueue, WorkerRegistry
+
+log = logging.getLogger(__name__)
+
+REGISTRY_CACHE_S = 1.0
+GONE_GRACE_S = 0.5
+"""A target missing from the registry for a session younger than this may just be a stale read."""
+
+_MODEL_QUEUES = {ModelKind.ESSENCE: names.QUEUE_ESSENCE, ModelKind.EXPRESSION: names.QUEUE_EXPRESSION}
+
+
+class WarmRouter:
+    """Pick the worker whose private queue should get a session (API side; thread-safe)."""
+
+    def __init__(
+        self,
+        registry: WorkerRegistry,
+        *,
+        cache_s: float = REGISTRY_CACHE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._registry = registry
+        self._cache_s = cache_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._workers: list[WorkerInfo] = []
+        self._read_at: float | None = None
+        self._sent: dict[str, int] = {}  # sessions sent per worker since the last registry read
+
+    def pick(self, model: ModelKind, avatar_key: str | None) -> str | None:
+        """worker_id of a READY worker serving ``model`` that holds ``avatar_key`` and has a free slot.
+
+        Among several, the one with the most free slots. None (use the shared queue) when there is
+        none, when ``avatar_key`` is None, or when the registry cannot be read.
+        """
+        if avatar_key is None:
+            return None
+        queue = _MODEL_QUEUES[ModelKind(model)]
+        with self._lock:
+            workers = self._refresh()
+            best: tuple[int, str] | None = None
+            for info in workers:
+                free = info.free_slots - self._sent.get(info.worker_id, 0)
+                if info.warm_queue is None or queue not in info.queues or free <= 0:
+                    continue
+                if avatar_key not in info.cached_avatars and avatar_key not in info.hot_avatars:
+                    continue
+                if best is None or free > best[0]:
+                    best = (free, info.worker_id)
+            if best is None:
+                return None
+            self._sent[best[1]] = self._sent.get(best[1], 0) + 1  # until the next read shows it
+            return best[1]
+
+    def _refresh(self) -> list[WorkerInfo]:
+        now = self._clock()
+        if self._read_at is None or now - self._read_at >= self._cache_s:
+            try:
+                self._workers = self._registry.list()
+            except Exception:
+                log.warning("worker registry unreadable: shared queue only")
+                self._workers = []
+            self._read_at = now
+            self._sent.clear()
+        return self._workers
+
+
+def stranded(sessions: Iterable[Session], alive: set[str], *, now: float, max_wait_s: float) -> list[Session]:
+    """Never-claimed QUEUED sessions on a private queue whose worker is gone or kept them waiting."""
+    out: list[Session] = []
+    for session in sessions:
+        if session.state is not SessionState.QUEUED or session.routed_to is None or session.attempts:
+            continue
+        waited_s = now - session.updated_at
+        gone = session.routed_to not in alive and waited_s >= GONE_GRACE_S
+        if gone or waited_s >= max_wait_s:
+            out.append(session)
+    return out
+
+
+@dataclass
+class StrandedRescuer:
+    """Re-submit stranded warm-routed sessions to their shared queue, once each (Redis SET NX marker)."""
+
+    client: redis.Redis
+    registry: WorkerRegistry
+    queue: SessionQueue
+    max_wait_s: float
+
+    @redis_errors
+    def run_once(self) -> list[str]:
+        ids: list[str] = self.client.zrange(names.LIVE_SESSIONS_KEY, 0, -1)
+        if not ids:
+            return []
+        raws = self.client.mget([names.session_key(i) for i in ids])
+        sessions = [Session.model_validate_json(raw) for raw in raws if raw is not None]
+        alive = {info.worker_id for info in self.registry.list()}
+        rescued: list[str] = []
+        for session in stranded(sessions, alive, now=time.time(), max_wait_s=self.max_wait_s):
+            key = names.session_rerouted_key(session.id)
+            if not self.client.set(key, session.routed_to or "", nx=True, ex=names.SESSION_RETENTION_S):
+                continue
+            self.queue.submit(RunSessionMessage(session_id=session.id, model=session.model))
+            rescued.append(session.id)
+            log.warning(
+                "warm-routed session re-submitted to the shared queue",
+                extra={"session_id": session.id, "worker_id": session.routed_to},
+            )
+        return rescued
