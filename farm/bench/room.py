@@ -11,6 +11,10 @@ so the Celery/Redis hop (~3 ms, reference/environment-notes.md §4) is not inclu
 A/V offset (``--av-sessions``): the agent sends 0.6 s of silence then a loud tone; the offset is
 (video onset - audio onset) at the viewer, where audio onset is the first loud audio frame and video
 onset the first frame whose mouth region leaves the avatar's idle appearance. Positive = video late.
+The viewer's number includes what the farm does not control (the SFU path, and receiver jitter
+buffers: livekit puts each track in its own stream, so receivers do not lip-sync them; the model
+also transcodes both tracks). ``source_av_offset_ms`` is the farm's own part: per segment, when its
+first speech frame reached the video encoder minus when its first audio left the audio queue.
 
 LiveKit: by default the project's LiveKit-protocol model runs in a subprocess on ``--host``
 (10.77.0.1 inside ``scripts/netns-run``: libwebrtc ignores loopback); results are then labelled
@@ -45,16 +49,17 @@ from farm import names
 from farm.api.app import create_app
 from farm.blobs import BlobStore
 from farm.contracts import RunSessionMessage, WorkerInfo
-from farm.domain import Agent, AgentStatus, ModelKind
+from farm.domain import Agent, AgentStatus, ModelKind, Session
 from farm.render.essence import EssenceEngine, EssenceRenderer, LoadedAvatar, build_pack, sample_portrait
 from farm.render.pool import ModelPool
 from farm.sessions.agents import MemoryAgentStore
 from farm.sessions.keys import MemoryKeyStore
 from farm.sessions.memory import MemorySessionStore
 from farm.sessions.registry import MemoryWorkerRegistry
-from farm.sessions.runner import SessionRunner
+from farm.sessions.runner import SessionIO, SessionRunner
 from farm.sessions.wiring import AvatarResolver
 from farm.settings import Settings
+from farm.stream.livekit import LiveKitRoomSession, RoomInput
 from farm.stream.livekit.wiring import RoomSessionIo
 
 AGENT_ID = "A0BENCH001"
@@ -70,6 +75,7 @@ class LocalWorker:
     settings: Settings
     resolver: AvatarResolver
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    rooms: list[LiveKitRoomSession] = field(default_factory=list)
 
     def submit(self, message: RunSessionMessage) -> None:
         self.tasks.append(asyncio.get_running_loop().create_task(self._run(message)))
@@ -77,12 +83,20 @@ class LocalWorker:
     async def _run(self, message: RunSessionMessage) -> None:
         lease = self.store.claim(message.session_id, "bench-worker", self.settings.lease_ttl_s)
         assert lease is not None
+        room_io = RoomSessionIo(self.settings, self.pool, self.resolver)
+
+        def io_factory(session: Session) -> SessionIO:
+            io = room_io(session)
+            assert isinstance(io.input, RoomInput)
+            self.rooms.append(io.input.session)
+            return io
+
         runner = SessionRunner(
             lease=lease,
             store=self.store,
             pool=self.pool,
             settings=self.settings,
-            io_factory=RoomSessionIo(self.settings, self.pool, self.resolver),
+            io_factory=io_factory,
             resolve_avatar=self.resolver,
         )
         await runner.run()
@@ -264,6 +278,8 @@ class Bench:
         await asyncio.wait_for(asyncio.gather(*self.worker.tasks), 30)
         self.worker.tasks.clear()
         result["timings_ms"] = self.store.get(response.json()["session_id"]).timings_ms
+        result["source_av_ms"] = self.worker.rooms[-1].publisher.av_offsets_ms()
+        result["timings_ms"].update({f"room_{k}": v for k, v in self.worker.rooms[-1].timings_ms.items()})
         await viewer.aclose()
         return result
 
@@ -341,7 +357,7 @@ async def _run(args: argparse.Namespace, url: str, key: str, secret: str) -> dic
 
 def _summary(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, Any]:
     av = [r["av_offset_ms"] for r in runs if r.get("av_offset_ms") is not None]
-    steps = ("model_ready", "avatar_ready", "sink_ready", "first_frame")
+    steps = ("model_ready", "avatar_ready", "room_connect", "room_publish", "sink_ready", "first_frame")
     return {
         "bench": "room",
         "against": "a LiveKit-protocol model" if not args.livekit_url else f"LiveKit at {args.livekit_url}",
@@ -351,6 +367,7 @@ def _summary(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, 
         "http_ms": _stats([r["http_ms"] for r in runs]),
         "worker_ms": {s: _stats([r["timings_ms"][s] for r in runs if s in r["timings_ms"]]) for s in steps},
         "av_offset_ms": _stats(av),
+        "source_av_offset_ms": _stats([v for r in runs for v in r["source_av_ms"]]),
         "av_offset_samples": [round(v, 1) for v in av],
         "av_unmeasured": sum(1 for r in runs if "av_offset_ms" in r and r["av_offset_ms"] is None),
         "targets": {"first_frame_p50_ms": 500, "abs_av_offset_ms": 40},

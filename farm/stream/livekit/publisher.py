@@ -22,13 +22,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from livekit import rtc
 
 from farm import names
 from farm.render.base import FPS, SAMPLE_RATE_HZ, AvatarFrame
-from farm.stream.livekit.playback import Finished, PlaybackEvent, PlaybackTracker, Started
+from farm.stream.livekit.playback import FRAME_S, Finished, PlaybackEvent, PlaybackTracker, Started
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,21 @@ def to_video_frame(image: np.ndarray) -> rtc.VideoFrame:
     return rtc.VideoFrame(width, height, rtc.VideoBufferType.RGBA, rgba.tobytes())
 
 
+class _MarkedVideoSource(rtc.VideoSource):
+    """A VideoSource that notes when marked frames (a segment's first speech frame) reach the encoder."""
+
+    def __init__(self, width: int, height: int) -> None:
+        super().__init__(width, height)
+        self.marks: deque[int | None] = deque()  # per frame pushed to the synchroniser: segment key or None
+        self.marked_at: dict[int, float] = {}
+
+    def capture_frame(self, frame: rtc.VideoFrame, **kwargs: Any) -> None:
+        marked = self.marks.popleft() if self.marks else None
+        super().capture_frame(frame, **kwargs)
+        if marked is not None:
+            self.marked_at[marked] = time.perf_counter()
+
+
 class RoomPublisher:
     """Publishes frames into a connected room and reports playback to the agent."""
 
@@ -81,7 +97,7 @@ class RoomPublisher:
         self._agent_identity = agent_identity
         self._session_id = session_id
         self._audio = rtc.AudioSource(SAMPLE_RATE_HZ, 1, queue_size_ms=AUDIO_QUEUE_MS)
-        self._video = rtc.VideoSource(self._width, self._height)
+        self._video = _MarkedVideoSource(self._width, self._height)
         self._sync: rtc.AVSynchronizer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._send_started = True  # until the agent answers UNSUPPORTED_METHOD
@@ -89,6 +105,7 @@ class RoomPublisher:
         self.frames = 0
         self.playback_reports: list[dict[str, float | bool]] = []  # what was sent (observability, tests)
         self._speech_writes: deque[float] = deque(maxlen=1000)  # perf_counter of audible speech frames
+        self._audio_onsets: dict[int, float] = {}  # segment key -> when its first audio plays out
 
     # ------------------------------------------------------------------ lifecycle
     async def publish(self) -> None:
@@ -102,8 +119,10 @@ class RoomPublisher:
         participant = self._room.local_participant
         audio_track = rtc.LocalAudioTrack.create_audio_track(names.TRACK_AUDIO_NAME, self._audio)
         video_track = rtc.LocalVideoTrack.create_video_track(names.TRACK_VIDEO_NAME, self._video)
-        await participant.publish_track(audio_track, audio_publish_options())
-        await participant.publish_track(video_track, video_publish_options())
+        await asyncio.gather(  # one renegotiation covers both when the SDK can batch them
+            participant.publish_track(audio_track, audio_publish_options()),
+            participant.publish_track(video_track, video_publish_options()),
+        )
 
     async def aclose(self) -> None:
         """Report what is left as interrupted, stop the synchroniser. Idempotent."""
@@ -136,13 +155,25 @@ class RoomPublisher:
         if audible and frame.speaking:
             self._speech_writes.append(time.perf_counter())
         pcm = np.ascontiguousarray(audio, dtype=np.int16)
+        onset = next((e.segment.key for e in events if isinstance(e, Started)), None)
+        self._video.marks.append(onset)
         await self._sync.push(to_video_frame(frame.image))
         await self._sync.push(rtc.AudioFrame(pcm.tobytes(), SAMPLE_RATE_HZ, 1, pcm.shape[0]))
+        if onset is not None:  # this frame's audio starts after what was queued before it
+            self._audio_onsets[onset] = time.perf_counter() + self._audio.queued_duration - FRAME_S
         self.frames += 1
         if events:
             delay_s = self._audio.queued_duration  # this frame's audio plays out after what is queued
             for event in events:
                 self._spawn(self._after(delay_s, event))
+
+    def av_offsets_ms(self) -> list[float]:
+        """Per started segment: when its first video frame reached the encoder minus when its first
+        audio left the audio queue (positive = video late). The farm's side of A/V sync."""
+        video = self._video.marked_at
+        return [
+            round((video[k] - at) * 1000.0, 1) for k, at in sorted(self._audio_onsets.items()) if k in video
+        ]
 
     def speaking_after(self, since: float) -> int:
         """How many audible speech frames were written after ``since`` (perf_counter)."""
@@ -153,6 +184,7 @@ class RoomPublisher:
         reports = self._tracker.clear(self._audio.queued_duration)
         if self._sync is not None:
             await self._sync.clear_queue()
+        self._video.marks.clear()  # the queued frames were dropped with their marks
         for report in reports:
             self._spawn(self._report(report))
 

@@ -79,6 +79,7 @@ class LiveKitRoomSession:
         self.input = RoomInput(self)
         self.sink = RoomSink(self)
         self.connected_at: float | None = None  # perf_counter when tracks were published
+        self.timings_ms: dict[str, float] = {}  # connect, publish (observability, benchmarks)
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -124,7 +125,9 @@ class LiveKitRoomSession:
             room.on("disconnected", self._on_disconnected)
             self._room = room
             try:
+                began = time.perf_counter()
                 await room.connect(self.join.url, self.join.token, rtc.RoomOptions(auto_subscribe=False))
+                self.timings_ms["connect"] = round((time.perf_counter() - began) * 1000.0, 1)
             except rtc.ConnectError as exc:
                 self._room = None
                 raise RoomJoinFailed("could not join the LiveKit room", room=self.join.room) from exc
@@ -134,7 +137,9 @@ class LiveKitRoomSession:
             self._publisher = RoomPublisher(
                 room, self._frame_size, self._tracker, lambda: self._agent, session_id=self._session_id
             )
+            began = time.perf_counter()
             await self._publisher.publish()
+            self.timings_ms["publish"] = round((time.perf_counter() - began) * 1000.0, 1)
             self._started_at = self._last_audio_at = time.monotonic()
             self.connected_at = time.perf_counter()
             if self._agent is None:

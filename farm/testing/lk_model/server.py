@@ -31,6 +31,7 @@ from typing import Any
 
 from aiortc import (
     MediaStreamTrack,
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCDataChannel,
     RTCPeerConnection,
@@ -218,7 +219,9 @@ class LiveKitModel:
     def _new_participant(
         self, room: _Room, claims: Claims, ws: ServerConnection, auto_subscribe: bool
     ) -> _Participant:
-        config = RTCConfiguration(iceServers=[])  # aiortc would default to a public STUN server
+        # no iceServers: aiortc would default to a public STUN server; max-bundle: one transport per PC,
+        # as libwebrtc answers (the first subscriber offer carries only the data channels, see _join)
+        config = RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         part = _Participant(
             sid=f"PA_{next(self._ids)}",
             identity=claims.identity,
@@ -245,7 +248,7 @@ class LiveKitModel:
             participant=part.info(),
             other_participants=[p.info() for p in others],
             server_version="lk-model-1",
-            subscriber_primary=False,
+            subscriber_primary=True,  # as livekit-server does for participants that can subscribe
             ping_interval=5,
             ping_timeout=15,
             server_info=models.ServerInfo(version="lk-model-1", protocol=16),
@@ -257,7 +260,16 @@ class LiveKitModel:
         for ch in part.channels.values():
             ch.on("open", lambda: self._flush_data(part))
         subscribe_to = [(p, t) for p in others for t in p.tracks.values() if t.source is not None]
-        self._spawn(self._subscribe(part, subscribe_to if part.auto_subscribe else []))
+        self._spawn(self._initial_subscriptions(part, subscribe_to if part.auto_subscribe else []))
+
+    async def _initial_subscriptions(
+        self, part: _Participant, pairs: list[tuple[_Participant, _Track]]
+    ) -> None:
+        """Offer the data channels alone first, then the existing tracks in a renegotiation: with
+        max-bundle, a first offer that already carries relayed tracks never gets its transport up."""
+        await self._subscribe(part, [])
+        if pairs:
+            await self._subscribe(part, pairs)
 
     # ------------------------------------------------------------------ signalling
     async def _on_signal(self, room: _Room, part: _Participant, req: rtc.SignalRequest) -> None:
