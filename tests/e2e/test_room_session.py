@@ -104,6 +104,8 @@ async def test_clear_buffer_mid_segment_reports_an_interruption_and_returns_to_i
     assert 0.0 < finished[0].playback_position < 4.0
     publisher = room.run.room.publisher
     assert publisher.speaking_after(cleared_at) == 0  # no speech was published after the clear
+    # idle video within 200 ms: the last talking frame went out at most 200 ms after the clear
+    assert publisher.last_speech_frame_at - publisher.last_clear_at < 0.2
     await room.viewer.wait(
         lambda: any(a.level < 50 for a in room.viewer.audio if a.at > cleared_at + 0.3), what="silence"
     )

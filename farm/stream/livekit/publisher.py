@@ -106,6 +106,8 @@ class RoomPublisher:
         self.playback_reports: list[dict[str, float | bool]] = []  # what was sent (observability, tests)
         self._speech_writes: deque[float] = deque(maxlen=1000)  # perf_counter of audible speech frames
         self._audio_onsets: dict[int, float] = {}  # segment key -> when its first audio plays out
+        self.last_speech_frame_at = 0.0  # perf_counter of the last speaking frame written
+        self.last_clear_at = 0.0  # perf_counter of the last lk.clear_buffer
 
     # ------------------------------------------------------------------ lifecycle
     async def publish(self) -> None:
@@ -152,8 +154,10 @@ class RoomPublisher:
             self._tracker.on_frame(frame.segment_id, frame.speaking, frame.segment_end) if audible else []
         )
         audio = frame.audio if audible else np.zeros_like(frame.audio)
-        if audible and frame.speaking:
-            self._speech_writes.append(time.perf_counter())
+        if frame.speaking:
+            self.last_speech_frame_at = time.perf_counter()  # a talking mouth, audible or muted
+            if audible:
+                self._speech_writes.append(self.last_speech_frame_at)
         pcm = np.ascontiguousarray(audio, dtype=np.int16)
         onset = next((e.segment.key for e in events if isinstance(e, Started)), None)
         self._video.marks.append(onset)
@@ -181,6 +185,7 @@ class RoomPublisher:
 
     async def clear(self) -> None:
         """``lk.clear_buffer``: drop queued audio and video, report every unreported segment now."""
+        self.last_clear_at = time.perf_counter()
         reports = self._tracker.clear(self._audio.queued_duration)
         if self._sync is not None:
             await self._sync.clear_queue()
