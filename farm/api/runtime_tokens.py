@@ -216,14 +216,13 @@ def start_room_session(services: Services, key: ApiKey, req: RoomStartRequest) -
 
 
 def _avatar(services: Services, key: ApiKey, req: RoomStartRequest, model: ModelKind) -> str | None:
-    """The image blob to animate (Expression) after checking the agent (Essence needs a READY pack)."""
+    """The image blob to animate, or the agent's; an Essence agent must have a READY pack.
+
+    An image with an Essence model is fine: the worker builds (and keeps) a pack for that portrait.
+    """
     if req.image is not None:
         media.validate_image(req.image, max_pixels=services.settings.max_image_pixels)
-        if model is ModelKind.ESSENCE and req.agent_id is None:
-            raise ValidationError(
-                "an Essence session needs agent_id (a built avatar); images need gpu/expression"
-            )
-        if model is ModelKind.EXPRESSION:
+        if req.agent_id is None:
             return services.blobs.put(req.image, ".jpg")
     if req.agent_id is None:
         raise ValidationError("give agent_id or an image")
@@ -232,6 +231,8 @@ def _avatar(services: Services, key: ApiKey, req: RoomStartRequest, model: Model
     agent = services.agents.get_for_tenant(key.tenant, req.agent_id)
     if model is ModelKind.ESSENCE and agent.status is not AgentStatus.READY:
         raise AgentNotReady(f"agent {agent.id} is {agent.status.value}, not ready")
+    if req.image is not None:
+        return services.blobs.put(req.image, ".jpg")
     return agent.image_ref
 
 

@@ -105,6 +105,7 @@ def test_the_multipart_variant_with_a_bearer_token_routes_an_uploaded_face_to_ex
         ({"model": "essence-2", "mode": "gpu"}, ModelKind.ESSENCE),  # model wins over mode
         ({"mode": "gpu"}, ModelKind.EXPRESSION),
         ({"mode": None, "image": "IMAGE"}, ModelKind.EXPRESSION),  # an image means Expression
+        ({"model": "essence", "image": "IMAGE"}, ModelKind.ESSENCE),  # unless the model says otherwise
     ],
 )
 def test_routing_follows_model_then_mode_then_image(
