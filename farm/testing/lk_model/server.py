@@ -25,7 +25,6 @@ import json
 import logging
 import time
 import urllib.parse
-from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
@@ -47,70 +46,9 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from farm.testing.lk_model import sdp
+from farm.testing.lk_model.state import KINDS, Participant, Room, Track
 
 log = logging.getLogger(__name__)
-
-_KINDS = {
-    "agent": models.ParticipantInfo.Kind.AGENT,
-    "ingress": models.ParticipantInfo.Kind.INGRESS,
-    "egress": models.ParticipantInfo.Kind.EGRESS,
-    "sip": models.ParticipantInfo.Kind.SIP,
-}
-
-
-@dataclass
-class _Track:
-    info: models.TrackInfo
-    cid: str
-    source: MediaStreamTrack | None = None  # the aiortc remote track once media arrived
-
-
-@dataclass
-class _Participant:
-    sid: str
-    identity: str
-    name: str
-    kind: int
-    attributes: dict[str, str]
-    auto_subscribe: bool
-    ws: ServerConnection
-    publisher: RTCPeerConnection
-    subscriber: RTCPeerConnection
-    state: int = models.ParticipantInfo.State.JOINED
-    version: int = 1
-    tracks: dict[str, _Track] = field(default_factory=dict)  # by track sid
-    channels: dict[str, RTCDataChannel] = field(default_factory=dict)  # subscriber side, by label
-    pending_data: list[tuple[str, bytes]] = field(default_factory=list)
-    negotiation: asyncio.Lock = field(default_factory=asyncio.Lock)
-    answer_waiter: asyncio.Future[None] | None = None
-    subscribed: set[str] = field(default_factory=set)
-    closed: bool = False
-    disconnect_reason: models.DisconnectReason = models.DisconnectReason.UNKNOWN_REASON
-
-    def info(self) -> models.ParticipantInfo:
-        return models.ParticipantInfo(
-            sid=self.sid,
-            identity=self.identity,
-            name=self.name,
-            state=self.state,  # type: ignore[arg-type]
-            kind=self.kind,  # type: ignore[arg-type]
-            attributes=self.attributes,
-            version=self.version,
-            is_publisher=bool(self.tracks),
-            joined_at=int(time.time()),
-            permission=models.ParticipantPermission(
-                can_subscribe=True, can_publish=True, can_publish_data=True
-            ),
-            tracks=[t.info for t in self.tracks.values()],
-            disconnect_reason=self.disconnect_reason,
-        )
-
-
-@dataclass
-class _Room:
-    sid: str
-    name: str
-    participants: dict[str, _Participant] = field(default_factory=dict)  # by identity
 
 
 class LiveKitModel:
@@ -124,7 +62,7 @@ class LiveKitModel:
         self.api_key = api_key
         self.api_secret = api_secret
         self._verifier = api.TokenVerifier(api_key, api_secret)
-        self._rooms: dict[str, _Room] = {}
+        self._rooms: dict[str, Room] = {}
         self._ids = itertools.count(1)
         self._relay = MediaRelay()
         self._server: Server | None = None
@@ -197,7 +135,7 @@ class LiveKitModel:
             await ws.close(code=4003, reason="no room_join grant")
             return
         room = self._rooms.setdefault(
-            claims.video.room, _Room(sid=f"RM_{next(self._ids)}", name=claims.video.room)
+            claims.video.room, Room(sid=f"RM_{next(self._ids)}", name=claims.video.room)
         )
         if claims.identity in room.participants:  # duplicate identity: the old one is kicked, like the server
             await self._kick(
@@ -217,16 +155,16 @@ class LiveKitModel:
             await self._drop(room, part)
 
     def _new_participant(
-        self, room: _Room, claims: Claims, ws: ServerConnection, auto_subscribe: bool
-    ) -> _Participant:
+        self, room: Room, claims: Claims, ws: ServerConnection, auto_subscribe: bool
+    ) -> Participant:
         # no iceServers: aiortc would default to a public STUN server; max-bundle: one transport per PC,
         # as libwebrtc answers (the first subscriber offer carries only the data channels, see _join)
         config = RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
-        part = _Participant(
+        part = Participant(
             sid=f"PA_{next(self._ids)}",
             identity=claims.identity,
             name=claims.name or claims.identity,
-            kind=_KINDS.get(claims.kind or "", models.ParticipantInfo.Kind.STANDARD),
+            kind=KINDS.get(claims.kind or "", models.ParticipantInfo.Kind.STANDARD),
             attributes=dict(claims.attributes or {}),
             auto_subscribe=auto_subscribe,
             ws=ws,
@@ -241,7 +179,7 @@ class LiveKitModel:
         room.participants[part.identity] = part
         return part
 
-    async def _join(self, room: _Room, part: _Participant) -> None:
+    async def _join(self, room: Room, part: Participant) -> None:
         others = [p for p in room.participants.values() if p is not part]
         join = rtc.JoinResponse(
             room=models.Room(sid=room.sid, name=room.name, creation_time=int(time.time())),
@@ -262,9 +200,7 @@ class LiveKitModel:
         subscribe_to = [(p, t) for p in others for t in p.tracks.values() if t.source is not None]
         self._spawn(self._initial_subscriptions(part, subscribe_to if part.auto_subscribe else []))
 
-    async def _initial_subscriptions(
-        self, part: _Participant, pairs: list[tuple[_Participant, _Track]]
-    ) -> None:
+    async def _initial_subscriptions(self, part: Participant, pairs: list[tuple[Participant, Track]]) -> None:
         """Offer the data channels alone first, then the existing tracks in a renegotiation: with
         max-bundle, a first offer that already carries relayed tracks never gets its transport up."""
         await self._subscribe(part, [])
@@ -272,7 +208,7 @@ class LiveKitModel:
             await self._subscribe(part, pairs)
 
     # ------------------------------------------------------------------ signalling
-    async def _on_signal(self, room: _Room, part: _Participant, req: rtc.SignalRequest) -> None:
+    async def _on_signal(self, room: Room, part: Participant, req: rtc.SignalRequest) -> None:
         kind = req.WhichOneof("message")
         log.debug("signal in", extra={"identity": part.identity, "kind": kind})
         if kind == "offer":
@@ -297,7 +233,7 @@ class LiveKitModel:
         elif kind == "leave":
             await part.ws.close()
 
-    async def _answer_publisher(self, part: _Participant, offer: rtc.SessionDescription) -> None:
+    async def _answer_publisher(self, part: Participant, offer: rtc.SessionDescription) -> None:
         offered = sdp.simulcast_offers(offer.sdp)
         await part.publisher.setRemoteDescription(
             RTCSessionDescription(sdp.strip_simulcast(offer.sdp), "offer")
@@ -309,7 +245,7 @@ class LiveKitModel:
         )
         await self._send(part, rtc.SignalResponse(answer=answer))
 
-    async def _trickle(self, part: _Participant, trickle: rtc.TrickleRequest) -> None:
+    async def _trickle(self, part: Participant, trickle: rtc.TrickleRequest) -> None:
         init = json.loads(trickle.candidateInit or "{}")
         line = init.get("candidate", "")
         if not line:
@@ -321,7 +257,7 @@ class LiveKitModel:
         with contextlib.suppress(Exception):  # a candidate for a transceiver aiortc did not keep
             await pc.addIceCandidate(candidate)
 
-    async def _add_track(self, room: _Room, part: _Participant, req: rtc.AddTrackRequest) -> None:
+    async def _add_track(self, room: Room, part: Participant, req: rtc.AddTrackRequest) -> None:
         info = models.TrackInfo(
             sid=f"TR_{next(self._ids)}",
             type=req.type,
@@ -332,7 +268,7 @@ class LiveKitModel:
             simulcast=False,
             stream=req.stream,
         )
-        part.tracks[info.sid] = _Track(info=info, cid=req.cid)
+        part.tracks[info.sid] = Track(info=info, cid=req.cid)
         part.version += 1
         await self._send(
             part, rtc.SignalResponse(track_published=rtc.TrackPublishedResponse(cid=req.cid, track=info))
@@ -340,7 +276,7 @@ class LiveKitModel:
         await self._broadcast_update(room, part)
 
     # ------------------------------------------------------------------ media relay
-    def _on_media(self, room: _Room, part: _Participant, track: MediaStreamTrack) -> None:
+    def _on_media(self, room: Room, part: Participant, track: MediaStreamTrack) -> None:
         wanted = models.TrackType.VIDEO if track.kind == "video" else models.TrackType.AUDIO
         pending = [t for t in part.tracks.values() if t.source is None and t.info.type == wanted]
         match = next((t for t in pending if t.cid == track.id), pending[0] if pending else None)
@@ -360,12 +296,12 @@ class LiveKitModel:
             while True:
                 await track.recv()
 
-    async def _subscribe(self, sub: _Participant, pairs: list[tuple[_Participant, _Track]]) -> None:
+    async def _subscribe(self, sub: Participant, pairs: list[tuple[Participant, Track]]) -> None:
         """Add relayed tracks to ``sub``'s subscriber PC and (re)offer; confirm to each publisher."""
         async with sub.negotiation:
             if sub.closed:
                 return
-            added: list[tuple[_Participant, _Track]] = []
+            added: list[tuple[Participant, Track]] = []
             for pub, track in pairs:
                 if track.info.sid in sub.subscribed or track.source is None:
                     continue
@@ -393,7 +329,7 @@ class LiveKitModel:
                     pub, rtc.SignalResponse(track_subscribed=rtc.TrackSubscribed(track_sid=track.info.sid))
                 )
 
-    def _on_subscriber_state(self, room: _Room, part: _Participant) -> None:
+    def _on_subscriber_state(self, room: Room, part: Participant) -> None:
         log.debug(
             "subscriber state", extra={"identity": part.identity, "kind": part.subscriber.connectionState}
         )
@@ -406,9 +342,7 @@ class LiveKitModel:
             self._spawn(self._broadcast_update(room, part, include_self=True))
 
     # ------------------------------------------------------------------ data packets
-    def _on_data(
-        self, room: _Room, part: _Participant, channel: RTCDataChannel, message: bytes | str
-    ) -> None:
+    def _on_data(self, room: Room, part: Participant, channel: RTCDataChannel, message: bytes | str) -> None:
         if isinstance(message, str):
             return
         packet = models.DataPacket.FromString(message)
@@ -422,7 +356,7 @@ class LiveKitModel:
                 other.pending_data.append((label, payload))
                 self._flush_data(other)
 
-    def _flush_data(self, part: _Participant) -> None:
+    def _flush_data(self, part: Participant) -> None:
         keep: list[tuple[str, bytes]] = []
         for label, payload in part.pending_data:
             channel = part.channels.get(label)
@@ -433,14 +367,14 @@ class LiveKitModel:
         part.pending_data = keep
 
     # ------------------------------------------------------------------ leaving
-    async def _kick(self, room: _Room, part: _Participant, reason: models.DisconnectReason) -> None:
+    async def _kick(self, room: Room, part: Participant, reason: models.DisconnectReason) -> None:
         await self._send(part, rtc.SignalResponse(leave=_leave(reason)))
         await self._drop(room, part, reason)
 
     async def _drop(
         self,
-        room: _Room,
-        part: _Participant,
+        room: Room,
+        part: Participant,
         reason: models.DisconnectReason = models.DisconnectReason.CLIENT_INITIATED,
     ) -> None:
         if part.closed:
@@ -459,13 +393,13 @@ class LiveKitModel:
         await part.subscriber.close()
 
     # ------------------------------------------------------------------ helpers
-    async def _broadcast_update(self, room: _Room, part: _Participant, include_self: bool = False) -> None:
+    async def _broadcast_update(self, room: Room, part: Participant, include_self: bool = False) -> None:
         update = rtc.SignalResponse(update=rtc.ParticipantUpdate(participants=[part.info()]))
         for other in list(room.participants.values()):
             if (other is not part or include_self) and not other.closed:
                 await self._send(other, update)
 
-    async def _send(self, part: _Participant, response: rtc.SignalResponse) -> None:
+    async def _send(self, part: Participant, response: rtc.SignalResponse) -> None:
         with contextlib.suppress(Exception):  # a closing socket: the participant is being dropped
             await part.ws.send(response.SerializeToString())
 
