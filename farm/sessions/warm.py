@@ -4,8 +4,9 @@ Every render worker process (threads/solo pools) consumes, besides its model's s
 (``essence`` / ``expression``, the Redis lists KEDA scales on), a private queue
 ``names.worker_queue(worker_id)`` that it advertises in the worker registry (``WorkerInfo.warm_queue``)
 with the avatar keys in its cache and its free slots. ``WarmRouter.pick`` reads the registry (cached
-for ``cache_s``) and names the worker to send a session to, or None for the shared queue. A worker
-with no free slot is never picked: a session never waits for a busy worker when another can serve.
+for ``cache_s``; re-read early when only its own count of recent sends rules the holders out) and
+names the worker to send a session to, or None for the shared queue. A worker with no free slot is
+never picked: a session never waits for a busy worker when another can serve.
 
 A message on a private queue can be stranded (the worker died, or filled up after the pick). The
 session's truth is in the store, so ``StrandedRescuer`` (run from the workers' heartbeat next to the
@@ -33,6 +34,8 @@ from farm.sessions.base import SessionQueue, WorkerRegistry
 log = logging.getLogger(__name__)
 
 REGISTRY_CACHE_S = 1.0
+MIN_REREAD_S = 0.02
+"""Re-read the registry early (when our own send count is all that rules a holder out) at most this often."""
 GONE_GRACE_S = 0.5
 """A target missing from the registry for a session younger than this may just be a stale read."""
 
@@ -67,24 +70,35 @@ class WarmRouter:
             return None
         queue = _MODEL_QUEUES[ModelKind(model)]
         with self._lock:
-            workers = self._refresh()
-            best: tuple[int, str] | None = None
-            for info in workers:
-                free = info.free_slots - self._sent.get(info.worker_id, 0)
-                if info.warm_queue is None or queue not in info.queues or free <= 0:
-                    continue
-                if avatar_key not in info.cached_avatars and avatar_key not in info.hot_avatars:
-                    continue
-                if best is None or free > best[0]:
-                    best = (free, info.worker_id)
+            best, exhausted = self._best(self._refresh(), queue, avatar_key)
+            if best is None and exhausted and self._clock() - (self._read_at or 0.0) >= MIN_REREAD_S:
+                # Only our own count of recent sends says the holders are full: sessions may have
+                # ended since the last read, so look again rather than send a warm session away.
+                best, _ = self._best(self._refresh(force=True), queue, avatar_key)
             if best is None:
                 return None
-            self._sent[best[1]] = self._sent.get(best[1], 0) + 1  # until the next read shows it
-            return best[1]
+            self._sent[best] = self._sent.get(best, 0) + 1  # until the next read shows it
+            return best
 
-    def _refresh(self) -> list[WorkerInfo]:
+    def _best(self, workers: list[WorkerInfo], queue: str, avatar_key: str) -> tuple[str | None, bool]:
+        """The holder with the most free slots, and whether a holder was left out by our sends alone."""
+        best: tuple[int, str] | None = None
+        exhausted = False
+        for info in workers:
+            if info.warm_queue is None or queue not in info.queues or info.free_slots <= 0:
+                continue
+            if avatar_key not in info.cached_avatars and avatar_key not in info.hot_avatars:
+                continue
+            free = info.free_slots - self._sent.get(info.worker_id, 0)
+            if free <= 0:
+                exhausted = True
+            elif best is None or free > best[0]:
+                best = (free, info.worker_id)
+        return (best[1] if best else None), exhausted
+
+    def _refresh(self, *, force: bool = False) -> list[WorkerInfo]:
         now = self._clock()
-        if self._read_at is None or now - self._read_at >= self._cache_s:
+        if force or self._read_at is None or now - self._read_at >= self._cache_s:
             try:
                 self._workers = self._registry.list()
             except Exception:

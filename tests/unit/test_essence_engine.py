@@ -38,3 +38,26 @@ def test_sessions_share_one_loaded_pack(essence_pack_dir: Path) -> None:
 def test_an_avatar_without_a_pack_is_refused() -> None:
     with pytest.raises(PackError):
         EssenceEngine().load_avatar(AvatarSource("agent-1", image_path=Path("face.png")))
+
+
+def test_a_pack_is_verified_on_its_first_load_per_process_and_again_when_rebuilt(
+    essence_pack_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    pack = Path(shutil.copytree(essence_pack_dir, tmp_path / "pack"))
+    engine = EssenceEngine()
+    source = AvatarSource(key="a", pack_path=pack)
+    engine.load_avatar(source)
+    member = pack / "frames_idle.npy"
+    raw = bytearray(member.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    member.write_bytes(bytes(raw))
+
+    engine.load_avatar(source)  # already verified by this process: mapped, not hashed again
+    with pytest.raises(PackError):
+        EssenceEngine().load_avatar(source)  # another process verifies on its first load
+    manifest = pack / "manifest.json"
+    manifest.write_text(manifest.read_text())  # a rebuilt pack has a new manifest
+    with pytest.raises(PackError):
+        engine.load_avatar(source)

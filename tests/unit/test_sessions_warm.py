@@ -64,9 +64,13 @@ def test_busy_draining_unadvertised_or_other_model_workers_are_never_picked() ->
 def test_a_burst_within_the_cache_window_does_not_overfill_a_worker() -> None:
     router, registry, clock = router_over(worker("w1", cached=["A"], capacity=2))
     assert [router.pick(ModelKind.ESSENCE, "A") for _ in range(3)] == ["w1", "w1", None]
-    registry.publish(worker("w1", cached=["A"], capacity=2, active=1), ttl_s=60)
-    clock.now = 1.5  # a fresh registry read replaces the local count
+    clock.now = 0.5  # within the window, but our count says full: it re-reads and sees 2 free again
     assert router.pick(ModelKind.ESSENCE, "A") == "w1"
+    registry.publish(worker("w1", cached=["A"], capacity=2, active=2), ttl_s=60)
+    clock.now = 0.6
+    assert router.pick(ModelKind.ESSENCE, "A") == "w1"  # the registry has not caught up: 1 left
+    clock.now = 0.7
+    assert router.pick(ModelKind.ESSENCE, "A") is None  # re-read: really full
 
 
 def test_the_worker_with_most_free_slots_wins_and_hot_avatars_count_as_held() -> None:

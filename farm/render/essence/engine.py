@@ -4,6 +4,11 @@ It loads packs (memory-mapped, shared by every session) and opens cheap per-sess
 ``prewarm`` builds a tiny avatar from the sample portrait in a temporary directory and renders a
 few frames with speech, so the landmark model, the numpy/OpenCV code paths and the pack reader are
 all warm before the worker reports READY.
+
+Pack checksums are verified when the builder writes a pack and on this process's first load of it
+(keyed by the manifest's identity: a rebuilt pack is verified again); later loads of the same pack
+(after an LRU eviction) only map it, so a warm load pays no 128 MB SHA-256 pass. Pages are read in
+lazily by the memory map as frames are rendered.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import numpy as np
 from farm.errors import PackError
 from farm.render.base import AvatarSource
 from farm.render.essence.builder import build_pack
-from farm.render.essence.pack import load_pack
+from farm.render.essence.pack import MANIFEST, load_pack
 from farm.render.essence.renderer import EssenceRenderer, LoadedAvatar
 from farm.render.landmarks import sample_portrait
 
@@ -31,6 +36,7 @@ class EssenceEngine:
 
     def __init__(self, *, verify_packs: bool = True) -> None:
         self._verify = verify_packs
+        self._verified: set[tuple[str, int, int, int]] = set()  # manifest (path, inode, mtime, size)
         self.prewarm_s: float | None = None
 
     @property
@@ -57,7 +63,12 @@ class EssenceEngine:
             raise PackError(
                 "an Essence avatar needs a pack (build one from the portrait first)", key=source.key
             )
-        return LoadedAvatar(load_pack(source.pack_path, verify=self._verify))
+        identity = _manifest_identity(Path(source.pack_path))
+        verify = self._verify and identity not in self._verified
+        avatar = LoadedAvatar(load_pack(source.pack_path, verify=verify))
+        if verify and identity is not None:
+            self._verified.add(identity)
+        return avatar
 
     def avatar_size_mb(self, avatar: object) -> float:
         if not isinstance(avatar, LoadedAvatar):
@@ -71,3 +82,12 @@ class EssenceEngine:
 
     def close(self) -> None:
         """Nothing to release: packs are memory-mapped and dropped with their last reference."""
+
+
+def _manifest_identity(pack_dir: Path) -> tuple[str, int, int, int] | None:
+    """What identifies one build of a pack (packs are written once and renamed into place)."""
+    try:
+        stat = (pack_dir / MANIFEST).stat()
+    except OSError:
+        return None  # load_pack reports the missing manifest
+    return (str(pack_dir.resolve()), stat.st_ino, stat.st_mtime_ns, stat.st_size)
