@@ -102,6 +102,7 @@ class RoomPublisher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._send_started = True  # until the agent answers UNSUPPORTED_METHOD
         self.closed = False
+        self.writable = True  # False once the room is gone: frames are dropped, reports skipped
         self.frames = 0
         self.playback_reports: list[dict[str, float | bool]] = []  # what was sent (observability, tests)
         self._speech_writes: deque[float] = deque(maxlen=1000)  # perf_counter of audible speech frames
@@ -131,8 +132,10 @@ class RoomPublisher:
         if self.closed:
             return
         self.closed = True
-        for report in self._tracker.close():
-            self._spawn(self._report(report))
+        leftovers = self._tracker.close()
+        if self.writable:
+            for report in leftovers:
+                self._spawn(self._report(report))
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=1.0)
         for task in list(self._tasks):
@@ -147,7 +150,7 @@ class RoomPublisher:
     # ------------------------------------------------------------------ frames
     async def write(self, frame: AvatarFrame) -> None:
         """Queue one frame (video + its 40 ms of audio); back-pressure comes from the audio queue."""
-        if self.closed or self._sync is None:
+        if self.closed or not self.writable or self._sync is None:
             return
         audible = self._tracker.audible(frame.segment_id, frame.speaking)
         events = (
@@ -226,8 +229,8 @@ class RoomPublisher:
     async def _rpc(self, method: str, payload: str) -> str:
         """Perform an RPC to the agent, 3 attempts 0.1 s apart; UNSUPPORTED_METHOD is not retried."""
         destination = self._agent_identity()
-        if destination is None:
-            raise rtc.RpcError(rtc.RpcError.ErrorCode.RECIPIENT_NOT_FOUND, "no agent in the room")
+        if destination is None or destination not in self._room.remote_participants:
+            raise rtc.RpcError(rtc.RpcError.ErrorCode.RECIPIENT_NOT_FOUND, "the agent is not in the room")
         for attempt in range(1, RPC_ATTEMPTS + 1):
             try:
                 return await self._room.local_participant.perform_rpc(

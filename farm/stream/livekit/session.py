@@ -272,7 +272,7 @@ class LiveKitRoomSession:
         else:
             self._close_input("disconnected")
         if self._publisher is not None:
-            self._publisher.closed = True  # nothing more can be published
+            self._publisher.writable = False  # nothing more can be published or reported
 
     async def _watchdog(self) -> None:
         """Idle and max-duration guards."""
