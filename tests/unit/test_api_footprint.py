@@ -26,6 +26,8 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in heavy or m.
 
 
 def test_building_the_api_app_loads_no_render_stream_or_torch_module() -> None:
-    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, timeout=120
+    )
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert loaded == []
