@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from farm.contracts import RunSessionMessage, WorkerInfo
 from farm.domain import AgentStatus, ModelKind, SessionState
 from tests.unit.api_support import ApiHarness, b64, png_bytes, wav_bytes
 
@@ -303,3 +304,32 @@ def test_an_uploaded_file_over_the_image_limit_is_too_large(tmp_path: Path) -> N
     response = api.client.post("/v1/sessions", files=files, headers=api.headers())
     _assert_error(response, 413, "PAYLOAD_TOO_LARGE")
     assert api.stored_nothing()
+
+
+def test_a_session_for_an_avatar_a_ready_worker_holds_is_routed_to_that_worker(api: ApiHarness) -> None:
+    held, other = api.agent(), api.agent()
+    api.registry.publish(
+        WorkerInfo(
+            worker_id="w1",
+            hostname="h",
+            pid=1,
+            queues=["essence"],
+            state="READY",
+            capacity=2,
+            cached_avatars=[held.id],
+            warm_queue="render.w.w1",
+        ),
+        30,
+    )
+    routed = api.client.post("/v1/sessions", json=api.session_body(avatar_id=held.id), headers=api.headers())
+    shared = api.client.post("/v1/sessions", json=api.session_body(avatar_id=other.id), headers=api.headers())
+
+    assert routed.status_code == shared.status_code == 201
+    assert [(m.worker_id if isinstance(m, RunSessionMessage) else m) for m in api.queue.messages] == [
+        "w1",
+        None,
+    ]
+    view = api.client.get(f"/v1/sessions/{routed.json()['session_id']}", headers=api.headers()).json()
+    assert view["routed_to"] == "w1"
+    fleet = api.client.get("/v1/fleet", headers=api.headers()).json()["queues"]["essence"]["workers"]
+    assert fleet[0]["cached_avatars"] == [held.id] and fleet[0]["warm_queue"] == "render.w.w1"

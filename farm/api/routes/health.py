@@ -34,6 +34,9 @@ class FleetWorker(BaseModel):
     models: list[str]
     backend: str | None
     hot_avatars: list[str]
+    cached_avatars: list[str] = []
+    warm_queue: str | None = None
+    ready_at: float | None = None
     heartbeat_at: float
     error: str | None
 
@@ -50,6 +53,9 @@ class FleetWorker(BaseModel):
             models=info.models,
             backend=info.backend,
             hot_avatars=info.hot_avatars,
+            cached_avatars=info.cached_avatars,
+            warm_queue=info.warm_queue,
+            ready_at=info.ready_at,
             heartbeat_at=info.heartbeat_at,
             error=info.error,
         )
