@@ -71,7 +71,9 @@ class CelerySessionQueue:
         """Remove a worker's private queue (list and binding); what it still held the rescuer re-sends."""
         try:
             with self._app.connection_for_write() as conn:
-                worker_queue(worker_id)(conn.default_channel).delete()
+                queue = worker_queue(worker_id)(conn.default_channel)
+                queue.declare()  # kombu deletes only the bindings its channel knows of
+                queue.delete()
         except _BROKER_ERRORS as exc:
             raise BackendUnavailable("the broker is unavailable") from exc
 

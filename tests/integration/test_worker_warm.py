@@ -150,5 +150,7 @@ def test_a_session_stranded_on_a_dead_workers_private_queue_is_rescued_by_the_sh
     assert survivor.info is not None and final.worker_id == survivor.info.worker_id
     assert client.get(names.session_rerouted_key(session.id)) == ghost
 
+    binding = f"_kombu.binding.{names.worker_queue(survivor.info.worker_id)}"  # kombu's exchange → queue
+    assert client.exists(binding)
     survivor.stop()  # a worker that deregisters removes its own private queue
-    assert not client.exists(names.worker_queue(survivor.info.worker_id))
+    assert not client.exists(binding)
