@@ -76,6 +76,8 @@ def test_a_slowly_prewarming_worker_claims_nothing_before_it_is_ready(
     assert entry is not None and entry.state == "READY" and entry.ready_at is not None
     assert entry.prewarm_s is not None and entry.prewarm_s >= 2.5
     assert assigned_at(final) >= entry.ready_at  # posted while STARTING, claimed only once READY
+    log = worker.log()
+    assert log.index(" ready.") < log.index("farm.session.run[")  # not even delivered before READY
 
 
 def test_the_most_used_agents_are_preloaded_and_their_sessions_go_to_the_worker_holding_them(
