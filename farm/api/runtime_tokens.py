@@ -36,11 +36,9 @@ from farm import media, names
 from farm.api import inputs
 from farm.api.deps import Services
 from farm.api.schemas import ERROR_RESPONSES
-from farm.contracts import RunSessionMessage
 from farm.domain import AgentStatus, ModelKind, Session, SessionState
 from farm.errors import (
     AgentNotReady,
-    BackendUnavailable,
     ConcurrencyLimit,
     FarmError,
     NoCapacity,
@@ -189,6 +187,7 @@ def start_room_session(services: Services, key: ApiKey, req: RoomStartRequest) -
         raise ValidationError("image URLs are not fetched by the farm: send the image bytes (base64 or file)")
     model = route_model(req.model, req.mode, req.image is not None)
     image_ref = _avatar(services, key, req, model)
+    warm = services.sessions.warm_worker(model, req.agent_id) if req.image is None else None
     session = Session(
         id=uuid.uuid4().hex,
         tenant=key.tenant,
@@ -202,6 +201,7 @@ def start_room_session(services: Services, key: ApiKey, req: RoomStartRequest) -
             "identity": identity,
             "agent_identity": agent_identity,
         },
+        routed_to=warm,
     )
     session, created = services.store.create(session, idempotency_scope=f"room:{req.room_name}:{identity}")
     if not created:
@@ -211,7 +211,7 @@ def start_room_session(services: Services, key: ApiKey, req: RoomStartRequest) -
     except FarmError as exc:
         services.store.transition(session.id, SessionState.FAILED, reason=exc.code)
         raise
-    _submit(services, session)
+    services.sessions.enqueue(session)
     return session, True
 
 
@@ -243,17 +243,6 @@ def _check_capacity(services: Services, key: ApiKey, model: ModelKind) -> None:
     workers = [w for w in services.registry.list() if model.value in w.queues]
     if sum(w.free_slots for w in workers) == 0:
         raise NoCapacity(f"no {model.value} worker has a free slot; retry shortly")
-
-
-def _submit(services: Services, session: Session) -> None:
-    try:
-        services.queue.submit(RunSessionMessage(session_id=session.id, model=session.model))
-    except Exception as exc:
-        log.warning("room session submit failed", extra={"session_id": session.id})
-        services.store.transition(session.id, SessionState.FAILED, reason="submit failed")
-        if isinstance(exc, FarmError):
-            raise
-        raise BackendUnavailable("the session queue is unavailable") from exc
 
 
 # ---------------------------------------------------------------- the route

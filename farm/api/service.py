@@ -16,7 +16,7 @@ from typing import Protocol
 from farm import media
 from farm.blobs import BlobStore
 from farm.contracts import BuildAgentMessage, RunSessionMessage
-from farm.domain import TERMINAL_STATES, Agent, AgentStatus, Session, SessionState
+from farm.domain import TERMINAL_STATES, Agent, AgentStatus, ModelKind, Session, SessionState
 from farm.errors import (
     AgentNotReady,
     BackendUnavailable,
@@ -83,9 +83,7 @@ class SessionService:
             routed_to=self._route(request, agent),
         )
         session, _ = self.store.create(session)
-        self._submit(session)
-        if agent is not None:
-            self._record_use(agent.id)
+        self.enqueue(session)
         return session
 
     def get(self, key: ApiKey, session_id: str) -> Session:
@@ -133,10 +131,25 @@ class SessionService:
         return agent.image_ref if agent is not None else None
 
     def _route(self, request: SessionRequest, agent: Agent | None) -> str | None:
-        """The READY worker already holding this agent's avatar, if any (warm routing)."""
-        if self.router is None or agent is None or request.avatar_image is not None:
+        if agent is None or request.avatar_image is not None:
             return None
-        return self.router.pick(request.model, agent.id)
+        return self.warm_worker(request.model, agent.id)
+
+    # ------------------------------------------------------------ shared with the runtime-token door
+    def warm_worker(self, model: ModelKind, agent_id: str | None) -> str | None:
+        """The READY worker already holding this agent's avatar with a free slot, if any."""
+        if self.router is None or agent_id is None:
+            return None
+        return self.router.pick(model, agent_id)
+
+    def enqueue(self, session: Session) -> None:
+        """Submit a stored QUEUED session (on ``routed_to``'s queue when set) and count the agent's use.
+
+        A submit that fails leaves the session FAILED, never QUEUED with nothing in any queue.
+        """
+        self._submit(session)
+        if session.avatar_id is not None:
+            self._record_use(session.avatar_id)
 
     def _submit(self, session: Session) -> None:
         message = RunSessionMessage(session_id=session.id, model=session.model, worker_id=session.routed_to)

@@ -163,3 +163,29 @@ def test_no_free_worker_slot_is_503_and_leaves_no_live_session(tmp_path: Path) -
     assert response.json()["error"]["code"] == "NO_CAPACITY"
     assert harness.store.count_live("tenant-a") == 0
     assert harness.queue.messages == []
+
+
+def test_a_room_session_for_an_avatar_a_ready_worker_holds_is_routed_warm_and_counted(
+    api_h: ApiHarness,
+) -> None:
+    body = json_body(api_h)
+    agent_id = str(body["agent_id"])
+    api_h.registry.publish(
+        WorkerInfo(
+            worker_id="w2",
+            hostname="h",
+            pid=2,
+            queues=["essence"],
+            state="READY",
+            capacity=2,
+            cached_avatars=[agent_id],
+            warm_queue="render.w.w2",
+        ),
+        ttl_s=60,
+    )
+    response = api_h.client.post(URL, json=body, headers=api_h.headers())
+
+    assert response.status_code == 200, response.text
+    assert [getattr(m, "worker_id", None) for m in api_h.queue.messages] == ["w2"]
+    assert api_h.store.get(response.json()["session_id"]).routed_to == "w2"
+    assert api_h.agents.most_used(1) == [agent_id]  # usage feeds the hot set workers preload
