@@ -34,10 +34,12 @@ from farm.sessions.base import Lease, SessionStore
 from farm.settings import Settings
 from farm.stream.base import (
     ClearBuffer,
+    DynamicsAwareInput,
     FrameSink,
     Gesture,
     InputClosed,
     SegmentEnd,
+    SessionDynamics,
     SessionInput,
     SpeechChunk,
 )
@@ -226,6 +228,8 @@ class SessionRunner:
             self._attachment = self._attach_dynamics(session, renderer.gestures, deliver)
         io = self._io_factory(session)
         self._io = io
+        if isinstance(self._attachment, SessionDynamics) and isinstance(io.input, DynamicsAwareInput):
+            io.input.use_dynamics(self._attachment)  # RPC and keyword rules share the debounced path
         await io.input.start()
         await io.sink.start()
         self._mark("sink_ready")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -79,3 +79,26 @@ class FrameSink(Protocol):
     async def aclose(self) -> None:
         """Flush and close; idempotent."""
         ...
+
+
+@runtime_checkable
+class SessionDynamics(Protocol):
+    """A running session's dynamics hooks (``farm.dynamics.worker.AttachedSession``).
+
+    The runner hands them to an input that can use them (``DynamicsAwareInput``), so that a room's
+    ``trigger_dynamics`` RPC and ``lk.transcription`` keyword rules end in the same debounced path
+    as the dynamics topic.
+    """
+
+    def rpc(self, payload: str) -> str:
+        """The ``trigger_dynamics`` reply; raises a FarmError for a malformed payload."""
+        ...
+
+    async def watch(self, reader: Any) -> object:
+        """Apply the agent's keyword rules to one ``lk.transcription`` text stream."""
+        ...
+
+
+@runtime_checkable
+class DynamicsAwareInput(Protocol):
+    def use_dynamics(self, dynamics: SessionDynamics) -> None: ...

@@ -114,6 +114,14 @@ class Agent:
             destination_identity=self.avatar_identity, method=names.LK_RPC_CLEAR_BUFFER, payload=""
         )
 
+    async def transcribe(self, text: str, segment_id: str) -> None:
+        """Publish a final transcription the way livekit-agents does (a text stream on lk.transcription)."""
+        await self.room.local_participant.send_text(
+            text,
+            topic=names.LK_TOPIC_TRANSCRIPTION,
+            attributes={"lk.segment_id": segment_id, "lk.transcription_final": "true"},
+        )
+
     async def trigger_dynamics(self, payload: str) -> str:
         return await self.room.local_participant.perform_rpc(
             destination_identity=self.avatar_identity,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from farm import names
 from farm.domain import ModelKind, Session
+from farm.dynamics.worker import AttachedSession, WorkerDynamics
 from farm.render.essence import EssenceRenderer
 from farm.render.pool import ModelPool
 from farm.sessions.memory import MemorySessionStore
@@ -48,6 +50,7 @@ async def start_avatar(
     *,
     agent_identity: str = "agent-1",
     avatar_identity: str = names.DEFAULT_AVATAR_IDENTITY,
+    dynamics: WorkerDynamics | None = None,
 ) -> RoomRun:
     """Claim and run a bitHuman-style room session (token minted by the 'plugin'); return once joined."""
     token = backend.token(
@@ -71,6 +74,12 @@ async def start_avatar(
         rooms.append(io.input.session)
         return io
 
+    def attach(s: Session, gestures: Sequence[str], deliver: Callable[[str], None]) -> AttachedSession:
+        assert dynamics is not None  # the same hook a worker's context gives its runners
+        return dynamics.attach(
+            session_id=s.id, tenant=s.tenant, agent_id=s.avatar_id, gestures=gestures, trigger=deliver
+        )
+
     runner = SessionRunner(
         lease=lease,
         store=store,
@@ -78,6 +87,7 @@ async def start_avatar(
         settings=settings,
         io_factory=io_factory,
         resolve_avatar=lambda _s: source,
+        attach_dynamics=attach if dynamics is not None else None,
     )
     run = RoomRun(session.id, store, asyncio.create_task(runner.run()), rooms)
     deadline = time.monotonic() + 30

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from farm.dynamics.router import parse_rpc_payload
 from farm.errors import UnknownGesture, ValidationError
 
 SERVICE_NAME = "avatar-farm"
@@ -67,13 +68,7 @@ def dynamics_reply(payload: str, trigger: Callable[[str], None]) -> str:
     ``animation_triggered`` is false). A payload that is not a JSON object with a string ``action``
     raises ValidationError, which the RPC layer turns into an RPC error.
     """
-    try:
-        body = json.loads(payload)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError("trigger_dynamics payload is not JSON") from exc
-    action = body.get("action") if isinstance(body, dict) else None
-    if not isinstance(action, str) or not action:
-        raise ValidationError('trigger_dynamics payload needs a string "action"')
+    action = parse_rpc_payload(payload)
     try:
         trigger(action)
         triggered = True

@@ -31,7 +31,15 @@ from farm import names
 from farm.errors import FarmError, RoomJoinFailed, UnknownGesture, ValidationError
 from farm.render.base import AvatarFrame
 from farm.settings import Settings
-from farm.stream.base import ClearBuffer, Gesture, InputClosed, InputEvent, SegmentEnd, SpeechChunk
+from farm.stream.base import (
+    ClearBuffer,
+    Gesture,
+    InputClosed,
+    InputEvent,
+    SegmentEnd,
+    SessionDynamics,
+    SpeechChunk,
+)
 from farm.stream.livekit.playback import PlaybackTracker, Segment
 from farm.stream.livekit.protocol import PcmDecoder, dynamics_reply, stream_format
 from farm.stream.livekit.publisher import RoomPublisher
@@ -63,6 +71,7 @@ class LiveKitRoomSession:
         self._settings = settings
         self._frame_size = frame_size
         self._gestures = tuple(gestures) if gestures is not None else None
+        self._dynamics: SessionDynamics | None = None
         self._session_id = session_id
         self._room_factory = room_factory
         self._room: rtc.Room | None = None
@@ -107,6 +116,11 @@ class LiveKitRoomSession:
         """The gestures ``trigger_dynamics`` may start (the renderer's ``gestures``)."""
         self._gestures = tuple(gestures)
 
+    def use_dynamics(self, dynamics: SessionDynamics) -> None:
+        """Answer ``trigger_dynamics`` and watch transcriptions through the worker's dynamics layer
+        (debounce, dedup, keyword rules) instead of queueing raw ``Gesture`` events."""
+        self._dynamics = dynamics
+
     async def start(self) -> None:
         """Join the room and publish; idempotent (the input and the sink both call it)."""
         async with self._connect_lock:
@@ -117,9 +131,7 @@ class LiveKitRoomSession:
             room.register_byte_stream_handler(
                 names.LK_TOPIC_AGENT_SESSION, lambda reader, _who: reader.close()
             )
-            room.register_text_stream_handler(
-                names.LK_TOPIC_TRANSCRIPTION, lambda reader, _who: reader.close()
-            )
+            room.register_text_stream_handler(names.LK_TOPIC_TRANSCRIPTION, self._on_transcription)
             room.on("participant_connected", self._on_participant_connected)
             room.on("participant_disconnected", self._on_participant_disconnected)
             room.on("disconnected", self._on_disconnected)
@@ -242,8 +254,16 @@ class LiveKitRoomSession:
             await self._publisher.clear()
         return "ok"
 
+    def _on_transcription(self, reader: rtc.TextStreamReader, _participant_identity: str) -> None:
+        if self._dynamics is None:
+            self._spawn(_drain(reader))  # no keyword rules without the dynamics layer
+        else:
+            self._spawn(self._dynamics.watch(reader))
+
     def _on_trigger_dynamics(self, data: rtc.RpcInvocationData) -> str:
         try:
+            if self._dynamics is not None:
+                return self._dynamics.rpc(data.payload)
             return dynamics_reply(data.payload, self._trigger)
         except FarmError as exc:
             raise rtc.RpcError(rtc.RpcError.ErrorCode.APPLICATION_ERROR, exc.message) from exc
@@ -298,6 +318,11 @@ def _is_agent(participant: rtc.RemoteParticipant) -> bool:
     )
 
 
+async def _drain(reader: rtc.TextStreamReader) -> None:
+    async for _chunk in reader:
+        pass
+
+
 def _first_agent(room: rtc.Room) -> str | None:
     return next((p.identity for p in room.remote_participants.values() if _is_agent(p)), None)
 
@@ -317,6 +342,9 @@ class RoomInput:
 
     def events(self) -> AsyncIterator[InputEvent]:
         return self._session.events()
+
+    def use_dynamics(self, dynamics: SessionDynamics) -> None:
+        self._session.use_dynamics(dynamics)
 
     async def aclose(self) -> None:
         self._session._close_input("closed")
