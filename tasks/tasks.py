@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pydantic
@@ -103,9 +104,22 @@ def build_agent(ctx: WorkerContext, message: BuildAgentMessage) -> dict[str, Any
         log.exception("pack build failed", extra={"agent_id": agent.id})
         ctx.agents.update(agent.id, AgentStatus.FAILED, error_message="the pack build failed")
         return {"status": "failed", "agent_id": agent.id, "code": "INTERNAL_ERROR"}
+    _write_previews(ctx, agent.id, out_dir)
     pack_ref = str(out_dir.relative_to(settings.data_dir))
     ctx.agents.update(agent.id, AgentStatus.READY, pack_ref=pack_ref, gestures=list(motion.GESTURES))
     return {"status": "ready", "agent_id": agent.id, "pack_ref": pack_ref}
+
+
+def _write_previews(ctx: WorkerContext, agent_id: str, pack_dir: Path) -> None:
+    """Gesture preview MP4s for the dynamics catalogue; a failure leaves the agent usable."""
+    from farm.dynamics.catalogue import previews_dir
+    from farm.dynamics.previews import write_gesture_previews
+    from farm.render.essence import load_pack
+
+    try:
+        write_gesture_previews(load_pack(pack_dir), previews_dir(ctx.settings.data_dir, agent_id))
+    except Exception:
+        log.exception("gesture previews not written", extra={"agent_id": agent_id})
 
 
 def register_tasks(app: Celery) -> None:

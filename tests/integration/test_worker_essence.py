@@ -69,6 +69,8 @@ def test_a_built_agent_speaks_into_an_mp4_rendered_by_the_real_essence_engine(
     assert failed.error_message and "face" in failed.error_message.lower()
     assert ready.pack_ref and (cfg.data_dir / ready.pack_ref).is_dir()
     assert ready.gestures
+    previews = cfg.data_dir / "previews" / ready.id  # served by GET /v1/dynamics/{agent_id}
+    assert sorted(p.stem for p in previews.glob("*.mp4")) == sorted(ready.gestures)
 
     session, _ = store.create(
         Session(
