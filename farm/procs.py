@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,6 +29,13 @@ from farm.settings import Settings
 log = logging.getLogger(__name__)
 
 ALL_QUEUES = (QUEUE_ESSENCE, QUEUE_EXPRESSION, QUEUE_BUILD)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now (for test servers and benchmark farms)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def resolve_redis_url(settings: Settings) -> str | None:

