@@ -186,22 +186,19 @@ class TtffBench:
         return {**summarize(samples), "process_start_to_ready_s": round(statistics.median(starts), 2)}
 
     def warm(self, n: int) -> dict[str, Any]:
+        # An LRU too small for two packs: every session alternates avatars and loads its pack.
         env = {"FARM_HOT_AVATARS": "0", "FARM_AVATAR_CACHE_MB": "1"}
-        child, ready_s = self.worker("worker-warm", env)
-        try:
-            self.session(self.agents[1])  # the LRU now holds B: the first measured session loads A
-            samples, routed = [], 0
-            for i in range(n):
-                sample, final = self.session(self.agents[i % 2])
-                samples.append(sample)
-                routed += final.raw.get("routed_to") is not None
-        finally:
-            self.stop_worker(child)
-        return {**summarize(samples), "warm_routed": routed, "process_start_to_ready_s": round(ready_s, 2)}
+        return self._prewarmed("worker-warm", env, n, prime=True)
 
     def hot(self, n: int) -> dict[str, Any]:
-        child, ready_s = self.worker("worker-hot", {"FARM_HOT_AVATARS": "2"})
+        return self._prewarmed("worker-hot", {"FARM_HOT_AVATARS": "2"}, n, prime=False)
+
+    def _prewarmed(self, name: str, env: dict[str, str], n: int, *, prime: bool) -> dict[str, Any]:
+        """``n`` sessions alternating the two avatars on one prewarmed worker started with ``env``."""
+        child, ready_s = self.worker(name, env)
         try:
+            if prime:
+                self.session(self.agents[1])  # the LRU now holds B: the first measured session loads A
             samples, routed = [], 0
             for i in range(n):
                 sample, final = self.session(self.agents[i % 2])
