@@ -39,7 +39,6 @@ from farm.api.schemas import ERROR_RESPONSES
 from farm.domain import AgentStatus, ModelKind, Session, SessionState
 from farm.errors import (
     AgentNotReady,
-    ConcurrencyLimit,
     FarmError,
     NoCapacity,
     Unauthorized,
@@ -203,11 +202,14 @@ def start_room_session(services: Services, key: ApiKey, req: RoomStartRequest) -
         },
         routed_to=warm,
     )
-    session, created = services.store.create(session, idempotency_scope=f"room:{req.room_name}:{identity}")
+    limit = key.concurrency_limit or services.settings.default_concurrency_limit
+    session, created = services.store.create(
+        session, idempotency_scope=f"room:{req.room_name}:{identity}", max_live=limit
+    )
     if not created:
         return session, False  # a retry or a repeated start: the same avatar, never a second one
     try:
-        _check_capacity(services, key, model)
+        _check_capacity(services, model)
     except FarmError as exc:
         services.store.transition(session.id, SessionState.FAILED, reason=exc.code)
         raise
@@ -236,10 +238,7 @@ def _avatar(services: Services, key: ApiKey, req: RoomStartRequest, model: Model
     return agent.image_ref
 
 
-def _check_capacity(services: Services, key: ApiKey, model: ModelKind) -> None:
-    limit = key.concurrency_limit or services.settings.default_concurrency_limit
-    if services.store.count_live(key.tenant) > limit:  # the new session is already counted
-        raise ConcurrencyLimit(f"the tenant already has {limit} live sessions (its limit)")
+def _check_capacity(services: Services, model: ModelKind) -> None:
     workers = [w for w in services.registry.list() if model.value in w.queues]
     if sum(w.free_slots for w in workers) == 0:
         raise NoCapacity(f"no {model.value} worker has a free slot; retry shortly")

@@ -82,7 +82,7 @@ class SessionService:
             audio_ref=self.blobs.put(request.audio, request.audio_suffix),
             routed_to=self._route(request, agent),
         )
-        session, _ = self.store.create(session)
+        session, _ = self.store.create(session, max_live=limit)  # the check above, made atomic
         self.enqueue(session)
         return session
 

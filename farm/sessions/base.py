@@ -22,8 +22,14 @@ class Lease:
 
 
 class SessionStore(Protocol):
-    def create(self, session: Session, *, idempotency_scope: str | None = None) -> tuple[Session, bool]:
-        """Store a new QUEUED session. With a scope, return (existing live session, False) if one holds it."""
+    def create(
+        self, session: Session, *, idempotency_scope: str | None = None, max_live: int | None = None
+    ) -> tuple[Session, bool]:
+        """Store a new QUEUED session. With a scope, return (existing live session, False) if one holds it.
+
+        With ``max_live``, raise errors.ConcurrencyLimit when the tenant already has that many live
+        sessions, checked atomically with the insert (two racing requests cannot both pass).
+        """
         ...
 
     def get(self, session_id: str) -> Session:

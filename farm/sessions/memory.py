@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from farm.domain import TERMINAL_STATES, Session, SessionState
-from farm.errors import LeaseLost, NotFound
+from farm.errors import ConcurrencyLimit, LeaseLost, NotFound
 from farm.sessions.base import Lease
 from farm.sessions.transitions import apply_claim, apply_transition, initial
 
@@ -40,13 +40,18 @@ class MemorySessionStore:
         self._idem: dict[str, str] = {}  # "tenant|scope" → session id
 
     # ------------------------------------------------------------ records
-    def create(self, session: Session, *, idempotency_scope: str | None = None) -> tuple[Session, bool]:
+    def create(
+        self, session: Session, *, idempotency_scope: str | None = None, max_live: int | None = None
+    ) -> tuple[Session, bool]:
         with self._lock:
-            if idempotency_scope is not None:
-                scope = f"{session.tenant}|{idempotency_scope}"
+            scope = f"{session.tenant}|{idempotency_scope}" if idempotency_scope is not None else None
+            if scope is not None:
                 held = self._idem.get(scope)
                 if held is not None and self._sessions[held].live:
                     return self._sessions[held], False
+            if max_live is not None and self._live_of(session.tenant) >= max_live:
+                raise ConcurrencyLimit(f"the tenant already has {max_live} live sessions (its limit)")
+            if scope is not None:
                 self._idem[scope] = session.id
             stored = initial(session)
             self._sessions[session.id] = stored
@@ -73,7 +78,10 @@ class MemorySessionStore:
 
     def count_live(self, tenant: str) -> int:
         with self._lock:
-            return sum(1 for s in self._sessions.values() if s.tenant == tenant and s.live)
+            return self._live_of(tenant)
+
+    def _live_of(self, tenant: str) -> int:  # caller holds the lock
+        return sum(1 for s in self._sessions.values() if s.tenant == tenant and s.live)
 
     # ------------------------------------------------------------ state machine
     def transition(

@@ -16,7 +16,7 @@ from redis.client import Pipeline
 
 from farm import names
 from farm.domain import TERMINAL_STATES, Session, SessionState
-from farm.errors import LeaseLost, NotFound
+from farm.errors import ConcurrencyLimit, LeaseLost, NotFound
 from farm.redis_conn import redis_errors, require_text_client
 from farm.sessions.base import Lease
 from farm.sessions.transitions import apply_claim, apply_transition, initial
@@ -62,9 +62,12 @@ class RedisSessionStore:
 
     # ------------------------------------------------------------ records
     @redis_errors
-    def create(self, session: Session, *, idempotency_scope: str | None = None) -> tuple[Session, bool]:
+    def create(
+        self, session: Session, *, idempotency_scope: str | None = None, max_live: int | None = None
+    ) -> tuple[Session, bool]:
         stored = initial(session)
         idem = names.idempotency_key(session.tenant, idempotency_scope) if idempotency_scope else None
+        live_key = names.tenant_live_key(session.tenant)
         with self._r.pipeline() as pipe:
             for _ in range(_MAX_RETRIES):
                 try:
@@ -75,6 +78,13 @@ class RedisSessionStore:
                         if existing is not None and existing.live:
                             pipe.reset()
                             return existing, False
+                    if max_live is not None:
+                        pipe.watch(live_key)  # a racing create changes it: WatchError, then recount
+                        if int(cast("int", pipe.scard(live_key))) >= max_live:
+                            pipe.reset()
+                            raise ConcurrencyLimit(
+                                f"the tenant already has {max_live} live sessions (its limit)"
+                            )
                     pipe.multi()
                     if idem is not None:
                         pipe.set(idem, session.id, px=_ms(self._idem_ttl_s))

@@ -16,7 +16,7 @@ import redis
 
 from farm import names
 from farm.domain import ModelKind, Session, SessionState
-from farm.errors import IllegalTransition, LeaseLost, NotFound
+from farm.errors import ConcurrencyLimit, IllegalTransition, LeaseLost, NotFound
 from farm.sessions.base import SessionStore
 from farm.sessions.memory import MemorySessionStore
 from farm.sessions.redis_store import RedisSessionStore
@@ -101,6 +101,36 @@ def test_live_count_drops_when_a_session_ends(harness: Harness) -> None:
     harness.store.transition(a.id, SessionState.ENDED, reason="stopped before start")
     assert harness.store.count_live("t1") == 1
     assert harness.store.count_live("t2") == 0
+
+
+def test_a_live_session_limit_refuses_the_next_session_and_stores_nothing(harness: Harness) -> None:
+    held, _ = harness.store.create(new_session(tenant="t1"), idempotency_scope="room|bot", max_live=2)
+    harness.store.create(new_session(tenant="t1"), max_live=2)
+    with pytest.raises(ConcurrencyLimit):
+        harness.store.create(new_session(tenant="t1"), max_live=2)
+    replay, created = harness.store.create(new_session(tenant="t1"), idempotency_scope="room|bot", max_live=2)
+    assert (replay.id, created) == (held.id, False)  # a retry of a live session is not a new one
+    assert harness.store.count_live("t1") == 2 and len(harness.store.list_for_tenant("t1")) == 2
+    harness.store.create(new_session(tenant="t2"), max_live=2)  # other tenants are not counted
+
+
+def test_racing_creates_never_exceed_the_live_session_limit(harness: Harness) -> None:
+    barrier = threading.Barrier(8)
+    refused: list[ConcurrencyLimit] = []
+
+    def create() -> None:
+        barrier.wait()
+        try:
+            harness.store.create(new_session(tenant="race"), max_live=3)
+        except ConcurrencyLimit as exc:
+            refused.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert harness.store.count_live("race") == 3 and len(refused) == 5
 
 
 def test_idempotency_scope_returns_the_live_session(harness: Harness) -> None:
