@@ -64,3 +64,38 @@ def test_farm_up_starts_everything_and_ctrl_c_stops_children_then_redis(tmp_path
     assert not reachable(redis_url)
     assert not (tmp_path / "var" / "redis" / "url").exists()
     assert (tmp_path / "var" / "redis" / "appendonlydir").is_dir()
+
+
+def _pids_with_data_dir(data_dir: Path) -> list[int]:
+    """Processes whose environment names this test's FARM_DATA_DIR (the farm's children)."""
+    marker = f"FARM_DATA_DIR={data_dir}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue  # gone, or not ours to read
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+def test_children_stop_when_farm_up_itself_is_killed(tmp_path: Path) -> None:
+    data_dir = tmp_path / "var"
+    env = farm_env(
+        data_dir=data_dir, output_dir=tmp_path / "out", api_port=free_port(), flower_port=free_port()
+    )
+    log_path = tmp_path / "up.log"
+    farm = spawn_farm("up", "--queues", "essence", env=env, log_path=log_path)
+    try:
+        wait_until(lambda: "Ctrl-C stops everything" in log_path.read_text(), deadline_s=90, what="farm up")
+        children = [pid for pid in _pids_with_data_dir(data_dir) if pid != farm.pid]
+        assert len(children) >= 3  # API, the essence worker, Flower
+    finally:
+        farm.kill()  # SIGKILL: farm up gets no chance to stop anything itself
+        farm.wait(30)
+    wait_until(
+        lambda: not [pid for pid in children if _alive(pid)], deadline_s=60, what="orphaned children to stop"
+    )
