@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _STOP_POLL_S = 0.25
+_MAX_LAG_FRAMES = 5  # realtime sinks: how far behind the 25 fps grid before it is reset
 
 
 class EndReason(enum.StrEnum):
@@ -268,6 +269,8 @@ class SessionRunner:
                 return EndReason.INPUT_CLOSED
             if sink.realtime:
                 next_tick += frame_s
+                if loop.time() - next_tick > _MAX_LAG_FRAMES * frame_s:
+                    next_tick = loop.time()  # after a stall, restart the grid instead of bursting frames
                 await asyncio.sleep(max(0.0, next_tick - loop.time()))
             elif pending == 0:
                 await self._wait_for_input(_STOP_POLL_S)
