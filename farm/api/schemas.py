@@ -137,6 +137,21 @@ class AgentView(BaseModel):
     data: AgentData
 
 
+class Pagination(BaseModel):
+    limit: int
+    offset: int
+    total: int
+    has_more: bool
+
+
+class AgentList(BaseModel):
+    """bitHuman's shape for ``GET /v1/agents``: ``{"success", "data": [...], "pagination"}``."""
+
+    success: bool = True
+    data: list[AgentData]
+    pagination: Pagination
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str

@@ -195,6 +195,13 @@ class AgentService:
             raise BackendUnavailable("the build queue is unavailable") from exc
         return agent
 
+    def list(
+        self, key: ApiKey, *, limit: int, offset: int, status: AgentStatus | None = None
+    ) -> tuple[list[Agent], int]:
+        """One page of the tenant's agents (newest first, optionally one status) and the total."""
+        own = [a for a in reversed(self.agents.list_for_tenant(key.tenant)) if status in (None, a.status)]
+        return own[offset : offset + limit], len(own)
+
     def get(self, key: ApiKey, agent_id: str) -> Agent:
         if not is_agent_id(agent_id):
             raise ValidationError("agent_id must be an agent code like A78WKV4515 (^[A-Z][A-Z0-9]{9}$)")

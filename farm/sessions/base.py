@@ -120,6 +120,10 @@ class AgentStore(Protocol):
 
     def most_used(self, n: int) -> list[str]: ...
 
+    def list_for_tenant(self, tenant: str) -> list[Agent]:
+        """A tenant's agents, oldest first."""
+        ...
+
 
 class WorkerRegistry(Protocol):
     def publish(self, info: WorkerInfo, ttl_s: float) -> None: ...

@@ -93,3 +93,20 @@ def test_registering_needs_an_api_secret(api: ApiHarness) -> None:
     response = api.client.post("/v1/agents", json={"image": b64(png_bytes())})
     assert response.status_code == 401
     assert api.agents.list_for_tenant("tenant-a") == [] and api.builds.messages == []
+
+
+def test_listing_agents_pages_newest_first_filters_by_status_and_shows_only_your_own(api: ApiHarness) -> None:
+    first, second = api.agent(), api.agent()
+    building = api.agent(status=AgentStatus.PROCESSING)
+    api.agent(tenant="tenant-b")
+
+    page = api.client.get("/v1/agents?limit=2", headers=api.headers()).json()
+    rest = api.client.get("/v1/agents?limit=2&offset=2", headers=api.headers()).json()
+    ready = api.client.get("/v1/agents?status=ready", headers=api.headers()).json()
+
+    assert [a["agent_id"] for a in page["data"] + rest["data"]] == [building.id, second.id, first.id]
+    assert page["pagination"] == {"limit": 2, "offset": 0, "total": 3, "has_more": True}
+    assert rest["pagination"]["has_more"] is False
+    assert {a["agent_id"] for a in ready["data"]} == {first.id, second.id}
+    too_many = api.client.get("/v1/agents?limit=101", headers=api.headers())
+    assert too_many.status_code == 400 and too_many.json()["error"]["code"] == "VALIDATION_ERROR"

@@ -6,13 +6,22 @@ is kept as an alias for clients written against bitHuman.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from farm.api import inputs
 from farm.api.deps import Caller, Services
-from farm.api.schemas import ERROR_RESPONSES, AgentCreated, AgentData, AgentView, CreateAgentJson
+from farm.api.schemas import (
+    ERROR_RESPONSES,
+    AgentCreated,
+    AgentData,
+    AgentList,
+    AgentView,
+    CreateAgentJson,
+    Pagination,
+)
+from farm.domain import AgentStatus
 
 router = APIRouter(tags=["agents"], responses=ERROR_RESPONSES)
 
@@ -38,6 +47,22 @@ async def create_agent(request: Request, farm: Services, key: Caller) -> AgentCr
     image = await inputs.agent_image(request, farm.settings)
     agent = farm.agent_service.create(key, image)
     return AgentCreated(agent_id=agent.id, status=agent.status.value)
+
+
+@router.get("/v1/agents", response_model=AgentList)
+def list_agents(
+    farm: Services,
+    key: Caller,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    status: AgentStatus | None = None,
+) -> AgentList:
+    """Your agents, newest first (bitHuman's ``limit`` ≤ 100, ``offset``, ``status`` filter)."""
+    page, total = farm.agent_service.list(key, limit=limit, offset=offset, status=status)
+    return AgentList(
+        data=[AgentData.of(a) for a in page],
+        pagination=Pagination(limit=limit, offset=offset, total=total, has_more=offset + len(page) < total),
+    )
 
 
 @router.get("/v1/agents/{agent_id}", response_model=AgentView)
