@@ -12,6 +12,9 @@ aiortc, which decodes and re-encodes, so receivers must check content, never bit
 exact sizes. libwebrtc ignores loopback: run the model and every client inside a private network
 namespace with a veth address (``scripts/netns-run``).
 
+With ``probe=True`` (benches; ``--probe`` on the command line) the model also logs each publisher
+frame as the relay decodes it and serves that at ``GET /debug/ingress?room=NAME`` (see ``probe.py``).
+
 Out of scope: reconnect/resume, mute, quality/speaker updates, dynacast, the Twirp RoomService API
 (use ``remove_participant`` / ``close_room`` instead), v1 single-PC signalling, unpublish renegotiation.
 """
@@ -38,7 +41,9 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.contrib.media import MediaRelay
+from aiortc.rtp import RtpPacket
 from aiortc.sdp import candidate_from_sdp
+from av import AudioFrame, VideoFrame
 from livekit import api
 from livekit.api.access_token import Claims
 from livekit.protocol import models, rtc
@@ -46,6 +51,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from farm.testing.lk_model import sdp
+from farm.testing.lk_model.probe import IngressProbe
 from farm.testing.lk_model.state import KINDS, Participant, Room, Track
 
 log = logging.getLogger(__name__)
@@ -55,7 +61,13 @@ class LiveKitModel:
     """The model server: ``await start()`` → ``url``; ``await aclose()``. One process, many rooms."""
 
     def __init__(
-        self, host: str, port: int = 0, *, api_key: str = "devkey", api_secret: str = "secret"
+        self,
+        host: str,
+        port: int = 0,
+        *,
+        api_key: str = "devkey",
+        api_secret: str = "secret",
+        probe: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -67,6 +79,7 @@ class LiveKitModel:
         self._relay = MediaRelay()
         self._server: Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.probe = IngressProbe() if probe else None  # ingress timing for benches (probe.py)
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -117,6 +130,13 @@ class LiveKitModel:
         path = urllib.parse.urlparse(request.path).path.rstrip("/")
         if path.endswith("/validate"):
             return connection.respond(HTTPStatus.OK, "ok\n")
+        if path == "/debug/ingress" and self.probe is not None:
+            query = urllib.parse.parse_qs(urllib.parse.urlparse(request.path).query)
+            since = float(query.get("since", ["0"])[0])
+            body = self.probe.snapshot(query.get("room", [""])[0], since)
+            response = connection.respond(HTTPStatus.OK, json.dumps(body))
+            response.headers["Content-Type"] = "application/json"
+            return response
         if path != "/rtc":  # the SDK tries /rtc/v1 (single PC) first; a 404 makes it fall back to v0
             return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
         return None
@@ -284,17 +304,48 @@ class LiveKitModel:
             log.warning("lk model got media for no announced track", extra={"identity": part.identity})
             return
         match.source = track
+        if self.probe is not None:
+            self._tap_packets(room, part, match, track)
         log.debug("media arrived", extra={"identity": part.identity, "track": match.info.sid})
-        self._spawn(self._drain(self._relay.subscribe(track, buffered=False)))
+        self._spawn(self._drain(self._relay.subscribe(track, buffered=False), room, part, match.info.sid))
         for other in room.participants.values():
             if other is not part and other.auto_subscribe:
                 self._spawn(self._subscribe(other, [(part, match)]))
 
-    async def _drain(self, track: MediaStreamTrack) -> None:
-        """Keep the source consumed so that aiortc's receive queue never grows without a subscriber."""
+    def _tap_packets(self, room: Room, part: Participant, match: Track, track: MediaStreamTrack) -> None:
+        """Probe only: note each RTP packet's arrival before aiortc's jitter buffer holds it. This wraps
+        the receiver's private ``_handle_rtp_packet`` (aiortc 1.x), the one place packets enter, and
+        reads its private TimestampMapper origin (decoded frames' pts are RTP timestamps minus it)."""
+        receiver = next((r for r in part.publisher.getReceivers() if r.track is track), None)
+        if receiver is None or self.probe is None:
+            return
+        probe, original = self.probe, receiver._handle_rtp_packet
+
+        async def tapped(packet: RtpPacket, arrival_time_ms: int) -> None:
+            arrived = time.perf_counter()
+            await original(packet, arrival_time_ms)  # may hand a frame to the decoder (sets the origin)
+            mapper = getattr(receiver, "_RTCRtpReceiver__timestamp_mapper", None)
+            origin = getattr(mapper, "_origin", None)
+            probe.packet(
+                room.name,
+                part.identity,
+                match.info.sid,
+                track.kind,
+                rtp=packet.timestamp,
+                origin=origin,
+                at=arrived,
+            )
+
+        receiver._handle_rtp_packet = tapped  # type: ignore[method-assign]
+
+    async def _drain(self, track: MediaStreamTrack, room: Room, part: Participant, sid: str) -> None:
+        """Keep the source consumed so that aiortc's receive queue never grows without a subscriber;
+        with the probe on, log each frame as it is decoded here (before any re-encode)."""
         with contextlib.suppress(Exception):
             while True:
-                await track.recv()
+                frame = await track.recv()
+                if self.probe is not None and isinstance(frame, AudioFrame | VideoFrame):
+                    self.probe.record(room.name, part.identity, sid, frame)
 
     async def _subscribe(self, sub: Participant, pairs: list[tuple[Participant, Track]]) -> None:
         """Add relayed tracks to ``sub``'s subscriber PC and (re)offer; confirm to each publisher."""
@@ -387,6 +438,8 @@ class LiveKitModel:
         part.version += 1
         await self._broadcast_update(room, part)
         part.tracks.clear()
+        if self.probe is not None:
+            self.probe.forget(room.name, part.identity)
         with contextlib.suppress(Exception):
             await part.ws.close()
         await part.publisher.close()
