@@ -42,23 +42,8 @@ class FleetWorker(BaseModel):
 
     @classmethod
     def of(cls, info: WorkerInfo) -> FleetWorker:
-        return cls(
-            worker_id=info.worker_id,
-            hostname=info.hostname,
-            state=info.state,
-            capacity=info.capacity,
-            active_sessions=info.active_sessions,
-            free_slots=info.free_slots,
-            prewarm_s=info.prewarm_s,
-            models=info.models,
-            backend=info.backend,
-            hot_avatars=info.hot_avatars,
-            cached_avatars=info.cached_avatars,
-            warm_queue=info.warm_queue,
-            ready_at=info.ready_at,
-            heartbeat_at=info.heartbeat_at,
-            error=info.error,
-        )
+        """The public view of a registry entry: the same field names (``free_slots`` is derived)."""
+        return cls.model_validate(info, from_attributes=True)
 
 
 class QueueFleet(BaseModel):
