@@ -74,6 +74,16 @@ def _emit(record: dict[str, Any]) -> None:
     print(json.dumps(record), flush=True)
 
 
+def finish(summary: dict[str, Any], out: Path | None) -> None:
+    """Stamp the machine and date on a bench summary, print it, and write it to ``out`` if given."""
+    summary["machine"] = machine()
+    summary["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    _emit(summary)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(summary, indent=2) + "\n")
+
+
 def _clip() -> bytes:
     from farm.demo import synth_speech, wav_bytes
 
@@ -216,13 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 {k: w.get(k) for k in ("capacity", "prewarm_s", "backend", "models")}
                 for w in fleet.get("workers", [])
             ],
-            "machine": machine(),
-            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        _emit(summary)
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(summary, indent=2) + "\n")
+        finish(summary, args.out)
         return 0
     finally:
         farm.close()

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import signal
 import statistics
@@ -38,7 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from farm.bench.dispatch import _clip, _portrait, machine, percentile
+from farm.bench.dispatch import _clip, _emit, _portrait, finish, percentile
 from farm.client import AvatarFarm, SessionInfo
 from farm.procs import free_port
 from farm.sessions.warm import REGISTRY_CACHE_S
@@ -47,10 +46,6 @@ from farm.settings import Settings
 STEPS = ("api_accept", "queue_wait", "claim", "model_ready", "avatar_ready", "sink_ready", "first_frame")
 WORKER_READY_DEADLINE_S = 180.0
 TARGETS = {"hot_p50_ms": 150.0, "warm_p50_ms": 400.0, "cold_over_hot": 20.0}
-
-
-def _emit(record: dict[str, Any]) -> None:
-    print(json.dumps(record), flush=True)
 
 
 def drop_page_cache(pack_dir: Path) -> None:
@@ -251,13 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "hot": hot,
             **report(cold, warm, hot),
             "wall_s": round(time.monotonic() - started, 1),
-            "machine": machine(),
-            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        _emit(summary)
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(summary, indent=2) + "\n")
+        finish(summary, args.out)
         return 0
     finally:
         bench.close()
