@@ -14,9 +14,17 @@ EXTRAS := expression,e2e,dev
 # the ~190 MB CPU build instead; nothing else changes.
 TORCH_INDEX_URL ?=
 
-.PHONY: install demo test lint unit integration e2e gpu up bench-dispatch clean
+.PHONY: install demo test lint unit integration e2e gpu up bench-dispatch clean system-deps
 
-$(STAMP): pyproject.toml
+# espeak-ng: the farm's local text-to-speech (Debian package; no network at run time). Installed
+# with apt when missing and apt is available (root, or sudo without a password); otherwise a hint.
+system-deps:
+	@command -v espeak-ng >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then apt-get install -y -q espeak-ng || { apt-get update -q && apt-get install -y -q espeak-ng; }; \
+	  elif command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo apt-get install -y -q espeak-ng || { sudo apt-get update -q && sudo apt-get install -y -q espeak-ng; }; \
+	  else echo "espeak-ng is missing: install it (Debian: apt-get install espeak-ng) for text-to-speech"; fi; }
+
+$(STAMP): pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
 	@echo "installing into $(VENV): torch==2.13.0 from $(or $(TORCH_INDEX_URL),PyPI) (the CUDA build from PyPI is ~3.5 GB on a fresh machine)"
 	$(if $(TORCH_INDEX_URL),$(BIN)/pip install --quiet --index-url $(TORCH_INDEX_URL) "torch==2.13.0")

@@ -112,5 +112,7 @@ class Agent(BaseModel):
     pack_ref: str | None = None
     gestures: list[str] = Field(default_factory=list)
     error_message: str | None = None
+    system_prompt: str | None = None  # the answering model's system turn (text in)
+    voice: str | None = None  # speech synthesis voice (backend-specific name); None = settings default
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)

@@ -60,6 +60,13 @@ class Unauthorized(FarmError):
     code = "UNAUTHORIZED"
 
 
+class InsufficientBalance(FarmError):
+    """The tenant's plan credits (and top-ups) are spent: new billable work is refused."""
+
+    http_status = 402
+    code = "INSUFFICIENT_BALANCE"
+
+
 class ConcurrencyLimit(FarmError):
     http_status = 403
     code = "CONCURRENCY_LIMIT_REACHED"
@@ -91,6 +98,14 @@ class PayloadTooLarge(FarmError):
 class RateLimited(FarmError):
     http_status = 429
     code = "RATE_LIMITED"
+    retryable = True
+
+
+class SpeechUnavailable(FarmError):
+    """Speech synthesis or the answering model failed (espeak-ng missing, remote TTS/chat down)."""
+
+    http_status = 503
+    code = "SPEECH_UNAVAILABLE"
     retryable = True
 
 

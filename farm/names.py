@@ -153,3 +153,18 @@ def session_rerouted_key(session_id: str) -> str:
     """STRING worker_id: a warm-routed QUEUED session was re-submitted to its shared queue (its target
     worker is gone or kept it waiting). SET NX so it happens once. TTL ``SESSION_RETENTION_S``."""
     return f"{PREFIX}:rerouted:{session_id}"
+
+
+# ---------------------------------------------------------------- text in (generate, speak)
+def idempotent_response_key(tenant: str, scope: str, key_digest: str) -> str:
+    """STRING (JSON response body) of the first POST with this ``Idempotency-Key`` (``scope``: the
+    route, e.g. ``video.generate``; the key is stored as a SHA-256 prefix). SET NX, TTL
+    ``IDEMPOTENT_RESPONSE_TTL_S``."""
+    return f"{PREFIX}:idemresp:{tenant}:{scope}:{key_digest}"
+
+
+IDEMPOTENT_RESPONSE_TTL_S: Final = 24 * 3600
+
+SPEAK_TOPIC: Final = f"{PREFIX}:speak"
+"""Redis pub/sub channel of contracts.SpeakMessage: ``POST /v1/agent/{code}/speak`` speech for a live
+room session, fanned out to every worker; the worker holding that session plays it."""

@@ -77,6 +77,26 @@ class Settings(BaseSettings):
     livekit_api_key: str | None = Field(None, description="LiveKit API key for farm-minted tokens.")
     livekit_api_secret: str | None = Field(None, description="LiveKit API secret for farm-minted tokens.")
 
+    # --- text in: speech synthesis and answering
+    tts_url: str | None = Field(
+        None, description="OpenAI-compatible TTS base URL (`POST {url}/audio/speech`); None: local espeak-ng."
+    )
+    tts_api_key: str | None = Field(None, description="Bearer key for `tts_url` (None: no header).")
+    tts_model: str = Field("tts-1", description="Model name sent to the OpenAI-compatible TTS.")
+    tts_voice: str | None = Field(
+        None, description="Default voice when the agent has none (espeak: `en`; OpenAI-compatible: `alloy`)."
+    )
+    chat_url: str | None = Field(
+        None,
+        description="OpenAI-compatible chat base URL for replies; None: the avatar speaks the text as given.",
+    )
+    chat_api_key: str | None = Field(None, description="Bearer key for `chat_url` (None: no header).")
+    chat_model: str = Field("gpt-4o-mini", description="Model name sent to the OpenAI-compatible chat.")
+    max_text_chars: int = Field(5000, description="Longest text accepted by generate, speak and TTS.")
+    max_video_s: float = Field(
+        120.0, description="Longest output of `POST /v1/video/generate` (speech length)."
+    )
+
     # --- Flower
     flower_port: int = Field(5555, description="Port Flower listens on under `farm up`.")
 

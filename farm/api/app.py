@@ -14,15 +14,18 @@ from fastapi import FastAPI
 from farm.blobs import BlobStore
 from farm.sessions.base import AgentStore, KeyStore, SessionQueue, SessionStore, WorkerRegistry
 from farm.settings import Settings
+from farm.speech import Responder, SpeechSynthesizer
 
 from . import dynamics as dynamics_routes
 from . import runtime_tokens as runtime_token_routes
 from .deps import FarmServices
 from .errors import install_error_handlers
+from .idempotency import MemoryReplayStore, ReplayStore
 from .metrics import ApiMetrics, install_middleware
 from .routes import agents as agent_routes
 from .routes import health as health_routes
 from .routes import sessions as session_routes
+from .routes import text as text_routes
 from .service import BuildQueue
 
 DESCRIPTION = """\
@@ -42,6 +45,9 @@ def create_app(
     builds: BuildQueue,
     blobs: BlobStore | None = None,
     ping: Callable[[], bool] = lambda: True,
+    replays: ReplayStore | None = None,
+    synthesizer: SpeechSynthesizer | None = None,
+    responder: Responder | None = None,
 ) -> FastAPI:
     """An app over the given collaborators. ``ping`` backs ``/readyz`` (Redis reachable)."""
     app = FastAPI(title="Avatar farm API", version="1", description=DESCRIPTION)
@@ -55,11 +61,21 @@ def create_app(
         builds=builds,
         blobs=blobs or BlobStore(settings.blob_dir),
         ping=ping,
+        synthesizer=synthesizer,
+        responder=responder,
+        replays=replays or MemoryReplayStore(),
     )
     metrics = ApiMetrics()
     install_error_handlers(app)
     install_middleware(app, metrics)
-    for area in (session_routes, agent_routes, dynamics_routes, health_routes, runtime_token_routes):
+    for area in (
+        text_routes,
+        session_routes,
+        agent_routes,
+        dynamics_routes,
+        health_routes,
+        runtime_token_routes,
+    ):
         app.include_router(area.router)
     app.add_api_route("/metrics", metrics.render, methods=["GET"], include_in_schema=False)
     return app
@@ -67,6 +83,7 @@ def create_app(
 
 def build_app(settings: Settings) -> FastAPI:
     """The production app: Redis stores and registry, Celery producer (``tasks.producer``)."""
+    from farm.api.idempotency import RedisReplayStore
     from farm.redis_conn import connect, ping
     from farm.sessions.agents import RedisAgentStore
     from farm.sessions.keys import RedisKeyStore
@@ -87,4 +104,5 @@ def build_app(settings: Settings) -> FastAPI:
         registry=RedisWorkerRegistry(client),
         builds=CeleryBuildQueue(celery),
         ping=lambda: ping(client),
+        replays=RedisReplayStore(client),
     )

@@ -19,8 +19,11 @@ from farm.errors import Unauthorized
 from farm.sessions.base import AgentStore, ApiKey, KeyStore, SessionQueue, SessionStore, WorkerRegistry
 from farm.sessions.warm import WarmRouter
 from farm.settings import Settings
+from farm.speech import Responder, SpeechSynthesizer, responder_from, synthesizer_from
 
+from .idempotency import MemoryReplayStore, ReplayStore
 from .service import AgentService, BuildQueue, SessionService
+from .text import TextService
 
 
 @dataclass
@@ -36,14 +39,25 @@ class FarmServices:
     builds: BuildQueue
     blobs: BlobStore
     ping: Callable[[], bool]
+    synthesizer: SpeechSynthesizer | None = None  # None: from settings (espeak-ng or OpenAI-compatible)
+    responder: Responder | None = None  # None: from settings (echo or OpenAI-compatible chat)
+    replays: ReplayStore = field(default_factory=MemoryReplayStore)
     sessions: SessionService = field(init=False)
     agent_service: AgentService = field(init=False)
+    text: TextService = field(init=False)
 
     def __post_init__(self) -> None:
         self.sessions = SessionService(
             self.settings, self.store, self.queue, self.agents, self.blobs, router=WarmRouter(self.registry)
         )
         self.agent_service = AgentService(self.settings, self.agents, self.builds, self.blobs)
+        self.text = TextService(
+            self.settings,
+            self.sessions,
+            self.agents,
+            self.synthesizer or synthesizer_from(self.settings),
+            self.responder or responder_from(self.settings),
+        )
 
 
 def services(request: Request) -> FarmServices:

@@ -60,6 +60,16 @@ def _b64(value: str, field: str) -> bytes:
         raise ValidationError(f"{field} is not valid base64") from exc
 
 
+def b64(value: str, field: str) -> bytes:
+    """Decode a base64 (or data-URL) field; VALIDATION_ERROR naming ``field`` when it is not."""
+    return _b64(value, field)
+
+
+async def json_body(request: Request, settings: Settings, model: type[pydantic.BaseModel]) -> Any:
+    """A size-capped JSON body validated against ``model``."""
+    return _json_model(await _read_body(request, body_limit_bytes(settings)), model)
+
+
 def _json_model(raw: bytes, model: type[pydantic.BaseModel]) -> Any:
     try:
         doc = json.loads(raw)

@@ -177,3 +177,50 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         503: "A backend is unavailable (BACKEND_UNAVAILABLE)",
     }.items()
 }
+
+
+class GenerateVideoJson(BaseModel):
+    """``POST /v1/video/generate``: one avatar (``agent_id`` | ``image``), one of ``text`` | ``audio``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent_id: str | None = AGENT_ID_FIELD
+    image: str | None = Field(None, description="Base64 PNG/JPEG of a face instead of an agent.")
+    text: str | None = Field(
+        None,
+        description="What to say to the avatar. With a chat model configured the avatar answers it; "
+        "without one it speaks the text as given.",
+    )
+    audio: str | None = Field(None, description="Base64 speech to lip-sync instead of text.")
+    model: ModelKind = Field(ModelKind.ESSENCE, description="Which engine renders the video.")
+    voice: str | None = Field(
+        None, description="Voice for the speech (default: the agent's, then the farm's)."
+    )
+
+
+class VideoGenerated(BaseModel):
+    """A queued text/audio-to-MP4 render: poll ``status_url``, then fetch ``video_url``."""
+
+    success: bool = True
+    session_id: str
+    status: SessionState
+    status_url: str
+    video_url: str
+    reply_text: str | None
+    duration_s: float
+
+
+class TtsJson(BaseModel):
+    """``POST /v1/tts``: speech for ``text`` as WAV (no answering model)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(..., description="What to say.")
+    voice: str | None = Field(None, description="Voice name (espeak-ng or the configured TTS backend's).")
+    agent_id: str | None = Field(None, description="Use this agent's voice when no voice is given.")
+
+
+class Validated(BaseModel):
+    """``POST /v1/validate``: whether the ``api-secret`` is valid (always HTTP 200)."""
+
+    valid: bool

@@ -1,0 +1,98 @@
+"""Text in: ``POST /v1/video/generate``, ``GET /v1/sessions/{id}/video``, ``POST /v1/tts``,
+``POST /v1/validate``. Thin: decode, call ``TextService``, return.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+
+from farm import names
+from farm.api import inputs
+from farm.api.deps import Caller, Services
+from farm.api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from farm.api.idempotency import REPLAYED_HEADER
+from farm.api.schemas import ERROR_RESPONSES, GenerateVideoJson, TtsJson, Validated, VideoGenerated
+from farm.api.text import GenerateRequest
+from farm.domain import SessionState
+from farm.errors import Conflict, NotFound, Unauthorized
+
+router = APIRouter(tags=["text"], responses=ERROR_RESPONSES)
+_GENERATE_SCOPE = "video.generate"
+
+
+def _base(request: Request, public_url: str | None) -> str:
+    return (public_url or str(request.base_url)).rstrip("/")
+
+
+@router.post("/v1/video/generate", status_code=201, response_model=VideoGenerated)
+async def generate_video(request: Request, farm: Services, key: Caller) -> Response:
+    """Text (answered, then spoken) or audio → a queued MP4 render. Honours ``Idempotency-Key``."""
+    idem = request.headers.get(IDEMPOTENCY_HEADER)
+    if idem:
+        replay = farm.replays.get(key.tenant, _GENERATE_SCOPE, idem)
+        if replay is not None:
+            return Response(
+                replay, status_code=201, media_type="application/json", headers={REPLAYED_HEADER: "true"}
+            )
+    body: GenerateVideoJson = await inputs.json_body(request, farm.settings, GenerateVideoJson)
+    generated = farm.text.generate(
+        key,
+        GenerateRequest(
+            model=body.model,
+            avatar_id=body.agent_id,
+            avatar_image=inputs.b64(body.image, "image") if body.image is not None else None,
+            text=body.text,
+            audio=inputs.b64(body.audio, "audio") if body.audio is not None else None,
+            voice=body.voice,
+        ),
+    )
+    base = _base(request, farm.settings.public_url)
+    sid = generated.session.id
+    out = VideoGenerated(
+        session_id=sid,
+        status=generated.session.state,
+        status_url=f"{base}/v1/sessions/{sid}",
+        video_url=f"{base}/v1/sessions/{sid}/video",
+        reply_text=generated.reply_text,
+        duration_s=round(generated.speech_s, 3),
+    )
+    text = out.model_dump_json()
+    if idem:
+        farm.replays.put(key.tenant, _GENERATE_SCOPE, idem, text)
+    return Response(text, status_code=201, media_type="application/json")
+
+
+@router.get("/v1/sessions/{session_id}/video", response_class=FileResponse)
+def session_video(session_id: str, farm: Services, key: Caller) -> FileResponse:
+    """The MP4 of an ENDED file-output session (409 while it is still rendering)."""
+    session = farm.sessions.get(key, session_id)
+    if session.state is not SessionState.ENDED:
+        raise Conflict(f"session {session_id} is {session.state.value}; its video exists once it has ENDED")
+    if not session.output or session.output.startswith("livekit://"):
+        raise NotFound(f"session {session_id} streamed to a room and has no video file")
+    path = Path(session.output)
+    if not path.is_file():
+        raise NotFound(f"the video of session {session_id} is no longer stored")
+    return FileResponse(path, media_type="video/mp4", filename=f"{session_id}.mp4")
+
+
+@router.post("/v1/tts", response_class=Response, responses={200: {"content": {"audio/wav": {}}}})
+async def text_to_speech(request: Request, farm: Services, key: Caller) -> Response:
+    """Speech for ``text`` as a WAV (espeak-ng locally, or the configured OpenAI-compatible TTS)."""
+    body: TtsJson = await inputs.json_body(request, farm.settings, TtsJson)
+    wav = farm.text.speech_for(key, body.text, voice=body.voice, agent_id=body.agent_id)
+    return Response(wav, media_type="audio/wav")
+
+
+@router.post("/v1/validate", response_model=Validated)
+def validate(request: Request, farm: Services) -> JSONResponse:
+    """``{"valid": true}`` when the ``api-secret`` header names a live key; always HTTP 200."""
+    secret = request.headers.get(names.HEADER_API_SECRET, "")
+    try:
+        farm.keys.authenticate(secret)
+    except Unauthorized:
+        return JSONResponse({"valid": False})
+    return JSONResponse({"valid": True})

@@ -1,0 +1,128 @@
+"""Text in: talking videos from text (``POST /v1/video/generate``), speech (``POST /v1/tts``). No HTTP here.
+
+A generate request names an avatar (``agent_id`` or a face ``image``) and either ``text`` or
+``audio``. Text is first answered (``Responder``: the OpenAI-compatible chat model when
+``settings.chat_url`` is set, with the agent's ``system_prompt``; otherwise the text is spoken as
+given), then synthesized (``SpeechSynthesizer``, the agent's voice), then rendered as an ordinary
+file-input session (``SessionService.create``), so everything after the speech is the session path
+the farm already has: the queue, a worker, an MP4.
+
+Order, so that bad input loses nothing: exactly one avatar and one of text/audio; the agent exists
+and is ready; the reply and its speech; the speech's length within ``settings.max_video_s``; only
+then the session is created (which stores the blobs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from farm import media
+from farm.domain import Agent, AgentStatus, ModelKind, Session
+from farm.errors import AgentNotReady, PayloadTooLarge, ValidationError
+from farm.sessions.agents import is_agent_id
+from farm.sessions.base import AgentStore, ApiKey
+from farm.settings import Settings
+from farm.speech import Responder, SpeechSynthesizer
+
+from .schemas import SessionRequest
+from .service import SessionService
+
+
+@dataclass(frozen=True, slots=True)
+class GenerateRequest:
+    """A decoded ``POST /v1/video/generate``: one avatar, one of text and audio."""
+
+    model: ModelKind
+    avatar_id: str | None = None
+    avatar_image: bytes | None = None
+    text: str | None = None
+    audio: bytes | None = None
+    voice: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    """The queued render and what it will say."""
+
+    session: Session
+    reply_text: str | None  # None when audio was given
+    speech_s: float  # length of the speech, so of the video
+
+
+@dataclass
+class TextService:
+    """Text → reply → speech → a queued session."""
+
+    settings: Settings
+    sessions: SessionService
+    agents: AgentStore
+    synthesizer: SpeechSynthesizer
+    responder: Responder
+
+    def generate(self, key: ApiKey, request: GenerateRequest) -> Generated:
+        if (request.avatar_id is None) == (request.avatar_image is None):
+            raise ValidationError("give exactly one of agent_id and image")
+        if (request.text is None) == (request.audio is None):
+            raise ValidationError("give exactly one of text and audio")
+        agent = self._agent(key, request.avatar_id) if request.avatar_id is not None else None
+        reply: str | None = None
+        if request.text is not None:
+            reply = self.reply(request.text, agent)
+            audio = self.speak(reply, voice=request.voice, agent=agent)
+        else:
+            assert request.audio is not None
+            audio = request.audio
+        speech_s = self.check_length(audio)
+        session = self.sessions.create(
+            key,
+            SessionRequest(
+                model=request.model,
+                audio=audio,
+                audio_suffix=".wav" if reply is not None else ".audio",
+                avatar_id=request.avatar_id,
+                avatar_image=request.avatar_image,
+            ),
+        )
+        return Generated(session=session, reply_text=reply, speech_s=speech_s)
+
+    def reply(self, text: str, agent: Agent | None) -> str:
+        """What the avatar says to ``text`` (the text itself without an answering model)."""
+        if not text.strip():
+            raise ValidationError("text must not be empty")
+        if len(text) > self.settings.max_text_chars:
+            raise ValidationError(
+                f"text is {len(text)} characters, over the {self.settings.max_text_chars} limit"
+            )
+        return self.responder.reply(text, system_prompt=agent.system_prompt if agent is not None else None)
+
+    def speak(self, text: str, *, voice: str | None = None, agent: Agent | None = None) -> bytes:
+        """WAV of ``text`` in ``voice``, else the agent's voice, else the settings default."""
+        return self.synthesizer.synthesize(text, voice=voice or (agent.voice if agent is not None else None))
+
+    def speech_for(self, key: ApiKey, text: str, *, voice: str | None, agent_id: str | None) -> bytes:
+        """``POST /v1/tts``: the speech of ``text`` (no reply), in the agent's voice when one is named."""
+        agent = self._agent(key, agent_id, need_ready=False) if agent_id is not None else None
+        if len(text) > self.settings.max_text_chars:
+            raise ValidationError(
+                f"text is {len(text)} characters, over the {self.settings.max_text_chars} limit"
+            )
+        return self.speak(text, voice=voice, agent=agent)
+
+    def check_length(self, audio: bytes) -> float:
+        """The clip's length in seconds; over ``max_video_s`` is PAYLOAD_TOO_LARGE (nothing stored)."""
+        pcm, rate = media.decode_audio(audio, max_s=self.settings.max_audio_s)
+        seconds = len(pcm) / rate
+        if seconds > self.settings.max_video_s:
+            raise PayloadTooLarge(
+                f"the video would be {seconds:.1f} s long, over the {self.settings.max_video_s:g} s limit; "
+                "send shorter text or audio"
+            )
+        return seconds
+
+    def _agent(self, key: ApiKey, agent_id: str, *, need_ready: bool = True) -> Agent:
+        if not is_agent_id(agent_id):
+            raise ValidationError("agent_id must be an agent code like A78WKV4515 (^[A-Z][A-Z0-9]{9}$)")
+        agent = self.agents.get_for_tenant(key.tenant, agent_id)
+        if need_ready and agent.status is not AgentStatus.READY:
+            raise AgentNotReady(f"agent {agent.id} is {agent.status.value}, not ready")
+        return agent
