@@ -72,6 +72,23 @@ class WorkerInfo(Versioned):
         return max(0, self.capacity - self.active_sessions) if self.state == "READY" else 0
 
 
+class SpeakMessage(Versioned):
+    """API (``POST /v1/agent/{code}/speak``) → every render worker (Redis pub/sub ``farm:speak``).
+
+    Fire-and-forget: the worker holding the live room session ``session_id`` plays ``audio_wav_b64``
+    (a WAV of ``text``, already synthesized in the agent's voice) as the avatar's next utterance;
+    every other worker ignores it.
+    """
+
+    message_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    tenant: str
+    agent_id: str
+    session_id: str
+    text: str
+    audio_wav_b64: str
+    sent_at: float = Field(default_factory=time.time)
+
+
 class DynamicsMessage(Versioned):
     """API or a session (keyword rule) → every render worker (Redis pub/sub ``farm:dynamics``).
 

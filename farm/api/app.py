@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from farm.blobs import BlobStore
 from farm.sessions.base import AgentStore, KeyStore, SessionQueue, SessionStore, WorkerRegistry
 from farm.settings import Settings
+from farm.speak import MemorySpeakBus, SpeakBus
 from farm.speech import Responder, SpeechSynthesizer
 
 from . import dynamics as dynamics_routes
@@ -48,6 +49,7 @@ def create_app(
     replays: ReplayStore | None = None,
     synthesizer: SpeechSynthesizer | None = None,
     responder: Responder | None = None,
+    speak_bus: SpeakBus | None = None,
 ) -> FastAPI:
     """An app over the given collaborators. ``ping`` backs ``/readyz`` (Redis reachable)."""
     app = FastAPI(title="Avatar farm API", version="1", description=DESCRIPTION)
@@ -64,6 +66,7 @@ def create_app(
         synthesizer=synthesizer,
         responder=responder,
         replays=replays or MemoryReplayStore(),
+        speak_bus=speak_bus or MemorySpeakBus(),
     )
     metrics = ApiMetrics()
     install_error_handlers(app)
@@ -89,6 +92,7 @@ def build_app(settings: Settings) -> FastAPI:
     from farm.sessions.keys import RedisKeyStore
     from farm.sessions.redis_store import RedisSessionStore
     from farm.sessions.registry import RedisWorkerRegistry
+    from farm.speak import RedisSpeakBus
     from tasks.producer import CeleryBuildQueue, CelerySessionQueue, producer_app
 
     if settings.redis_url is None:
@@ -105,4 +109,5 @@ def build_app(settings: Settings) -> FastAPI:
         builds=CeleryBuildQueue(celery),
         ping=lambda: ping(client),
         replays=RedisReplayStore(client),
+        speak_bus=RedisSpeakBus(settings.redis_url),
     )

@@ -19,6 +19,7 @@ from farm.errors import Unauthorized
 from farm.sessions.base import AgentStore, ApiKey, KeyStore, SessionQueue, SessionStore, WorkerRegistry
 from farm.sessions.warm import WarmRouter
 from farm.settings import Settings
+from farm.speak import MemorySpeakBus, SpeakBus
 from farm.speech import Responder, SpeechSynthesizer, responder_from, synthesizer_from
 
 from .idempotency import MemoryReplayStore, ReplayStore
@@ -42,6 +43,7 @@ class FarmServices:
     synthesizer: SpeechSynthesizer | None = None  # None: from settings (espeak-ng or OpenAI-compatible)
     responder: Responder | None = None  # None: from settings (echo or OpenAI-compatible chat)
     replays: ReplayStore = field(default_factory=MemoryReplayStore)
+    speak_bus: SpeakBus = field(default_factory=MemorySpeakBus)
     sessions: SessionService = field(init=False)
     agent_service: AgentService = field(init=False)
     text: TextService = field(init=False)
@@ -57,6 +59,8 @@ class FarmServices:
             self.agents,
             self.synthesizer or synthesizer_from(self.settings),
             self.responder or responder_from(self.settings),
+            self.store,
+            self.speak_bus,
         )
 
 

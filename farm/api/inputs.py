@@ -156,13 +156,22 @@ async def session_request(request: Request, settings: Settings) -> SessionReques
 
 async def agent_image(request: Request, settings: Settings) -> bytes:
     """Decode ``POST /v1/agents`` (JSON ``image`` base64, or multipart ``image`` file) into bytes."""
+    return (await agent_request(request, settings))[0]
+
+
+def _optional_text(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+async def agent_request(request: Request, settings: Settings) -> tuple[bytes, str | None, str | None]:
+    """Decode ``POST /v1/agents`` into (image bytes, system_prompt, voice); JSON or multipart."""
     if _is_multipart(request):
         form = await _form(request, settings)
         image, _ = await _file_or_b64(form, "image", settings.max_image_mb)
         if image is None:
             raise ValidationError("image: field required")
-        return image
+        return image, _optional_text(form.get("system_prompt")), _optional_text(form.get("voice"))
     body: CreateAgentJson = _json_model(
         await _read_body(request, body_limit_bytes(settings)), CreateAgentJson
     )
-    return _b64(body.image, "image")
+    return _b64(body.image, "image"), body.system_prompt, body.voice

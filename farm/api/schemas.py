@@ -37,6 +37,42 @@ class CreateAgentJson(BaseModel):
     image: str = Field(
         ..., description="Base64 PNG/JPEG portrait; its Essence pack is built on queue `build`."
     )
+    system_prompt: str | None = Field(
+        None, max_length=20_000, description="System turn of the answering model (when one is configured)."
+    )
+    voice: str | None = Field(
+        None, max_length=100, description="Speech voice (espeak-ng or TTS backend name)."
+    )
+
+
+class UpdateAgentJson(BaseModel):
+    """``POST /v1/agent/{code}`` / ``PATCH /v1/agents/{id}``: the fields given are set (null clears)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    system_prompt: str | None = Field(None, max_length=20_000)
+    voice: str | None = Field(None, max_length=100)
+
+
+class SpeakJson(BaseModel):
+    """``POST /v1/agent/{code}/speak``: the avatar in a live room says ``message`` as given."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: str = Field(..., min_length=1)
+    room_id: str | None = Field(None, description="Only this room (default: every live room of the agent).")
+
+
+class SpeakResult(BaseModel):
+    success: bool = True
+    message: str = "Message sent"
+    delivered_to_rooms: list[str]
+
+
+class AgentDeleted(BaseModel):
+    success: bool = True
+    message: str = "Agent deleted"
+    agent_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +149,8 @@ class AgentData(BaseModel):
     progress: float
     error_message: str | None
     gestures: list[str]
+    system_prompt: str | None = None
+    voice: str | None = None
     created_at: float
     updated_at: float
 
@@ -125,6 +163,8 @@ class AgentData(BaseModel):
             progress=progress,
             error_message=agent.error_message,
             gestures=agent.gestures,
+            system_prompt=agent.system_prompt,
+            voice=agent.voice,
             created_at=agent.created_at,
             updated_at=agent.updated_at,
         )

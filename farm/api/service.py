@@ -178,11 +178,17 @@ class AgentService:
     builds: BuildQueue
     blobs: BlobStore
 
-    def create(self, key: ApiKey, image: bytes) -> Agent:
+    def create(
+        self, key: ApiKey, image: bytes, *, system_prompt: str | None = None, voice: str | None = None
+    ) -> Agent:
         _check_size(image, self.settings.max_image_mb, "image upload")
         media.validate_image(image, max_pixels=self.settings.max_image_pixels)
         agent = Agent(
-            id=new_agent_id(), tenant=key.tenant, image_ref=self.blobs.put(image, _image_suffix(image))
+            id=new_agent_id(),
+            tenant=key.tenant,
+            image_ref=self.blobs.put(image, _image_suffix(image)),
+            system_prompt=system_prompt,
+            voice=voice,
         )
         self.agents.create(agent)
         try:
@@ -206,3 +212,16 @@ class AgentService:
         if not is_agent_id(agent_id):
             raise ValidationError("agent_id must be an agent code like A78WKV4515 (^[A-Z][A-Z0-9]{9}$)")
         return self.agents.get_for_tenant(key.tenant, agent_id)
+
+    def update(self, key: ApiKey, agent_id: str, changes: dict[str, str | None]) -> Agent:
+        """Set the agent's ``system_prompt`` and/or ``voice`` (None clears); other fields are not editable."""
+        agent = self.get(key, agent_id)
+        return self.agents.update(agent.id, agent.status, **changes)
+
+    def delete(self, key: ApiKey, agent_id: str, store: SessionStore) -> None:
+        """Forget the agent; CONFLICT while any of the tenant's live sessions uses it."""
+        agent = self.get(key, agent_id)
+        live = [s.id for s in store.live_for_tenant(key.tenant) if s.avatar_id == agent.id]
+        if live:
+            raise Conflict(f"agent {agent.id} has {len(live)} live session(s); stop them first")
+        self.agents.delete(agent.id)

@@ -14,18 +14,24 @@ then the session is created (which stores the blobs).
 
 from __future__ import annotations
 
+import base64
+import logging
 from dataclasses import dataclass
 
 from farm import media
+from farm.contracts import SpeakMessage
 from farm.domain import Agent, AgentStatus, ModelKind, Session
-from farm.errors import AgentNotReady, PayloadTooLarge, ValidationError
+from farm.errors import AgentNotReady, NotFound, PayloadTooLarge, ValidationError
 from farm.sessions.agents import is_agent_id
-from farm.sessions.base import AgentStore, ApiKey
+from farm.sessions.base import AgentStore, ApiKey, SessionStore
 from farm.settings import Settings
+from farm.speak import SpeakBus
 from farm.speech import Responder, SpeechSynthesizer
 
 from .schemas import SessionRequest
 from .service import SessionService
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +64,8 @@ class TextService:
     agents: AgentStore
     synthesizer: SpeechSynthesizer
     responder: Responder
+    store: SessionStore
+    speak_bus: SpeakBus
 
     def generate(self, key: ApiKey, request: GenerateRequest) -> Generated:
         if (request.avatar_id is None) == (request.avatar_image is None):
@@ -107,6 +115,39 @@ class TextService:
                 f"text is {len(text)} characters, over the {self.settings.max_text_chars} limit"
             )
         return self.speak(text, voice=voice, agent=agent)
+
+    def speak_live(self, key: ApiKey, agent_id: str, message: str, room_id: str | None = None) -> list[str]:
+        """Say ``message`` (as given) in every live room of the agent (or only ``room_id``).
+
+        NOT_FOUND when the agent has no live room session there. Returns the rooms published to.
+        """
+        agent = self._agent(key, agent_id, need_ready=False)
+        rooms = [
+            s
+            for s in self.store.live_for_tenant(key.tenant)
+            if s.avatar_id == agent.id and s.livekit and (room_id is None or s.livekit.get("room") == room_id)
+        ]
+        if not rooms:
+            where = f" in room {room_id}" if room_id else ""
+            raise NotFound(f"No active rooms found for agent {agent.id}{where}")
+        if len(message) > self.settings.max_text_chars:
+            raise ValidationError(f"message is over the {self.settings.max_text_chars} character limit")
+        audio = base64.b64encode(self.speak(message, agent=agent)).decode()
+        delivered: list[str] = []
+        for session in rooms:
+            assert session.livekit is not None
+            self.speak_bus.publish(
+                SpeakMessage(
+                    tenant=key.tenant,
+                    agent_id=agent.id,
+                    session_id=session.id,
+                    text=message,
+                    audio_wav_b64=audio,
+                )
+            )
+            delivered.append(str(session.livekit.get("room", "")))
+        log.info("speech published", extra={"agent_id": agent.id, "sessions": len(rooms)})
+        return delivered
 
     def check_length(self, audio: bytes) -> float:
         """The clip's length in seconds; over ``max_video_s`` is PAYLOAD_TOO_LARGE (nothing stored)."""

@@ -91,6 +91,12 @@ class MemoryAgentStore:
         with self._lock:
             self._usage[agent_id] = self._usage.get(agent_id, 0) + 1
 
+    def delete(self, agent_id: str) -> None:
+        with self._lock:
+            if self._agents.pop(agent_id, None) is None:
+                raise _not_found(agent_id)
+            self._usage.pop(agent_id, None)
+
     def most_used(self, n: int) -> list[str]:
         with self._lock:
             ranked = sorted(self._usage.items(), key=lambda item: (-item[1], item[0]))
@@ -152,6 +158,14 @@ class RedisAgentStore:
         if n <= 0:
             return []
         return [_text(i) for i in self._redis.zrevrange(names.AGENT_USAGE_KEY, 0, n - 1)]
+
+    def delete(self, agent_id: str) -> None:
+        agent = self.get(agent_id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(names.agent_key(agent_id), names.dynamics_rules_key(agent_id))
+        pipe.srem(names.tenant_agents_key(agent.tenant), agent_id)
+        pipe.zrem(names.AGENT_USAGE_KEY, agent_id)
+        pipe.execute()
 
 
 def _text(value: Any) -> str:

@@ -44,6 +44,10 @@ class SessionStore(Protocol):
 
     def count_live(self, tenant: str) -> int: ...
 
+    def live_for_tenant(self, tenant: str) -> list[Session]:
+        """The tenant's sessions not yet ENDED/FAILED (agent deletion, speak)."""
+        ...
+
     def transition(
         self,
         session_id: str,
@@ -119,6 +123,10 @@ class AgentStore(Protocol):
     def record_use(self, agent_id: str) -> None: ...
 
     def most_used(self, n: int) -> list[str]: ...
+
+    def delete(self, agent_id: str) -> None:
+        """Forget the agent (record, tenant index, usage rank, dynamics rules); NotFound if absent."""
+        ...
 
     def list_for_tenant(self, tenant: str) -> list[Agent]:
         """A tenant's agents, oldest first."""

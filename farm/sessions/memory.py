@@ -80,6 +80,10 @@ class MemorySessionStore:
         with self._lock:
             return self._live_of(tenant)
 
+    def live_for_tenant(self, tenant: str) -> list[Session]:
+        with self._lock:
+            return [s for s in self._sessions.values() if s.tenant == tenant and s.live]
+
     def _live_of(self, tenant: str) -> int:  # caller holds the lock
         return sum(1 for s in self._sessions.values() if s.tenant == tenant and s.live)
 

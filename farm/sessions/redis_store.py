@@ -120,6 +120,12 @@ class RedisSessionStore:
     def count_live(self, tenant: str) -> int:
         return int(self._r.scard(names.tenant_live_key(tenant)))
 
+    @redis_errors
+    def live_for_tenant(self, tenant: str) -> list[Session]:
+        ids = sorted(str(i) for i in self._r.smembers(names.tenant_live_key(tenant)))
+        raws = self._r.mget([names.session_key(i) for i in ids]) if ids else []
+        return [s for s in (Session.model_validate_json(raw) for raw in raws if raw is not None) if s.live]
+
     # ------------------------------------------------------------ state machine
     @redis_errors
     def transition(

@@ -146,3 +146,113 @@ def test_validate_says_whether_the_secret_is_valid_and_always_answers_200(api: A
     wrong = api.client.post("/v1/validate", headers={"api-secret": "farm_nope"})
     assert (wrong.status_code, wrong.json()) == (200, {"valid": False})
     assert api.client.post("/v1/validate").json() == {"valid": False}
+
+
+# ---------------------------------------------------------------- agents: prompt, voice, delete, speak
+def test_agents_take_a_system_prompt_and_voice_at_creation_and_update(api: ApiHarness) -> None:
+    created = api.client.post(
+        "/v1/agents",
+        json={"image": b64(png_bytes()), "system_prompt": "You are Ada.", "voice": "en-us"},
+        headers=api.headers(),
+    )
+    code = created.json()["agent_id"]
+    data = api.client.get(f"/v1/agents/{code}", headers=api.headers()).json()["data"]
+    assert (data["system_prompt"], data["voice"]) == ("You are Ada.", "en-us")
+    updated = api.client.post(
+        f"/v1/agent/{code}", json={"system_prompt": "You are Bo."}, headers=api.headers()
+    )
+    assert updated.json()["data"]["system_prompt"] == "You are Bo."
+    assert updated.json()["data"]["voice"] == "en-us"  # untouched
+    cleared = api.client.patch(f"/v1/agents/{code}", json={"voice": None}, headers=api.headers())
+    assert cleared.json()["data"]["voice"] is None
+    bad = api.client.patch(f"/v1/agents/{code}", json={"voice": "no-such-voice"}, headers=api.headers())
+    assert (bad.status_code, bad.json()["error"]["code"]) == (400, "VALIDATION_ERROR")
+    empty = api.client.patch(f"/v1/agents/{code}", json={}, headers=api.headers())
+    assert empty.status_code == 400
+    foreign = api.client.patch(f"/v1/agents/{code}", json={"voice": "en"}, headers=api.headers(api.secret_b))
+    assert foreign.status_code == 404
+
+
+def test_the_agents_voice_is_used_for_its_speech(api: ApiHarness) -> None:
+    agent = api.agent()
+    text = "Hallo, wie geht es dir heute?"
+    english = api.client.post(
+        "/v1/video/generate", json={"agent_id": agent.id, "text": text}, headers=api.headers()
+    )
+    api.agents.update(agent.id, agent.status, voice="de")
+    german = api.client.post(
+        "/v1/video/generate", json={"agent_id": agent.id, "text": text}, headers=api.headers()
+    )
+    assert english.json()["duration_s"] != german.json()["duration_s"]
+
+
+def _live_room_session(api: ApiHarness, agent_id: str, room: str) -> str:
+    from farm.domain import Session
+
+    session = Session(
+        id=f"s-{room}",
+        tenant="tenant-a",
+        model="essence",
+        avatar_id=agent_id,
+        livekit={"room": room, "url": "ws://x"},
+    )
+    api.store.create(session, max_live=10)
+    for state in (SessionState.ASSIGNED, SessionState.STARTING, SessionState.STREAMING):
+        api.store.transition(session.id, state)
+    return session.id
+
+
+def test_an_agent_with_live_sessions_cannot_be_deleted_and_one_without_can(api: ApiHarness) -> None:
+    agent = api.agent()
+    sid = _live_room_session(api, agent.id, "room-1")
+    refused = api.client.delete(f"/v1/agents/{agent.id}", headers=api.headers())
+    assert (refused.status_code, refused.json()["error"]["code"]) == (409, "CONFLICT")
+    api.store.transition(sid, SessionState.ENDING)
+    api.store.transition(sid, SessionState.ENDED)
+    assert api.client.delete(f"/v1/agents/{agent.id}", headers=api.headers(api.secret_b)).status_code == 404
+    deleted = api.client.delete(f"/v1/agent/{agent.id}", headers=api.headers())
+    assert deleted.json() == {"success": True, "message": "Agent deleted", "agent_id": agent.id}
+    assert api.client.get(f"/v1/agents/{agent.id}", headers=api.headers()).status_code == 404
+
+
+def test_speak_without_a_live_room_is_404_and_with_one_publishes_the_speech(api: ApiHarness) -> None:
+    from farm.speak import MemorySpeakBus, decode_speech
+
+    agent = api.agent()
+    none = api.client.post(f"/v1/agent/{agent.id}/speak", json={"message": "Hi"}, headers=api.headers())
+    assert (none.status_code, none.json()["error"]["code"]) == (404, "NOT_FOUND")
+    assert "No active rooms" in none.json()["error"]["message"]
+    sid = _live_room_session(api, agent.id, "room-7")
+    said = api.client.post(
+        f"/v1/agent/{agent.id}/speak", json={"message": "Hello room"}, headers=api.headers()
+    )
+    assert said.status_code == 200, said.text
+    assert said.json()["delivered_to_rooms"] == ["room-7"]
+    bus = api.client.app.state.farm.speak_bus  # type: ignore[attr-defined]
+    assert isinstance(bus, MemorySpeakBus)
+    (message,) = bus.published
+    assert (message.session_id, message.text, message.agent_id) == (sid, "Hello room", agent.id)
+    pcm, rate = decode_speech(message)
+    assert len(pcm) / rate > 0.3
+    elsewhere = api.client.post(
+        f"/v1/agent/{agent.id}/speak", json={"message": "Hi", "room_id": "other"}, headers=api.headers()
+    )
+    assert elsewhere.status_code == 404
+
+
+def test_with_a_chat_model_the_avatar_answers_with_the_agents_prompt(tmp_path: Path) -> None:
+    from tests.support.openai_server import SECONDS_PER_CHAR, openai_server
+
+    with openai_server() as server:
+        api = ApiHarness.build(tmp_path, chat_url=server.url, tts_url=server.url)
+        agent = api.agent()
+        api.agents.update(agent.id, agent.status, system_prompt="You are Ada.", voice="shimmer")
+        r = api.client.post(
+            "/v1/video/generate", json={"agent_id": agent.id, "text": "Hi!"}, headers=api.headers()
+        )
+        paths = [(path, body) for path, body, _ in server.requests]
+    reply = "You are Ada. | you said: Hi!"
+    assert r.json()["reply_text"] == reply
+    assert r.json()["duration_s"] == pytest.approx(len(reply) * SECONDS_PER_CHAR, abs=0.01)
+    assert [p for p, _ in paths] == ["/v1/chat/completions", "/v1/audio/speech"]
+    assert paths[1][1]["voice"] == "shimmer"

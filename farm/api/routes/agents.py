@@ -16,12 +16,17 @@ from farm.api.schemas import (
     ERROR_RESPONSES,
     AgentCreated,
     AgentData,
+    AgentDeleted,
     AgentList,
     AgentView,
     CreateAgentJson,
     Pagination,
+    SpeakJson,
+    SpeakResult,
+    UpdateAgentJson,
 )
 from farm.domain import AgentStatus
+from farm.errors import ValidationError
 
 router = APIRouter(tags=["agents"], responses=ERROR_RESPONSES)
 
@@ -44,8 +49,8 @@ _CREATE_BODY = {
 @router.post("/v1/agents", status_code=201, response_model=AgentCreated, openapi_extra=_CREATE_BODY)
 async def create_agent(request: Request, farm: Services, key: Caller) -> AgentCreated:
     """Register a portrait as an agent; status ``processing`` until its pack is built."""
-    image = await inputs.agent_image(request, farm.settings)
-    agent = farm.agent_service.create(key, image)
+    image, system_prompt, voice = await inputs.agent_request(request, farm.settings)
+    agent = farm.agent_service.create(key, image, system_prompt=system_prompt, voice=voice)
     return AgentCreated(agent_id=agent.id, status=agent.status.value)
 
 
@@ -75,3 +80,46 @@ def get_agent(agent_id: str, farm: Services, key: Caller) -> AgentView:
 def get_agent_status(agent_id: str, farm: Services, key: Caller) -> AgentView:
     """bitHuman-compatible alias of ``GET /v1/agents/{agent_id}``."""
     return AgentView(data=AgentData.of(farm.agent_service.get(key, agent_id)))
+
+
+async def _update(request: Request, farm: Services, key: Caller, agent_id: str) -> AgentView:
+    body: UpdateAgentJson = await inputs.json_body(request, farm.settings, UpdateAgentJson)
+    changes = {name: getattr(body, name) for name in body.model_fields_set}
+    if not changes:
+        raise ValidationError("give system_prompt and/or voice")
+    if changes.get("voice"):
+        farm.text.speak("ok", voice=changes["voice"])  # an unknown voice is refused here, not at speak time
+    return AgentView(data=AgentData.of(farm.agent_service.update(key, agent_id, changes)))
+
+
+@router.patch("/v1/agents/{agent_id}", response_model=AgentView)
+async def update_agent(agent_id: str, request: Request, farm: Services, key: Caller) -> AgentView:
+    """Set the agent's ``system_prompt`` and/or ``voice`` (null clears)."""
+    return await _update(request, farm, key, agent_id)
+
+
+@router.post("/v1/agent/{agent_id}", response_model=AgentView)
+async def update_agent_bithuman(agent_id: str, request: Request, farm: Services, key: Caller) -> AgentView:
+    """bitHuman-compatible ``POST /v1/agent/{code}`` ``{system_prompt}``."""
+    return await _update(request, farm, key, agent_id)
+
+
+@router.delete("/v1/agents/{agent_id}", response_model=AgentDeleted)
+def delete_agent(agent_id: str, farm: Services, key: Caller) -> AgentDeleted:
+    """Delete the agent; 409 CONFLICT while any live session uses it."""
+    farm.agent_service.delete(key, agent_id, farm.store)
+    return AgentDeleted(agent_id=agent_id)
+
+
+@router.delete("/v1/agent/{agent_id}", response_model=AgentDeleted, include_in_schema=False)
+def delete_agent_bithuman(agent_id: str, farm: Services, key: Caller) -> AgentDeleted:
+    """bitHuman-compatible alias of ``DELETE /v1/agents/{agent_id}``."""
+    farm.agent_service.delete(key, agent_id, farm.store)
+    return AgentDeleted(agent_id=agent_id)
+
+
+@router.post("/v1/agent/{agent_id}/speak", response_model=SpeakResult)
+async def speak(agent_id: str, request: Request, farm: Services, key: Caller) -> SpeakResult:
+    """The avatar in a live room says ``message`` as given; 404 when the agent has no live room session."""
+    body: SpeakJson = await inputs.json_body(request, farm.settings, SpeakJson)
+    return SpeakResult(delivered_to_rooms=farm.text.speak_live(key, agent_id, body.message, body.room_id))

@@ -1,0 +1,69 @@
+"""The Redis side of text in: the speak topic, agent deletion, live sessions per tenant, replays."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis
+
+from farm import names
+from farm.api.idempotency import RedisReplayStore
+from farm.contracts import SpeakMessage
+from farm.domain import Agent, ModelKind, Session, SessionState
+from farm.errors import NotFound
+from farm.sessions.agents import RedisAgentStore, new_agent_id
+from farm.sessions.redis_store import RedisSessionStore
+from farm.speak import RedisSpeakBus
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_speak_message_reaches_every_subscribed_worker(redis_url: str) -> None:
+    workers = [RedisSpeakBus(redis_url), RedisSpeakBus(redis_url)]
+    got: list[list[SpeakMessage]] = [[], []]
+    arrived = threading.Barrier(3)
+    for bus, inbox in zip(workers, got, strict=True):
+        bus.start(lambda m, inbox=inbox: (inbox.append(m), arrived.wait(5)))
+        assert bus.wait_subscribed(5)
+    api = RedisSpeakBus(redis_url)
+    sent = SpeakMessage(
+        tenant="t", agent_id="A78WKV4515", session_id="s1", text="hi", audio_wav_b64="UklGRg=="
+    )
+    try:
+        assert api.publish(sent) == 2
+        arrived.wait(5)
+        assert [inbox[0].message_id for inbox in got] == [sent.message_id] * 2
+    finally:
+        for bus in (*workers, api):
+            bus.close()
+
+
+def test_a_deleted_agent_is_gone_from_its_tenant_and_the_usage_rank(redis_client: redis.Redis) -> None:
+    agents = RedisAgentStore(redis_client)
+    agent = agents.create(Agent(id=new_agent_id(), tenant="t", image_ref="sha256/x.png"))
+    agents.record_use(agent.id)
+    agents.delete(agent.id)
+    with pytest.raises(NotFound):
+        agents.get(agent.id)
+    assert agents.list_for_tenant("t") == [] and agents.most_used(5) == []
+    with pytest.raises(NotFound):
+        agents.delete(agent.id)
+
+
+def test_live_sessions_of_a_tenant_exclude_ended_ones_and_other_tenants(redis_client: redis.Redis) -> None:
+    store = RedisSessionStore(redis_client)
+    for sid, tenant in (("a1", "t"), ("a2", "t"), ("b1", "u")):
+        store.create(Session(id=sid, tenant=tenant, model=ModelKind.ESSENCE), max_live=10)
+    store.transition("a2", SessionState.ENDED, reason="stopped")
+    assert [s.id for s in store.live_for_tenant("t")] == ["a1"]
+
+
+def test_a_replayed_response_is_kept_once_per_tenant_and_route(redis_client: redis.Redis) -> None:
+    replays = RedisReplayStore(redis_client)
+    replays.put("t", "video.generate", "k", '{"n": 1}')
+    replays.put("t", "video.generate", "k", '{"n": 2}')  # first wins
+    assert replays.get("t", "video.generate", "k") == '{"n": 1}'
+    assert replays.get("u", "video.generate", "k") is None
+    (key,) = redis_client.keys(f"{names.PREFIX}:idemresp:*")
+    assert 0 < redis_client.ttl(key) <= names.IDEMPOTENT_RESPONSE_TTL_S
