@@ -168,3 +168,36 @@ IDEMPOTENT_RESPONSE_TTL_S: Final = 24 * 3600
 SPEAK_TOPIC: Final = f"{PREFIX}:speak"
 """Redis pub/sub channel of contracts.SpeakMessage: ``POST /v1/agent/{code}/speak`` speech for a live
 room session, fanned out to every worker; the worker holding that session plays it."""
+
+
+# ---------------------------------------------------------------- plans, credits, metering
+def account_key(tenant: str) -> str:
+    """HASH {plan, topup}: a tenant's plan assignment and its top-up credits (never expire). No TTL."""
+    return f"{PREFIX}:account:{tenant}"
+
+
+ACCOUNTS_INDEX_KEY: Final = f"{PREFIX}:accounts"
+"""SET of tenants with an account record (``farm tenants list``). No TTL."""
+
+
+def usage_key(tenant: str, period: str) -> str:
+    """HASH of one tenant's use in one billing period (``YYYY-MM``, UTC): ``used`` (plan credits
+    spent), ``credits:<kind>`` and ``units:<kind>`` (kind: essence, expression, agent_build, …).
+    A new month is a new key, which is the monthly reset. TTL ``USAGE_RETENTION_S``."""
+    return f"{PREFIX}:usage:{tenant}:{period}"
+
+
+USAGE_RETENTION_S: Final = 400 * 24 * 3600
+
+
+def meter_key(scope: str) -> str:
+    """HASH item → credits: what has been charged for one metered thing, so each item is charged
+    exactly once (``scope`` ``session:<id>`` with items = minute indexes, or ``once:<tenant>`` with
+    items like ``agent_build:<id>``). TTL ``SESSION_RETENTION_S`` for sessions, none for one-time."""
+    return f"{PREFIX}:meter:{scope}"
+
+
+def rate_bucket_key(subject: str, tier: str) -> str:
+    """HASH {tokens, at}: a token bucket (``subject``: ``tenant:<t>`` or ``ip:<addr>``; ``tier``:
+    generate | write | read | auth_failed). TTL 120 s (refreshed on use; a full bucket needs no key)."""
+    return f"{PREFIX}:ratelimit:{subject}:{tier}"
