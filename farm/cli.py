@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from farm.errors import BackendUnavailable, FarmError
 from farm.names import QUEUE_BUILD, QUEUE_ESSENCE, QUEUE_EXPRESSION
@@ -110,11 +111,24 @@ def _key_store(settings: Settings):  # type: ignore[no-untyped-def]  # KeyStore,
     return RedisKeyStore(connect(url))
 
 
+def _metering(settings: Settings):  # type: ignore[no-untyped-def]  # Metering over Redis, built lazily
+    from farm.redis_conn import connect
+    from farm.sessions.metering import Metering, RedisLedger
+
+    url = _with_redis(settings).redis_url
+    assert url is not None
+    return Metering(RedisLedger(connect(url)))
+
+
 def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     keys = _key_store(settings)
     if args.keys_command == "create":
+        if args.plan is not None:
+            _metering(settings).ledger.set_plan(args.tenant, args.plan)  # refuses an unknown plan first
         key, secret = keys.create(args.tenant, args.name, args.concurrency_limit)
         print(f"key_id  {key.key_id}\ntenant  {key.tenant}\nsecret  {secret}")
+        if args.plan is not None:
+            print(f"plan    {args.plan}")
         print("The secret is shown once; only its hash is stored.", file=sys.stderr)
     elif args.keys_command == "list":
         print(f"{'KEY_ID':<18} {'TENANT':<20} {'NAME':<20} {'CREATED':<20} STATUS")
@@ -125,6 +139,45 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     else:
         keys.revoke(args.key_id)
         print(f"revoked {args.key_id}")
+    return 0
+
+
+def _print_usage(metering, tenant: str) -> None:  # type: ignore[no-untyped-def]
+    from farm.domain import ModelKind
+
+    u = metering.usage(tenant)
+    unlimited = "unlimited"
+    print(f"tenant   {tenant}\nplan     {u.plan.name}\nperiod   {u.period}")
+    print(f"balance  {unlimited if u.balance is None else u.balance} (top-up {u.topup_credits})")
+    for model in ModelKind:
+        used = u.counters.get(f"units:{model.value}", 0)
+        left = u.minutes_left(model)
+        print(f"{model.value:<11} {used} min used, {unlimited if left is None else left} min left")
+
+
+def cmd_tenants(settings: Settings, args: argparse.Namespace) -> int:
+    """Plans and credits per tenant: list, show, set-plan, topup."""
+    metering = _metering(settings)
+    if args.tenants_command == "list":
+        print(f"{'TENANT':<24} {'PLAN':<12} BALANCE")
+        for tenant in metering.ledger.tenants():
+            u = metering.usage(tenant)
+            print(f"{tenant:<24} {u.plan.name:<12} {'unlimited' if u.balance is None else u.balance}")
+    elif args.tenants_command == "plans":
+        from farm.sessions.plans import PLANS
+
+        for plan in PLANS.values():
+            credits = "unlimited" if plan.monthly_credits is None else plan.monthly_credits
+            concurrent = plan.concurrent_sessions or "unlimited"
+            print(f"{plan.name:<12} credits/month {credits!s:<10} concurrent {concurrent}")
+    elif args.tenants_command == "set-plan":
+        metering.ledger.set_plan(args.tenant, args.plan)
+        _print_usage(metering, args.tenant)
+    elif args.tenants_command == "topup":
+        metering.ledger.add_topup(args.tenant, args.credits)
+        _print_usage(metering, args.tenant)
+    else:
+        _print_usage(metering, args.tenant)
     return 0
 
 
@@ -171,6 +224,22 @@ def cmd_bench(_: Settings, args: argparse.Namespace) -> int:
     return int(result or 0)
 
 
+def _add_tenants_parser(sub: Any) -> None:
+    tenants = sub.add_parser("tenants", help="plans and credits per tenant")
+    tenants_sub = tenants.add_subparsers(dest="tenants_command", required=True)
+    tenants_sub.add_parser("list", help="tenants with a plan or top-up, and their balance")
+    tenants_sub.add_parser("plans", help="the plans")
+    show = tenants_sub.add_parser("show", help="a tenant's plan, balance and use this month")
+    show.add_argument("tenant")
+    set_plan = tenants_sub.add_parser("set-plan", help="assign a plan")
+    set_plan.add_argument("tenant")
+    set_plan.add_argument("plan")
+    topup = tenants_sub.add_parser("topup", help="add top-up credits (never expire)")
+    topup.add_argument("tenant")
+    topup.add_argument("credits", type=int)
+    tenants.set_defaults(func=cmd_tenants)
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="farm", description="Render farm for real-time talking avatars.")
@@ -196,10 +265,15 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--tenant", required=True)
     create.add_argument("--name", default="default")
     create.add_argument("--concurrency-limit", type=int, default=None)
+    create.add_argument(
+        "--plan", default=None, help="assign this plan to the tenant (see `farm tenants plans`)"
+    )
     keys_sub.add_parser("list", help="list keys (never secrets)")
     revoke = keys_sub.add_parser("revoke", help="revoke a key")
     revoke.add_argument("key_id")
     keys.set_defaults(func=cmd_keys)
+
+    _add_tenants_parser(sub)
 
     agents = sub.add_parser("agents", help="avatar packs")
     agents_sub = agents.add_subparsers(dest="agents_command", required=True)

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from farm.blobs import BlobStore
 from farm.sessions.base import AgentStore, KeyStore, SessionQueue, SessionStore, WorkerRegistry
+from farm.sessions.metering import MemoryLedger, Metering
 from farm.settings import Settings
 from farm.speak import MemorySpeakBus, SpeakBus
 from farm.speech import Responder, SpeechSynthesizer
@@ -27,6 +28,7 @@ from .routes import agents as agent_routes
 from .routes import health as health_routes
 from .routes import sessions as session_routes
 from .routes import text as text_routes
+from .routes import usage as usage_routes
 from .service import BuildQueue
 
 DESCRIPTION = """\
@@ -50,6 +52,7 @@ def create_app(
     synthesizer: SpeechSynthesizer | None = None,
     responder: Responder | None = None,
     speak_bus: SpeakBus | None = None,
+    metering: Metering | None = None,
 ) -> FastAPI:
     """An app over the given collaborators. ``ping`` backs ``/readyz`` (Redis reachable)."""
     app = FastAPI(title="Avatar farm API", version="1", description=DESCRIPTION)
@@ -67,12 +70,14 @@ def create_app(
         responder=responder,
         replays=replays or MemoryReplayStore(),
         speak_bus=speak_bus or MemorySpeakBus(),
+        metering=metering or Metering(MemoryLedger()),
     )
     metrics = ApiMetrics()
     install_error_handlers(app)
     install_middleware(app, metrics)
     for area in (
         text_routes,
+        usage_routes,
         session_routes,
         agent_routes,
         dynamics_routes,
@@ -90,6 +95,7 @@ def build_app(settings: Settings) -> FastAPI:
     from farm.redis_conn import connect, ping
     from farm.sessions.agents import RedisAgentStore
     from farm.sessions.keys import RedisKeyStore
+    from farm.sessions.metering import RedisLedger
     from farm.sessions.redis_store import RedisSessionStore
     from farm.sessions.registry import RedisWorkerRegistry
     from farm.speak import RedisSpeakBus
@@ -110,4 +116,5 @@ def build_app(settings: Settings) -> FastAPI:
         ping=lambda: ping(client),
         replays=RedisReplayStore(client),
         speak_bus=RedisSpeakBus(settings.redis_url),
+        metering=Metering(RedisLedger(client)),
     )

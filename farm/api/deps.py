@@ -17,6 +17,7 @@ from farm import names
 from farm.blobs import BlobStore
 from farm.errors import Unauthorized
 from farm.sessions.base import AgentStore, ApiKey, KeyStore, SessionQueue, SessionStore, WorkerRegistry
+from farm.sessions.metering import MemoryLedger, Metering
 from farm.sessions.warm import WarmRouter
 from farm.settings import Settings
 from farm.speak import MemorySpeakBus, SpeakBus
@@ -44,15 +45,22 @@ class FarmServices:
     responder: Responder | None = None  # None: from settings (echo or OpenAI-compatible chat)
     replays: ReplayStore = field(default_factory=MemoryReplayStore)
     speak_bus: SpeakBus = field(default_factory=MemorySpeakBus)
+    metering: Metering = field(default_factory=lambda: Metering(MemoryLedger()))
     sessions: SessionService = field(init=False)
     agent_service: AgentService = field(init=False)
     text: TextService = field(init=False)
 
     def __post_init__(self) -> None:
         self.sessions = SessionService(
-            self.settings, self.store, self.queue, self.agents, self.blobs, router=WarmRouter(self.registry)
+            self.settings,
+            self.store,
+            self.queue,
+            self.agents,
+            self.blobs,
+            router=WarmRouter(self.registry),
+            metering=self.metering,
         )
-        self.agent_service = AgentService(self.settings, self.agents, self.builds, self.blobs)
+        self.agent_service = AgentService(self.settings, self.agents, self.builds, self.blobs, self.metering)
         self.text = TextService(
             self.settings,
             self.sessions,

@@ -185,6 +185,7 @@ def start_room_session(services: Services, key: ApiKey, req: RoomStartRequest) -
     if req.image_url is not None:
         raise ValidationError("image URLs are not fetched by the farm: send the image bytes (base64 or file)")
     model = route_model(req.model, req.mode, req.image is not None)
+    services.sessions.require_minute(key, model)  # out of credits: INSUFFICIENT_BALANCE, nothing stored
     image_ref = _avatar(services, key, req, model)
     warm = services.sessions.warm_worker(model, req.agent_id) if req.image is None else None
     session = Session(
@@ -202,7 +203,7 @@ def start_room_session(services: Services, key: ApiKey, req: RoomStartRequest) -
         },
         routed_to=warm,
     )
-    limit = key.concurrency_limit or services.settings.default_concurrency_limit
+    limit = services.sessions.concurrency_limit(key)  # the key, else its plan, else the default
     session, created = services.store.create(
         session, idempotency_scope=f"room:{req.room_name}:{identity}", max_live=limit
     )

@@ -8,6 +8,7 @@ blobs, create the QUEUED session and submit it. If the submit fails the session 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from farm.errors import (
 )
 from farm.sessions.agents import is_agent_id, new_agent_id
 from farm.sessions.base import AgentStore, ApiKey, SessionQueue, SessionStore
+from farm.sessions.metering import Metering
+from farm.sessions.plans import AGENT_BUILD_CREDITS, CREDITS_PER_MINUTE
 from farm.sessions.warm import WarmRouter
 from farm.settings import Settings
 
@@ -64,12 +67,24 @@ class SessionService:
     agents: AgentStore
     blobs: BlobStore
     router: WarmRouter | None = None  # warm routing; None: always the shared queue
+    metering: Metering | None = None  # plans and credits; None: unmetered
+
+    def concurrency_limit(self, key: ApiKey) -> int:
+        """The key's own limit, else the tenant's plan's, else the settings default."""
+        plan_limit = self.metering.plan_of(key.tenant).concurrent_sessions if self.metering else None
+        return key.concurrency_limit or plan_limit or self.settings.default_concurrency_limit
+
+    def require_minute(self, key: ApiKey, model: ModelKind) -> None:
+        """INSUFFICIENT_BALANCE when the tenant cannot pay a first minute of ``model``."""
+        if self.metering is not None:
+            self.metering.require_credits(key.tenant, CREDITS_PER_MINUTE[model], f"a {model.value} session")
 
     def create(self, key: ApiKey, request: SessionRequest) -> Session:
         """Validate, store QUEUED, submit. Never waits for rendering."""
         agent = self._resolve_agent(key.tenant, request)
         self._validate_media(request)
-        limit = key.concurrency_limit or self.settings.default_concurrency_limit
+        self.require_minute(key, request.model)
+        limit = self.concurrency_limit(key)
         if self.store.count_live(key.tenant) >= limit:
             raise ConcurrencyLimit(f"the tenant already has {limit} live sessions (its limit)")
         image_ref = self._image_ref(request, agent)
@@ -91,6 +106,11 @@ class SessionService:
 
     def list(self, key: ApiKey, *, limit: int, offset: int) -> list[Session]:
         return self.store.list_for_tenant(key.tenant, limit=limit, offset=offset)
+
+    def stop_queued(self, session_id: str, *, reason: str) -> None:
+        """End a session that is still QUEUED (a claimed one sees its stop flag at the next tick)."""
+        with contextlib.suppress(IllegalTransition):
+            self.store.transition(session_id, SessionState.ENDED, reason=reason)
 
     def stop(self, key: ApiKey, session_id: str) -> Session:
         """Request a stop. QUEUED ends at once; a running session ends at the worker's next tick."""
@@ -177,12 +197,15 @@ class AgentService:
     agents: AgentStore
     builds: BuildQueue
     blobs: BlobStore
+    metering: Metering | None = None
 
     def create(
         self, key: ApiKey, image: bytes, *, system_prompt: str | None = None, voice: str | None = None
     ) -> Agent:
         _check_size(image, self.settings.max_image_mb, "image upload")
         media.validate_image(image, max_pixels=self.settings.max_image_pixels)
+        if self.metering is not None:
+            self.metering.require_credits(key.tenant, AGENT_BUILD_CREDITS, "an agent build")
         agent = Agent(
             id=new_agent_id(),
             tenant=key.tenant,
@@ -199,6 +222,10 @@ class AgentService:
             if isinstance(exc, FarmError):
                 raise
             raise BackendUnavailable("the build queue is unavailable") from exc
+        if self.metering is not None:  # charged at submit, once per agent (bitHuman charges at submit too)
+            self.metering.charge_once(
+                key.tenant, f"agent_build:{agent.id}", "agent_build", AGENT_BUILD_CREDITS
+            )
         return agent
 
     def list(

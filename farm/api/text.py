@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 from dataclasses import dataclass
 
 from farm import media
 from farm.contracts import SpeakMessage
 from farm.domain import Agent, AgentStatus, ModelKind, Session
-from farm.errors import AgentNotReady, NotFound, PayloadTooLarge, ValidationError
+from farm.errors import AgentNotReady, InsufficientBalance, NotFound, PayloadTooLarge, ValidationError
 from farm.sessions.agents import is_agent_id
 from farm.sessions.base import AgentStore, ApiKey, SessionStore
+from farm.sessions.plans import CREDITS_PER_MINUTE
 from farm.settings import Settings
 from farm.speak import SpeakBus
 from farm.speech import Responder, SpeechSynthesizer
@@ -81,6 +83,7 @@ class TextService:
             assert request.audio is not None
             audio = request.audio
         speech_s = self.check_length(audio)
+        self._require_video_credits(key, request.model, speech_s)
         session = self.sessions.create(
             key,
             SessionRequest(
@@ -91,7 +94,28 @@ class TextService:
                 avatar_image=request.avatar_image,
             ),
         )
+        self._prepay(session, speech_s)
         return Generated(session=session, reply_text=reply, speech_s=speech_s)
+
+    def _require_video_credits(self, key: ApiKey, model: ModelKind, speech_s: float) -> None:
+        metering = self.sessions.metering
+        if metering is not None:
+            minutes = max(1, math.ceil(speech_s / 60.0))
+            metering.require_credits(
+                key.tenant, minutes * CREDITS_PER_MINUTE[model], f"a {minutes}-minute video"
+            )
+
+    def _prepay(self, session: Session, speech_s: float) -> None:
+        """Charge the video's minutes; a balance spent by a concurrent request fails the session."""
+        metering = self.sessions.metering
+        if metering is None:
+            return
+        try:
+            metering.prepay_video(session, speech_s)
+        except InsufficientBalance:
+            self.sessions.store.request_stop(session.id)
+            self.sessions.stop_queued(session.id, reason="out of credits")
+            raise
 
     def reply(self, text: str, agent: Agent | None) -> str:
         """What the avatar says to ``text`` (the text itself without an answering model)."""

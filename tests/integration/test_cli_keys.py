@@ -48,3 +48,27 @@ def test_keys_without_any_redis_fail_with_a_clear_message(tmp_path: object) -> N
 def test_revoking_an_unknown_key_fails(redis_url: str) -> None:
     result = run_farm("keys", "revoke", "key_nope", env=farm_env(redis_url=redis_url))
     assert (result.returncode, "NOT_FOUND" in result.stderr) == (1, True)
+
+
+def test_a_key_created_with_a_plan_puts_its_tenant_on_that_plan_and_tenants_manage_credits(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    from farm.sessions.metering import Metering, RedisLedger
+
+    env = farm_env(redis_url=redis_url)
+    created = run_farm("keys", "create", "--tenant", "acme", "--plan", "free", env=env)
+    assert created.returncode == 0, created.stderr
+    assert re.search(r"^plan\s+free$", created.stdout, re.M)
+    metering = Metering(RedisLedger(redis_client))
+    assert metering.usage("acme").balance == 99
+    topped = run_farm("tenants", "topup", "acme", "50", env=env)
+    assert "balance  149 (top-up 50)" in topped.stdout
+    moved = run_farm("tenants", "set-plan", "acme", "pro", env=env)
+    assert "plan     pro" in moved.stdout and "balance  10050" in moved.stdout
+    listed = run_farm("tenants", "list", env=env)
+    assert re.search(r"^acme\s+pro\s+10050$", listed.stdout, re.M)
+    shown = run_farm("tenants", "show", "acme", env=env)
+    assert "essence     0 min used, 5025 min left" in shown.stdout
+    refused = run_farm("keys", "create", "--tenant", "acme", "--plan", "platinum", env=env)
+    assert refused.returncode == 1 and "unknown plan 'platinum'" in refused.stderr
+    assert len(RedisKeyStore(redis_client).list()) == 1  # the refused create made no key

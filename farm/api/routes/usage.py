@@ -1,0 +1,104 @@
+"""``GET /v1/usage`` (plan, balance, use by model, minutes left) and ``GET /v2/credit-summaries``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from farm.api.deps import Caller, Services
+from farm.api.schemas import ERROR_RESPONSES
+from farm.domain import ModelKind
+from farm.sessions.plans import CREDITS_PER_MINUTE
+
+router = APIRouter(tags=["usage"], responses=ERROR_RESPONSES)
+
+
+class PlanView(BaseModel):
+    name: str
+    monthly_credits: int | None  # null: unlimited
+    concurrent_sessions: int | None
+    requests_per_min: dict[str, int] | None
+
+
+class ModelUse(BaseModel):
+    minutes: int  # started minutes charged this period
+    credits: int
+    credits_per_minute: int
+    minutes_left: int | None  # null: unlimited
+
+
+class UsageView(BaseModel):
+    """The caller's tenant this billing period (UTC month)."""
+
+    tenant: str
+    plan: PlanView
+    period: str
+    resets_at: float
+    balance: int | None  # null: unlimited
+    plan_credits_left: int | None
+    topup_credits: int
+    credits_used: int
+    by_model: dict[str, ModelUse]
+    one_time: dict[str, int]  # credits by item kind (agent_build, dynamics)
+
+
+class CreditSummary(BaseModel):
+    """bitHuman's ``GET /v2/credit-summaries`` shape."""
+
+    balance: int | None
+    plan_credits: int | None
+    topup_credits: int
+    is_enterprise: bool
+    minutes_estimate: dict[str, int | None]
+
+
+@router.get("/v1/usage", response_model=UsageView)
+def usage(farm: Services, key: Caller) -> UsageView:
+    """Plan, balance, use by model and minutes left for your tenant."""
+    u = farm.metering.usage(key.tenant)
+    models = {m.value for m in ModelKind}
+    by_model = {
+        m.value: ModelUse(
+            minutes=u.counters.get(f"units:{m.value}", 0),
+            credits=u.counters.get(f"credits:{m.value}", 0),
+            credits_per_minute=CREDITS_PER_MINUTE[m],
+            minutes_left=u.minutes_left(m),
+        )
+        for m in ModelKind
+    }
+    spent = {k.split(":", 1)[1]: v for k, v in u.counters.items() if k.startswith("credits:")}
+    one_time = {kind: v for kind, v in spent.items() if kind not in models}
+    rates = u.plan.requests_per_min
+    return UsageView(
+        tenant=u.tenant,
+        plan=PlanView(
+            name=u.plan.name,
+            monthly_credits=u.plan.monthly_credits,
+            concurrent_sessions=u.plan.concurrent_sessions,
+            requests_per_min={t.value: n for t, n in rates.items()} if rates else None,
+        ),
+        period=u.period,
+        resets_at=u.resets_at,
+        balance=u.balance,
+        plan_credits_left=u.plan_credits_left,
+        topup_credits=u.topup_credits,
+        credits_used=sum(spent.values()),
+        by_model=by_model,
+        one_time=one_time,
+    )
+
+
+@router.get("/v2/credit-summaries", response_model=CreditSummary)
+def credit_summary(farm: Services, key: Caller) -> CreditSummary:
+    """bitHuman-compatible balance summary (``minutes_estimate`` per model, cloud rate)."""
+    u = farm.metering.usage(key.tenant)
+    return CreditSummary(
+        balance=u.balance,
+        plan_credits=u.plan_credits_left,
+        topup_credits=u.topup_credits,
+        is_enterprise=u.plan.name in ("enterprise", "custom"),
+        minutes_estimate={
+            "essence_1_cloud": u.minutes_left(ModelKind.ESSENCE),
+            "expression_1_cloud": u.minutes_left(ModelKind.EXPRESSION),
+        },
+    )
