@@ -24,6 +24,7 @@ from .deps import FarmServices
 from .errors import install_error_handlers
 from .idempotency import MemoryReplayStore, ReplayStore
 from .metrics import ApiMetrics, install_middleware
+from .ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter, install_rate_headers
 from .routes import agents as agent_routes
 from .routes import health as health_routes
 from .routes import sessions as session_routes
@@ -53,6 +54,7 @@ def create_app(
     responder: Responder | None = None,
     speak_bus: SpeakBus | None = None,
     metering: Metering | None = None,
+    limiter: RateLimiter | None = None,
 ) -> FastAPI:
     """An app over the given collaborators. ``ping`` backs ``/readyz`` (Redis reachable)."""
     app = FastAPI(title="Avatar farm API", version="1", description=DESCRIPTION)
@@ -71,9 +73,11 @@ def create_app(
         replays=replays or MemoryReplayStore(),
         speak_bus=speak_bus or MemorySpeakBus(),
         metering=metering or Metering(MemoryLedger()),
+        limiter=limiter or MemoryRateLimiter(),
     )
     metrics = ApiMetrics()
     install_error_handlers(app)
+    install_rate_headers(app)
     install_middleware(app, metrics)
     for area in (
         text_routes,
@@ -117,4 +121,5 @@ def build_app(settings: Settings) -> FastAPI:
         replays=RedisReplayStore(client),
         speak_bus=RedisSpeakBus(settings.redis_url),
         metering=Metering(RedisLedger(client)),
+        limiter=RedisRateLimiter(client),
     )

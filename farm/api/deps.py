@@ -18,12 +18,14 @@ from farm.blobs import BlobStore
 from farm.errors import Unauthorized
 from farm.sessions.base import AgentStore, ApiKey, KeyStore, SessionQueue, SessionStore, WorkerRegistry
 from farm.sessions.metering import MemoryLedger, Metering
+from farm.sessions.plans import FAILED_AUTH_PER_MIN
 from farm.sessions.warm import WarmRouter
 from farm.settings import Settings
 from farm.speak import MemorySpeakBus, SpeakBus
 from farm.speech import Responder, SpeechSynthesizer, responder_from, synthesizer_from
 
 from .idempotency import MemoryReplayStore, ReplayStore
+from .ratelimit import AUTH_FAILED_TIER, MemoryRateLimiter, RateLimiter, limit_request, tier_of
 from .service import AgentService, BuildQueue, SessionService
 from .text import TextService
 
@@ -46,6 +48,7 @@ class FarmServices:
     replays: ReplayStore = field(default_factory=MemoryReplayStore)
     speak_bus: SpeakBus = field(default_factory=MemorySpeakBus)
     metering: Metering = field(default_factory=lambda: Metering(MemoryLedger()))
+    limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
     sessions: SessionService = field(init=False)
     agent_service: AgentService = field(init=False)
     text: TextService = field(init=False)
@@ -85,11 +88,24 @@ def authenticate(
     farm: Annotated[FarmServices, Depends(services)],
     secret: Annotated[str | None, Security(_api_secret)],
 ) -> ApiKey:
-    """The caller's key; 401 UNAUTHORIZED for a missing, unknown or revoked ``api-secret``."""
-    if not secret:
-        raise Unauthorized(f"missing {names.HEADER_API_SECRET} header")
-    key = farm.keys.authenticate(secret)
+    """The caller's key; 401 UNAUTHORIZED for a missing, unknown or revoked ``api-secret``.
+
+    Also the rate limit: one token of the tenant's bucket for this route's tier (429 RATE_LIMITED
+    when empty), and for a failed authentication one of the client address's ``auth_failed`` bucket.
+    """
+    try:
+        if not secret:
+            raise Unauthorized(f"missing {names.HEADER_API_SECRET} header")
+        key = farm.keys.authenticate(secret)
+    except Unauthorized:
+        address = request.client.host if request.client else "unknown"
+        limit_request(request, farm.limiter, f"ip:{address}", AUTH_FAILED_TIER, FAILED_AUTH_PER_MIN)
+        raise
     request.state.tenant = key.tenant
+    rates = farm.metering.plan_of(key.tenant).requests_per_min
+    if rates is not None:
+        tier = tier_of(request.method, getattr(request.scope.get("route"), "path", request.url.path))
+        limit_request(request, farm.limiter, f"tenant:{key.tenant}", tier.value, rates[tier])
     return key
 
 

@@ -67,3 +67,19 @@ def test_a_replayed_response_is_kept_once_per_tenant_and_route(redis_client: red
     assert replays.get("u", "video.generate", "k") is None
     (key,) = redis_client.keys(f"{names.PREFIX}:idemresp:*")
     assert 0 < redis_client.ttl(key) <= names.IDEMPOTENT_RESPONSE_TTL_S
+
+
+def test_redis_token_buckets_are_shared_by_api_replicas_and_refill(redis_client: redis.Redis) -> None:
+    from farm.api.ratelimit import RedisRateLimiter
+
+    now = [5000.0]
+    replica_a, replica_b = (RedisRateLimiter(redis_client, clock=lambda: now[0]) for _ in range(2))
+    taken = [replica_a.take("tenant:t", "generate", 4), replica_b.take("tenant:t", "generate", 4)]
+    taken += [replica_a.take("tenant:t", "generate", 4) for _ in range(3)]
+    assert [d.allowed for d in taken] == [True, True, True, True, False]
+    assert (taken[-1].remaining, taken[-1].retry_after_s, taken[-1].reset_s) == (0, 15, 60)
+    now[0] += 15.0
+    assert replica_b.take("tenant:t", "generate", 4).allowed
+    assert replica_b.take("tenant:u", "generate", 4).remaining == 3  # another tenant's bucket
+    (key,) = redis_client.keys(names.rate_bucket_key("tenant:t", "generate"))
+    assert 0 < redis_client.ttl(key) <= 120
