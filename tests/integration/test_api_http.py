@@ -130,7 +130,8 @@ def test_bad_input_over_http_stores_nothing_and_enqueues_nothing(
         kwargs = {"headers": headers, **request}
         response = httpx.post(f"{api.url}/v1/sessions", **kwargs)  # type: ignore[arg-type]
         assert (response.status_code, response.json()["error"]["code"]) == (status, code), request
-    assert set(redis_client.keys("farm:*")) == stored_before  # type: ignore[arg-type]
+    stored_after = {k for k in redis_client.keys("farm:*") if not k.startswith("farm:ratelimit:")}
+    assert stored_after == stored_before  # failed-auth rate buckets aside: bookkeeping, not records
     assert _queue_lengths(redis_client) == {"essence": 0, "expression": 0, "build": 0}
     assert {p for p in farm_settings.blob_dir.rglob("*") if p.is_file()} == blobs_before
 

@@ -19,8 +19,10 @@ from PIL import Image
 import farm.client as bithuman
 from farm import media, names
 from farm.client import AsyncAvatarSession, AvatarFarm, AvatarResponse, AvatarSession
+from farm.redis_conn import connect
 from farm.render.landmarks import sample_portrait
 from farm.sessions.keys import RedisKeyStore
+from farm.sessions.metering import Metering, RedisLedger
 from farm.settings import Settings
 from farm.speech import EspeakSynthesizer
 from tests.integration.api_support import LiveApi, live_api
@@ -150,9 +152,14 @@ def test_the_manager_and_error_handling_patterns_from_the_docs(
     _assert_video_matches_the_speech(response, "Hello!", response.download(tmp_path / "m.mp4"))
     assert manager.get_response("nobody", "Hello!") is None
 
+    broke = RedisKeyStore(connect(farm_settings.redis_url or "")).create("tenant-broke", "docs")[1]
+    ledger = RedisLedger(connect(farm_settings.redis_url or ""))
+    ledger.set_plan("tenant-broke", "free")
+    Metering(ledger).charge_once("tenant-broke", "spent", "test", 99)
     caught: list[str] = []
     for make in (
         lambda: bithuman.AvatarSession(avatar_id="A78WKV4515", api_secret="farm_wrong"),
+        lambda: bithuman.AvatarSession(avatar_image=_portrait(), api_secret=broke, model="expression"),
         lambda: bithuman.AvatarSession(
             avatar_id="A78WKV4515",
             api_secret=secret,
@@ -166,11 +173,11 @@ def test_the_manager_and_error_handling_patterns_from_the_docs(
             avatar.generate_response("Test message")
         except bithuman.AuthenticationError as exc:
             caught.append(f"auth {exc.status}")
-        except bithuman.QuotaExceededError:
-            caught.append("quota")
+        except bithuman.QuotaExceededError as exc:
+            caught.append(f"quota {exc.code}")
         except bithuman.NetworkError as exc:
             caught.append(f"network {exc.code}")
-    assert caught == ["auth 401", "network CONNECTION_ERROR"]
+    assert caught == ["auth 401", "quota INSUFFICIENT_BALANCE", "network CONNECTION_ERROR"]
     with pytest.raises(bithuman.RequestError) as unknown:
         bithuman.AvatarSession(avatar_id="A78WKV4515", api_secret=secret).generate_response("hi")
     assert (unknown.value.status, unknown.value.code) == (404, "NOT_FOUND")
