@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import uuid
 from dataclasses import dataclass
 from typing import Protocol
@@ -25,6 +26,7 @@ from farm.errors import (
     Conflict,
     FarmError,
     IllegalTransition,
+    InsufficientBalance,
     PayloadTooLarge,
     ValidationError,
 )
@@ -82,8 +84,8 @@ class SessionService:
     def create(self, key: ApiKey, request: SessionRequest) -> Session:
         """Validate, store QUEUED, submit. Never waits for rendering."""
         agent = self._resolve_agent(key.tenant, request)
-        self._validate_media(request)
-        self.require_minute(key, request.model)
+        audio_s = self._validate_media(request)
+        self._require_video(key, request.model, audio_s)
         limit = self.concurrency_limit(key)
         if self.store.count_live(key.tenant) >= limit:
             raise ConcurrencyLimit(f"the tenant already has {limit} live sessions (its limit)")
@@ -98,8 +100,27 @@ class SessionService:
             routed_to=self._route(request, agent),
         )
         session, _ = self.store.create(session, max_live=limit)  # the check above, made atomic
+        self._prepay(session, audio_s)
         self.enqueue(session)
         return session
+
+    def _require_video(self, key: ApiKey, model: ModelKind, audio_s: float) -> None:
+        """INSUFFICIENT_BALANCE unless the tenant can pay the clip's started minutes."""
+        if self.metering is not None:
+            minutes = max(1, math.ceil(audio_s / 60.0))
+            cost = minutes * CREDITS_PER_MINUTE[model]
+            self.metering.require_credits(key.tenant, cost, f"a {minutes}-minute {model.value} render")
+
+    def _prepay(self, session: Session, audio_s: float) -> None:
+        """Charge a file render's minutes before it is queued (a worker's per-minute hook then finds
+        them paid). A balance spent meanwhile by a concurrent request ends the session unqueued."""
+        if self.metering is None:
+            return
+        try:
+            self.metering.prepay_video(session, audio_s)
+        except InsufficientBalance:
+            self.stop_queued(session.id, reason="out of credits")
+            raise
 
     def get(self, key: ApiKey, session_id: str) -> Session:
         return self.store.get_for_tenant(key.tenant, session_id)
@@ -138,12 +159,14 @@ class SessionService:
             raise AgentNotReady(f"agent {agent.id} is {agent.status.value}, not ready")
         return agent
 
-    def _validate_media(self, request: SessionRequest) -> None:
+    def _validate_media(self, request: SessionRequest) -> float:
+        """Check the uploads; the clip's length in seconds."""
         _check_size(request.audio, self.settings.max_audio_mb, "audio upload")
-        media.decode_audio(request.audio, max_s=self.settings.max_audio_s)
+        pcm, rate = media.decode_audio(request.audio, max_s=self.settings.max_audio_s)
         if request.avatar_image is not None:
             _check_size(request.avatar_image, self.settings.max_image_mb, "image upload")
             media.validate_image(request.avatar_image, max_pixels=self.settings.max_image_pixels)
+        return len(pcm) / rate
 
     def _image_ref(self, request: SessionRequest, agent: Agent | None) -> str | None:
         if request.avatar_image is not None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from farm import media
 from farm.contracts import SpeakMessage
 from farm.domain import Agent, AgentStatus, ModelKind, Session
-from farm.errors import AgentNotReady, InsufficientBalance, NotFound, PayloadTooLarge, ValidationError
+from farm.errors import AgentNotReady, NotFound, PayloadTooLarge, ValidationError
 from farm.sessions.agents import is_agent_id
 from farm.sessions.base import AgentStore, ApiKey, SessionStore
 from farm.sessions.plans import CREDITS_PER_MINUTE
@@ -75,6 +75,7 @@ class TextService:
         if (request.text is None) == (request.audio is None):
             raise ValidationError("give exactly one of text and audio")
         agent = self._agent(key, request.avatar_id) if request.avatar_id is not None else None
+        self.sessions.require_minute(key, request.model)  # before paying for a reply and its speech
         reply: str | None = None
         if request.text is not None:
             reply = self.reply(request.text, agent)
@@ -94,7 +95,6 @@ class TextService:
                 avatar_image=request.avatar_image,
             ),
         )
-        self._prepay(session, speech_s)
         return Generated(session=session, reply_text=reply, speech_s=speech_s)
 
     def _require_video_credits(self, key: ApiKey, model: ModelKind, speech_s: float) -> None:
@@ -104,18 +104,6 @@ class TextService:
             metering.require_credits(
                 key.tenant, minutes * CREDITS_PER_MINUTE[model], f"a {minutes}-minute video"
             )
-
-    def _prepay(self, session: Session, speech_s: float) -> None:
-        """Charge the video's minutes; a balance spent by a concurrent request fails the session."""
-        metering = self.sessions.metering
-        if metering is None:
-            return
-        try:
-            metering.prepay_video(session, speech_s)
-        except InsufficientBalance:
-            self.sessions.store.request_stop(session.id)
-            self.sessions.stop_queued(session.id, reason="out of credits")
-            raise
 
     def reply(self, text: str, agent: Agent | None) -> str:
         """What the avatar says to ``text`` (the text itself without an answering model)."""

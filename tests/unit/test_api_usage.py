@@ -86,3 +86,11 @@ def test_the_plans_concurrency_governs_new_sessions(api: ApiHarness) -> None:
     assert api.client.post("/v1/sessions", json=body, headers=api.headers()).status_code == 201
     second = api.client.post("/v1/sessions", json=body, headers=api.headers())
     assert (second.status_code, second.json()["error"]["code"]) == (403, "CONCURRENCY_LIMIT_REACHED")
+
+
+def test_an_uploaded_clip_is_charged_for_its_started_minutes_when_queued(api: ApiHarness) -> None:
+    _metering(api).ledger.set_plan("tenant-a", "free")
+    body = api.session_body(avatar_image=b64(png_bytes()), audio=b64(wav_bytes(1.0)))
+    assert api.client.post("/v1/sessions", json=body, headers=api.headers()).status_code == 201
+    usage = api.client.get("/v1/usage", headers=api.headers()).json()
+    assert (usage["balance"], usage["by_model"]["essence"]["minutes"]) == (97, 1)
