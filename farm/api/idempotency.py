@@ -12,6 +12,8 @@ import hashlib
 import threading
 from typing import TYPE_CHECKING, Protocol
 
+from starlette.responses import Response
+
 from farm import names
 
 if TYPE_CHECKING:
@@ -70,3 +72,24 @@ class RedisReplayStore:
             nx=True,
             ex=names.IDEMPOTENT_RESPONSE_TTL_S,
         )
+
+
+def replay(store: ReplayStore, tenant: str, scope: str, key: str | None, status: int) -> Response | None:
+    """The kept response for ``key`` (with ``Idempotency-Replayed: true``), or None to do the work."""
+    if not key:
+        return None
+    body = store.get(tenant, scope, key)
+    if body is None:
+        return None
+    return Response(
+        body, status_code=status, media_type="application/json", headers={REPLAYED_HEADER: "true"}
+    )
+
+
+def remember(
+    store: ReplayStore, tenant: str, scope: str, key: str | None, *, body: str, status: int
+) -> Response:
+    """Keep ``body`` under ``key`` (when given) and answer it."""
+    if key:
+        store.put(tenant, scope, key, body)
+    return Response(body, status_code=status, media_type="application/json")

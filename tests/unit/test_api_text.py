@@ -256,3 +256,12 @@ def test_with_a_chat_model_the_avatar_answers_with_the_agents_prompt(tmp_path: P
     assert r.json()["duration_s"] == pytest.approx(len(reply) * SECONDS_PER_CHAR, abs=0.01)
     assert [p for p, _ in paths] == ["/v1/chat/completions", "/v1/audio/speech"]
     assert paths[1][1]["voice"] == "shimmer"
+
+
+def test_an_agent_registration_with_an_idempotency_key_builds_and_charges_once(api: ApiHarness) -> None:
+    headers = {**api.headers(), "Idempotency-Key": "agent-1"}
+    first = api.client.post("/v1/agents", json={"image": b64(png_bytes())}, headers=headers)
+    again = api.client.post("/v1/agents", json={"image": b64(png_bytes())}, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json() == first.json() and again.headers["Idempotency-Replayed"] == "true"
+    assert len(api.builds.messages) == 1 and len(api.agents.list_for_tenant("tenant-a")) == 1

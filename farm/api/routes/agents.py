@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
 from farm.api import inputs
 from farm.api.deps import Caller, Services
+from farm.api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from farm.api.idempotency import remember, replay
 from farm.api.schemas import (
     ERROR_RESPONSES,
     AgentCreated,
@@ -47,11 +49,18 @@ _CREATE_BODY = {
 
 
 @router.post("/v1/agents", status_code=201, response_model=AgentCreated, openapi_extra=_CREATE_BODY)
-async def create_agent(request: Request, farm: Services, key: Caller) -> AgentCreated:
-    """Register a portrait as an agent; status ``processing`` until its pack is built."""
+async def create_agent(request: Request, farm: Services, key: Caller) -> Response:
+    """Register a portrait as an agent; status ``processing`` until its pack is built.
+
+    Honours ``Idempotency-Key`` (the first answer is replayed; no second build, no second charge)."""
+    idem = request.headers.get(IDEMPOTENCY_HEADER)
+    replayed = replay(farm.replays, key.tenant, "agents.create", idem, 201)
+    if replayed is not None:
+        return replayed
     image, system_prompt, voice = await inputs.agent_request(request, farm.settings)
     agent = farm.agent_service.create(key, image, system_prompt=system_prompt, voice=voice)
-    return AgentCreated(agent_id=agent.id, status=agent.status.value)
+    body = AgentCreated(agent_id=agent.id, status=agent.status.value).model_dump_json()
+    return remember(farm.replays, key.tenant, "agents.create", idem, body=body, status=201)
 
 
 @router.get("/v1/agents", response_model=AgentList)

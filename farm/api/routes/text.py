@@ -13,7 +13,7 @@ from farm import names
 from farm.api import inputs
 from farm.api.deps import Caller, Services
 from farm.api.idempotency import HEADER as IDEMPOTENCY_HEADER
-from farm.api.idempotency import REPLAYED_HEADER
+from farm.api.idempotency import remember, replay
 from farm.api.schemas import ERROR_RESPONSES, GenerateVideoJson, TtsJson, Validated, VideoGenerated
 from farm.api.text import GenerateRequest
 from farm.domain import SessionState
@@ -31,12 +31,9 @@ def _base(request: Request, public_url: str | None) -> str:
 async def generate_video(request: Request, farm: Services, key: Caller) -> Response:
     """Text (answered, then spoken) or audio → a queued MP4 render. Honours ``Idempotency-Key``."""
     idem = request.headers.get(IDEMPOTENCY_HEADER)
-    if idem:
-        replay = farm.replays.get(key.tenant, _GENERATE_SCOPE, idem)
-        if replay is not None:
-            return Response(
-                replay, status_code=201, media_type="application/json", headers={REPLAYED_HEADER: "true"}
-            )
+    replayed = replay(farm.replays, key.tenant, _GENERATE_SCOPE, idem, 201)
+    if replayed is not None:
+        return replayed
     body: GenerateVideoJson = await inputs.json_body(request, farm.settings, GenerateVideoJson)
     generated = farm.text.generate(
         key,
@@ -59,10 +56,7 @@ async def generate_video(request: Request, farm: Services, key: Caller) -> Respo
         reply_text=generated.reply_text,
         duration_s=round(generated.speech_s, 3),
     )
-    text = out.model_dump_json()
-    if idem:
-        farm.replays.put(key.tenant, _GENERATE_SCOPE, idem, text)
-    return Response(text, status_code=201, media_type="application/json")
+    return remember(farm.replays, key.tenant, _GENERATE_SCOPE, idem, body=out.model_dump_json(), status=201)
 
 
 @router.get("/v1/sessions/{session_id}/video", response_class=FileResponse)
