@@ -237,7 +237,7 @@ class AvatarSession:
             "POST", "/v1/video/generate", json=self._cfg.generate_body(text), headers=headers
         )
         created_after_s = time.perf_counter() - began
-        log.debug("render queued", extra={"session_id": created["session_id"]})
+        log.debug("render queued: session %s", created["session_id"])
         deadline = began + self._cfg.response_timeout_s
         while True:
             session = self._call("GET", f"/v1/sessions/{created['session_id']}")
@@ -269,7 +269,7 @@ class AvatarSession:
                 if not is_retryable(error) or attempt >= self._cfg.max_retries:
                     raise
                 wait_s = self._cfg.backoff(attempt, error)
-                log.debug("retrying", extra={"path": path, "code": error.code, "attempt": attempt + 1})
+                log.debug("retry %d of %s after %s in %.2f s", attempt + 1, path, error.code, wait_s)
                 attempt += 1
                 time.sleep(wait_s)
 
@@ -279,11 +279,8 @@ class AvatarSession:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise _transport_error(exc) from exc
-        log.debug(
-            "request",
-            extra={"method": method, "path": path, "status": response.status_code,
-                   "elapsed_ms": round((time.perf_counter() - started) * 1000, 1)},
-        )  # fmt: skip
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        log.debug("%s %s -> %d in %.1f ms", method, path, response.status_code, elapsed_ms)
         if response.status_code >= 400:
             raise error_for(response.status_code, _body(response), response.headers)
         return response.content if raw else _body(response)
@@ -367,7 +364,7 @@ class AsyncAvatarSession:
                 if not is_retryable(error) or attempt >= self._cfg.max_retries:
                     raise
                 wait_s = self._cfg.backoff(attempt, error)
-                log.debug("retrying", extra={"path": path, "code": error.code, "attempt": attempt + 1})
+                log.debug("retry %d of %s after %s in %.2f s", attempt + 1, path, error.code, wait_s)
                 attempt += 1
                 await asyncio.sleep(wait_s)
 
@@ -376,7 +373,7 @@ class AsyncAvatarSession:
             response = await self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise _transport_error(exc) from exc
-        log.debug("request", extra={"method": method, "path": path, "status": response.status_code})
+        log.debug("%s %s -> %d", method, path, response.status_code)
         if response.status_code >= 400:
             raise error_for(response.status_code, _body(response), response.headers)
         return response.content if raw else _body(response)

@@ -229,3 +229,19 @@ def test_a_failed_render_is_a_render_error_with_the_workers_code() -> None:
     with pytest.raises(bithuman.RenderError) as err:
         _avatar(transport).generate_response("hi")
     assert err.value.code == "PACK_CORRUPT"
+
+
+def test_debug_logs_every_request_and_retry(caplog: pytest.LogCaptureFixture) -> None:
+    transport, _ = _scripted(
+        [
+            httpx.Response(503, json=_envelope("NO_CAPACITY", 503)),
+            httpx.Response(201, json=CREATED),
+            httpx.Response(200, json=ENDED),
+        ]
+    )
+    with caplog.at_level("DEBUG", logger="farm.client"):
+        _avatar(transport, debug=True).generate_response("hi")
+    lines = [r.getMessage() for r in caplog.records if r.name == "farm.client"]
+    assert lines[0].startswith("POST /v1/video/generate -> 503")
+    assert lines[1].startswith("retry 1 of /v1/video/generate after NO_CAPACITY")
+    assert any(line.startswith("GET /v1/sessions/abc -> 200") for line in lines)
