@@ -264,3 +264,13 @@ class Validated(BaseModel):
     """``POST /v1/validate``: whether the ``api-secret`` is valid (always HTTP 200)."""
 
     valid: bool
+
+
+def json_body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` documenting a JSON body that a route decodes itself (size-capped)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }

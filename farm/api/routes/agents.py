@@ -26,6 +26,7 @@ from farm.api.schemas import (
     SpeakJson,
     SpeakResult,
     UpdateAgentJson,
+    json_body_doc,
 )
 from farm.domain import AgentStatus
 from farm.errors import ValidationError
@@ -101,13 +102,13 @@ async def _update(request: Request, farm: Services, key: Caller, agent_id: str) 
     return AgentView(data=AgentData.of(farm.agent_service.update(key, agent_id, changes)))
 
 
-@router.patch("/v1/agents/{agent_id}", response_model=AgentView)
+@router.patch("/v1/agents/{agent_id}", response_model=AgentView, openapi_extra=json_body_doc(UpdateAgentJson))
 async def update_agent(agent_id: str, request: Request, farm: Services, key: Caller) -> AgentView:
     """Set the agent's ``system_prompt`` and/or ``voice`` (null clears)."""
     return await _update(request, farm, key, agent_id)
 
 
-@router.post("/v1/agent/{agent_id}", response_model=AgentView)
+@router.post("/v1/agent/{agent_id}", response_model=AgentView, openapi_extra=json_body_doc(UpdateAgentJson))
 async def update_agent_bithuman(agent_id: str, request: Request, farm: Services, key: Caller) -> AgentView:
     """bitHuman-compatible ``POST /v1/agent/{code}`` ``{system_prompt}``."""
     return await _update(request, farm, key, agent_id)
@@ -127,7 +128,7 @@ def delete_agent_bithuman(agent_id: str, farm: Services, key: Caller) -> AgentDe
     return AgentDeleted(agent_id=agent_id)
 
 
-@router.post("/v1/agent/{agent_id}/speak", response_model=SpeakResult)
+@router.post("/v1/agent/{agent_id}/speak", response_model=SpeakResult, openapi_extra=json_body_doc(SpeakJson))
 async def speak(agent_id: str, request: Request, farm: Services, key: Caller) -> SpeakResult:
     """The avatar in a live room says ``message`` as given; 404 when the agent has no live room session."""
     body: SpeakJson = await inputs.json_body(request, farm.settings, SpeakJson)

@@ -14,7 +14,14 @@ from farm.api import inputs
 from farm.api.deps import Caller, Services
 from farm.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from farm.api.idempotency import remember, replay
-from farm.api.schemas import ERROR_RESPONSES, GenerateVideoJson, TtsJson, Validated, VideoGenerated
+from farm.api.schemas import (
+    ERROR_RESPONSES,
+    GenerateVideoJson,
+    TtsJson,
+    Validated,
+    VideoGenerated,
+    json_body_doc,
+)
 from farm.api.text import GenerateRequest
 from farm.domain import SessionState
 from farm.errors import Conflict, NotFound, Unauthorized
@@ -27,7 +34,12 @@ def _base(request: Request, public_url: str | None) -> str:
     return (public_url or str(request.base_url)).rstrip("/")
 
 
-@router.post("/v1/video/generate", status_code=201, response_model=VideoGenerated)
+@router.post(
+    "/v1/video/generate",
+    status_code=201,
+    response_model=VideoGenerated,
+    openapi_extra=json_body_doc(GenerateVideoJson),
+)
 async def generate_video(request: Request, farm: Services, key: Caller) -> Response:
     """Text (answered, then spoken) or audio → a queued MP4 render. Honours ``Idempotency-Key``."""
     idem = request.headers.get(IDEMPOTENCY_HEADER)
@@ -73,7 +85,12 @@ def session_video(session_id: str, farm: Services, key: Caller) -> FileResponse:
     return FileResponse(path, media_type="video/mp4", filename=f"{session_id}.mp4")
 
 
-@router.post("/v1/tts", response_class=Response, responses={200: {"content": {"audio/wav": {}}}})
+@router.post(
+    "/v1/tts",
+    response_class=Response,
+    responses={200: {"content": {"audio/wav": {}}}},
+    openapi_extra=json_body_doc(TtsJson),
+)
 async def text_to_speech(request: Request, farm: Services, key: Caller) -> Response:
     """Speech for ``text`` as a WAV (espeak-ng locally, or the configured OpenAI-compatible TTS)."""
     body: TtsJson = await inputs.json_body(request, farm.settings, TtsJson)
