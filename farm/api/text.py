@@ -22,7 +22,14 @@ from dataclasses import dataclass
 from farm import media
 from farm.contracts import SpeakMessage
 from farm.domain import Agent, AgentStatus, ModelKind, Session
-from farm.errors import AgentNotReady, NotFound, PayloadTooLarge, ValidationError
+from farm.errors import (
+    AgentNotReady,
+    InvalidAudio,
+    NotFound,
+    PayloadTooLarge,
+    SpeechUnavailable,
+    ValidationError,
+)
 from farm.sessions.agents import is_agent_id
 from farm.sessions.base import AgentStore, ApiKey, SessionStore
 from farm.sessions.plans import CREDITS_PER_MINUTE
@@ -113,11 +120,17 @@ class TextService:
             raise ValidationError(
                 f"text is {len(text)} characters, over the {self.settings.max_text_chars} limit"
             )
-        return self.responder.reply(text, system_prompt=agent.system_prompt if agent is not None else None)
+        answer = self.responder.reply(text, system_prompt=agent.system_prompt if agent is not None else None)
+        return answer[: self.settings.max_text_chars]  # a chatty model's reply is cut, never the user's fault
 
     def speak(self, text: str, *, voice: str | None = None, agent: Agent | None = None) -> bytes:
         """WAV of ``text`` in ``voice``, else the agent's voice, else the settings default."""
-        return self.synthesizer.synthesize(text, voice=voice or (agent.voice if agent is not None else None))
+        wav = self.synthesizer.synthesize(text, voice=voice or (agent.voice if agent is not None else None))
+        try:
+            media.decode_audio(wav, max_s=self.settings.max_audio_s)
+        except InvalidAudio as exc:
+            raise SpeechUnavailable("the speech service returned audio that could not be decoded") from exc
+        return wav
 
     def speech_for(self, key: ApiKey, text: str, *, voice: str | None, agent_id: str | None) -> bytes:
         """``POST /v1/tts``: the speech of ``text`` (no reply), in the agent's voice when one is named."""

@@ -40,6 +40,7 @@ class OpenAiServer:
     url: str
     requests: list[tuple[str, dict[str, Any], str | None]] = field(default_factory=list)
     fail_with: int | None = None  # answer every request with this status when set
+    garbage_audio: bool = False  # answer speech with bytes that are not audio
 
 
 @contextmanager
@@ -56,6 +57,8 @@ def openai_server() -> Iterator[OpenAiServer]:
             state.requests.append((self.path, body, self.headers.get("Authorization")))
             if state.fail_with is not None:
                 self._send(state.fail_with, b'{"error": "down"}', "application/json")
+            elif self.path == "/v1/audio/speech" and state.garbage_audio:
+                self._send(200, b"not audio at all" * 10, "audio/wav")
             elif self.path == "/v1/audio/speech":
                 self._send(200, tone_wav(SECONDS_PER_CHAR * len(body["input"])), "audio/wav")
             elif self.path == "/v1/chat/completions":

@@ -265,3 +265,17 @@ def test_an_agent_registration_with_an_idempotency_key_builds_and_charges_once(a
     assert (first.status_code, again.status_code) == (201, 201)
     assert again.json() == first.json() and again.headers["Idempotency-Replayed"] == "true"
     assert len(api.builds.messages) == 1 and len(api.agents.list_for_tenant("tenant-a")) == 1
+
+
+def test_a_speech_backend_answering_garbage_is_speech_unavailable_not_the_users_fault(tmp_path: Path) -> None:
+    from tests.support.openai_server import openai_server
+
+    with openai_server() as server:
+        server.garbage_audio = True
+        api = ApiHarness.build(tmp_path, tts_url=server.url)
+        r = api.client.post(
+            "/v1/video/generate", json={"image": b64(png_bytes()), "text": "Hi"}, headers=api.headers()
+        )
+    assert (r.status_code, r.json()["error"]["code"]) == (503, "SPEECH_UNAVAILABLE")
+    assert r.headers["Retry-After"] == "1"
+    assert api.stored_nothing()
