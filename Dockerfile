@@ -3,6 +3,8 @@
 FROM python:3.11-slim-bookworm
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
+# espeak-ng: the API's local text-to-speech (POST /v1/video/generate, /v1/tts, speak).
+RUN apt-get update && apt-get install -y --no-install-recommends espeak-ng && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md ./
 COPY farm ./farm
 COPY tasks ./tasks
