@@ -386,3 +386,10 @@ def meter_minute(metering: Metering, session: Session, minute_index: int, fence_
     if charge.outcome is Outcome.REFUSED:
         return MinuteOutcome.OUT_OF_CREDITS
     return MinuteOutcome.CONTINUE
+
+
+def redis_metering(url: str) -> Metering:
+    """The production Metering for a process that has only a Redis URL (workers, CLI)."""
+    from farm.redis_conn import connect
+
+    return Metering(RedisLedger(connect(url)))
