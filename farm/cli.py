@@ -152,6 +152,17 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return run_demo(settings, dict(os.environ), out=Path(args.out), model=args.model)
 
 
+def cmd_livekit_server(_: Settings, args: argparse.Namespace) -> int:
+    """Find (or build with Go into the cache) the livekit-server binary; print its path and version."""
+    from farm.livekit_server import binary_version, ensure_binary
+
+    binary = ensure_binary(
+        os.environ.get("LIVEKIT_SERVER_BIN"), say=lambda line: print(line, file=sys.stderr)
+    )
+    print(f"{binary} ({binary_version(binary)})")
+    return 0
+
+
 _BENCH_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -212,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="out/demo.mp4")
     demo.add_argument("--model", default="essence", choices=[QUEUE_ESSENCE, QUEUE_EXPRESSION])
     demo.set_defaults(func=cmd_demo)
+
+    lk = sub.add_parser("livekit-server", help="find or build (Go) a real livekit-server; print its path")
+    lk.set_defaults(func=cmd_livekit_server)
 
     bench = sub.add_parser("bench", help="run farm/bench/<name>.py (prints JSON)")
     bench.add_argument("name")
