@@ -158,6 +158,7 @@ class SessionRunner:
         self._input_changed = asyncio.Event()
         self._input_closed = False
         self.frames = 0
+        self.late_frames = 0  # realtime sinks: frames written > 1 frame period after their tick, or skipped
         self._lane: RenderLane | None = None
         self._attach_dynamics = attach_dynamics
         self._attachment: DynamicsAttachment | None = None
@@ -320,20 +321,30 @@ class SessionRunner:
             if self._input_closed and pending == 0:
                 return EndReason.INPUT_CLOSED
             if sink.realtime:
-                next_tick += frame_s
-                if loop.time() - next_tick > _MAX_LAG_FRAMES * frame_s:
-                    next_tick = loop.time()  # after a stall, restart the grid instead of bursting frames
-                await asyncio.sleep(max(0.0, next_tick - loop.time()))
+                next_tick = await self._pace(next_tick + frame_s, frame_s)
             elif pending == 0:
                 await self._wait_for_input(_STOP_POLL_S)
                 continue
             self._check_lease()
             frame = await lane.call(lane.renderer.next_frame)  # may wait on a cross-session batch
             await sink.write(frame)
+            if sink.realtime and loop.time() - next_tick > frame_s:
+                self.late_frames += 1  # handed to the sink more than one frame after its tick
             if self.frames == 0:
                 self._mark("first_frame")
             self.frames += 1
             await asyncio.sleep(0)  # let the input consumer and the lease renewer run
+
+    async def _pace(self, tick: float, frame_s: float) -> float:
+        """Sleep until ``tick`` on the 25 fps grid; after a stall of more than ``_MAX_LAG_FRAMES``,
+        restart the grid instead of bursting frames (the skipped frames count as late)."""
+        loop = asyncio.get_running_loop()
+        lag_s = loop.time() - tick
+        if lag_s > _MAX_LAG_FRAMES * frame_s:
+            self.late_frames += int(lag_s / frame_s)
+            tick = loop.time()
+        await asyncio.sleep(max(0.0, tick - loop.time()))
+        return tick
 
     async def _consume(self, io: SessionIO, lane: RenderLane) -> None:
         """Apply input events to the renderer (on its lane) until the input closes."""
@@ -460,7 +471,7 @@ class SessionRunner:
 
     def _final_timings(self) -> dict[str, float]:
         self._mark("total")
-        return {**self._timings, "frames": float(self.frames)}
+        return {**self._timings, "frames": float(self.frames), "late_frames": float(self.late_frames)}
 
     def _log_fields(self) -> dict[str, object]:
         return {"session_id": self.lease.session_id, "worker_id": self.lease.worker_id}
