@@ -14,7 +14,7 @@ EXTRAS := expression,e2e,dev
 # the ~190 MB CPU build instead; nothing else changes.
 TORCH_INDEX_URL ?=
 
-.PHONY: install demo test lint livekit-server unit integration e2e gpu up bench-dispatch clean
+.PHONY: install demo demo-room test lint livekit-server unit integration e2e gpu up bench-dispatch clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/farm demo
+
+# The live experience: a real livekit-server, the farm, and a voice agent using the real
+# livekit-plugins-bithuman that speaks through the avatar; prints the viewer URL. libwebrtc ignores
+# loopback: on a machine with no other address run `scripts/netns-run .venv/bin/farm demo --room`.
+demo-room: $(STAMP) livekit-server
+	$(BIN)/farm demo --room
 
 up: $(STAMP)
 	$(BIN)/farm up

@@ -149,6 +149,10 @@ def cmd_agents(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from farm.demo import run_demo
 
+    if args.room:
+        from farm.room_demo import run_room_demo
+
+        return run_room_demo(settings, dict(os.environ), duration_s=args.duration)
     return run_demo(settings, dict(os.environ), out=Path(args.out), model=args.model)
 
 
@@ -222,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="build the sample avatar, speak a clip, write out/demo.mp4")
     demo.add_argument("--out", default="out/demo.mp4")
     demo.add_argument("--model", default="essence", choices=[QUEUE_ESSENCE, QUEUE_EXPRESSION])
+    demo.add_argument(
+        "--room",
+        action="store_true",
+        help="the live experience: real livekit-server, the farm, a voice agent with the real plugin",
+    )
+    demo.add_argument("--duration", type=float, default=120.0, help="--room: seconds to run (Ctrl-C stops)")
     demo.set_defaults(func=cmd_demo)
 
     lk = sub.add_parser("livekit-server", help="find or build (Go) a real livekit-server; print its path")
