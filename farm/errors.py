@@ -23,11 +23,16 @@ class FarmError(Exception):
 
     def envelope(self) -> dict[str, object]:
         """The public error body (bitHuman's shape)."""
-        return {
-            "error": {"code": self.code, "message": self.message, "httpStatus": self.http_status},
-            "status": "error",
-            "status_code": self.http_status,
-        }
+        return error_body(self.http_status, self.code, self.message)
+
+
+def error_body(status: int, code: str, message: str) -> dict[str, object]:
+    """The one error envelope: ``{"error": {code, message, httpStatus}, "status", "status_code"}``."""
+    return {
+        "error": {"code": code, "message": message, "httpStatus": status},
+        "status": "error",
+        "status_code": status,
+    }
 
 
 class ValidationError(FarmError):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -88,6 +88,27 @@ class Settings(BaseSettings):
 
     # --- Flower
     flower_port: int = Field(5555, description="Port Flower listens on under `farm up`.")
+
+    # --- supervision
+    worker_memory_limit_mb: float = Field(
+        8192.0, description="A worker process above this RSS turns ERROR, hands its sessions back (0: off)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        """Cross-field rules whose violation would make leases, heartbeats or timeouts misfire."""
+        problems = []
+        if self.lease_renew_s * 2 > self.lease_ttl_s:
+            problems.append("lease_renew_s must be at most half of lease_ttl_s (two renewals per TTL)")
+        if self.heartbeat_s * 2 > self.worker_ttl_s:
+            problems.append("heartbeat_s must be at most half of worker_ttl_s (two heartbeats per TTL)")
+        if self.stall_timeout_s <= self.lease_renew_s:
+            problems.append("stall_timeout_s must exceed lease_renew_s (progress is checked per renewal)")
+        if self.join_timeout_s > self.start_timeout_s:
+            problems.append("join_timeout_s must not exceed start_timeout_s (the join is part of the start)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

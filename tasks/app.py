@@ -21,7 +21,8 @@ VISIBILITY_MARGIN_S = 600.0
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    """The Celery settings of the farm (see reference/anchors.md §6 and §8 for the why of each)."""
+    """The Celery settings of the farm, after Celery's guidance for long tasks (late acks, no
+    prefetch, a visibility timeout past the longest task)."""
     if not settings.redis_url:
         raise BackendUnavailable("FARM_REDIS_URL is not set (farm up starts an embedded server)")
     visibility_s = int(settings.max_session_s + VISIBILITY_MARGIN_S)

@@ -1,8 +1,8 @@
 """Queues and routing of the Celery layer: each queue declared with its own exchange and routing key.
 
-A bare ``Queue("x")`` inherits the default queue's exchange and key (see environment-notes §4), so
-every queue is declared explicitly. Sessions go to the queue named after their model; agent builds
-to ``build``.
+A bare ``Queue("x")`` inherits the default queue's exchange and key (the worker banner then shows
+``gpu exchange=cpu(direct) key=cpu``), so every queue is declared explicitly. Sessions go to the
+queue named after their model; agent builds to ``build``.
 """
 
 from __future__ import annotations

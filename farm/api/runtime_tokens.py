@@ -2,7 +2,7 @@
 
 Point the plugin at the farm (``api_url="https://farm.example/v1/runtime-tokens/request"`` or
 ``BITHUMAN_API_URL``) and pass a farm key as ``api_secret``; nothing else changes. The plugin sends
-(reference/livekit-avatar-protocol.md §11):
+(``livekit/plugins/bithuman/avatar.py`` of livekit-plugins-bithuman 1.8.9):
 
 * JSON with header ``api-secret``: ``livekit_url``, ``livekit_token``, ``room_name``, ``mode``
   (``cpu|gpu``), optional ``model``, ``image`` (base64), ``agent_id``;

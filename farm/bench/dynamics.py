@@ -337,7 +337,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, pack_dir: Path, redis_url: str, data_dir: Path) -> dict[str, Any]:
-    from farm.bench.essence import speech_like
+    from farm.bench.common import speech_like
     from farm.dynamics.redis_bus import RedisDynamicsBus
 
     agent_id = "B" + uuid.uuid4().hex[:9].upper()

@@ -63,7 +63,8 @@ class EndReason(enum.StrEnum):
 
 IoFactory = Callable[[Session, RenderInfo], SessionIO]
 """(session, the renderer's frame size and gestures) → the session's input and sink."""
-AvatarResolver = Callable[[Session], AvatarSource]
+ResolveAvatar = Callable[[Session], AvatarSource]
+"""Session → the avatar it animates (``farm.sessions.wiring.AvatarResolver`` in production)."""
 
 
 class DynamicsAttachment(Protocol):
@@ -137,7 +138,7 @@ class SessionRunner:
         pool: ModelPool,
         settings: Settings,
         io_factory: IoFactory,
-        resolve_avatar: AvatarResolver,
+        resolve_avatar: ResolveAvatar,
         claimed_at: float | None = None,
         timings_ms: dict[str, float] | None = None,
         on_handback: Callable[[Session], None] | None = None,

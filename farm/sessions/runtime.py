@@ -37,12 +37,21 @@ from farm.errors import FarmError, PrewarmFailed
 from farm.render.base import AvatarSource
 from farm.render.pool import ModelPool, PoolState
 from farm.sessions.base import AgentStore, SessionQueue, SessionStore, WorkerRegistry
-from farm.sessions.runner import AvatarResolver, DynamicsAttach, IoFactory, SessionRunner
+from farm.sessions.runner import DynamicsAttach, IoFactory, ResolveAvatar, SessionRunner
 from farm.settings import Settings
 
 log = logging.getLogger(__name__)
 
 _TICK_S = 0.5  # the loop's own liveness tick (a blocked loop stops ticking)
+
+
+def rss_mb_now() -> float:
+    """Resident set size of this process in MB (Linux ``/proc/self/statm``)."""
+    try:
+        resident_pages = int(open("/proc/self/statm").read().split()[1])  # noqa: SIM115
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 @dataclass
@@ -55,7 +64,7 @@ class RuntimeParts:
     agents: AgentStore
     pool: ModelPool | None
     io_factory: IoFactory
-    resolve_avatar: AvatarResolver
+    resolve_avatar: ResolveAvatar
     hot_avatar: Callable[[str], AvatarSource] | None = None  # agent id → its Essence source (preload)
     attach_dynamics: DynamicsAttach | None = None
     maintenance: Sequence[Callable[[], object]] = ()  # reaper / rescuer passes, run by the heartbeat
@@ -106,6 +115,7 @@ class WorkerRuntime:
         self._heartbeat: Future[None] | None = None
         self._drain_timer: threading.Timer | None = None
         self._drain_expired = False
+        self.error: str | None = None  # why the runtime turned ERROR after prewarm (memory ceiling)
 
     # ------------------------------------------------------------ lifecycle: prewarm → start → stop
     def prewarm(self) -> None:
@@ -341,7 +351,7 @@ class WorkerRuntime:
             warm_queue=self.warm_queue if self.state == "READY" else None,
             avatar_hits=stats.avatar_hits if stats else 0,
             avatar_misses=stats.avatar_misses if stats else 0,
-            error=stats.error if stats else None,
+            error=self.error or (stats.error if stats else None),
             started_at=self.started_at,
             ready_at=self.ready_at,
         )
@@ -370,11 +380,27 @@ class WorkerRuntime:
             now = time.monotonic()
             if now >= next_publish:
                 next_publish = now + self.settings.heartbeat_s
+                self.check_memory()
                 await asyncio.to_thread(self._publish_quietly)
             if now >= next_maintenance and self.ready:
                 next_maintenance = now + self.settings.reaper_interval_s
                 await asyncio.to_thread(self._maintain)
             await asyncio.sleep(interval_s)
+
+    def check_memory(self) -> None:
+        """Past ``worker_memory_limit_mb`` of RSS: turn ERROR (no new sessions, liveness fails) and
+        hand every live session back, instead of waiting for the kernel's OOM killer."""
+        limit_mb = self.settings.worker_memory_limit_mb
+        if limit_mb <= 0 or self.state == "ERROR":
+            return
+        rss_mb = rss_mb_now()
+        if rss_mb <= limit_mb:
+            return
+        self.state = "ERROR"
+        self.error = f"RSS {rss_mb:.0f} MB passed the {limit_mb:.0f} MB ceiling"
+        log.error("memory ceiling passed: handing sessions back", extra={**self._fields, "rss_mb": rss_mb})
+        self.hand_back_all()
+        self._publish_soon()
 
     def _maintain(self) -> None:
         for task in self.parts.maintenance:

@@ -211,3 +211,22 @@ def test_a_draining_worker_hands_live_sessions_back(farm: Farm) -> None:
     assert farm.worker.result(sid).status == "handed_back"
     assert farm.store.get(sid).state is SessionState.QUEUED
     assert [m.session_id for m in farm.queue.submitted].count(sid) == 2  # re-submitted once
+
+
+def test_a_worker_past_its_memory_ceiling_turns_error_and_hands_its_sessions_back(settings: Settings) -> None:
+    f = Farm(settings)
+    f.worker.start()
+    try:
+        sid = f.submit()
+        assert f.streaming(sid)
+        f.runtime.settings = settings.model_copy(
+            update={"worker_memory_limit_mb": 1.0}
+        )  # any process is over
+        f.runtime.check_memory()
+
+        assert f.runtime.state == "ERROR" and not f.runtime.ready and f.runtime.free_slots == 0
+        assert f.runtime.info().error is not None and "ceiling" in f.runtime.info().error
+        assert f.worker.result(sid).status == "handed_back"
+        assert f.store.get(sid).state is SessionState.QUEUED  # for another worker; none runs it here
+    finally:
+        f.worker.stop()
