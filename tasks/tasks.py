@@ -96,7 +96,7 @@ def build_agent(ctx: WorkerContext, message: BuildAgentMessage) -> dict[str, Any
     out_dir = settings.pack_dir / agent.id
     try:
         image = load_image_rgb(ctx.blobs.path(agent.image_ref), settings.max_image_pixels)
-        build_pack(image, out_dir, size=settings.essence_size)
+        build_pack(image, out_dir, size=settings.essence_size, options=agent.build)
     except FarmError as exc:
         ctx.agents.update(agent.id, AgentStatus.FAILED, error_message=exc.message)
         return {"status": "failed", "agent_id": agent.id, "code": exc.code}
