@@ -143,7 +143,7 @@ def lip_sync(avatar: LoadedAvatar, seconds: float = SPEECH_S, seed: int = 0) -> 
     }
 
 
-def contact_sheet(avatar: LoadedAvatar, name: str, path: Path, tile_h: int = 220) -> Path:
+def contact_sheet(avatar: LoadedAvatar, name: str, path: Path, tile_h: int = 180) -> Path:
     """Two rows of six: idle (sway, breathing, a blink) and speech (increasing mouth openings)."""
     pack = avatar.pack
     idle = EssenceRenderer(avatar, "sheet-idle")
@@ -160,7 +160,7 @@ def contact_sheet(avatar: LoadedAvatar, name: str, path: Path, tile_h: int = 220
     opens = sorted(by_open)
     chosen = [opens[round(k * (len(opens) - 1) / 5)] for k in range(6)] if opens else []
     row2 = [by_open[o] for o in chosen]
-    row3 = [(f"zoom {caption}", _face_crop(pack.manifest, image)) for caption, image in (row1[2], *row2[1:])]
+    row3 = _zoom_row(avatar, row1[2], row2[1:])
     width, height = pack.frame_size
     tile_w = round(tile_h * width / height)
     row3 = [(caption, _letterbox(crop, tile_w, tile_h)) for caption, crop in row3]
@@ -186,12 +186,25 @@ def contact_sheet(avatar: LoadedAvatar, name: str, path: Path, tile_h: int = 220
     return path
 
 
-def _face_crop(manifest: dict[str, Any], image: np.ndarray) -> np.ndarray:
-    """The face (its box grown by half on each side), for a zoomed look at eyes and mouth."""
-    x0, y0, x1, y1 = manifest["face"]["box"]
-    grow_x, grow_y = (x1 - x0) // 2, (y1 - y0) // 2
+def _crop_around(image: np.ndarray, centre: np.ndarray, half: float) -> np.ndarray:
     h, w = image.shape[:2]
-    return image[max(0, y0 - grow_y) : min(h, y1 + grow_y), max(0, x0 - grow_x) : min(w, x1 + grow_x)]
+    x, y, r = int(centre[0]), int(centre[1]), max(8, int(half))
+    return image[max(0, y - r) : min(h, y + r), max(0, x - r) : min(w, x + r)]
+
+
+def _zoom_row(
+    avatar: LoadedAvatar, blink: tuple[str, np.ndarray], speech: list[tuple[str, np.ndarray]]
+) -> list[tuple[str, np.ndarray]]:
+    """Close-ups: the eyes at the blink, then the mouth (two mouth widths each side) while speaking."""
+    points = np.asarray(avatar.pack.manifest["face"]["landmarks"], np.float32)
+    mouth_w = float(np.linalg.norm(points[54] - points[48]))
+    eyes = points[36:48]
+    eye_half = 0.6 * float(max(np.ptp(eyes[:, 0]), mouth_w))
+    row = [(f"eyes {blink[0]}", _crop_around(blink[1], eyes.mean(axis=0), eye_half))]
+    anchor = np.asarray(avatar.pack.manifest["mouth"]["anchor"], np.float32)
+    return row + [
+        (f"mouth {caption}", _crop_around(image, anchor, 2.0 * mouth_w)) for caption, image in speech
+    ]
 
 
 def _letterbox(image: np.ndarray, width: int, height: int) -> np.ndarray:
