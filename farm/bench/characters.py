@@ -199,7 +199,7 @@ def _zoom_row(
     points = np.asarray(avatar.pack.manifest["face"]["landmarks"], np.float32)
     mouth_w = float(np.linalg.norm(points[54] - points[48]))
     eyes = points[36:48]
-    eye_half = 0.6 * float(max(np.ptp(eyes[:, 0]), mouth_w))
+    eye_half = 0.6 * max(float(np.ptp(eyes[:, 0])), mouth_w)
     row = [(f"eyes {blink[0]}", _crop_around(blink[1], eyes.mean(axis=0), eye_half))]
     anchor = np.asarray(avatar.pack.manifest["mouth"]["anchor"], np.float32)
     return row + [
