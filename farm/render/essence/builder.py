@@ -45,6 +45,7 @@ WIDTHS = (("round", -1.0), ("", 0.0), ("wide", 1.0))
 SMILE_LEVELS = (0.0, 0.5, 1.0)
 FRAMING = 3.6  # default square crop side, in face-box widths: head and shoulders
 REFERENCE_FACE_PX = 512 / FRAMING  # face width the motion amplitudes (pixels) are written for
+ANIMAL_MOUTH_RGB = (200.0, 95.0, 105.0)  # an animal's open mouth: dark pink cavity, red tongue, no teeth
 SMALL_FACE_UPSAMPLE = 2  # second detection pass: finds faces down to ~20 px (~1.5 s on a 1024² image)
 
 
@@ -205,8 +206,12 @@ def build_pack(
     person = opts.mode is AvatarMode.PERSON
     shapes = shape_bank(opts.mode)
     levels = SMILE_LEVELS if person else (0.0,)
+    inside = None if person else ANIMAL_MOUTH_RGB
     patches = np.stack(
-        [np.stack([render_mouth(portrait, face, region, s, level) for s in shapes]) for level in levels]
+        [
+            np.stack([render_mouth(portrait, face, region, s, level, inside_rgb=inside) for s in shapes])
+            for level in levels
+        ]
     )
     clips = _ClipRenderer(
         portrait,
