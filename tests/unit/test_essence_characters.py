@@ -138,6 +138,21 @@ def test_blinks_land_on_the_eyes_of_a_full_body_frame(full_body: LoadedAvatar) -
     assert at_eyes > 4.0 * max(elsewhere, 0.5)
 
 
+def test_a_gesture_moves_the_head_of_a_full_body_frame_and_little_else(full_body: LoadedAvatar) -> None:
+    pack = full_body.pack
+    mid = pack.clip_length("head_tilt") // 2
+    change = np.abs(pack.base_frame("head_tilt", mid).astype(np.float32) - pack.base_frame("idle", 0)).sum(
+        axis=2
+    )
+    x0, y0, x1, y1 = pack.manifest["face"]["box"]
+    reach = x1 - x0  # one face width around the face box
+    near = change[max(0, y0 - reach) : y1 + reach, max(0, x0 - reach) : x1 + reach].sum()
+    assert near / change.sum() >= 0.75
+    tilt = next(g for g in pack.manifest["gestures"] if g["name"] == "head_tilt")
+    for ax, ay in tilt["mouth_anchor"]:  # lip-sync follows the mouth through the gesture
+        assert x0 <= ax <= x1 and y0 <= ay <= y1 + reach
+
+
 def test_face_framing_crops_around_the_face_at_the_chosen_scale(tmp_path: Path) -> None:
     options = BuildOptions(framing=Framing.FACE, crop_scale=6.0)
     pack = load_pack(build_pack(full_body_canvas(), tmp_path / "p", size=192, options=options))
