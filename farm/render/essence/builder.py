@@ -176,6 +176,32 @@ def _anchors(matrices: np.ndarray, point: np.ndarray) -> list[list[float]]:
     return [[round(float(v), 2) for v in m @ homogeneous] for m in matrices]
 
 
+def _checked_image(image_rgb: np.ndarray, options: BuildOptions) -> np.ndarray:
+    raw = np.asarray(image_rgb)
+    if raw.ndim not in (2, 3) or (raw.ndim == 3 and raw.shape[2] not in (3, 4)) or min(raw.shape[:2]) < 64:
+        raise InvalidImage("portrait must be a grey, RGB or RGBA image of at least 64x64", shape=raw.shape)
+    image = as_rgb_uint8(raw)
+    options.check_image(image.shape[1], image.shape[0])
+    return image
+
+
+def _mouth_bank(
+    portrait: np.ndarray, face: FaceLandmarks, region: MouthRegion, mode: AvatarMode
+) -> tuple[list[MouthShape], tuple[float, ...], np.ndarray]:
+    """(shapes, smile levels, patches (levels, shapes, h, w, 3)) for a person or an animal."""
+    person = mode is AvatarMode.PERSON
+    shapes = shape_bank(mode)
+    levels = SMILE_LEVELS if person else (0.0,)
+    inside = None if person else ANIMAL_MOUTH_RGB
+    patches = np.stack(
+        [
+            np.stack([render_mouth(portrait, face, region, s, level, inside_rgb=inside) for s in shapes])
+            for level in levels
+        ]
+    )
+    return shapes, levels, patches
+
+
 def build_pack(
     image_rgb: np.ndarray,
     out_dir: Path,
@@ -193,26 +219,14 @@ def build_pack(
     report = progress or (lambda _stage, _fraction: None)
     size = opts.size or size
     size = size + (size % 2)  # I420 frames need even sides
-    raw = np.asarray(image_rgb)
-    if raw.ndim not in (2, 3) or (raw.ndim == 3 and raw.shape[2] not in (3, 4)) or min(raw.shape[:2]) < 64:
-        raise InvalidImage("portrait must be a grey, RGB or RGBA image of at least 64x64", shape=raw.shape)
-    image = as_rgb_uint8(raw)
-    opts.check_image(image.shape[1], image.shape[0])
+    image = _checked_image(image_rgb, opts)
     report("detect", 0.0)
     portrait, face = frame_image(image, locate_face(image, opts), opts, size)
     region = mouth_region(face, portrait.shape[:2])
     field = motion_field(face, region, portrait.shape[:2])
     report("mouth", 0.1)
+    shapes, levels, patches = _mouth_bank(portrait, face, region, opts.mode)
     person = opts.mode is AvatarMode.PERSON
-    shapes = shape_bank(opts.mode)
-    levels = SMILE_LEVELS if person else (0.0,)
-    inside = None if person else ANIMAL_MOUTH_RGB
-    patches = np.stack(
-        [
-            np.stack([render_mouth(portrait, face, region, s, level, inside_rgb=inside) for s in shapes])
-            for level in levels
-        ]
-    )
     clips = _ClipRenderer(
         portrait,
         face,
@@ -237,10 +251,8 @@ def build_pack(
         arrays |= {f"frames_{name}": frames, f"poses_{name}": matrices, f"smile_{name}": smiles}
         clip_meta[name] = {"frames": len(poses), "mouth_anchor": _anchors(matrices, face.mouth_center)}
     report("write", 0.95)
-    manifest = _manifest(face, region, shapes, clip_meta, (portrait.shape[1], portrait.shape[0]))
-    manifest["mouth"]["smile_levels"] = list(levels)
-    manifest["build"] = opts.model_dump(mode="json")
-    manifest["eyes"] = {"blinks": clips.blinks}
+    manifest = _manifest(face, region, (shapes, levels), clip_meta, (portrait.shape[1], portrait.shape[0]))
+    manifest |= {"build": opts.model_dump(mode="json"), "eyes": {"blinks": clips.blinks}}
     write_pack(out_dir, manifest, arrays)
     report("done", 1.0)
     return out_dir
@@ -249,10 +261,11 @@ def build_pack(
 def _manifest(
     face: FaceLandmarks,
     region: MouthRegion,
-    shapes: list[MouthShape],
+    bank: tuple[list[MouthShape], tuple[float, ...]],
     clips: dict[str, Any],
     frame_size: tuple[int, int],
 ) -> dict[str, Any]:
+    shapes, levels = bank
     return {
         "fps": FPS,
         "sample_rate_hz": SAMPLE_RATE_HZ,
@@ -273,7 +286,7 @@ def _manifest(
         "mouth": {
             "region": [region.x0, region.y0, region.x1, region.y1],
             "anchor": [round(float(v), 2) for v in face.mouth_center],
-            "smile_levels": list(SMILE_LEVELS),
+            "smile_levels": list(levels),
             "shapes": [{"name": s.name, "open": s.open, "width": s.width} for s in shapes],
         },
         "features": {"kind": FEATURES_KIND, **DEFAULT_CONFIG},
