@@ -100,14 +100,16 @@ class BuildOptions(BaseModel):
         return self.mouth_box is not None or self.mouth_points is not None or bool(self.eyes)
 
     def mouth(self) -> tuple[float, float, float, float] | None:
-        """The mouth as a box (the outline's bounding box when given as points)."""
+        """The mouth as a box: the outline's bounding box when given as points, at least a quarter
+        of its width high (two points, the corners of a closed mouth, are a valid outline)."""
         if self.mouth_box is not None:
             x0, y0, x1, y1 = self.mouth_box
             return (x0, y0, x1, y1)
         if self.mouth_points is not None:
             xs = [p[0] for p in self.mouth_points]
             ys = [p[1] for p in self.mouth_points]
-            return (min(xs), min(ys), max(xs), max(ys))
+            cy, half = (min(ys) + max(ys)) / 2, max(max(ys) - min(ys), 0.25 * (max(xs) - min(xs))) / 2
+            return (min(xs), cy - half, max(xs), cy + half)
         return None
 
     def eye_boxes(self) -> list[tuple[float, float, float, float]]:

@@ -246,6 +246,12 @@ def test_an_eye_outside_the_image_is_refused() -> None:
         options.check_image(451, 300)
 
 
+def test_two_mouth_corners_are_enough_for_a_closed_mouth() -> None:
+    options = BuildOptions(mode=ANIMAL, mouth_points=[[236, 276], [286, 276]])
+    assert options.mouth() == (236, 269.75, 286, 282.25)
+    options.check_image(451, 300)
+
+
 def test_a_mouth_box_too_small_to_animate_is_refused() -> None:
     options = BuildOptions(mode=ANIMAL, mouth_box=[100, 100, 105, 102])
     with pytest.raises(MouthTooSmall) as caught:
