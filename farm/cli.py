@@ -170,7 +170,22 @@ def _build_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]  #
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from farm.demo import run_demo
 
+    if args.room:
+        from farm.room_demo import run_room_demo
+
+        return run_room_demo(settings, dict(os.environ), duration_s=args.duration)
     return run_demo(settings, dict(os.environ), out=Path(args.out), model=args.model)
+
+
+def cmd_livekit_server(_: Settings, args: argparse.Namespace) -> int:
+    """Find (or build with Go into the cache) the livekit-server binary; print its path and version."""
+    from farm.livekit_server import binary_version, ensure_binary
+
+    binary = ensure_binary(
+        os.environ.get("LIVEKIT_SERVER_BIN"), say=lambda line: print(line, file=sys.stderr)
+    )
+    print(f"{binary} ({binary_version(binary)})")
+    return 0
 
 
 _BENCH_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -244,7 +259,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="build the sample avatar, speak a clip, write out/demo.mp4")
     demo.add_argument("--out", default="out/demo.mp4")
     demo.add_argument("--model", default="essence", choices=[QUEUE_ESSENCE, QUEUE_EXPRESSION])
+    demo.add_argument(
+        "--room",
+        action="store_true",
+        help="the live experience: real livekit-server, the farm, a voice agent with the real plugin",
+    )
+    demo.add_argument("--duration", type=float, default=120.0, help="--room: seconds to run (Ctrl-C stops)")
     demo.set_defaults(func=cmd_demo)
+
+    lk = sub.add_parser("livekit-server", help="find or build (Go) a real livekit-server; print its path")
+    lk.set_defaults(func=cmd_livekit_server)
 
     bench = sub.add_parser("bench", help="run farm/bench/<name>.py (prints JSON)")
     bench.add_argument("name")

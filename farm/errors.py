@@ -84,6 +84,19 @@ class Unauthorized(FarmError):
     code = "UNAUTHORIZED"
 
 
+class KeyExpired(Unauthorized):
+    """A runtime key (``POST /v1/runtime-tokens/mint``) past its expiry: mint a fresh one."""
+
+    code = "KEY_EXPIRED"
+
+
+class KeyOutOfScope(FarmError):
+    """A runtime key used outside its scope (another route, room, agent or tenant)."""
+
+    http_status = 403
+    code = "KEY_SCOPE"
+
+
 class ConcurrencyLimit(FarmError):
     http_status = 403
     code = "CONCURRENCY_LIMIT_REACHED"

@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     reaper_interval_s: float = Field(3.0, description="How often workers look for sessions with dead leases.")
     max_attempts: int = Field(3, description="Claims per session before a lost lease fails it for good.")
     max_session_s: float = Field(3600.0, description="Hard cap on a session's duration.")
+    join_timeout_s: float = Field(
+        20.0, description="A LiveKit room join slower than this fails the session (ROOM_JOIN_FAILED)."
+    )
+    start_timeout_s: float = Field(
+        120.0, description="A session still starting (engine, avatar, join) this long gives its lease up."
+    )
+    stall_timeout_s: float = Field(
+        10.0, description="A streaming session with no progress this long gives its lease up (re-queued)."
+    )
     idle_timeout_s: float = Field(300.0, description="A room session with no agent audio for this long ends.")
 
     # --- workers

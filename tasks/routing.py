@@ -27,7 +27,7 @@ def declare_queues() -> tuple[Queue, ...]:
     return tuple(Queue(q, Exchange(q, type="direct"), routing_key=q) for q in ALL_QUEUES)
 
 
-def worker_queue(worker_id: str) -> Queue:
+def worker_kombu_queue(worker_id: str) -> Queue:
     """The private (warm-routing) queue of one worker, with its own direct exchange and routing key."""
     name = names.worker_queue(worker_id)
     return Queue(name, Exchange(name, type="direct"), routing_key=name)

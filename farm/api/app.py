@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from farm.blobs import BlobStore
 from farm.sessions.base import AgentStore, KeyStore, SessionQueue, SessionStore, WorkerRegistry
+from farm.sessions.runtime_keys import RuntimeKeySigner
 from farm.settings import Settings
 
 from . import dynamics as dynamics_routes
@@ -42,6 +43,7 @@ def create_app(
     builds: BuildQueue,
     blobs: BlobStore | None = None,
     ping: Callable[[], bool] = lambda: True,
+    runtime_keys: RuntimeKeySigner | None = None,
 ) -> FastAPI:
     """An app over the given collaborators. ``ping`` backs ``/readyz`` (Redis reachable)."""
     app = FastAPI(title="Avatar farm API", version="1", description=DESCRIPTION)
@@ -56,6 +58,8 @@ def create_app(
         blobs=blobs or BlobStore(settings.blob_dir),
         ping=ping,
     )
+    if runtime_keys is not None:
+        app.state.farm.runtime_keys = runtime_keys
     metrics = ApiMetrics()
     install_error_handlers(app)
     install_middleware(app, metrics)
@@ -72,6 +76,7 @@ def build_app(settings: Settings) -> FastAPI:
     from farm.sessions.keys import RedisKeyStore
     from farm.sessions.redis_store import RedisSessionStore
     from farm.sessions.registry import RedisWorkerRegistry
+    from farm.sessions.runtime_keys import redis_signing_key
     from tasks.producer import CeleryBuildQueue, CelerySessionQueue, producer_app
 
     if settings.redis_url is None:
@@ -87,4 +92,5 @@ def build_app(settings: Settings) -> FastAPI:
         registry=RedisWorkerRegistry(client),
         builds=CeleryBuildQueue(celery),
         ping=lambda: ping(client),
+        runtime_keys=RuntimeKeySigner(redis_signing_key(client)),
     )

@@ -15,8 +15,9 @@ from fastapi.security import APIKeyHeader
 
 from farm import names
 from farm.blobs import BlobStore
-from farm.errors import Unauthorized
+from farm.errors import KeyOutOfScope, Unauthorized
 from farm.sessions.base import AgentStore, ApiKey, KeyStore, SessionQueue, SessionStore, WorkerRegistry
+from farm.sessions.runtime_keys import RuntimeKeySigner, is_runtime_key, memory_signing_key
 from farm.sessions.warm import WarmRouter
 from farm.settings import Settings
 
@@ -36,6 +37,7 @@ class FarmServices:
     builds: BuildQueue
     blobs: BlobStore
     ping: Callable[[], bool]
+    runtime_keys: RuntimeKeySigner = field(default_factory=lambda: RuntimeKeySigner(memory_signing_key()))
     sessions: SessionService = field(init=False)
     agent_service: AgentService = field(init=False)
 
@@ -62,6 +64,8 @@ def authenticate(
     """The caller's key; 401 UNAUTHORIZED for a missing, unknown or revoked ``api-secret``."""
     if not secret:
         raise Unauthorized(f"missing {names.HEADER_API_SECRET} header")
+    if is_runtime_key(secret):
+        raise KeyOutOfScope("a runtime key only starts room sessions (POST /v1/runtime-tokens/request)")
     key = farm.keys.authenticate(secret)
     request.state.tenant = key.tenant
     return key

@@ -54,6 +54,13 @@ def _is_multipart(request: Request) -> bool:
     return request.headers.get("content-type", "").lower().startswith(_MULTIPART)
 
 
+def _is_form(request: Request) -> bool:
+    """Multipart or ``application/x-www-form-urlencoded`` (what aiohttp sends for a FormData with no
+    file, e.g. livekit-plugins-bithuman's expression request with ``avatar_id`` only)."""
+    content_type = request.headers.get("content-type", "").lower()
+    return content_type.startswith((_MULTIPART, "application/x-www-form-urlencoded"))
+
+
 def _b64(value: str, field: str) -> bytes:
     if "," in value[:100] and value.startswith("data:"):
         value = value.split(",", 1)[1]  # data URL
