@@ -60,6 +60,30 @@ class UnknownGesture(ValidationError):
     code = "UNKNOWN_GESTURE"
 
 
+class PointsRequired(ValidationError):
+    """Animal mode without the mouth's position (no detector can find an animal's mouth)."""
+
+    code = "POINTS_REQUIRED"
+
+
+class PointsOutsideImage(ValidationError):
+    """A user-given mouth or eye point lies outside the image."""
+
+    code = "POINTS_OUTSIDE_IMAGE"
+
+
+class MouthTooSmall(ValidationError):
+    """The mouth (given, or found) is too small in the image or the output frame to animate."""
+
+    code = "MOUTH_TOO_SMALL"
+
+
+class ModeNotSupported(ValidationError):
+    """A model asked for a mode it does not have (Expression has no animal mode)."""
+
+    code = "MODE_NOT_SUPPORTED"
+
+
 class Unauthorized(FarmError):
     http_status = 401
     code = "UNAUTHORIZED"

@@ -79,7 +79,10 @@ class Settings(BaseSettings):
 
     # --- rendering and output
     fps: int = Field(25, description="Frames per second of every session (40 ms ticks).")
-    essence_size: int = Field(512, description="Essence output frame size (square) for built packs.")
+    essence_size: int = Field(
+        512,
+        description="Essence output frame size for built packs (longer side); an agent's size overrides it.",
+    )
 
     # --- LiveKit (native sessions the farm mints tokens for)
     livekit_url: str | None = Field(None, description="LiveKit server URL for farm-minted tokens.")

@@ -29,7 +29,7 @@ def build_agent(settings: Settings, agents: AgentStore, blobs: BlobStore, agent_
     out_dir = settings.pack_dir / agent.id
     try:
         image = load_image_rgb(blobs.path(agent.image_ref), settings.max_image_pixels)
-        build_pack(image, out_dir, size=settings.essence_size)
+        build_pack(image, out_dir, size=settings.essence_size, options=agent.build)
     except FarmError as exc:
         agents.update(agent.id, AgentStatus.FAILED, error_message=exc.message)
         return BuildTaskResult(agent_id=agent.id, status="failed", code=exc.code)

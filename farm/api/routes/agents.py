@@ -28,7 +28,17 @@ router = APIRouter(tags=["agents"], responses=ERROR_RESPONSES)
 _MULTIPART_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["image"],
-    "properties": {"image": {"type": "string", "format": "binary", "description": "PNG/JPEG portrait"}},
+    "properties": {
+        "image": {"type": "string", "format": "binary", "description": "PNG/JPEG portrait"},
+        "model": {"type": "string", "enum": ["essence", "expression"]},
+        "mode": {"type": "string", "enum": ["person", "animal"]},
+        "framing": {"type": "string", "enum": ["face", "full"]},
+        "crop_scale": {"type": "number", "minimum": 1.5, "maximum": 20},
+        "size": {"type": "integer", "minimum": 128, "maximum": 1024},
+        "mouth_box": {"type": "string", "description": "JSON [x0, y0, x1, y1] (animal mode)"},
+        "mouth_points": {"type": "string", "description": "JSON [[x, y], ...] (animal mode)"},
+        "eyes": {"type": "string", "description": "JSON list of up to two [x, y] or [x0, y0, x1, y1]"},
+    },
 }
 _CREATE_BODY = {
     "requestBody": {
@@ -43,9 +53,10 @@ _CREATE_BODY = {
 
 @router.post("/v1/agents", status_code=201, response_model=AgentCreated, openapi_extra=_CREATE_BODY)
 async def create_agent(request: Request, farm: Services, key: Caller) -> AgentCreated:
-    """Register a portrait as an agent; status ``processing`` until its pack is built."""
-    image = await inputs.agent_image(request, farm.settings)
-    agent = farm.agent_service.create(key, image)
+    """Register a portrait (or an animal/cartoon with ``mode: animal`` and its mouth) as an agent;
+    status ``processing`` until its pack is built."""
+    body = await inputs.agent_request(request, farm.settings)
+    agent = farm.agent_service.create(key, body.image, body.options, model=body.model)
     return AgentCreated(agent_id=agent.id, status=agent.status.value)
 
 
