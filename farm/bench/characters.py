@@ -26,8 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from farm.bench.dispatch import finish
-from farm.bench.essence import speech_like
+from farm.bench.common import finish, speech_like
 from farm.characters import AvatarMode, BuildOptions, Framing
 from farm.errors import FarmError
 from farm.render.audio import frame_energy

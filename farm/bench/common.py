@@ -19,7 +19,9 @@ import numpy as np
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty sequence."""
+    """Nearest-rank percentile (q in 0..100); NaN for an empty sequence."""
+    if not values:
+        return float("nan")
     ordered = sorted(values)
     rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
     return ordered[rank - 1]
@@ -57,11 +59,16 @@ def machine() -> dict[str, Any]:
     }
 
 
+def emit(record: dict[str, Any]) -> None:
+    """One JSON line on stdout (progress records and summaries)."""
+    print(json.dumps(record), flush=True)
+
+
 def finish(result: dict[str, Any], out: Path | None) -> None:
     """Stamp the machine and date on a bench result, print it as one JSON line, write it to ``out``."""
     result["machine"] = machine()
     result["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    print(json.dumps(result), flush=True)
+    emit(result)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
@@ -85,3 +92,24 @@ def speech_like(seconds: float, rate: int = 16_000, seed: int = 0) -> np.ndarray
         pos += length + rng.uniform(0.03, 0.15)
     level = 0.25 / np.sqrt(np.mean(voiced**2))  # RMS 0.25 at the loudest syllable peaks (-12 dBFS)
     return np.clip(level * voiced * envelope, -1.0, 1.0).astype(np.float32)
+
+
+def sample_clip(seconds: float = 0.2, rate: int = 16_000) -> bytes:
+    """WAV bytes of a short voiced clip (the farm demo's synthesiser) for sessions whose length is
+    not the point of the measurement."""
+    from farm.demo import synth_speech, wav_bytes
+
+    return wav_bytes(synth_speech(seconds=seconds + 0.2)[: int(seconds * rate)], rate)
+
+
+def sample_portrait_png() -> bytes:
+    """PNG bytes of the sample portrait (scikit-image's astronaut) for agent builds."""
+    import io
+
+    from PIL import Image
+
+    from farm.render.essence import sample_portrait
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(sample_portrait(), dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from farm.bench.common import percentile
 from farm.dynamics.router import LocalSessions
 from farm.dynamics.rules import MemoryRulesStore
 from farm.dynamics.worker import AttachedSession, WorkerDynamics
@@ -191,10 +192,6 @@ class Expectations:
             done = self.resolved.wait_for(lambda: session_id not in self.pending, timeout_s)
             self.pending.pop(session_id, None)
             return done
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
 def drive(

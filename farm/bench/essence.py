@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from farm.bench.common import speech_like
+from farm.bench.common import percentile, speech_like
 from farm.render.base import AvatarSource
 from farm.render.essence import EssenceEngine, EssenceRenderer, LoadedAvatar, build_pack, sample_portrait
 
@@ -106,7 +106,7 @@ def run(*, sheet: Path | None = None, seconds: float = 10.0) -> dict[str, Any]:
             "frame_size": list(avatar.pack.frame_size),
             "frames": len(costs),
             "render_ms_median": round(median, 3),
-            "render_ms_p95": round(float(np.percentile(costs, 95)), 3),
+            "render_ms_p95": round(percentile(costs, 95), 3),
             "sessions_per_core_25fps": int(40.0 // median),
             "pack_build_s": round(build_s, 2),
             "pack_load_ms": round(load_ms, 1),

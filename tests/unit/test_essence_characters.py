@@ -13,7 +13,7 @@ import pytest
 from skimage import data
 
 from farm.bench.characters import CAT_EYES, CAT_MOUTH_BOX, cartoon, full_body_canvas
-from farm.bench.essence import speech_like
+from farm.bench.common import speech_like
 from farm.characters import AvatarMode, BuildOptions, Framing
 from farm.errors import MouthTooSmall, PointsOutsideImage, PointsRequired, ValidationError
 from farm.render.audio import frame_energy
