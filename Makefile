@@ -14,7 +14,7 @@ EXTRAS := expression,e2e,dev
 # the ~190 MB CPU build instead; nothing else changes.
 TORCH_INDEX_URL ?=
 
-.PHONY: install demo test lint unit integration e2e gpu up bench-dispatch clean system-deps
+.PHONY: install demo demo-room test lint livekit-server unit integration e2e gpu up bench-dispatch clean system-deps
 
 # espeak-ng: the farm's local text-to-speech (Debian package; no network at run time). Installed
 # with apt when missing and apt is available (root, or sudo without a password); otherwise a hint.
@@ -37,6 +37,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/farm demo
 
+# The live experience: a real livekit-server, the farm, and a voice agent using the real
+# livekit-plugins-bithuman that speaks through the avatar; prints the viewer URL. libwebrtc ignores
+# loopback: on a machine with no other address run `scripts/netns-run .venv/bin/farm demo --room`.
+demo-room: $(STAMP) livekit-server
+	$(BIN)/farm demo --room
+
 up: $(STAMP)
 	$(BIN)/farm up
 
@@ -50,9 +56,15 @@ lint: $(STAMP)
 # but fine for a marker subset that has nothing to run on this machine (e.g. `make gpu` on CPU).
 PYTEST_OK_IF_EMPTY = rc=0; $(BIN)/pytest $(1) || rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests selected by: $(1)"; rc=0; fi; exit $$rc
 
+# A real livekit-server for the e2e layer: LIVEKIT_SERVER_BIN, else `livekit-server` on PATH, else
+# the cache (~/.cache/avatar-farm/livekit-server-<version>/), built there with Go the first time
+# (~2 min on 2 cores; seconds with a warm Go cache). Skipped when LIVEKIT_URL names a server to use.
+livekit-server: $(STAMP)
+	@if [ -n "$$LIVEKIT_URL" ]; then echo "e2e against LIVEKIT_URL=$$LIVEKIT_URL"; else $(BIN)/farm livekit-server; fi
+
 # The whole suite runs inside a private network namespace (scripts/netns-run): libwebrtc ignores
 # loopback, so the LiveKit e2e layer needs a veth address; Redis, Celery and HTTP tests run there too.
-test: lint
+test: lint livekit-server
 	scripts/netns-run $(BIN)/pytest -q
 
 unit: $(STAMP)
@@ -61,7 +73,7 @@ unit: $(STAMP)
 integration: $(STAMP)
 	@$(call PYTEST_OK_IF_EMPTY,-q -m integration)
 
-e2e: $(STAMP)
+e2e: $(STAMP) livekit-server
 	scripts/netns-run $(BIN)/pytest -q -m e2e
 
 gpu: $(STAMP)

@@ -192,17 +192,53 @@ def cmd_agents(settings: Settings, args: argparse.Namespace) -> int:
         print(f"  {fraction:4.0%} {stage:<12} ({time.monotonic() - started:5.1f} s)", flush=True)
 
     image = load_image_rgb(Path(args.image), settings.max_image_pixels)
-    print(f"building {args.out} from {args.image} …", flush=True)
-    build_pack(image, Path(args.out), size=settings.essence_size, progress=progress)
+    options = _build_options(args)
+    print(
+        f"building {args.out} from {args.image} ({options.mode.value}, {options.framing.value}) …", flush=True
+    )
+    build_pack(image, Path(args.out), size=settings.essence_size, options=options, progress=progress)
     print(f"built {args.out} in {time.monotonic() - started:.1f} s")
     return 0
+
+
+def _numbers(text: str | None) -> list[float] | None:
+    """ "x0,y0,x1,y1" or "x,y" -> floats (None stays None)."""
+    return None if text is None else [float(v) for v in text.replace(" ", ",").split(",") if v]
+
+
+def _build_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # BuildOptions, imported lazily
+    from farm.characters import BuildOptions
+
+    fields: dict[str, object] = {"mode": args.mode, "framing": args.framing, "crop_scale": args.crop_scale}
+    if args.mouth_box is not None:
+        fields["mouth_box"] = _numbers(args.mouth_box)
+    if args.mouth_point:
+        fields["mouth_points"] = [_numbers(p) for p in args.mouth_point]
+    if args.eye:
+        fields["eyes"] = [_numbers(e) for e in args.eye]
+    return BuildOptions.model_validate(fields)
 
 
 # ---------------------------------------------------------------- demo / bench
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from farm.demo import run_demo
 
+    if args.room:
+        from farm.room_demo import run_room_demo
+
+        return run_room_demo(settings, dict(os.environ), duration_s=args.duration)
     return run_demo(settings, dict(os.environ), out=Path(args.out), model=args.model)
+
+
+def cmd_livekit_server(_: Settings, args: argparse.Namespace) -> int:
+    """Find (or build with Go into the cache) the livekit-server binary; print its path and version."""
+    from farm.livekit_server import binary_version, ensure_binary
+
+    binary = ensure_binary(
+        os.environ.get("LIVEKIT_SERVER_BIN"), say=lambda line: print(line, file=sys.stderr)
+    )
+    print(f"{binary} ({binary_version(binary)})")
+    return 0
 
 
 _BENCH_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -280,12 +316,33 @@ def build_parser() -> argparse.ArgumentParser:
     build = agents_sub.add_parser("build", help="build an Essence pack from a portrait, locally")
     build.add_argument("--image", required=True, type=Path)
     build.add_argument("--out", required=True, type=Path)
+    build.add_argument(
+        "--mode", choices=["person", "animal"], default="person", help="animal: give --mouth-box"
+    )
+    build.add_argument(
+        "--framing", choices=["face", "full"], default="face", help="full keeps the whole image"
+    )
+    build.add_argument("--crop-scale", type=float, default=3.6, help="face framing: crop side in face widths")
+    build.add_argument("--mouth-box", metavar="X0,Y0,X1,Y1", help="animal mode: the mouth, image pixels")
+    build.add_argument(
+        "--mouth-point", action="append", metavar="X,Y", help="animal mode: a mouth outline point"
+    )
+    build.add_argument("--eye", action="append", metavar="X,Y|X0,Y0,X1,Y1", help="animal mode: an eye (<= 2)")
     agents.set_defaults(func=cmd_agents)
 
     demo = sub.add_parser("demo", help="build the sample avatar, speak a clip, write out/demo.mp4")
     demo.add_argument("--out", default="out/demo.mp4")
     demo.add_argument("--model", default="essence", choices=[QUEUE_ESSENCE, QUEUE_EXPRESSION])
+    demo.add_argument(
+        "--room",
+        action="store_true",
+        help="the live experience: real livekit-server, the farm, a voice agent with the real plugin",
+    )
+    demo.add_argument("--duration", type=float, default=120.0, help="--room: seconds to run (Ctrl-C stops)")
     demo.set_defaults(func=cmd_demo)
+
+    lk = sub.add_parser("livekit-server", help="find or build (Go) a real livekit-server; print its path")
+    lk.set_defaults(func=cmd_livekit_server)
 
     bench = sub.add_parser("bench", help="run farm/bench/<name>.py (prints JSON)")
     bench.add_argument("name")

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from farm.domain import ModelKind
+from farm.domain import ModelKind, Session
 
 SCHEMA_VERSION = 1
 
@@ -39,6 +39,58 @@ class BuildAgentMessage(Versioned):
 
     agent_id: str
     enqueued_at: float = Field(default_factory=time.time)
+
+
+SessionTaskStatus = Literal[
+    "ENDED", "FAILED", "QUEUED", "lease_lost", "stalled", "handed_back", "duplicate", "missing", "no_slot"
+]
+
+
+class SessionTaskResult(Versioned):
+    """Render worker (task ``farm.session.run``) → result backend: how one delivery of a session ended.
+
+    ``status`` is the session's state when the worker let go of it (``ENDED``, ``FAILED``), or why it
+    did not run it to the end (``lease_lost``, ``stalled``, ``handed_back``, ``duplicate``, ``missing``,
+    ``no_slot``). The session's truth stays in the SessionStore; this is for Flower and benchmarks.
+    """
+
+    session_id: str
+    status: SessionTaskStatus
+    frames: int = 0
+
+    @classmethod
+    def from_run(cls, session_id: str, result: RunOutcome) -> SessionTaskResult:
+        if result.handed_back:
+            status: SessionTaskStatus = "handed_back"
+        elif result.stalled:
+            status = "stalled"
+        elif result.session is None:
+            status = "lease_lost"
+        else:
+            status = "FAILED" if result.session.state.value == "FAILED" else "ENDED"
+        return cls(session_id=session_id, status=status, frames=result.frames)
+
+
+class BuildTaskResult(Versioned):
+    """Build worker (task ``farm.agent.build``) → result backend: how one agent build ended."""
+
+    agent_id: str
+    status: Literal["ready", "failed", "missing"]
+    pack_ref: str | None = None
+    code: str | None = None
+
+
+class RunOutcome(Protocol):
+    """What ``SessionTaskResult.from_run`` reads of a runner's result (``farm.sessions.runner.RunResult``)."""
+
+    @property
+    def session(self) -> Session | None: ...
+    @property
+    def frames(self) -> int: ...
+    @property
+    def handed_back(self) -> bool: ...
+    @property
+    def stalled(self) -> bool: ...
 
 
 WorkerState = Literal["STARTING", "READY", "ERROR", "DRAINING"]

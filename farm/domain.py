@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from farm.characters import BuildOptions
 from farm.errors import IllegalTransition
 
 
@@ -109,6 +110,7 @@ class Agent(BaseModel):
     tenant: str
     status: AgentStatus = AgentStatus.PROCESSING
     image_ref: str
+    build: BuildOptions = Field(default_factory=BuildOptions)  # mode, framing, user-given points
     pack_ref: str | None = None
     gestures: list[str] = Field(default_factory=list)
     error_message: str | None = None

@@ -23,11 +23,16 @@ class FarmError(Exception):
 
     def envelope(self) -> dict[str, object]:
         """The public error body (bitHuman's shape)."""
-        return {
-            "error": {"code": self.code, "message": self.message, "httpStatus": self.http_status},
-            "status": "error",
-            "status_code": self.http_status,
-        }
+        return error_body(self.http_status, self.code, self.message)
+
+
+def error_body(status: int, code: str, message: str) -> dict[str, object]:
+    """The one error envelope: ``{"error": {code, message, httpStatus}, "status", "status_code"}``."""
+    return {
+        "error": {"code": code, "message": message, "httpStatus": status},
+        "status": "error",
+        "status_code": status,
+    }
 
 
 class ValidationError(FarmError):
@@ -55,6 +60,30 @@ class UnknownGesture(ValidationError):
     code = "UNKNOWN_GESTURE"
 
 
+class PointsRequired(ValidationError):
+    """Animal mode without the mouth's position (no detector can find an animal's mouth)."""
+
+    code = "POINTS_REQUIRED"
+
+
+class PointsOutsideImage(ValidationError):
+    """A user-given mouth or eye point lies outside the image."""
+
+    code = "POINTS_OUTSIDE_IMAGE"
+
+
+class MouthTooSmall(ValidationError):
+    """The mouth (given, or found) is too small in the image or the output frame to animate."""
+
+    code = "MOUTH_TOO_SMALL"
+
+
+class ModeNotSupported(ValidationError):
+    """A model asked for a mode it does not have (Expression has no animal mode)."""
+
+    code = "MODE_NOT_SUPPORTED"
+
+
 class Unauthorized(FarmError):
     http_status = 401
     code = "UNAUTHORIZED"
@@ -65,6 +94,19 @@ class InsufficientBalance(FarmError):
 
     http_status = 402
     code = "INSUFFICIENT_BALANCE"
+
+
+class KeyExpired(Unauthorized):
+    """A runtime key (``POST /v1/runtime-tokens/mint``) past its expiry: mint a fresh one."""
+
+    code = "KEY_EXPIRED"
+
+
+class KeyOutOfScope(FarmError):
+    """A runtime key used outside its scope (another route, room, agent or tenant)."""
+
+    http_status = 403
+    code = "KEY_SCOPE"
 
 
 class ConcurrencyLimit(FarmError):

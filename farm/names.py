@@ -72,6 +72,10 @@ def api_key_key(secret_hash: str) -> str:
 API_KEYS_INDEX_KEY: Final = f"{PREFIX}:apikeys"
 """HASH key_id → secret_hash: every key, for ``farm keys list|revoke``. No TTL."""
 
+RUNTIME_KEY_SIGNING_KEY: Final = f"{PREFIX}:runtime-key-signing"
+"""STRING (hex, 256 bits): the HMAC key that signs runtime keys; created once (SET NX), no TTL.
+Deleting it invalidates every runtime key minted so far."""
+
 
 def agent_key(agent_id: str) -> str:
     """STRING (JSON of domain.Agent). No TTL."""

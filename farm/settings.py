@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     reaper_interval_s: float = Field(3.0, description="How often workers look for sessions with dead leases.")
     max_attempts: int = Field(3, description="Claims per session before a lost lease fails it for good.")
     max_session_s: float = Field(3600.0, description="Hard cap on a session's duration.")
+    join_timeout_s: float = Field(
+        20.0, description="A LiveKit room join slower than this fails the session (ROOM_JOIN_FAILED)."
+    )
+    start_timeout_s: float = Field(
+        120.0, description="A session still starting (engine, avatar, join) this long gives its lease up."
+    )
+    stall_timeout_s: float = Field(
+        10.0, description="A streaming session with no progress this long gives its lease up (re-queued)."
+    )
     idle_timeout_s: float = Field(300.0, description="A room session with no agent audio for this long ends.")
 
     # --- workers
@@ -70,7 +79,10 @@ class Settings(BaseSettings):
 
     # --- rendering and output
     fps: int = Field(25, description="Frames per second of every session (40 ms ticks).")
-    essence_size: int = Field(512, description="Essence output frame size (square) for built packs.")
+    essence_size: int = Field(
+        512,
+        description="Essence output frame size for built packs (longer side); an agent's size overrides it.",
+    )
 
     # --- LiveKit (native sessions the farm mints tokens for)
     livekit_url: str | None = Field(None, description="LiveKit server URL for farm-minted tokens.")
@@ -99,6 +111,27 @@ class Settings(BaseSettings):
 
     # --- Flower
     flower_port: int = Field(5555, description="Port Flower listens on under `farm up`.")
+
+    # --- supervision
+    worker_memory_limit_mb: float = Field(
+        8192.0, description="A worker process above this RSS turns ERROR, hands its sessions back (0: off)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        """Cross-field rules whose violation would make leases, heartbeats or timeouts misfire."""
+        problems = []
+        if self.lease_renew_s * 2 > self.lease_ttl_s:
+            problems.append("lease_renew_s must be at most half of lease_ttl_s (two renewals per TTL)")
+        if self.heartbeat_s * 2 > self.worker_ttl_s:
+            problems.append("heartbeat_s must be at most half of worker_ttl_s (two heartbeats per TTL)")
+        if self.stall_timeout_s <= self.lease_renew_s:
+            problems.append("stall_timeout_s must exceed lease_renew_s (progress is checked per renewal)")
+        if self.join_timeout_s > self.start_timeout_s:
+            problems.append("join_timeout_s must not exceed start_timeout_s (the join is part of the start)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

@@ -1,8 +1,8 @@
 """Celery app factory. The same configuration serves the API (producer) and the workers.
 
-``create_app(settings)`` is import-light (no render code) so the API can use it to send tasks by
-name; ``create_app(settings, worker=True)`` also registers the tasks and the worker hooks (prewarm,
-registry, heartbeat, reaper). Settings come in as an object; the environment is read only in
+``create_app(settings)`` only configures Celery: it is import-light (no render code) so the API can
+use it to send tasks by name. Worker entrypoints (``tasks.worker.create_worker_app``) register the
+tasks and the process hooks on top. Settings come in as an object; the environment is read only in
 ``tasks.celery_entry``.
 """
 
@@ -21,7 +21,8 @@ VISIBILITY_MARGIN_S = 600.0
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    """The Celery settings of the farm (see reference/anchors.md §6 and §8 for the why of each)."""
+    """The Celery settings of the farm, after Celery's guidance for long tasks (late acks, no
+    prefetch, a visibility timeout past the longest task)."""
     if not settings.redis_url:
         raise BackendUnavailable("FARM_REDIS_URL is not set (farm up starts an embedded server)")
     visibility_s = int(settings.max_session_s + VISIBILITY_MARGIN_S)
@@ -57,17 +58,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def create_app(settings: Settings, *, worker: bool = False, engine_factory: Any = None) -> Celery:
-    """A configured Celery app. ``worker=True`` registers tasks and worker hooks.
-
-    ``engine_factory`` (``ModelKind -> RenderEngine``) replaces the engine registry; tests use it.
-    """
+def create_app(settings: Settings) -> Celery:
+    """A configured Celery app with no tasks registered (producers, Flower, inspection)."""
     app = Celery("farm", set_as_current=False)
     app.conf.update(celery_config(settings))
-    if worker:
-        from tasks.signals import install_worker_hooks
-        from tasks.tasks import register_tasks
-
-        register_tasks(app)
-        install_worker_hooks(app, settings, engine_factory=engine_factory)
     return app

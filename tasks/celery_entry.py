@@ -8,7 +8,7 @@ Example: ``FARM_REDIS_URL=redis://127.0.0.1:6379/0 celery -A tasks.celery_entry 
 from __future__ import annotations
 
 from farm.settings import Settings
-from tasks.app import create_app
+from tasks.worker import create_worker_app
 
 settings = Settings.from_env()
-app = create_app(settings, worker=True)
+app = create_worker_app(settings)

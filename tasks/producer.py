@@ -19,7 +19,7 @@ from farm.contracts import BuildAgentMessage, RunSessionMessage
 from farm.errors import BackendUnavailable
 from farm.settings import Settings
 from tasks.app import create_app
-from tasks.routing import queue_for_model, worker_queue
+from tasks.routing import queue_for_model, worker_kombu_queue
 
 _BROKER_ERRORS = (OperationalError, KombuError, RedisError, ConnectionError, OSError)
 
@@ -52,7 +52,7 @@ class CelerySessionQueue:
         queue: str | Queue = queue_for_model(message.model)
         routing_key = str(queue)
         if message.worker_id is not None:
-            queue = worker_queue(message.worker_id)
+            queue = worker_kombu_queue(message.worker_id)
             routing_key = queue.name
         try:
             return self._app.send_task(
@@ -71,7 +71,7 @@ class CelerySessionQueue:
         """Remove a worker's private queue (list and binding); what it still held the rescuer re-sends."""
         try:
             with self._app.connection_for_write() as conn:
-                queue = worker_queue(worker_id)(conn.default_channel)
+                queue = worker_kombu_queue(worker_id)(conn.default_channel)
                 queue.declare()  # kombu deletes only the bindings its channel knows of
                 queue.delete()
         except _BROKER_ERRORS as exc:

@@ -1,8 +1,8 @@
 """Queues and routing of the Celery layer: each queue declared with its own exchange and routing key.
 
-A bare ``Queue("x")`` inherits the default queue's exchange and key (see environment-notes §4), so
-every queue is declared explicitly. Sessions go to the queue named after their model; agent builds
-to ``build``.
+A bare ``Queue("x")`` inherits the default queue's exchange and key (the worker banner then shows
+``gpu exchange=cpu(direct) key=cpu``), so every queue is declared explicitly. Sessions go to the
+queue named after their model; agent builds to ``build``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def declare_queues() -> tuple[Queue, ...]:
     return tuple(Queue(q, Exchange(q, type="direct"), routing_key=q) for q in ALL_QUEUES)
 
 
-def worker_queue(worker_id: str) -> Queue:
+def worker_kombu_queue(worker_id: str) -> Queue:
     """The private (warm-routing) queue of one worker, with its own direct exchange and routing key."""
     name = names.worker_queue(worker_id)
     return Queue(name, Exchange(name, type="direct"), routing_key=name)

@@ -1,16 +1,15 @@
-"""Thin tasks: decode the message, call one core function, map errors.
+"""Thin tasks: decode the message, hand it to the process's WorkerRuntime, map errors.
 
-``farm.session.run``: claim the session under a lease and run it with the SessionRunner. A
+``farm.session.run``: the runtime claims the session under a lease and runs it on its event loop; a
 duplicate delivery (the session is not QUEUED, or its lease is alive) exits without rendering.
-``farm.agent.build``: build an Essence pack from the agent's portrait and mark the agent ready/failed.
+``farm.agent.build``: build an Essence pack from the agent's portrait (``farm.sessions.build``).
+Retries follow ``FarmError.retryable`` with bounded, logged backoff.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pydantic
@@ -18,18 +17,24 @@ from celery import Celery, Task
 from celery.exceptions import Reject
 
 from farm import names
-from farm.contracts import SCHEMA_VERSION, BuildAgentMessage, RunSessionMessage
-from farm.domain import AgentStatus
-from farm.errors import BackendUnavailable, FarmError, NotFound
-from farm.media import load_image_rgb
-from farm.sessions.runner import SessionRunner
-from tasks.context import WorkerContext
-from tasks.signals import current_context
+from farm.blobs import BlobStore
+from farm.contracts import (
+    SCHEMA_VERSION,
+    BuildAgentMessage,
+    BuildTaskResult,
+    RunSessionMessage,
+    SessionTaskResult,
+)
+from farm.errors import FarmError, NotFound
+from farm.sessions.build import build_agent
+from farm.sessions.runtime import WorkerRuntime
+from tasks.hooks import current_runtime
 
 log = logging.getLogger(__name__)
 
 NOT_READY_BACKOFF_S = 1.0
-
+MAX_RETRIES = 3
+RETRY_BACKOFF_S = (1.0, 2.0, 4.0)
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -45,104 +50,53 @@ def _decode(model: type[M], body: Any) -> M:
     return message
 
 
-def _context(task: Task) -> WorkerContext:
-    ctx = current_context(task.app)
-    if ctx is None or not ctx.ready:
+def _runtime(task: Task) -> WorkerRuntime:
+    runtime = current_runtime(task.app)
+    if runtime is None or not runtime.ready:
         time.sleep(NOT_READY_BACKOFF_S)  # a worker that lost its prewarm must not spin on redeliveries
         raise Reject("worker not ready", requeue=True)
-    return ctx
+    return runtime
 
 
-def run_session(ctx: WorkerContext, message: RunSessionMessage) -> dict[str, Any]:
-    """Claim and run one session; the core of ``farm.session.run``."""
-    assert ctx.pool is not None, "a render task reached a worker without a ModelPool"
-    started = time.perf_counter()
-    lease = ctx.store.claim(message.session_id, ctx.worker_id, ctx.settings.lease_ttl_s)
-    claimed_at = time.perf_counter()
-    if lease is None:
-        log.info("duplicate delivery: session not claimable", extra={"session_id": message.session_id})
-        return {"status": "duplicate", "session_id": message.session_id}
-    timings = {
-        "queue_wait": round(max(0.0, time.time() - message.enqueued_at) * 1000.0, 3),
-        "claim": round((claimed_at - started) * 1000.0, 3),
-    }
-    runner = SessionRunner(
-        lease=lease,
-        store=ctx.store,
-        pool=ctx.pool,
-        settings=ctx.settings,
-        io_factory=ctx.io_factory,
-        resolve_avatar=ctx.resolve_avatar,
-        claimed_at=claimed_at,
-        timings_ms=timings,
-        on_handback=ctx.resubmit,
-        attach_dynamics=ctx.attach_dynamics if ctx.dynamics is not None else None,
-    )
-    with ctx.active_session(runner):
-        result = asyncio.run(runner.run())
-    status = "lease_lost" if result.session is None else result.session.state.value
-    if result.handed_back:
-        status = "handed_back"
-    return {"status": status, "session_id": message.session_id, "frames": result.frames}
-
-
-def build_agent(ctx: WorkerContext, message: BuildAgentMessage) -> dict[str, Any]:
-    """Build the Essence pack of an agent; the agent ends READY (with ``pack_ref``) or FAILED."""
-    from farm.render.essence import motion
-    from farm.render.essence.builder import build_pack
-
-    settings = ctx.settings
-    agent = ctx.agents.get(message.agent_id)
-    out_dir = settings.pack_dir / agent.id
-    try:
-        image = load_image_rgb(ctx.blobs.path(agent.image_ref), settings.max_image_pixels)
-        build_pack(image, out_dir, size=settings.essence_size)
-    except FarmError as exc:
-        ctx.agents.update(agent.id, AgentStatus.FAILED, error_message=exc.message)
-        return {"status": "failed", "agent_id": agent.id, "code": exc.code}
-    except Exception:
-        log.exception("pack build failed", extra={"agent_id": agent.id})
-        ctx.agents.update(agent.id, AgentStatus.FAILED, error_message="the pack build failed")
-        return {"status": "failed", "agent_id": agent.id, "code": "INTERNAL_ERROR"}
-    _write_previews(ctx, agent.id, out_dir)
-    pack_ref = str(out_dir.relative_to(settings.data_dir))
-    ctx.agents.update(agent.id, AgentStatus.READY, pack_ref=pack_ref, gestures=list(motion.GESTURES))
-    return {"status": "ready", "agent_id": agent.id, "pack_ref": pack_ref}
-
-
-def _write_previews(ctx: WorkerContext, agent_id: str, pack_dir: Path) -> None:
-    """Gesture preview MP4s for the dynamics catalogue; a failure leaves the agent usable."""
-    from farm.dynamics.catalogue import previews_dir
-    from farm.dynamics.previews import write_gesture_previews
-    from farm.render.essence import load_pack
-
-    try:
-        write_gesture_previews(load_pack(pack_dir), previews_dir(ctx.settings.data_dir, agent_id))
-    except Exception:
-        log.exception("gesture previews not written", extra={"agent_id": agent_id})
+def _retry(task: Task, exc: FarmError, fields: dict[str, str]) -> Exception:
+    """A retryable FarmError → a bounded, logged Celery retry; any other → re-raised as it is."""
+    attempt = task.request.retries
+    if not exc.retryable or attempt >= MAX_RETRIES:
+        return exc
+    countdown = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
+    log.warning("task failed, retrying", extra={**fields, "code": exc.code, "attempt": attempt + 1})
+    return task.retry(exc=exc, countdown=countdown)
 
 
 def register_tasks(app: Celery) -> None:
     """Register the farm's tasks on ``app`` under their stable names."""
 
-    @app.task(name=names.TASK_RUN_SESSION, bind=True, max_retries=3)
+    @app.task(name=names.TASK_RUN_SESSION, bind=True, max_retries=MAX_RETRIES)
     def run_session_task(self: Task, body: dict[str, Any]) -> dict[str, Any]:
         message = _decode(RunSessionMessage, body)
+        fields = {"session_id": message.session_id}
         try:
-            return run_session(_context(self), message)
+            result = _runtime(self).run_session(message)
         except NotFound:
-            log.warning("session vanished before it ran", extra={"session_id": message.session_id})
-            return {"status": "missing", "session_id": message.session_id}
-        except BackendUnavailable as exc:
-            raise self.retry(exc=exc, countdown=1.0) from exc
+            log.warning("session vanished before it ran", extra=fields)
+            result = SessionTaskResult(session_id=message.session_id, status="missing")
+        except FarmError as exc:
+            raise _retry(self, exc, fields) from exc
+        if result.status == "no_slot":
+            raise Reject("no free slot in this worker", requeue=True)
+        return result.model_dump(mode="json")
 
-    @app.task(name=names.TASK_BUILD_AGENT, bind=True, max_retries=3)
+    @app.task(name=names.TASK_BUILD_AGENT, bind=True, max_retries=MAX_RETRIES)
     def build_agent_task(self: Task, body: dict[str, Any]) -> dict[str, Any]:
         message = _decode(BuildAgentMessage, body)
+        fields = {"agent_id": message.agent_id}
+        runtime = _runtime(self)
+        blobs = BlobStore(runtime.settings.blob_dir)
         try:
-            return build_agent(_context(self), message)
+            result = build_agent(runtime.settings, runtime.parts.agents, blobs, message.agent_id)
         except NotFound:
-            log.warning("agent vanished before its build", extra={"agent_id": message.agent_id})
-            return {"status": "missing", "agent_id": message.agent_id}
-        except BackendUnavailable as exc:
-            raise self.retry(exc=exc, countdown=1.0) from exc
+            log.warning("agent vanished before its build", extra=fields)
+            result = BuildTaskResult(agent_id=message.agent_id, status="missing")
+        except FarmError as exc:
+            raise _retry(self, exc, fields) from exc
+        return result.model_dump(mode="json")

@@ -1,19 +1,34 @@
-"""``start_worker``: run a Celery render/build worker in this process (``farm worker`` calls it).
+"""Worker entrypoints: the worker app (tasks and process hooks registered) and ``start_worker``.
 
-Defaults: the threads pool (tasks share the process's prewarmed ModelPool; torch and CUDA never
-meet a fork), ``settings.worker_capacity`` concurrent sessions for render queues, one build at a time
-for ``build``. Prefetch is disabled so the backlog stays visible to KEDA.
+Defaults: the threads pool (tasks share the process's WorkerRuntime and prewarmed ModelPool; torch
+and CUDA never meet a fork), ``settings.worker_capacity`` concurrent sessions for render queues, one
+build at a time for ``build``. Prefetch is disabled so the backlog stays visible to the scaler.
 """
 
 from __future__ import annotations
 
 import uuid
 
+from celery import Celery
+
 from farm import names
+from farm.sessions.redis_runtime import EngineFactory
 from farm.settings import Settings
 from tasks.app import create_app
-from tasks.context import EngineFactory
+from tasks.hooks import install_worker_hooks
 from tasks.routing import ALL_QUEUES
+from tasks.tasks import register_tasks
+
+
+def create_worker_app(settings: Settings, *, engine_factory: EngineFactory | None = None) -> Celery:
+    """The configured app with the farm's tasks and the worker process hooks.
+
+    ``engine_factory`` (``ModelKind -> RenderEngine``) replaces the engine registry; tests use it.
+    """
+    app = create_app(settings)
+    register_tasks(app)
+    install_worker_hooks(app, settings, engine_factory=engine_factory)
+    return app
 
 
 def default_concurrency(settings: Settings, queues: list[str]) -> int:
@@ -60,5 +75,4 @@ def start_worker(
 ) -> None:
     """Run a worker for ``queues`` until it is stopped (blocking)."""
     argv = worker_argv(settings, queues, concurrency, pool, loglevel=loglevel, nodename=nodename)
-    app = create_app(settings, worker=True, engine_factory=engine_factory)
-    app.worker_main(argv)
+    create_worker_app(settings, engine_factory=engine_factory).worker_main(argv)

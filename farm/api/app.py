@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from farm.blobs import BlobStore
 from farm.sessions.base import AgentStore, KeyStore, SessionQueue, SessionStore, WorkerRegistry
 from farm.sessions.metering import MemoryLedger, Metering
+from farm.sessions.runtime_keys import RuntimeKeySigner
 from farm.settings import Settings
 from farm.speak import MemorySpeakBus, SpeakBus
 from farm.speech import Responder, SpeechSynthesizer
@@ -55,6 +56,7 @@ def create_app(
     speak_bus: SpeakBus | None = None,
     metering: Metering | None = None,
     limiter: RateLimiter | None = None,
+    runtime_keys: RuntimeKeySigner | None = None,
 ) -> FastAPI:
     """An app over the given collaborators. ``ping`` backs ``/readyz`` (Redis reachable)."""
     app = FastAPI(title="Avatar farm API", version="1", description=DESCRIPTION)
@@ -75,6 +77,8 @@ def create_app(
         metering=metering or Metering(MemoryLedger()),
         limiter=limiter or MemoryRateLimiter(),
     )
+    if runtime_keys is not None:
+        app.state.farm.runtime_keys = runtime_keys
     metrics = ApiMetrics()
     install_error_handlers(app)
     install_rate_headers(app)
@@ -102,6 +106,7 @@ def build_app(settings: Settings) -> FastAPI:
     from farm.sessions.metering import RedisLedger
     from farm.sessions.redis_store import RedisSessionStore
     from farm.sessions.registry import RedisWorkerRegistry
+    from farm.sessions.runtime_keys import redis_signing_key
     from farm.speak import RedisSpeakBus
     from tasks.producer import CeleryBuildQueue, CelerySessionQueue, producer_app
 
@@ -122,4 +127,5 @@ def build_app(settings: Settings) -> FastAPI:
         speak_bus=RedisSpeakBus(settings.redis_url),
         metering=Metering(RedisLedger(client)),
         limiter=RedisRateLimiter(client),
+        runtime_keys=RuntimeKeySigner(redis_signing_key(client)),
     )

@@ -15,10 +15,11 @@ from fastapi.security import APIKeyHeader
 
 from farm import names
 from farm.blobs import BlobStore
-from farm.errors import Unauthorized
+from farm.errors import KeyOutOfScope, Unauthorized
 from farm.sessions.base import AgentStore, ApiKey, KeyStore, SessionQueue, SessionStore, WorkerRegistry
 from farm.sessions.metering import MemoryLedger, Metering
 from farm.sessions.plans import FAILED_AUTH_PER_MIN
+from farm.sessions.runtime_keys import RuntimeKeySigner, is_runtime_key, memory_signing_key
 from farm.sessions.warm import WarmRouter
 from farm.settings import Settings
 from farm.speak import MemorySpeakBus, SpeakBus
@@ -49,6 +50,7 @@ class FarmServices:
     speak_bus: SpeakBus = field(default_factory=MemorySpeakBus)
     metering: Metering = field(default_factory=lambda: Metering(MemoryLedger()))
     limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
+    runtime_keys: RuntimeKeySigner = field(default_factory=lambda: RuntimeKeySigner(memory_signing_key()))
     sessions: SessionService = field(init=False)
     agent_service: AgentService = field(init=False)
     text: TextService = field(init=False)
@@ -93,6 +95,8 @@ def authenticate(
     Also the rate limit: one token of the tenant's bucket for this route's tier (429 RATE_LIMITED
     when empty), and for a failed authentication one of the client address's ``auth_failed`` bucket.
     """
+    if secret and is_runtime_key(secret):
+        raise KeyOutOfScope("a runtime key only starts room sessions (POST /v1/runtime-tokens/request)")
     try:
         if not secret:
             raise Unauthorized(f"missing {names.HEADER_API_SECRET} header")

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from farm.errors import FarmError, MalformedJson, ValidationError
+from farm.errors import FarmError, MalformedJson, ValidationError, error_body
 
 from .inputs import describe_errors
 
@@ -34,12 +34,7 @@ _HTTP_CODES = {
 
 
 def envelope_response(status: int, code: str, message: str) -> JSONResponse:
-    body = {
-        "error": {"code": code, "message": message, "httpStatus": status},
-        "status": "error",
-        "status_code": status,
-    }
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(error_body(status, code, message), status_code=status)
 
 
 def error_response(exc: FarmError) -> JSONResponse:

@@ -17,15 +17,18 @@ import pydantic
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
+from farm.characters import BuildOptions
 from farm.domain import ModelKind
 from farm.errors import MalformedJson, PayloadTooLarge, ValidationError
 from farm.settings import Settings
 
-from .schemas import CreateAgentJson, CreateSessionJson, SessionRequest
+from .schemas import AgentRequest, CreateAgentJson, CreateSessionJson, SessionRequest
 
 MB = 1024 * 1024
 _MULTIPART = "multipart/form-data"
 _AUDIO_SUFFIXES = {".wav", ".mp3", ".ogg", ".opus", ".flac", ".m4a", ".aac", ".webm"}
+_OPTION_FIELDS = ("mode", "framing", "crop_scale", "size")  # multipart: plain text fields
+_POINT_FIELDS = ("mouth_box", "mouth_points", "eyes")  # multipart: JSON text, e.g. "[10, 20, 60, 40]"
 
 
 def body_limit_bytes(settings: Settings) -> int:
@@ -49,6 +52,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 def _is_multipart(request: Request) -> bool:
     return request.headers.get("content-type", "").lower().startswith(_MULTIPART)
+
+
+def _is_form(request: Request) -> bool:
+    """Multipart or ``application/x-www-form-urlencoded`` (what aiohttp sends for a FormData with no
+    file, e.g. livekit-plugins-bithuman's expression request with ``avatar_id`` only)."""
+    content_type = request.headers.get("content-type", "").lower()
+    return content_type.startswith((_MULTIPART, "application/x-www-form-urlencoded"))
 
 
 def _b64(value: str, field: str) -> bytes:
@@ -154,24 +164,50 @@ async def session_request(request: Request, settings: Settings) -> SessionReques
     )
 
 
-async def agent_image(request: Request, settings: Settings) -> bytes:
-    """Decode ``POST /v1/agents`` (JSON ``image`` base64, or multipart ``image`` file) into bytes."""
-    return (await agent_request(request, settings))[0]
-
-
 def _optional_text(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
-async def agent_request(request: Request, settings: Settings) -> tuple[bytes, str | None, str | None]:
-    """Decode ``POST /v1/agents`` into (image bytes, system_prompt, voice); JSON or multipart."""
+async def agent_request(request: Request, settings: Settings) -> AgentRequest:
+    """Decode ``POST /v1/agents``: JSON (``image`` base64 + options) or multipart (``image`` file +
+    option fields; ``mouth_box``, ``mouth_points`` and ``eyes`` as JSON text)."""
     if _is_multipart(request):
         form = await _form(request, settings)
         image, _ = await _file_or_b64(form, "image", settings.max_image_mb)
         if image is None:
             raise ValidationError("image: field required")
-        return image, _optional_text(form.get("system_prompt")), _optional_text(form.get("voice"))
+        return AgentRequest(
+            image=image,
+            options=_form_options(form),
+            model=_model(form.get("model")),
+            system_prompt=_optional_text(form.get("system_prompt")),
+            voice=_optional_text(form.get("voice")),
+        )
     body: CreateAgentJson = _json_model(
         await _read_body(request, body_limit_bytes(settings)), CreateAgentJson
     )
-    return _b64(body.image, "image"), body.system_prompt, body.voice
+    return AgentRequest(
+        image=_b64(body.image, "image"),
+        options=body.options(),
+        model=body.model,
+        system_prompt=body.system_prompt,
+        voice=body.voice,
+    )
+
+
+def _form_options(form: Any) -> BuildOptions:
+    fields: dict[str, Any] = {k: str(form[k]) for k in _OPTION_FIELDS if form.get(k) not in (None, "")}
+    for name in _POINT_FIELDS:
+        value = form.get(name)
+        if value in (None, ""):
+            continue
+        try:
+            fields[name] = json.loads(str(value))
+        except json.JSONDecodeError as exc:
+            raise ValidationError(
+                f"{name}: not JSON; send e.g. [10, 20, 60, 40] or [[10, 20], [60, 40]]"
+            ) from exc
+    try:
+        return BuildOptions.model_validate(fields)
+    except pydantic.ValidationError as exc:
+        raise ValidationError(describe_errors(exc.errors())) from exc

@@ -2,19 +2,26 @@
 
 Point the plugin at the farm (``api_url="https://farm.example/v1/runtime-tokens/request"`` or
 ``BITHUMAN_API_URL``) and pass a farm key as ``api_secret``; nothing else changes. The plugin sends
-(reference/livekit-avatar-protocol.md §11):
+(``livekit/plugins/bithuman/avatar.py`` of livekit-plugins-bithuman 1.8.9):
 
 * JSON with header ``api-secret``: ``livekit_url``, ``livekit_token``, ``room_name``, ``mode``
   (``cpu|gpu``), optional ``model``, ``image`` (base64), ``agent_id``;
-* multipart with ``Authorization: Bearer <secret>`` (custom URL + ``expression*`` model):
+* a form with ``Authorization: Bearer <secret>`` (custom URL + ``expression*`` model):
   ``livekit_url``, ``livekit_token``, ``room_name``, optional ``model``, ``async_mode``,
-  ``avatar_image`` (file), ``avatar_image_url``, ``avatar_id``.
+  ``avatar_image`` (file), ``avatar_image_url``, ``avatar_id``. aiohttp sends it as multipart when
+  a file is attached and as ``application/x-www-form-urlencoded`` when not; both are accepted.
 
 The route validates, creates a room session and queues it like any other session, and answers 200
 at once (the plugin has no read timeout and ignores the body); the worker joins the room
-afterwards. Routing: ``model`` wins; else ``mode`` (cpu → essence, gpu → expression); an image
-without a model → expression. One live session per (room, avatar identity) per tenant: the
-plugin's retries get the same session back. No ready worker slot for the model → 503.
+afterwards. Routing: ``model`` wins (exactly ``essence`` or ``expression``: names of models the farm
+does not serve, like ``essence-3``, are refused with 400, never mapped to another model); else
+``mode`` (cpu → essence, gpu → expression); an image without a model → expression. One live
+session per (room, avatar identity) per tenant: the plugin's retries get the same session back.
+No READY worker for the model at all → 503; when every worker is full the session waits in the
+queue for the next free slot.
+
+``api_secret`` may be a full key or a runtime key (``POST /v1/runtime-tokens/mint``, see
+``farm.sessions.runtime_keys``): short-lived and scoped, it is what should go into rooms.
 
 The caller's LiveKit token is read without verification (the farm does not hold the user's LiveKit
 secret; the LiveKit server checks it when the worker joins). Its attributes are public to the room,
@@ -30,11 +37,11 @@ from typing import Annotated, Any
 
 import jwt
 from fastapi import APIRouter, Header, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from farm import media, names
 from farm.api import inputs
-from farm.api.deps import Services
+from farm.api.deps import Caller, Services
 from farm.api.schemas import ERROR_RESPONSES
 from farm.domain import AgentStatus, ModelKind, Session, SessionState
 from farm.errors import (
@@ -46,6 +53,7 @@ from farm.errors import (
 )
 from farm.sessions.agents import is_agent_id
 from farm.sessions.base import ApiKey
+from farm.sessions.runtime_keys import MAX_TTL_S, MIN_TTL_S, RuntimeKeyScope, is_runtime_key
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +91,12 @@ class RoomStarted(BaseModel):
 def route_model(model: str | None, mode: str | None, has_image: bool) -> ModelKind:
     """``model`` wins; else ``mode``; else an image means Expression; default Essence."""
     if model:
-        for kind in ModelKind:
-            if model == kind.value or model.startswith(f"{kind.value}-"):
-                return kind
-        raise ValidationError("model must be one of essence, expression, essence-2, expression-2")
+        served = [kind.value for kind in ModelKind]
+        if model not in served:
+            raise ValidationError(
+                f"model {model!r} is not served by this farm: use one of {', '.join(served)}"
+            )
+        return ModelKind(model)
     if mode:
         if mode not in ("cpu", "gpu"):
             raise ValidationError("mode must be 'cpu' or 'gpu'")
@@ -138,7 +148,7 @@ def _image_field(value: str | None) -> tuple[bytes | None, str | None]:
 async def decode_request(request: Request, services: Services) -> RoomStartRequest:
     """The JSON or the multipart variant as one RoomStartRequest."""
     settings = services.settings
-    if inputs._is_multipart(request):
+    if inputs._is_form(request):
         form = await inputs._form(request, settings)
         image, _ = await inputs._file_or_b64(form, "avatar_image", settings.max_image_mb)
         doc: Any = {k: v for k, v in form.items() if isinstance(v, str)}
@@ -179,8 +189,12 @@ class _AnyObject(BaseModel):
 # ---------------------------------------------------------------- the use case
 
 
-def start_room_session(services: Services, key: ApiKey, req: RoomStartRequest) -> tuple[Session, bool]:
+def start_room_session(
+    services: Services, key: ApiKey, req: RoomStartRequest, scope: RuntimeKeyScope | None = None
+) -> tuple[Session, bool]:
     """Validate, then create (or find) the room session and queue it. Never waits for the join."""
+    if scope is not None:
+        scope.check(room=req.room_name, agent_id=req.agent_id)
     identity, agent_identity = token_identity(req.livekit_token, req.room_name)
     if req.image_url is not None:
         raise ValidationError("image URLs are not fetched by the farm: send the image bytes (base64 or file)")
@@ -204,6 +218,8 @@ def start_room_session(services: Services, key: ApiKey, req: RoomStartRequest) -
         routed_to=warm,
     )
     limit = services.sessions.concurrency_limit(key)  # the key, else its plan, else the default
+    if scope is not None and scope.max_concurrency is not None:
+        limit = min(limit, scope.max_concurrency)
     session, created = services.store.create(
         session, idempotency_scope=f"room:{req.room_name}:{identity}", max_live=limit
     )
@@ -240,22 +256,30 @@ def _avatar(services: Services, key: ApiKey, req: RoomStartRequest, model: Model
 
 
 def _check_capacity(services: Services, model: ModelKind) -> None:
-    workers = [w for w in services.registry.list() if model.value in w.queues]
-    if sum(w.free_slots for w in workers) == 0:
-        raise NoCapacity(f"no {model.value} worker has a free slot; retry shortly")
+    """503 when no READY worker serves ``model`` at all. Workers that are merely full are fine: the
+    session waits in the queue for the next free slot (and the scaler counts it as demand)."""
+    ready = [w for w in services.registry.list() if model.value in w.queues and w.state == "READY"]
+    if not ready:
+        raise NoCapacity(f"no {model.value} worker is running; retry shortly")
 
 
 # ---------------------------------------------------------------- the route
 
 
-def _caller(services: Services, api_secret: str | None, authorization: str | None) -> ApiKey:
-    """``api-secret`` (JSON variant) or ``Authorization: Bearer`` (multipart variant)."""
+def _caller(
+    services: Services, api_secret: str | None, authorization: str | None
+) -> tuple[ApiKey, RuntimeKeyScope | None]:
+    """``api-secret`` (JSON variant) or ``Authorization: Bearer`` (form variant): a full key, or a
+    runtime key (then with its scope)."""
     secret = api_secret
     if not secret and authorization and authorization.lower().startswith("bearer "):
         secret = authorization[7:].strip()
     if not secret:
         raise Unauthorized("missing api-secret header or Authorization: Bearer token")
-    return services.keys.authenticate(secret)
+    if is_runtime_key(secret):
+        scope = services.runtime_keys.verify(secret)
+        return scope.as_key(), scope
+    return services.keys.authenticate(secret), None
 
 
 @router.post("/request", response_model=RoomStarted)
@@ -266,10 +290,10 @@ async def request_runtime_token(
     authorization: Annotated[str | None, Header()] = None,
 ) -> RoomStarted:
     """Start (or find) the avatar for a LiveKit room; the worker joins right after this answers."""
-    key = _caller(services, api_secret, authorization)
+    key, scope = _caller(services, api_secret, authorization)
     request.state.tenant = key.tenant
     body = await decode_request(request, services)
-    session, created = start_room_session(services, key, body)
+    session, created = start_room_session(services, key, body, scope)
     livekit = session.livekit or {}
     return RoomStarted(
         session_id=session.id,
@@ -278,4 +302,40 @@ async def request_runtime_token(
         room_name=str(livekit.get("room", body.room_name)),
         identity=str(livekit.get("identity", "")),
         created=created,
+    )
+
+
+class MintRequest(BaseModel):
+    """What a runtime key may do; every restriction is optional except its lifetime."""
+
+    ttl_s: int = Field(3600, ge=MIN_TTL_S, le=MAX_TTL_S, description="Lifetime in seconds.")
+    room_name: str | None = Field(None, min_length=1, max_length=256, description="Only this room.")
+    agent_id: str | None = Field(None, pattern=r"^[A-Z][A-Z0-9]{9}$", description="Only this agent.")
+    max_concurrency: int | None = Field(None, ge=1, le=100_000, description="Live sessions at most.")
+
+
+class RuntimeKeyMinted(BaseModel):
+    runtime_key: str = Field(description="Give this to the plugin as api_secret; shown once.")
+    expires_at: float = Field(description="Unix time after which it is refused (401 KEY_EXPIRED).")
+    room_name: str | None
+    agent_id: str | None
+    max_concurrency: int | None
+
+
+@router.post("/mint", response_model=RuntimeKeyMinted)
+def mint_runtime_key(body: MintRequest, key: Caller, services: Services) -> RuntimeKeyMinted:
+    """A short-lived key that can only start room sessions for your tenant (safe to put in rooms)."""
+    secret, scope = services.runtime_keys.mint(
+        key,
+        ttl_s=body.ttl_s,
+        room=body.room_name,
+        agent_id=body.agent_id,
+        max_concurrency=body.max_concurrency,
+    )
+    return RuntimeKeyMinted(
+        runtime_key=secret,
+        expires_at=scope.expires_at,
+        room_name=scope.room,
+        agent_id=scope.agent_id,
+        max_concurrency=scope.max_concurrency,
     )

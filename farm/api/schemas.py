@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from farm.characters import BuildOptions
 from farm.domain import Agent, ModelKind, Session, SessionState, StateChange
 
 AGENT_ID_FIELD = Field(
@@ -29,20 +30,44 @@ class CreateSessionJson(BaseModel):
     audio: str = Field(..., description="Base64 speech clip (WAV, MP3, OGG/Opus, FLAC, M4A).")
 
 
-class CreateAgentJson(BaseModel):
-    """``POST /v1/agents`` as JSON."""
+class CreateAgentJson(BuildOptions):
+    """``POST /v1/agents`` as JSON: the image plus the build options (``mode``, ``framing``, points).
 
-    model_config = ConfigDict(extra="forbid")
+    ``mode: "animal"`` needs ``mouth_box`` or ``mouth_points`` (pixels of the image); ``model:
+    "expression"`` refuses animal mode (MODE_NOT_SUPPORTED). See docs/characters.md.
+    """
 
     image: str = Field(
         ..., description="Base64 PNG/JPEG portrait; its Essence pack is built on queue `build`."
     )
+    model: ModelKind = Field(
+        default=ModelKind.ESSENCE,
+        description="The model the agent is for; 'expression' has no animal mode (MODE_NOT_SUPPORTED).",
+    )
+
     system_prompt: str | None = Field(
         None, max_length=20_000, description="System turn of the answering model (when one is configured)."
     )
     voice: str | None = Field(
         None, max_length=100, description="Speech voice (espeak-ng or TTS backend name)."
     )
+
+    def options(self) -> BuildOptions:
+        """The build options alone (what is stored on the agent)."""
+        return BuildOptions.model_validate(
+            self.model_dump(exclude={"image", "model", "system_prompt", "voice"})
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRequest:
+    """A decoded agent registration (JSON or multipart), before validation of its image."""
+
+    image: bytes
+    options: BuildOptions
+    model: ModelKind = ModelKind.ESSENCE
+    system_prompt: str | None = None
+    voice: str | None = None
 
 
 class UpdateAgentJson(BaseModel):
@@ -146,6 +171,8 @@ class AgentCreated(BaseModel):
 class AgentData(BaseModel):
     agent_id: str
     status: str
+    mode: str = Field(description="'person' or 'animal'.")
+    framing: str = Field(description="'face' (a crop around the face) or 'full' (the whole image).")
     progress: float
     error_message: str | None
     gestures: list[str]
@@ -160,6 +187,8 @@ class AgentData(BaseModel):
         return cls(
             agent_id=agent.id,
             status=agent.status.value,
+            mode=agent.build.mode.value,
+            framing=agent.build.framing.value,
             progress=progress,
             error_message=agent.error_message,
             gestures=agent.gestures,
@@ -209,7 +238,10 @@ class ErrorEnvelope(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorEnvelope, "description": text}
     for code, text in {
-        400: "Validation error (VALIDATION_ERROR, MALFORMED_JSON, INVALID_IMAGE, INVALID_AUDIO)",
+        400: (
+            "Validation error (VALIDATION_ERROR, MALFORMED_JSON, INVALID_IMAGE, INVALID_AUDIO, "
+            "POINTS_REQUIRED, POINTS_OUTSIDE_IMAGE, MOUTH_TOO_SMALL, MODE_NOT_SUPPORTED)"
+        ),
         401: "Missing, unknown or revoked api-secret (UNAUTHORIZED)",
         404: "Not found, or owned by another tenant (NOT_FOUND)",
         409: "Conflict (AGENT_NOT_READY, CONFLICT)",

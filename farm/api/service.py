@@ -17,6 +17,7 @@ from typing import Protocol
 
 from farm import media
 from farm.blobs import BlobStore
+from farm.characters import AvatarMode, BuildOptions
 from farm.contracts import BuildAgentMessage, RunSessionMessage
 from farm.domain import TERMINAL_STATES, Agent, AgentStatus, ModelKind, Session, SessionState
 from farm.errors import (
@@ -27,6 +28,7 @@ from farm.errors import (
     FarmError,
     IllegalTransition,
     InsufficientBalance,
+    ModeNotSupported,
     PayloadTooLarge,
     ValidationError,
 )
@@ -53,6 +55,14 @@ class BuildQueue(Protocol):
 def _check_size(data: bytes, limit_mb: float, what: str) -> None:
     if len(data) > limit_mb * 1024 * 1024:
         raise PayloadTooLarge(f"the {what} is larger than the {limit_mb:g} MB limit")
+
+
+def _refuse_unsupported_mode(model: ModelKind, mode: AvatarMode) -> None:
+    if model is ModelKind.EXPRESSION and mode is AvatarMode.ANIMAL:
+        raise ModeNotSupported(
+            "the expression model animates human faces only (face and shoulders, no animal mode); "
+            "use model 'essence' for animal mode"
+        )
 
 
 def _image_suffix(data: bytes) -> str:
@@ -155,6 +165,7 @@ class SessionService:
         if not is_agent_id(request.avatar_id):
             raise ValidationError("avatar_id must be an agent code like A78WKV4515 (^[A-Z][A-Z0-9]{9}$)")
         agent = self.agents.get_for_tenant(tenant, request.avatar_id)
+        _refuse_unsupported_mode(request.model, agent.build.mode)
         if agent.status is not AgentStatus.READY:
             raise AgentNotReady(f"agent {agent.id} is {agent.status.value}, not ready")
         return agent
@@ -223,16 +234,28 @@ class AgentService:
     metering: Metering | None = None
 
     def create(
-        self, key: ApiKey, image: bytes, *, system_prompt: str | None = None, voice: str | None = None
+        self,
+        key: ApiKey,
+        image: bytes,
+        options: BuildOptions | None = None,
+        *,
+        model: ModelKind = ModelKind.ESSENCE,
+        system_prompt: str | None = None,
+        voice: str | None = None,
     ) -> Agent:
+        """Validate image and options (points inside the image), check credits, store, submit the build."""
+        options = options or BuildOptions()
+        _refuse_unsupported_mode(model, options.mode)
         _check_size(image, self.settings.max_image_mb, "image upload")
-        media.validate_image(image, max_pixels=self.settings.max_image_pixels)
+        width, height = media.validate_image(image, max_pixels=self.settings.max_image_pixels)
+        options.check_image(width, height)
         if self.metering is not None:
             self.metering.require_credits(key.tenant, AGENT_BUILD_CREDITS, "an agent build")
         agent = Agent(
             id=new_agent_id(),
             tenant=key.tenant,
             image_ref=self.blobs.put(image, _image_suffix(image)),
+            build=options,
             system_prompt=system_prompt,
             voice=voice,
         )

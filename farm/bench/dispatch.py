@@ -16,11 +16,7 @@ against it. Prints one JSON object per line: progress, then the summary.
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import os
-import platform
-import socket
 import statistics
 import sys
 import tempfile
@@ -30,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from farm.bench.common import emit, finish, percentile, sample_clip, sample_portrait_png
 from farm.client import AvatarFarm, SessionInfo
 from farm.procs import free_port
 from farm.settings import Settings
@@ -47,13 +44,6 @@ class Sample:
     queue_to_claim_ms: float  # QUEUED → ASSIGNED (stored timestamps)
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty sequence."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
-    return ordered[rank - 1]
-
-
 def summarize(values: Sequence[float]) -> dict[str, float]:
     return {
         "median_ms": round(statistics.median(values), 2),
@@ -68,37 +58,6 @@ def _state_at(session: SessionInfo, state: str) -> float | None:
         if change["state"] == state:
             return float(change["at"])
     return None
-
-
-def _emit(record: dict[str, Any]) -> None:
-    print(json.dumps(record), flush=True)
-
-
-def finish(summary: dict[str, Any], out: Path | None) -> None:
-    """Stamp the machine and date on a bench summary, print it, and write it to ``out`` if given."""
-    summary["machine"] = machine()
-    summary["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    _emit(summary)
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(summary, indent=2) + "\n")
-
-
-def _clip() -> bytes:
-    from farm.demo import synth_speech, wav_bytes
-
-    return wav_bytes(synth_speech(seconds=CLIP_S + 0.2)[: int(CLIP_S * 16_000)], 16_000)
-
-
-def _portrait() -> bytes:
-    import numpy as np
-    from PIL import Image
-
-    from farm.render.essence import sample_portrait
-
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(sample_portrait(), dtype=np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def one_session(
@@ -123,7 +82,7 @@ def one_session(
 
 
 def run(farm: AvatarFarm, avatar_id: str, sessions: int, *, pace: str = "idle") -> list[Sample]:
-    audio = _clip()
+    audio = sample_clip()
     until_ended = pace == "idle"
     for _ in range(WARMUP_SESSIONS):
         one_session(farm, avatar_id, audio, until_ended=True)
@@ -131,25 +90,8 @@ def run(farm: AvatarFarm, avatar_id: str, sessions: int, *, pace: str = "idle") 
     for i in range(sessions):
         samples.append(one_session(farm, avatar_id, audio, until_ended=until_ended))
         if (i + 1) % 50 == 0:
-            _emit({"bench": "dispatch", "progress": i + 1, "of": sessions})
+            emit({"bench": "dispatch", "progress": i + 1, "of": sessions})
     return samples
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "host": socket.gethostname(),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-    }
 
 
 def _own_farm(args: argparse.Namespace) -> tuple[Any, AvatarFarm, str]:
@@ -170,7 +112,7 @@ def _own_farm(args: argparse.Namespace) -> tuple[Any, AvatarFarm, str]:
     local.wait_api(deadline_s=120)
     _, secret = RedisKeyStore(connect(url)).create("bench", "dispatch")
     farm = AvatarFarm(api_url(settings), secret)
-    agent = farm.wait_agent(farm.create_agent(_portrait()).agent_id, deadline_s=600)
+    agent = farm.wait_agent(farm.create_agent(sample_portrait_png()).agent_id, deadline_s=600)
     if agent.status != "ready":
         local.stop()
         raise RuntimeError(f"sample avatar build failed: {agent.raw}")
@@ -206,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--api-url needs --api-secret and --avatar-id")
         farm, avatar_id = AvatarFarm(args.api_url, args.api_secret), args.avatar_id
     else:
-        _emit({"bench": "dispatch", "phase": "starting a private farm and building the sample avatar"})
+        emit({"bench": "dispatch", "phase": "starting a private farm and building the sample avatar"})
         local, farm, avatar_id = _own_farm(args)
     try:
         fleet = farm.fleet()["queues"].get("essence", {})

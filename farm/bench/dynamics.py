@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from farm.bench.common import percentile
 from farm.dynamics.router import LocalSessions
 from farm.dynamics.rules import MemoryRulesStore
 from farm.dynamics.worker import AttachedSession, WorkerDynamics
@@ -193,10 +194,6 @@ class Expectations:
             return done
 
 
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
-
-
 def drive(
     host: SessionHost,
     expectations: Expectations,
@@ -337,7 +334,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, pack_dir: Path, redis_url: str, data_dir: Path) -> dict[str, Any]:
-    from farm.bench.essence import speech_like
+    from farm.bench.common import speech_like
     from farm.dynamics.redis_bus import RedisDynamicsBus
 
     agent_id = "B" + uuid.uuid4().hex[:9].upper()

@@ -19,25 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from farm.bench.common import percentile, speech_like
 from farm.render.base import AvatarSource
 from farm.render.essence import EssenceEngine, EssenceRenderer, LoadedAvatar, build_pack, sample_portrait
 
 EXTRA_SESSIONS = 20
-
-
-def speech_like(seconds: float, rate: int = 16_000, seed: int = 0) -> np.ndarray:
-    """Deterministic speech-like audio: voiced harmonic syllables at ~4 Hz with noisy consonants."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * rate)) / rate
-    syllable = np.clip(np.sin(2 * np.pi * 3.7 * t + 0.6 * np.sin(2 * np.pi * 0.5 * t)), 0.0, 1.0) ** 1.3
-    pitch = 140.0 + 30.0 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(pitch) / rate
-    formant = 0.5 + 0.5 * np.sin(2 * np.pi * 0.9 * t)  # slides between dark (o) and bright (i) vowels
-    voiced = sum((1.0 / k) * (1.0 + formant * (k > 5)) * np.sin(k * phase) for k in range(1, 16))
-    noise = rng.standard_normal(t.shape[0]) * (np.sin(2 * np.pi * 1.9 * t) > 0.85)
-    pauses = (np.sin(2 * np.pi * 0.23 * t) > -0.8).astype(np.float64)
-    audio = (0.12 * voiced * syllable + 0.05 * noise) * pauses
-    return np.clip(audio, -1.0, 1.0).astype(np.float32)
 
 
 def _rss_mb() -> float:
@@ -120,7 +106,7 @@ def run(*, sheet: Path | None = None, seconds: float = 10.0) -> dict[str, Any]:
             "frame_size": list(avatar.pack.frame_size),
             "frames": len(costs),
             "render_ms_median": round(median, 3),
-            "render_ms_p95": round(float(np.percentile(costs, 95)), 3),
+            "render_ms_p95": round(percentile(costs, 95), 3),
             "sessions_per_core_25fps": int(40.0 // median),
             "pack_build_s": round(build_s, 2),
             "pack_load_ms": round(load_ms, 1),

@@ -27,28 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from farm.bench.common import speech_like
 from farm.render.base import FPS, AvatarFrame
 
 FRAME_BUDGET_S = 1.0 / FPS
-
-
-def speech_like(seconds: float, rate: int = 16_000, seed: int = 0) -> np.ndarray:
-    """Deterministic speech-like audio: voiced syllables of varying loudness and vowel colour, pauses."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * rate)) / rate
-    pitch = 125.0 + 25.0 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(pitch) / rate
-    bright = 0.5 + 0.5 * np.sin(2 * np.pi * 0.9 * t)  # slides between dark (o) and bright (i) vowels
-    voiced = sum((1.0 / k) * (1.0 + 2.0 * bright * (k > 12)) * np.sin(k * phase) for k in range(1, 30))
-    envelope = np.zeros_like(t)
-    pos = 0.1
-    while pos < seconds - 0.3:
-        length, loud = rng.uniform(0.12, 0.3), rng.uniform(0.2, 1.0)
-        span = (t >= pos) & (t < pos + length)
-        envelope[span] = loud * np.sin(np.pi * (t[span] - pos) / length)
-        pos += length + rng.uniform(0.03, 0.15)
-    level = 0.25 / np.sqrt(np.mean(voiced**2))  # RMS 0.25 at the loudest syllable peaks (-12 dBFS)
-    return np.clip(level * voiced * envelope, -1.0, 1.0).astype(np.float32)
 
 
 def _make_backend(name: str, size: int, max_batch: int, work_dir: Path) -> Any:

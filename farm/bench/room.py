@@ -3,42 +3,26 @@
 Per session (``--sessions``, default 20, each in a fresh room): an agent and a viewer are already in
 the room (real ``livekit`` SDK participants); the clock starts just before the bitHuman-style
 ``POST /v1/runtime-tokens/request`` (the real API app, in process over ASGI) and stops when the
-viewer decodes the first frame of the avatar's video track. The session runs through the
-production path behind the API: SessionStore (in memory) → an in-process queue that hands it to a
-warm "worker" (ModelPool prewarmed with the avatar, SessionRunner, RoomSessionIo) on this event loop,
-so the Celery/Redis hop (~3 ms, reference/environment-notes.md §4) is not included.
+viewer decodes the first frame of the avatar's video track. Behind the API the session runs on the
+production worker runtime (``farm.bench.roomfarm``).
 
 A/V offset (``--av-sessions``): the agent sends 0.6 s of silence then a loud tone; the offset is
 (video onset - audio onset) at the viewer, where audio onset is the first loud audio frame and video
 onset the first frame whose mouth region leaves the avatar's idle appearance (``audio_onset`` and
-``MouthModel.onset``). Positive = video late. The viewer's number includes what the farm does not
-control (the SFU path, and receiver jitter buffers: livekit puts each track in its own stream, so
-the SDK's ``VideoStream`` does no lip-sync against audio; the model also transcodes both tracks).
-Where it arises (all one clock, ``perf_counter``, on one host), per A/V session:
+``MouthModel.onset``). Positive = video late. Where it arises (one clock, ``perf_counter``, one host):
 
 * ``source_av_offset_ms``: the farm's own part: when a segment's first speech frame reached the
-  video encoder minus when its first audio left the audio queue.
-* ``ingress_av_offset_ms``: the same onsets at the model, before any re-encode: the model's ingress
-  probe (``farm/testing/lk_model/probe.py``, ``GET /debug/ingress``) hands over the decoded
-  publisher frames, the same onset detection runs on them, and each onset is timed by the arrival
-  of its frame's first RTP packet. ``model_decode_av_offset_ms`` times them at the model's decode
-  instead; the difference (``model_audio_hold_ms``/``model_video_hold_ms``) is aiortc's receive
-  jitter buffer, which holds audio for 4 more packets (~80 ms) and video for one frame (~40 ms).
-* ``audio_/video_ingress_to_viewer_ms``: onset packet arrival at the model → onset at the viewer.
-* ``viewer_*_jitter_buffer_ms``: the viewer's libwebrtc inbound-rtp stats over the tone
-  (``Room.get_rtc_stats()`` subscriber side: Δ jitterBufferDelay / Δ jitterBufferEmittedCount; for
-  audio per sample = NetEq, for video per frame), and ``viewer_video_processing_ms``
-  (Δ totalProcessingDelay / Δ framesDecoded). ``av_offset_jb_corrected_ms`` = viewer offset +
-  audio jitter buffer − video jitter buffer: the offset with the receiver's buffering difference
-  taken out (approximate: a lip-syncing receiver aligns by RTP/RTCP timestamps, which this model
-  rewrites when it re-encodes).
-* ``av_offset_budget_ms``: medians of farm_source + sdk_publish_to_model_ingress +
-  model_receive_jitter_buffer + model_reencode_and_viewer (these four sum to each session's viewer
-  offset); of_which_viewer_jitter_buffers is the part of the last one due to the viewer's buffers.
+  video encoder minus when its first audio left the audio queue;
+* ``viewer_*_jitter_buffer_ms``: the Python viewer's libwebrtc inbound-rtp stats over the tone
+  (Δ jitterBufferDelay / Δ jitterBufferEmittedCount; audio per sample, video per frame) and
+  ``viewer_video_processing_ms``; the Python SDK's ``VideoStream`` does no lip-sync against audio, so
+  ``av_offset_jb_corrected_ms`` = viewer offset + audio jitter buffer − video jitter buffer is the
+  offset with the receiver's buffering difference taken out (a browser lip-syncs by RTP/RTCP time).
 
-LiveKit: by default the project's LiveKit-protocol model runs in a subprocess on ``--host``
-(10.77.0.1 inside ``scripts/netns-run``: libwebrtc ignores loopback); results are then labelled
-"against a LiveKit-protocol model". ``--livekit-url/--api-key/--api-secret`` use a real server.
+LiveKit: by default a real ``livekit-server`` (``farm.livekit_server``) is started on this machine's
+non-loopback address (run under ``scripts/netns-run`` on a machine without one: libwebrtc ignores
+loopback); ``--livekit-url/--api-key/--api-secret`` use any other server. ``against`` in the JSON
+names the server and its version.
 Prints one JSON object.
 """
 
@@ -46,88 +30,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cv2
-import httpx
 import numpy as np
 from livekit import api, rtc
 
 from farm import names
-from farm.api.app import create_app
-from farm.blobs import BlobStore
-from farm.contracts import RunSessionMessage, WorkerInfo
-from farm.domain import Agent, AgentStatus, ModelKind, Session
-from farm.procs import free_port
-from farm.render.essence import EssenceEngine, EssenceRenderer, LoadedAvatar, build_pack, sample_portrait
-from farm.render.pool import ModelPool
-from farm.sessions.agents import MemoryAgentStore
-from farm.sessions.keys import MemoryKeyStore
-from farm.sessions.memory import MemorySessionStore
-from farm.sessions.registry import MemoryWorkerRegistry
-from farm.sessions.runner import SessionIO, SessionRunner
-from farm.sessions.wiring import AvatarResolver
-from farm.settings import Settings
-from farm.stream.livekit import LiveKitRoomSession, RoomInput
-from farm.stream.livekit.wiring import RoomSessionIo
-from farm.testing.lk_model.probe import THUMB as PROBE_THUMB
-from farm.testing.lk_model.probe import decode_thumbs
+from farm.bench.roomfarm import AGENT_ID, RoomFarm, livekit_target, room_farm
+from farm.livekit_server import DEV_API_KEY, DEV_API_SECRET
+from farm.render.essence import EssenceRenderer, LoadedAvatar
 
-AGENT_ID = "A0BENCH001"
-THUMB = PROBE_THUMB  # the model's ingress probe sends thumbnails of the same size
+THUMB = 64  # viewer thumbnails (px) for onset detection
 LOUD = 1500.0  # RMS (int16 scale) above which an audio frame counts as the tone
-
-
-@dataclass
-class LocalWorker:
-    """A SessionQueue that runs each submitted session at once on this loop (a warm worker)."""
-
-    store: MemorySessionStore
-    pool: ModelPool
-    settings: Settings
-    resolver: AvatarResolver
-    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-    rooms: list[LiveKitRoomSession] = field(default_factory=list)
-
-    def submit(self, message: RunSessionMessage) -> None:
-        self.tasks.append(asyncio.get_running_loop().create_task(self._run(message)))
-
-    async def _run(self, message: RunSessionMessage) -> None:
-        lease = self.store.claim(message.session_id, "bench-worker", self.settings.lease_ttl_s)
-        assert lease is not None
-        room_io = RoomSessionIo(self.settings, self.pool, self.resolver)
-
-        def io_factory(session: Session) -> SessionIO:
-            io = room_io(session)
-            assert isinstance(io.input, RoomInput)
-            self.rooms.append(io.input.session)
-            return io
-
-        runner = SessionRunner(
-            lease=lease,
-            store=self.store,
-            pool=self.pool,
-            settings=self.settings,
-            io_factory=io_factory,
-            resolve_avatar=self.resolver,
-        )
-        await runner.run()
-
-
-class _NoBuilds:
-    def submit(self, message: object) -> None:
-        raise RuntimeError("no builds in this benchmark")
 
 
 @dataclass
@@ -245,28 +168,6 @@ def _mean_ms(
     return (after[kind][delay] - old[delay]) / units * 1000.0 if units > 0 else None
 
 
-@contextlib.contextmanager
-def _model_server(host: str, key: str, secret: str) -> Iterator[tuple[str, str]]:
-    """Run the model with its ingress probe on: yields (ws URL, probe base URL)."""
-    try:
-        port = free_port(host)
-    except OSError as exc:
-        raise SystemExit(
-            f"cannot bind {host}: run under scripts/netns-run (libwebrtc ignores loopback)"
-        ) from exc
-    cmd = [sys.executable, "-m", "farm.testing.lk_model", "--host", host, "--port", str(port), "--probe"]
-    proc = subprocess.Popen(
-        [*cmd, "--api-key", key, "--api-secret", secret], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None
-        proc.stdout.readline()  # "listening on ..."
-        yield f"ws://{host}:{port}", f"http://{host}:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
 def _token(
     key: str, secret: str, identity: str, room: str, *, kind: str, attrs: dict[str, str] | None = None
 ) -> str:
@@ -305,12 +206,8 @@ class Bench:
     url: str
     key: str
     secret: str
-    client: httpx.AsyncClient
-    farm_secret: str
-    store: MemorySessionStore
-    worker: LocalWorker
+    farm: RoomFarm
     mouth: MouthModel
-    probe_url: str | None  # the model's ingress probe; None against a real server
 
     def token(self, identity: str, room: str, kind: str, attrs: dict[str, str] | None = None) -> str:
         return _token(self.key, self.secret, identity, room, kind=kind, attrs=attrs)
@@ -331,28 +228,29 @@ class Bench:
             "agent_id": AGENT_ID,
         }
         started = time.perf_counter()
-        response = await self.client.post(
-            "/v1/runtime-tokens/request", json=body, headers={names.HEADER_API_SECRET: self.farm_secret}
+        response = await self.farm.client.post(
+            "/v1/runtime-tokens/request", json=body, headers={names.HEADER_API_SECRET: self.farm.farm_secret}
         )
         http_ms = (time.perf_counter() - started) * 1000.0
         response.raise_for_status()
+        session_id = response.json()["session_id"]
         await asyncio.wait_for(viewer.first_video.wait(), 30)
         result: dict[str, Any] = {
             "http_ms": http_ms,
             "first_frame_ms": (viewer.video[0][0] - started) * 1000.0,
         }
         if measure_av:
-            result.update(await self._av_offset(room, agent, viewer))
+            result.update(await self._av_offset(agent, viewer))
         await agent.disconnect()  # the avatar leaves with its agent
-        await asyncio.wait_for(asyncio.gather(*self.worker.tasks), 30)
-        self.worker.tasks.clear()
-        result["timings_ms"] = self.store.get(response.json()["session_id"]).timings_ms
-        result["source_av_ms"] = self.worker.rooms[-1].publisher.av_offsets_ms()
-        result["timings_ms"].update({f"room_{k}": v for k, v in self.worker.rooms[-1].timings_ms.items()})
+        await self.farm.wait(session_id)
+        room_session = self.farm.rooms[session_id]
+        result["timings_ms"] = dict(self.farm.session(session_id).timings_ms or {})
+        result["source_av_ms"] = room_session.publisher.av_offsets_ms()
+        result["timings_ms"].update({f"room_{k}": v for k, v in room_session.timings_ms.items()})
         await viewer.aclose()
         return result
 
-    async def _av_offset(self, room: str, agent: rtc.Room, viewer: Watcher) -> dict[str, Any]:
+    async def _av_offset(self, agent: rtc.Room, viewer: Watcher) -> dict[str, Any]:
         await asyncio.sleep(1.0)  # let the viewer collect idle frames for the baseline
         writer = await agent.local_participant.stream_bytes(
             name=f"AUDIO_{uuid.uuid4().hex[:8]}",
@@ -377,104 +275,25 @@ class Bench:
         audio_on = audio_onset(viewer.audio, sent)
         video_on = self.mouth.onset(viewer.video, sent)
         out["av_offset_ms"] = None if audio_on is None or video_on is None else (video_on - audio_on) * 1000.0
-        if self.probe_url is not None:
-            out.update(self._split(await self._ingress(room, sent), sent, audio_on, video_on))
-        return out
-
-    def _split(
-        self, ingress: dict[str, Any], sent: float, audio_on: float | None, video_on: float | None
-    ) -> dict[str, float]:
-        """Onsets at the model (same detection as at the viewer, on the decoded ingress frames), timed
-        by their first RTP packet's arrival (``ingress_*``) and by the model's decode (``decode_*``)."""
-        dec_audio = audio_onset(ingress["audio"], sent)
-        dec_video = self.mouth.onset(ingress["video"], sent)
-        arrival = ingress["arrival"]
-        arr_audio = arrival.get(dec_audio) if dec_audio is not None else None
-        arr_video = arrival.get(dec_video) if dec_video is not None else None
-        out: dict[str, float] = {}
-        pairs = {
-            "ingress_av_offset_ms": (arr_video, arr_audio),
-            "model_decode_av_offset_ms": (dec_video, dec_audio),
-            "model_audio_hold_ms": (dec_audio, arr_audio),
-            "model_video_hold_ms": (dec_video, arr_video),
-            "audio_ingress_to_viewer_ms": (audio_on, arr_audio),
-            "video_ingress_to_viewer_ms": (video_on, arr_video),
-        }
-        for key, (late, early) in pairs.items():
-            if late is not None and early is not None:
-                out[key] = (late - early) * 1000.0
-        return out
-
-    async def _ingress(self, room: str, sent: float) -> dict[str, Any]:
-        """The avatar's tracks as the model's relay decoded them (same clock: perf_counter, one host):
-        ``audio``/``video`` (decode time, feature) and ``arrival`` (decode time → first RTP packet)."""
-        async with httpx.AsyncClient() as client:
-            response = await client.get(
-                f"{self.probe_url}/debug/ingress", params={"room": room, "since": sent - 2.0}, timeout=30
-            )
-        response.raise_for_status()
-        out: dict[str, Any] = {"audio": [], "video": [], "arrival": {}}
-        for track in response.json()["tracks"]:
-            if track["identity"] != names.DEFAULT_AVATAR_IDENTITY:
-                continue
-            out["arrival"].update(zip(track["t"], track["arrival"], strict=True))
-            if track["kind"] == "audio":
-                out["audio"] = list(zip(track["t"], track["level"], strict=True))
-            else:
-                out["video"] = list(zip(track["t"], decode_thumbs(track), strict=True))
         return out
 
 
-async def _run(
-    args: argparse.Namespace, url: str, key: str, secret: str, probe_url: str | None
-) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="bench-room-") as tmp:
-        settings = Settings.model_validate({"data_dir": Path(tmp) / "var", "output_dir": Path(tmp) / "out"})
-        blobs = BlobStore(settings.blob_dir)
-        pack = build_pack(sample_portrait(), Path(tmp) / "pack", size=args.size)
-        image_ref = blobs.put(cv2.imencode(".png", sample_portrait())[1].tobytes(), ".png")
-        agents, keys, store = MemoryAgentStore(), MemoryKeyStore(), MemorySessionStore()
-        _, farm_secret = keys.create("bench", "bench")
-        agents.create(
-            Agent(
-                id=AGENT_ID, tenant="bench", status=AgentStatus.READY, image_ref=image_ref, pack_ref=str(pack)
-            )
-        )
-        resolver = AvatarResolver(settings, agents, blobs)
-        pool = ModelPool([ModelKind.ESSENCE], lambda _: EssenceEngine())
-        pool.prewarm(
-            timeout_s=120, hot=[(ModelKind.ESSENCE, resolver.for_agent(AGENT_ID, ModelKind.ESSENCE))]
-        )
-        registry = MemoryWorkerRegistry()
-        registry.publish(
-            WorkerInfo(
-                worker_id="bench", hostname="local", pid=0, queues=["essence"], state="READY", capacity=1000
-            ),
-            ttl_s=3600,
-        )
-        worker = LocalWorker(store, pool, settings, resolver)
-        app = create_app(
-            settings,
-            store=store,
-            queue=worker,
-            keys=keys,
-            agents=agents,
-            registry=registry,
-            builds=_NoBuilds(),
-        )
-        loaded = pool.get_avatar(ModelKind.ESSENCE, resolver.for_agent(AGENT_ID, ModelKind.ESSENCE))
-        assert isinstance(loaded, LoadedAvatar)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://farm") as client:
-            mouth = MouthModel.of(loaded)
-            bench = Bench(url, key, secret, client, farm_secret, store, worker, mouth, probe_url)
-            await bench.one(-1, measure_av=False)  # warm-up: first join, codec and relay set-up
+async def _run(args: argparse.Namespace) -> dict[str, Any]:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-room-") as tmp,
+        livekit_target(args.livekit_url, args.api_key, args.api_secret, Path(tmp)) as target,
+    ):
+        farm = room_farm(Path(tmp), size=args.size, capacity=4)
+        try:
+            bench = Bench(target.url, target.api_key, target.api_secret, farm, MouthModel.of(farm.avatar))
+            await bench.one(-1, measure_av=False)  # warm-up: first join, codec set-up
             runs = [await bench.one(i, measure_av=i < args.av_sessions) for i in range(args.sessions)]
-        pool.close()
-    return _summary(args, runs)
+        finally:
+            await farm.aclose()
+    return _summary(args, runs, target.against)
 
 
-def _summary(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, Any]:
+def _summary(args: argparse.Namespace, runs: list[dict[str, Any]], against: str) -> dict[str, Any]:
     av = [r["av_offset_ms"] for r in runs if r.get("av_offset_ms") is not None]
     measured = [r for r in runs if "av_offset_ms" in r]
 
@@ -489,7 +308,7 @@ def _summary(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, 
     steps = ("model_ready", "avatar_ready", "room_connect", "room_publish", "sink_ready", "first_frame")
     return {
         "bench": "room",
-        "against": "a LiveKit-protocol model" if not args.livekit_url else f"LiveKit at {args.livekit_url}",
+        "against": against,
         "sessions": len(runs),
         "frame_size": args.size,
         "first_frame_ms": _stats([r["first_frame_ms"] for r in runs]),
@@ -498,47 +317,13 @@ def _summary(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, 
         "av_offset_ms": _stats(av),
         "source_av_offset_ms": _stats([v for r in runs for v in r["source_av_ms"]]),
         "av_offset_samples": [round(v, 1) for v in av],
-        "ingress_av_offset_ms": series("ingress_av_offset_ms"),
-        "model_decode_av_offset_ms": series("model_decode_av_offset_ms"),
-        "model_audio_hold_ms": series("model_audio_hold_ms"),
-        "model_video_hold_ms": series("model_video_hold_ms"),
-        "audio_ingress_to_viewer_ms": series("audio_ingress_to_viewer_ms"),
-        "video_ingress_to_viewer_ms": series("video_ingress_to_viewer_ms"),
         "viewer_audio_jitter_buffer_ms": series("audio_jb_ms"),
         "viewer_video_jitter_buffer_ms": series("video_jb_ms"),
         "viewer_video_processing_ms": series("video_processing_ms"),
         "av_offset_jb_corrected_ms": _stats(corrected),
-        "av_offset_budget_ms": _budget(measured),
         "av_unmeasured": sum(1 for r in runs if "av_offset_ms" in r and r["av_offset_ms"] is None),
         "targets": {"first_frame_p50_ms": 500, "abs_av_offset_ms": 40},
     }
-
-
-def _budget(measured: list[dict[str, Any]]) -> dict[str, float]:
-    """Median per-stage contribution to the viewer's offset (sessions with every stage measured);
-    the stages add up to the viewer's offset of each session."""
-    stages: dict[str, list[float]] = {}
-    for r in measured:
-        keys = (
-            "av_offset_ms",
-            "ingress_av_offset_ms",
-            "model_decode_av_offset_ms",
-            "audio_jb_ms",
-            "video_jb_ms",
-        )
-        if not r["source_av_ms"] or any(r.get(k) is None for k in keys):
-            continue
-        source = r["source_av_ms"][0]
-        steps = {
-            "farm_source": source,
-            "sdk_publish_to_model_ingress": r["ingress_av_offset_ms"] - source,
-            "model_receive_jitter_buffer": r["model_decode_av_offset_ms"] - r["ingress_av_offset_ms"],
-            "model_reencode_and_viewer": r["av_offset_ms"] - r["model_decode_av_offset_ms"],
-            "of_which_viewer_jitter_buffers": r["video_jb_ms"] - r["audio_jb_ms"],
-        }
-        for key, value in steps.items():
-            stages.setdefault(key, []).append(value)
-    return {key: round(statistics.median(values), 1) for key, values in stages.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -546,16 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--av-sessions", type=int, default=5)
     parser.add_argument("--size", type=int, default=256, help="avatar frame size (square)")
-    parser.add_argument("--host", default="10.77.0.1", help="address for the LiveKit-protocol model")
-    parser.add_argument("--livekit-url")
-    parser.add_argument("--api-key", default="devkey")
-    parser.add_argument("--api-secret", default="bench-secret-long-enough-for-hs256-0123456789")
+    parser.add_argument("--server", choices=["livekit"], default="livekit", help="a local livekit-server")
+    parser.add_argument("--livekit-url", help="use this server instead of starting one")
+    parser.add_argument("--api-key", default=DEV_API_KEY)
+    parser.add_argument("--api-secret", default=DEV_API_SECRET)
     args = parser.parse_args(argv)
-    if args.livekit_url:
-        result = asyncio.run(_run(args, args.livekit_url, args.api_key, args.api_secret, None))
-    else:
-        with _model_server(args.host, args.api_key, args.api_secret) as (url, probe_url):
-            result = asyncio.run(_run(args, url, args.api_key, args.api_secret, probe_url))
+    result = asyncio.run(_run(args))
     print(json.dumps(result))
     return 0
 

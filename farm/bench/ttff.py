@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from farm.bench.dispatch import _clip, _emit, _portrait, finish, percentile
+from farm.bench.common import emit, finish, percentile, sample_clip, sample_portrait_png
 from farm.client import AvatarFarm, SessionInfo
 from farm.procs import free_port
 from farm.sessions.warm import REGISTRY_CACHE_S
@@ -100,7 +100,7 @@ class TtffBench:
         )
         self.local = LocalFarm(self.settings, dict(os.environ))
         self.args = args
-        self.audio = _clip()
+        self.audio = sample_clip()
         self.farm: AvatarFarm | None = None
         self.agents: list[str] = []
         self.packs: list[Path] = []
@@ -117,7 +117,7 @@ class TtffBench:
         self.local.wait_api(deadline_s=120)
         _, secret = RedisKeyStore(connect(url)).create("bench", "ttff")
         self.farm = AvatarFarm(api_url(self.settings), secret)
-        portrait = _portrait()
+        portrait = sample_portrait_png()
         ids = [self.farm.create_agent(portrait).agent_id for _ in range(2)]
         for agent_id in ids:
             agent = self.farm.wait_agent(agent_id, deadline_s=600)
@@ -177,7 +177,7 @@ class TtffBench:
             drop_page_cache(self.packs[agent])
             samples.append(self.session(self.agents[agent])[0])
             self.stop_worker(child)
-            _emit({"bench": "ttff", "condition": "cold", "progress": i + 1, "of": n})
+            emit({"bench": "ttff", "condition": "cold", "progress": i + 1, "of": n})
         return {**summarize(samples), "process_start_to_ready_s": round(statistics.median(starts), 2)}
 
     def warm(self, n: int) -> dict[str, Any]:
@@ -229,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.sessions < 1 or args.cold_sessions < 1:
         parser.error("--sessions and --cold-sessions must be positive")
     bench = TtffBench(args)
-    _emit({"bench": "ttff", "phase": "starting a private farm and building two sample avatars"})
+    emit({"bench": "ttff", "phase": "starting a private farm and building two sample avatars"})
     try:
         bench.start()
         started = time.monotonic()

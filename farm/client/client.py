@@ -193,8 +193,10 @@ class AvatarFarm:
             time.sleep(poll_s)
 
     # ------------------------------------------------------------ agents
-    def create_agent(self, image: bytes) -> AgentInfo:
-        body = self._call("POST", "/v1/agents", json={"image": base64.b64encode(image).decode()})
+    def create_agent(self, image: bytes, **options: Any) -> AgentInfo:
+        """Register an image; ``options`` are the build options of ``POST /v1/agents`` (``mode``,
+        ``framing``, ``crop_scale``, ``size``, ``mouth_box``, ``mouth_points``, ``eyes``, ``model``)."""
+        body = self._call("POST", "/v1/agents", json={"image": base64.b64encode(image).decode(), **options})
         return AgentInfo(body["agent_id"], body["status"], body)
 
     def get_agent(self, agent_id: str) -> AgentInfo:

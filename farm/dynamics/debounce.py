@@ -1,6 +1,6 @@
 """Per-gesture cooldowns and a message-id dedup window, one ``Debouncer`` per live session.
 
-Defaults follow bitHuman's cloud worker (reference/bithuman-api.md §5): a wave 3 s, a nod 2 s, a
+Defaults follow bitHuman's cloud worker (its trigger_dynamics docs): a wave 3 s, a nod 2 s, a
 smile 1.5 s, anything else 2 s; a broadcast whose ``message_id`` was already seen in the last 10 s
 is a duplicate. A cooldown runs from the last trigger that *played*: a debounced trigger does not
 extend it. Agents override cooldowns by gesture name (``DynamicsConfig.cooldowns_s``).

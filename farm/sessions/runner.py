@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from farm.domain import Session, SessionState
-from farm.errors import BackendUnavailable, FarmError, LeaseLost, UnknownGesture
+from farm.errors import BackendUnavailable, FarmError, LeaseLost, RoomJoinFailed, UnknownGesture
 from farm.render.base import AvatarSource, Renderer
 from farm.render.pool import ModelPool
 from farm.sessions.base import Lease, SessionStore
@@ -38,9 +38,10 @@ from farm.stream.base import (
     FrameSink,
     Gesture,
     InputClosed,
+    RenderInfo,
     SegmentEnd,
     SessionDynamics,
-    SessionInput,
+    SessionIO,
     SpeechChunk,
 )
 
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _STOP_POLL_S = 0.25
+_STALLED_CLOSE_S = 5.0  # how long a stalled session may take to leave its room
 _MAX_LAG_FRAMES = 5  # realtime sinks: how far behind the 25 fps grid before it is reset
 
 
@@ -56,19 +58,13 @@ class EndReason(enum.StrEnum):
     STOP_REQUESTED = "stop requested"
     MAX_DURATION = "max session duration reached"
     HANDED_BACK = "worker draining: handed back"
+    STALLED = "no progress: lease given up"
 
 
-@dataclass(frozen=True)
-class SessionIO:
-    """What a session reads from and writes to, and where its recording goes (``output``)."""
-
-    input: SessionInput
-    sink: FrameSink
-    output: str | None = None
-
-
-IoFactory = Callable[[Session], SessionIO]
-AvatarResolver = Callable[[Session], AvatarSource]
+IoFactory = Callable[[Session, RenderInfo], SessionIO]
+"""(session, the renderer's frame size and gestures) → the session's input and sink."""
+ResolveAvatar = Callable[[Session], AvatarSource]
+"""Session → the avatar it animates (``farm.sessions.wiring.AvatarResolver`` in production)."""
 
 
 class DynamicsAttachment(Protocol):
@@ -81,8 +77,9 @@ class DynamicsAttachment(Protocol):
     def detach(self) -> None: ...
 
 
-DynamicsAttach = Callable[[Session, Sequence[str], Callable[[str], None]], DynamicsAttachment]
-"""(session, renderer gestures, deliver) → attachment; ``deliver`` is safe to call from any thread."""
+DynamicsAttach = Callable[[Session, Sequence[str], Callable[[str], None]], DynamicsAttachment | None]
+"""(session, renderer gestures, deliver) → attachment, or None (no dynamics for this session);
+``deliver`` is safe to call from any thread."""
 
 
 class RenderLane:
@@ -104,11 +101,15 @@ class RenderLane:
         future = self._executor.submit(fn, *args)
         future.add_done_callback(_log_failure)
 
-    def close(self) -> None:
-        """Close the renderer on its own thread after every queued call; idempotent."""
+    def close(self, *, wait: bool = True) -> None:
+        """Close the renderer on its own thread after every queued call; idempotent.
+
+        ``wait=False`` (a stalled renderer) queues the close and returns at once: the thread is left
+        to finish, or to stay blocked, without holding the event loop.
+        """
         with contextlib.suppress(RuntimeError):  # already shut down
             self._executor.submit(self.renderer.close)
-        self._executor.shutdown(wait=True)
+        self._executor.shutdown(wait=wait)
 
 
 def _log_failure(future: Future[object]) -> None:
@@ -123,6 +124,7 @@ class RunResult:
     frames: int
     lease_lost: bool = False
     handed_back: bool = False
+    stalled: bool = False  # gave its lease up after no progress for ``stall_timeout_s``
 
 
 class SessionRunner:
@@ -136,7 +138,7 @@ class SessionRunner:
         pool: ModelPool,
         settings: Settings,
         io_factory: IoFactory,
-        resolve_avatar: AvatarResolver,
+        resolve_avatar: ResolveAvatar,
         claimed_at: float | None = None,
         timings_ms: dict[str, float] | None = None,
         on_handback: Callable[[Session], None] | None = None,
@@ -157,12 +159,36 @@ class SessionRunner:
         self._input_changed = asyncio.Event()
         self._input_closed = False
         self.frames = 0
+        self.late_frames = 0  # realtime sinks: frames written > 1 frame period after their tick, or skipped
         self._lane: RenderLane | None = None
         self._attach_dynamics = attach_dynamics
         self._attachment: DynamicsAttachment | None = None
+        self._progress_at = time.monotonic()  # last proof of progress (start step or frame-loop turn)
+        self._stalled = False
+        self._streaming = False
+        self._main: asyncio.Task[RunResult] | None = None
+
+    @property
+    def progress_at(self) -> float:
+        """``time.monotonic()`` of the session's last step forward (the worker's liveness reads it)."""
+        return self._progress_at
+
+    def _touch(self) -> None:
+        self._progress_at = time.monotonic()
 
     # ------------------------------------------------------------ public
     async def run(self) -> RunResult:
+        """Run the session to a terminal state; see the module docstring."""
+        self._main = asyncio.create_task(self._run(), name=f"session-{self.lease.session_id[:8]}")
+        try:
+            return await asyncio.shield(self._main)
+        except asyncio.CancelledError:
+            if not self._stalled:
+                self._main.cancel()
+                raise
+            return await self._main  # the stall path inside _run returns a result
+
+    async def _run(self) -> RunResult:
         renewer = asyncio.create_task(self._renew_loop(), name="lease-renew")
         try:
             session = self._move(SessionState.STARTING, "starting")
@@ -181,6 +207,14 @@ class SessionRunner:
             log.warning("lease lost, stopping", extra=self._log_fields())
             await self._close()
             return RunResult(None, self.frames, lease_lost=True)
+        except asyncio.CancelledError:
+            if not self._stalled:
+                raise
+            log.error("session stalled: giving its lease up for another worker", extra=self._log_fields())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_STALLED_CLOSE_S):
+                    await self._close()
+            return RunResult(None, self.frames, lease_lost=True, stalled=True)
         except Exception as exc:
             await self._close()
             return RunResult(self._fail(exc), self.frames)
@@ -188,9 +222,9 @@ class SessionRunner:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
-            self._close_renderer()
+            self._close_renderer(wait=not self._stalled)
             with contextlib.suppress(FarmError):
-                self.store.release(self.lease)
+                self.store.release(self.lease)  # a stalled session is re-queued by the reaper at once
 
     def request_handback(self) -> None:
         """Ask the runner (from any thread) to stop and return the session to the queue (drain)."""
@@ -219,25 +253,44 @@ class SessionRunner:
         # renewer keeps running however long they take.
         await asyncio.to_thread(self.pool.engine, session.model)
         self._mark("model_ready")
+        self._touch()
         source = await asyncio.to_thread(self._resolve_avatar, session)
         renderer = await asyncio.to_thread(self.pool.open_session, session.model, source, session.id)
         lane = RenderLane(renderer, f"render-{session.id[:8]}")
         self._lane = lane
         self._mark("avatar_ready")
+        self._touch()
         if self._attach_dynamics is not None:
             deliver = lambda action: lane.post(renderer.trigger, action)  # noqa: E731
             self._attachment = self._attach_dynamics(session, renderer.gestures, deliver)
-        io = self._io_factory(session)
+        io = self._io_factory(session, RenderInfo(renderer.frame_size, tuple(renderer.gestures)))
         self._io = io
         if isinstance(self._attachment, SessionDynamics) and isinstance(io.input, DynamicsAwareInput):
             io.input.use_dynamics(self._attachment)  # RPC and keyword rules share the debounced path
-        await io.input.start()
-        await io.sink.start()
+        await self._open(session, io)
         self._mark("sink_ready")
+        self._touch()
         self._check_lease()
         return io, lane
 
+    async def _open(self, session: Session, io: SessionIO) -> None:
+        """Start input and sink; a room join that does not complete in ``join_timeout_s`` fails."""
+        if not session.livekit:
+            await io.input.start()
+            await io.sink.start()
+            return
+        try:
+            async with asyncio.timeout(self.settings.join_timeout_s):
+                await io.input.start()
+                await io.sink.start()
+        except TimeoutError as exc:
+            raise RoomJoinFailed(
+                f"joining the LiveKit room did not complete within {self.settings.join_timeout_s:g} s"
+            ) from exc
+
     async def _stream(self, io: SessionIO, lane: RenderLane) -> EndReason:
+        self._streaming = True
+        self._touch()
         consumer = asyncio.create_task(self._consume(io, lane), name="session-input")
         try:
             return await self._frame_loop(io.sink, lane, consumer)
@@ -254,6 +307,7 @@ class SessionRunner:
         frame_s = 1.0 / self.settings.fps
         while True:
             now = loop.time()
+            self._touch()
             if self._handback.is_set():
                 return EndReason.HANDED_BACK
             if now - started >= self.settings.max_session_s:
@@ -268,20 +322,30 @@ class SessionRunner:
             if self._input_closed and pending == 0:
                 return EndReason.INPUT_CLOSED
             if sink.realtime:
-                next_tick += frame_s
-                if loop.time() - next_tick > _MAX_LAG_FRAMES * frame_s:
-                    next_tick = loop.time()  # after a stall, restart the grid instead of bursting frames
-                await asyncio.sleep(max(0.0, next_tick - loop.time()))
+                next_tick = await self._pace(next_tick + frame_s, frame_s)
             elif pending == 0:
                 await self._wait_for_input(_STOP_POLL_S)
                 continue
             self._check_lease()
             frame = await lane.call(lane.renderer.next_frame)  # may wait on a cross-session batch
             await sink.write(frame)
+            if sink.realtime and loop.time() - next_tick > frame_s:
+                self.late_frames += 1  # handed to the sink more than one frame after its tick
             if self.frames == 0:
                 self._mark("first_frame")
             self.frames += 1
             await asyncio.sleep(0)  # let the input consumer and the lease renewer run
+
+    async def _pace(self, tick: float, frame_s: float) -> float:
+        """Sleep until ``tick`` on the 25 fps grid; after a stall of more than ``_MAX_LAG_FRAMES``,
+        restart the grid instead of bursting frames (the skipped frames count as late)."""
+        loop = asyncio.get_running_loop()
+        lag_s = loop.time() - tick
+        if lag_s > _MAX_LAG_FRAMES * frame_s:
+            self.late_frames += int(lag_s / frame_s)
+            tick = loop.time()
+        await asyncio.sleep(max(0.0, tick - loop.time()))
+        return tick
 
     async def _consume(self, io: SessionIO, lane: RenderLane) -> None:
         """Apply input events to the renderer (on its lane) until the input closes."""
@@ -333,7 +397,7 @@ class SessionRunner:
             if strict:
                 raise
 
-    def _close_renderer(self) -> None:
+    def _close_renderer(self, *, wait: bool = True) -> None:
         if self._attachment is not None:
             with contextlib.suppress(Exception):
                 self._attachment.detach()
@@ -341,16 +405,28 @@ class SessionRunner:
         lane, self._lane = self._lane, None
         if lane is not None:
             try:
-                lane.close()
+                lane.close(wait=wait)
             except Exception:
                 log.exception("closing renderer failed", extra=self._log_fields())
 
     # ------------------------------------------------------------ lease
     async def _renew_loop(self) -> None:
-        """Renew every ``lease_renew_s``; a refused renewal, or none for a whole TTL, loses the lease."""
+        """Renew every ``lease_renew_s``; a refused renewal, or none for a whole TTL, loses the lease.
+
+        Renewal proves progress, not only that this loop runs: a session whose last step forward is
+        older than ``stall_timeout_s`` (a renderer or a join that never returns) is not renewed; its
+        run is cancelled and its lease released, so the reaper re-queues it for another worker.
+        """
         last_ok = time.monotonic()
         while not self._lost.is_set():
             await asyncio.sleep(self.settings.lease_renew_s)
+            limit_s = self.settings.stall_timeout_s if self._streaming else self.settings.start_timeout_s
+            if time.monotonic() - self._progress_at > limit_s:
+                self._stalled = True
+                self._lost.set()
+                if self._main is not None:
+                    self._main.cancel()
+                return
             try:
                 ok = await asyncio.to_thread(self.store.renew, self.lease, self.settings.lease_ttl_s)
             except BackendUnavailable:
@@ -396,7 +472,7 @@ class SessionRunner:
 
     def _final_timings(self) -> dict[str, float]:
         self._mark("total")
-        return {**self._timings, "frames": float(self.frames)}
+        return {**self._timings, "frames": float(self.frames), "late_frames": float(self.late_frames)}
 
     def _log_fields(self) -> dict[str, object]:
         return {"session_id": self.lease.session_id, "worker_id": self.lease.worker_id}

@@ -1,14 +1,18 @@
-"""Worker-side wiring of a session: which avatar it animates and which input/sink it uses.
+"""Worker-side wiring: which avatar a session animates, which input/sink it uses, and the Redis-backed
+WorkerRuntime of a worker process (``redis_runtime``).
 
-Kept out of the Celery layer so it can be tested (and reused by ``farm demo``) without a broker.
+Kept out of the Celery layer so it can be tested (and reused by ``farm demo`` and the benches)
+without a broker.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from farm.blobs import BlobStore
@@ -16,10 +20,12 @@ from farm.domain import AgentStatus, ModelKind, Session
 from farm.errors import AgentNotReady, ValidationError
 from farm.render.base import AvatarSource
 from farm.sessions.base import AgentStore
-from farm.sessions.runner import SessionIO
 from farm.settings import Settings
+from farm.stream.base import RenderInfo, SessionIO
 from farm.stream.file_input import FileInput
 from farm.stream.mp4 import Mp4Sink
+
+log = logging.getLogger(__name__)
 
 
 def pack_path(settings: Settings, pack_ref: str) -> Path:
@@ -95,10 +101,32 @@ class FileSessionIo:
     def output_path(self, session_id: str) -> Path:
         return self._settings.output_dir / f"{session_id}.mp4"
 
-    def __call__(self, session: Session) -> SessionIO:
+    def __call__(self, session: Session, _render: RenderInfo | None = None) -> SessionIO:
         if session.audio_ref is None:
             raise ValidationError("this worker renders file-input sessions only (an uploaded clip)")
         out = self.output_path(session.id)
         clip = self._blobs.path(session.audio_ref)
         source = FileInput(clip, max_s=self._settings.max_audio_s, chunk_s=None)
         return SessionIO(input=source, sink=Mp4Sink(out, fps=self._settings.fps), output=str(out))
+
+
+class WorkerSessionIo:
+    """The worker's io_factory: room sessions (``Session.livekit``) join LiveKit, the rest record an MP4.
+
+    The LiveKit wiring is imported on the first room session: the LiveKit FFI starts native threads,
+    which must never exist in a prefork parent before fork.
+    """
+
+    def __init__(self, settings: Settings, blobs: BlobStore) -> None:
+        self._settings = settings
+        self._file = FileSessionIo(settings, blobs)
+        self._room: Callable[[Session, RenderInfo], SessionIO] | None = None
+
+    def __call__(self, session: Session, render: RenderInfo) -> SessionIO:
+        if not session.livekit:
+            return self._file(session, render)
+        if self._room is None:
+            from farm.stream.livekit.wiring import RoomSessionIo
+
+            self._room = RoomSessionIo(self._settings)
+        return self._room(session, render)

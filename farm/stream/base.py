@@ -102,3 +102,20 @@ class SessionDynamics(Protocol):
 @runtime_checkable
 class DynamicsAwareInput(Protocol):
     def use_dynamics(self, dynamics: SessionDynamics) -> None: ...
+
+
+@dataclass(frozen=True)
+class RenderInfo:
+    """What the I/O of a session needs to know of the renderer the runner already opened."""
+
+    frame_size: tuple[int, int]  # (width, height) of every frame the renderer produces
+    gestures: tuple[str, ...]  # the gestures ``trigger_dynamics`` may start
+
+
+@dataclass(frozen=True)
+class SessionIO:
+    """What a session reads from and writes to, and where its recording goes (``output``)."""
+
+    input: SessionInput
+    sink: FrameSink
+    output: str | None = None

@@ -88,6 +88,6 @@ async def test_rpc_triggers_are_debounced_and_a_spoken_keyword_fires_its_gesture
         assert dynamics.delivered == ["talk_head_nod_subtle", "mini_wave_hello"]
     finally:
         await agent.aclose()
-        await run.room.aclose()
+        await run.aclose()
         await asyncio.wait_for(run.task, 20)
         dynamics.bus.close()

@@ -56,7 +56,7 @@ async def room(
         await viewer.aclose()
         if agent.room.isconnected():
             await agent.aclose()
-        await run.room.aclose()
+        await run.aclose()
         await asyncio.wait_for(run.task, 20)
 
 

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from farm.contracts import WorkerInfo
 from farm.redis_conn import connect
 from farm.sessions.registry import RedisWorkerRegistry
 from farm.settings import Settings
+from tests.support.helpers import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKER_START_DEADLINE_S = 90.0
@@ -33,18 +33,6 @@ REAL_ENTRY = "tasks.celery_entry"  # the production entrypoint, real engines
 
 
 T = TypeVar("T")
-
-
-def wait_until(probe: Callable[[], T | None], *, deadline_s: float, what: str, interval_s: float = 0.05) -> T:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` after ``deadline_s``."""
-    end = time.monotonic() + deadline_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {deadline_s:g} s waiting for {what}")
-        time.sleep(interval_s)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -7,7 +7,6 @@ two-real-processes case is in test_dynamics_workers.py.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -18,18 +17,11 @@ from farm.contracts import DynamicsMessage
 from farm.dynamics.base import DynamicsAck, broadcast
 from farm.dynamics.redis_bus import RedisDynamicsBus
 from farm.dynamics.router import LocalSessions
+from tests.support.helpers import wait_until
 
 pytestmark = pytest.mark.integration
 
 GESTURES = ("mini_wave_hello", "smile", "talk_head_nod_subtle", "head_tilt")
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        time.sleep(0.01)
 
 
 class Worker:

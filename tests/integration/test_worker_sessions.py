@@ -6,13 +6,10 @@ for the models, so these tests are about the farm's plumbing, not a face).
 
 from __future__ import annotations
 
-import io
 import math
 import uuid
-import wave
 
 import av
-import numpy as np
 import pytest
 import redis
 
@@ -29,6 +26,7 @@ from farm.sessions.registry import RedisWorkerRegistry
 from farm.settings import Settings
 from tasks.producer import CelerySessionQueue, producer_app
 from tests.integration.conftest import StartWorker, wait_until
+from tests.support.helpers import wav_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -40,18 +38,6 @@ LEGAL_PATH = [
     SessionState.ENDING,
     SessionState.ENDED,
 ]
-
-
-def wav_bytes(seconds: float, rate: int = 16_000) -> bytes:
-    t = np.arange(int(seconds * rate)) / rate
-    pcm = (np.sin(2 * np.pi * 180 * t) * 9000).astype(np.int16)
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
-    return buf.getvalue()
 
 
 @pytest.fixture

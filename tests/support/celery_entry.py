@@ -12,7 +12,7 @@ import os
 from farm.domain import ModelKind
 from farm.render.base import RenderEngine
 from farm.settings import Settings
-from tasks.app import create_app
+from tasks.worker import create_worker_app
 from tests.support.tone_engine import ToneEngine
 
 _DELAY_S = float(os.environ.get("FARM_TEST_FRAME_DELAY_S", "0"))
@@ -30,4 +30,4 @@ def _engine(model: ModelKind) -> RenderEngine:
 
 
 settings = Settings.from_env()
-app = create_app(settings, worker=True, engine_factory=_engine)
+app = create_worker_app(settings, engine_factory=_engine)

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import base64
 import io
-import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -26,6 +24,7 @@ from farm.sessions.keys import MemoryKeyStore
 from farm.sessions.memory import MemorySessionStore
 from farm.sessions.registry import MemoryWorkerRegistry
 from farm.settings import Settings
+from tests.support.helpers import wav_bytes
 
 
 @dataclass
@@ -39,19 +38,6 @@ class RecordingQueue:
         if self.fail:
             raise BackendUnavailable("broker down (test)")
         self.messages.append(message)
-
-
-def wav_bytes(seconds: float = 0.5, rate: int = 16_000) -> bytes:
-    """A short voiced-ish tone as a 16-bit mono WAV."""
-    t = np.arange(int(seconds * rate)) / rate
-    pcm = (0.3 * np.sin(2 * np.pi * 180 * t) * 32767).astype(np.int16)
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
-    return buf.getvalue()
 
 
 def png_bytes(width: int = 64, height: int = 64) -> bytes:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from farm.bench.essence import speech_like
+from farm.bench.common import speech_like
 from farm.errors import UnknownGesture
 from farm.render.audio import frame_energy
 from farm.render.base import AvatarFrame, Renderer

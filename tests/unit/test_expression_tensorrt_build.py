@@ -1,6 +1,6 @@
 """The TensorRT build step, driven against a recording stand-in for the ``tensorrt`` module.
 
-TensorRT cannot be installed here (reference/environment-notes.md §8), so this checks what our
+TensorRT cannot be installed from PyPI (its packages are stubs fetching from NVIDIA), so this checks what our
 code asks of the builder — one optimisation profile with the right min/opt/max shape for every
 input, FP16 with GridSample pinned to FP32, the timing cache read and written back, the plan
 written through the engine cache — not what TensorRT does with it (tests/gpu does that).

@@ -16,7 +16,6 @@ from farm.errors import UnknownGesture, ValidationError
 from farm.settings import Settings
 from farm.stream.livekit.protocol import PcmDecoder, dynamics_reply, stream_format
 from farm.stream.livekit.token import join_for_session, join_from_token, mint_token
-from farm.testing.lk_model import sdp
 
 pytestmark = pytest.mark.unit
 
@@ -148,28 +147,3 @@ def test_a_default_ttl_token_is_clamped_to_the_session_bound() -> None:
         options={"verify_signature": False},
     )
     assert raw["exp"] - raw["nbf"] <= 360
-
-
-OFFER = "\r\n".join(
-    [
-        "v=0",
-        "m=video 9 UDP/TLS/RTP/SAVPF 96",
-        "a=mid:1",
-        "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
-        "a=extmap:5 urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id",
-        "a=rid:q send",
-        "a=rid:f send",
-        "a=simulcast:send q;f",
-        "",
-    ]
-)
-
-
-def test_the_model_hides_simulcast_from_aiortc_and_accepts_one_layer() -> None:
-    offered = sdp.simulcast_offers(OFFER)
-    stripped = sdp.strip_simulcast(OFFER)
-    answer = sdp.accept_one_layer("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n", offered)
-
-    assert "a=rid" not in stripped and "a=simulcast" not in stripped
-    assert "rtp-stream-id" in answer and "repaired-rtp-stream-id" in answer
-    assert "a=rid:f recv" in answer and "a=simulcast:recv f" in answer

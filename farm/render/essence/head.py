@@ -1,6 +1,7 @@
 """Blinks and head motion for the pack builder: the portrait's own pixels, warped.
 
-* Blinks: the skin above each upper lid is stretched down over the eye.
+* Blinks: the skin above each upper lid is stretched down over the eye (people), or a lid in the
+  colour above the eye is painted down over it (animals and drawn characters).
 * Head motion: an affine pose (roll about the neck, nod offset, scale) applied with full weight over
   the head and fading out around it; a separate small vertical "breathing" shift of the torso. The
   mouth region lies where the head weight is exactly 1, so a mouth patch moved by the pose matrix
@@ -60,6 +61,53 @@ def _blink_eye(out: np.ndarray, image: np.ndarray, eye: np.ndarray, amount: floa
     lash = np.exp(-(((ys - lid[None, :]) / 1.2) ** 2)) * inside[None, :] * amount
     warped *= (1.0 - 0.35 * lash)[..., None]
     out[y0:y1, x0:x1] = np.clip(warped + 0.5, 0, 255).astype(np.uint8)
+
+
+def painted_blink(image: np.ndarray, face: FaceLandmarks, amount: float) -> np.ndarray:
+    """Close both eyes by ``amount`` with a lid painted from the fur or skin just above each eye.
+
+    For animals and drawn characters: their eyes are large and what lies above them (brows, ears,
+    outlines) must not be stretched over the eye. The eye is the ellipse through its six points,
+    grown a little to cover its outline; the lid (the fur or skin just above the eye, slid down with
+    it) comes down from its top to ``amount`` of its height.
+    """
+    if amount <= 0.0:
+        return image
+    out = image.copy()
+    eyes = [face.points[36:42], face.points[42:48]]
+    if np.allclose(eyes[0], eyes[1]):
+        eyes = eyes[:1]
+    for eye in eyes:
+        _paint_lid(out, image, eye, amount)
+    return out
+
+
+def _paint_lid(out: np.ndarray, image: np.ndarray, eye: np.ndarray, amount: float) -> None:
+    h, w = image.shape[:2]
+    cx, cy = float(eye[:, 0].mean()), float(eye[:, 1].mean())
+    rx = 0.54 * float(eye[:, 0].max() - eye[:, 0].min()) + 1.0
+    ry = 0.55 * float(eye[:, 1].max() - eye[:, 1].min()) / 0.866 + 1.0
+    x0, x1 = int(max(0, np.floor(cx - rx - 1))), int(min(w, np.ceil(cx + rx + 2)))
+    y0, y1 = int(max(0, np.floor(cy - ry - 1))), int(min(h, np.ceil(cy + ry + 2)))
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    radius = np.sqrt(((xs - cx) / rx) ** 2 + ((ys - cy) / ry) ** 2)
+    inside = np.clip((1.0 - radius) * max(2.0, 0.2 * min(rx, ry)), 0.0, 1.0)  # a soft edge of ~5 %
+    lid_y = cy - ry + amount * 2.0 * ry
+    cover = inside * np.clip(lid_y - ys + 0.5, 0.0, 1.0)
+    # the lid is the fur/skin band just above the eye, slid down with the lid (mirror-tiled)
+    top = cy - ry - 1.0
+    band = max(2.0, 0.35 * ry)
+    u = np.mod(np.maximum(lid_y - ys, 0.0), 2.0 * band)
+    src_y = (top - np.minimum(u, 2.0 * band - u)).astype(np.float32)
+    texture = cv2.remap(image, xs, src_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+    mean = texture.reshape(-1, 3).mean(axis=0)
+    shade = 0.9 + 0.1 * np.clip((lid_y - ys) / (2.0 * ry), 0.0, 1.0)
+    lid = (0.7 * texture + 0.3 * mean) * shade[..., None]
+    lash = np.exp(-(((ys - lid_y) / max(1.0, 0.06 * ry)) ** 2)) * inside * amount
+    region = image[y0:y1, x0:x1].astype(np.float32)
+    painted = region * (1.0 - cover[..., None]) + lid * cover[..., None]
+    painted *= (1.0 - 0.55 * lash)[..., None]
+    out[y0:y1, x0:x1] = np.clip(painted + 0.5, 0, 255).astype(np.uint8)
 
 
 # ------------------------------------------------------------------------------------------- head

@@ -218,6 +218,7 @@ class _Interior:
     src_inner: np.ndarray  # (8, 2) source inner lips, image coordinates
     lip_rgb: np.ndarray
     mouth_width: float
+    teeth: bool = True  # paint teeth when the portrait's mouth is closed (people; not animals)
 
 
 def paint_interior(
@@ -255,7 +256,10 @@ def paint_interior(
     tongue = np.clip((depth - 0.5) / 0.5, 0.0, 1.0) * opening * (1.0 - across)
     tongue_rgb = lip * np.array([0.72, 0.42, 0.45], np.float32)
     synthetic = cavity * (1.0 - 0.7 * tongue) + tongue_rgb * 0.7 * tongue
-    if _polygon_area(src) < 0.015 * interior.mouth_width**2:  # lips closed in the portrait: no teeth to carry
+    closed = (
+        _polygon_area(src) < 0.015 * interior.mouth_width**2
+    )  # lips closed in the portrait: no teeth to carry
+    if closed and interior.teeth:
         synthetic = _paint_teeth(
             synthetic,
             ys=ys,
@@ -272,12 +276,23 @@ def paint_interior(
 
 
 def render_mouth(
-    image: np.ndarray, face: FaceLandmarks, region: MouthRegion, shape: MouthShape, smile: float
+    image: np.ndarray,
+    face: FaceLandmarks,
+    region: MouthRegion,
+    shape: MouthShape,
+    smile: float,
+    *,
+    inside_rgb: tuple[float, float, float] | None = None,
 ) -> np.ndarray:
-    """The mouth region of ``image`` showing ``shape`` (at smile level ``smile``), (h, w, 3) uint8."""
+    """The mouth region of ``image`` showing ``shape`` (at smile level ``smile``), (h, w, 3) uint8.
+
+    ``inside_rgb``: colour the cavity and tongue are tinted from, with no painted teeth (animals and
+    drawings, whose "lips" are fur or a line); default: the person's own lip colour, with teeth.
+    """
     dst = shape_targets(face, shape, smile)
     patch = warp_region(image, region, face.points, dst)
-    interior = _Interior(image, face.points[60:68], _lip_colour(image, face), face.mouth_width)
+    lip = _lip_colour(image, face) if inside_rgb is None else np.array(inside_rgb, np.float32)
+    interior = _Interior(image, face.points[60:68], lip, face.mouth_width, teeth=inside_rgb is None)
     return paint_interior(patch, region, dst[60:68], interior, _scale_x(shape, smile))
 
 

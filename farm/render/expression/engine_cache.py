@@ -1,8 +1,8 @@
 """On-disk cache of TensorRT engines, keyed so a plan is only ever loaded where it was built for.
 
 TensorRT plans are not portable across GPU architectures or TensorRT versions, and a plan is only
-valid for the optimisation profile it was built with (reference/anchors.md §2). The key is therefore
-(model hash, TensorRT version, GPU compute capability, profile), and it is spelled out in the file
+valid for the optimisation profile it was built with (NVIDIA's TensorRT developer guide). The key is
+therefore (model hash, TensorRT version, GPU compute capability, profile), and it is spelled out in the file
 name so an operator can read a volume listing. Builds happen offline (image build or an init
 container, ``python -m farm.render.expression.build_engine``), never on a request path: ``ensure``
 skips work when the plan is present, builds into a temporary file and renames it into place, and

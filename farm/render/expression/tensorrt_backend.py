@@ -2,7 +2,8 @@
 
 The only module that imports ``tensorrt``, and only inside functions, so importing it anywhere is
 safe; nothing here runs without an NVIDIA GPU and NVIDIA's TensorRT (it is not pip-installable on
-CI machines: reference/environment-notes.md §8). Written against the TensorRT 10 Python API:
+CI machines: its PyPI packages are stubs that fetch wheels from NVIDIA's index). Written against
+the TensorRT 10 Python API:
 
 * ``build_plan``: ONNX → engine with FP16 (GridSample layers pinned to FP32, as Ditto does), one
   optimisation profile over the batch axis (min 1, opt, max), a persisted timing cache.

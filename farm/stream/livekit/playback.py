@@ -2,7 +2,7 @@
 
 The agent counts speech segments, one per ``lk.audio_stream`` byte stream, and expects exactly one
 ``lk.playback_finished`` per segment: too few and its next turn blocks, too many and speech overlaps
-(reference/livekit-avatar-protocol.md §5). Segments are announced by the input side (a stream
+(livekit-agents ``voice/avatar/_datastream_io.py``). Segments are announced by the input side (a stream
 header) and played by the output side (frames whose ``segment_id`` the renderer chose), so this
 tracker ties the two together:
 

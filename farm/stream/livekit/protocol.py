@@ -2,7 +2,7 @@
 
 * ``stream_format`` reads the string attributes of an ``lk.audio_stream`` header;
 * ``PcmDecoder`` turns arbitrary byte chunks into whole interleaved s16le samples;
-* ``dynamics_reply`` answers the ``trigger_dynamics`` RPC (reference/bithuman-api.md §5).
+* ``dynamics_reply`` answers the ``trigger_dynamics`` RPC (bitHuman's documented reply shape).
 """
 
 from __future__ import annotations

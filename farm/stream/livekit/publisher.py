@@ -5,7 +5,7 @@ and ``wait_remote_track=KIND_VIDEO`` agents proceed at once; every ``AvatarFrame
 goes through ``rtc.AVSynchronizer`` (video paced at 25 fps, audio through a 100 ms AudioSource queue,
 as in LiveKit's AvatarRunner). Video is one H.264 layer, no simulcast, 2 Mbps, 25 fps: LiveKit's
 default preset for a ~512² track (VP8 ~300 kbps, 20 fps cap, simulcast) decimates 25 fps and
-blurs the face (reference/anchors.md §4).
+blurs the face (the default libwebrtc behaviour under CPU pressure).
 
 It also plays the output half of the playback protocol: ``lk.playback_started`` when a segment's
 first frame is queued (sent once that audio reaches the head of the queue), exactly one

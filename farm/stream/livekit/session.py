@@ -1,7 +1,7 @@
 """``LiveKitRoomSession``: one session's presence in a LiveKit room, as SessionInput and FrameSink.
 
 It joins as the avatar participant and speaks the LiveKit Agents remote-avatar protocol
-(reference/livekit-avatar-protocol.md):
+(livekit-agents ``voice/avatar``: DataStreamAudioOutput / AvatarRunner):
 
 * before ``connect`` (``RoomOptions(auto_subscribe=False)``) it registers the ``lk.audio_stream``
   byte-stream handler and no-op handlers for ``lk.transcription`` / ``lk.agent.session``; right

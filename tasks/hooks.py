@@ -1,40 +1,44 @@
-"""Worker hooks: prewarm in the right process, register in the worker registry, heartbeat, deregister.
+"""Worker process hooks: build the WorkerRuntime in the right process, start it, drain and stop it.
 
-* threads / solo pools: the tasks run in the main process, so the WorkerContext is built and
-  prewarmed in ``worker_init`` — before the consumer starts, so nothing is consumed cold.
+* threads / solo pools: the tasks run in the main process, so the runtime is built and prewarmed in
+  ``worker_init``, before the consumer starts, so nothing is consumed cold.
 * prefork: each child builds its own in ``worker_process_init``. Nothing heavy (torch!) runs in the
-  parent before the fork: a torch op before fork deadlocks the children (environment-notes §4), and
-  CUDA never survives a fork.
+  parent before the fork: a torch op before fork deadlocks the children, and CUDA never survives a
+  fork.
 
 A READY render process in the main process (threads / solo) also consumes its private queue
-(``names.worker_queue``: warm routing) from ``worker_ready`` on, and advertises it in the registry.
-Prefork children advertise none (their parent's consumer is shared), so they get shared-queue work only.
+(warm routing) from ``worker_ready`` on, and advertises it in the registry. Prefork children
+advertise none (their parent's consumer is shared), so they get shared-queue work only.
 
 A failed prewarm leaves the worker up but ERROR in the registry; ``worker_ready`` then cancels its
-consumers so it takes no session (and the task itself rejects while the pool is not READY).
+consumers so it takes no session (and the task itself rejects while the runtime is not READY).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from typing import Any
 
 from celery import Celery, signals
 
+from farm.errors import FarmError
+from farm.sessions.redis_runtime import EngineFactory, redis_runtime, start_dynamics
+from farm.sessions.runtime import WorkerRuntime
 from farm.settings import Settings
-from tasks.context import EngineFactory, WorkerContext
-from tasks.routing import ALL_QUEUES, worker_queue
+from tasks.producer import CelerySessionQueue
+from tasks.routing import ALL_QUEUES, models_for_queues, worker_kombu_queue
 
 log = logging.getLogger(__name__)
 
-APP_ATTR = "farm_worker"
+APP_ATTR = "farm_runtime"
 
 
-def current_context(app: Celery) -> WorkerContext | None:
-    """The WorkerContext of this process, or None before its init hook ran."""
-    ctx: WorkerContext | None = getattr(app, APP_ATTR, None)
-    return ctx
+def current_runtime(app: Celery) -> WorkerRuntime | None:
+    """The WorkerRuntime of this process, or None before its init hook ran."""
+    runtime: WorkerRuntime | None = getattr(app, APP_ATTR, None)
+    return runtime
 
 
 def _pool_name(pool_cls: Any) -> str:
@@ -48,26 +52,37 @@ def _selected_queues(app: Celery) -> list[str]:
 
 def boot(
     app: Celery, settings: Settings, *, hostname: str, capacity: int, engine_factory: EngineFactory | None
-) -> WorkerContext:
-    """Build this process's context, publish STARTING, prewarm, publish READY/ERROR, start heartbeat."""
-    ctx = WorkerContext.create(
-        app,
+) -> WorkerRuntime:
+    """Build this process's runtime, prewarm (STARTING → READY | ERROR), start its loop and heartbeat."""
+    queues = _selected_queues(app)
+    session_queue = CelerySessionQueue(app)
+    runtime = redis_runtime(
         settings,
+        session_queue,
         hostname=hostname,
-        queues=_selected_queues(app),
+        queues=queues,
+        models=models_for_queues(queues),
         capacity=capacity,
         engine_factory=engine_factory,
     )
-    setattr(app, APP_ATTR, ctx)
-    ctx.prewarm()
-    if ctx.ready:
-        ctx.start_dynamics()
-    ctx.start_heartbeat()
+
+    def delete_private_queue() -> None:
+        if runtime.warm_queue is not None:
+            runtime.warm_queue = None
+            with contextlib.suppress(FarmError):
+                session_queue.delete_worker_queue(runtime.worker_id)
+
+    runtime.parts.on_stop = (*runtime.parts.on_stop, delete_private_queue)
+    setattr(app, APP_ATTR, runtime)
+    runtime.prewarm()
+    if runtime.ready:
+        start_dynamics(runtime, settings)
+    runtime.start()
     log.info(
-        "worker ready" if ctx.ready else "worker prewarm failed: taking no sessions",
-        extra={"worker_id": ctx.worker_id, "state": ctx.state},
+        "worker ready" if runtime.ready else "worker prewarm failed: taking no sessions",
+        extra={"worker_id": runtime.worker_id, "state": runtime.state},
     )
-    return ctx
+    return runtime
 
 
 class WorkerHooks:
@@ -98,33 +113,33 @@ class WorkerHooks:
         self._boot(sender.hostname, int(sender.concurrency))
 
     def on_process_init(self, sender: Any = None, **_: Any) -> None:
-        if current_context(self.app) is not None:  # solo pool: already booted in worker_init
+        if current_runtime(self.app) is not None:  # solo pool: already booted in worker_init
             return
         self._boot(str(sender or f"worker-{os.getpid()}"), 1)
 
     def on_ready(self, sender: Any = None, **_: Any) -> None:
-        ctx = current_context(self.app)
-        if ctx is None or getattr(sender, "app", None) is not self.app:
+        runtime = current_runtime(self.app)
+        if runtime is None or getattr(sender, "app", None) is not self.app:
             return
-        if ctx.ready:
-            if ctx.pool is not None:  # a render process: also consume its private warm-routing queue
-                private = worker_queue(ctx.worker_id).name
+        if runtime.ready:
+            if runtime.parts.pool is not None:  # a render process: also consume its warm-routing queue
+                private = worker_kombu_queue(runtime.worker_id).name
                 sender.add_task_queue(private, exchange=private, routing_key=private)
-                ctx.consuming_warm_queue(private)
+                runtime.consuming_warm_queue(private)
             return
-        for queue in ctx.queues:
+        for queue in runtime.queues:
             sender.cancel_task_queue(queue)
-        log.error("consumers cancelled: prewarm failed", extra={"worker_id": ctx.worker_id})
+        log.error("consumers cancelled: prewarm failed", extra={"worker_id": runtime.worker_id})
 
     def on_shutting_down(self, **_: Any) -> None:
-        ctx = current_context(self.app)
-        if ctx is not None:
-            ctx.draining()
+        runtime = current_runtime(self.app)
+        if runtime is not None:
+            runtime.draining()
 
     def on_shutdown(self, **_: Any) -> None:
-        ctx = current_context(self.app)
-        if ctx is not None:
-            ctx.stop()
+        runtime = current_runtime(self.app)
+        if runtime is not None:
+            runtime.stop()
 
 
 def install_worker_hooks(app: Celery, settings: Settings, *, engine_factory: EngineFactory | None) -> None:

@@ -1,0 +1,115 @@
+"""One toolkit for every bench: one percentile definition, one summary format, one ``finish`` that
+stamps machine and date, and one speech-like sample signal, so every p95 in BENCHMARKS.md means the
+same thing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); NaN for an empty sequence."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
+    return ordered[rank - 1]
+
+
+def summary(values: Sequence[float], digits: int = 1) -> dict[str, float]:
+    """``{n, median, p95, p99, min, max}`` of ``values`` (nearest-rank percentiles); ``{}`` if empty."""
+    if not values:
+        return {}
+    return {
+        "n": len(values),
+        "median": round(statistics.median(values), digits),
+        "p95": round(percentile(values, 95), digits),
+        "p99": round(percentile(values, 99), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+    }
+
+
+def machine() -> dict[str, Any]:
+    """What a number was measured on: host, CPU model, cores, Python."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "host": socket.gethostname(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+
+
+def emit(record: dict[str, Any]) -> None:
+    """One JSON line on stdout (progress records and summaries)."""
+    print(json.dumps(record), flush=True)
+
+
+def finish(result: dict[str, Any], out: Path | None) -> None:
+    """Stamp the machine and date on a bench result, print it as one JSON line, write it to ``out``."""
+    result["machine"] = machine()
+    result["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    emit(result)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def speech_like(seconds: float, rate: int = 16_000, seed: int = 0) -> np.ndarray:
+    """Deterministic speech-like audio (float32, -1..1): voiced syllables of varying loudness and vowel
+    colour, with pauses."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    pitch = 125.0 + 25.0 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / rate
+    bright = 0.5 + 0.5 * np.sin(2 * np.pi * 0.9 * t)  # slides between dark (o) and bright (i) vowels
+    voiced = sum((1.0 / k) * (1.0 + 2.0 * bright * (k > 12)) * np.sin(k * phase) for k in range(1, 30))
+    envelope = np.zeros_like(t)
+    pos = 0.1
+    while pos < seconds - 0.3:
+        length, loud = rng.uniform(0.12, 0.3), rng.uniform(0.2, 1.0)
+        span = (t >= pos) & (t < pos + length)
+        envelope[span] = loud * np.sin(np.pi * (t[span] - pos) / length)
+        pos += length + rng.uniform(0.03, 0.15)
+    level = 0.25 / np.sqrt(np.mean(voiced**2))  # RMS 0.25 at the loudest syllable peaks (-12 dBFS)
+    return np.clip(level * voiced * envelope, -1.0, 1.0).astype(np.float32)
+
+
+def sample_clip(seconds: float = 0.2, rate: int = 16_000) -> bytes:
+    """WAV bytes of a short voiced clip (the farm demo's synthesiser) for sessions whose length is
+    not the point of the measurement."""
+    from farm.demo import synth_speech, wav_bytes
+
+    return wav_bytes(synth_speech(seconds=seconds + 0.2)[: int(seconds * rate)], rate)
+
+
+def sample_portrait_png() -> bytes:
+    """PNG bytes of the sample portrait (scikit-image's astronaut) for agent builds."""
+    import io
+
+    from PIL import Image
+
+    from farm.render.essence import sample_portrait
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(sample_portrait(), dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()

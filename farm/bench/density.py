@@ -1,0 +1,320 @@
+"""``farm bench density``: how many Essence room sessions one worker process holds at 25 fps.
+
+Set-up: a real ``livekit-server`` (started here, or ``--livekit-url``), a real farm (embedded Redis,
+the HTTP API, one build worker) and **one essence worker process pinned to ``--worker-cores``**
+(``taskset``); this process, the server, Redis and the API are pinned to the other cores, so the
+worker's cores do only the worker's work. Each step runs N room sessions at once, each as a plugin
+agent would start it (``POST /v1/runtime-tokens/request``), with a subscribed viewer per room that
+counts the avatar's decoded frames, and an agent that streams speech continuously over
+``lk.audio_stream`` (2 s segments, back to back, in real time). After ``--step-s`` seconds the agents
+leave, the sessions end, and the step reports:
+
+* ``late_pct``: frames the worker handed to the SDK more than one frame period (40 ms) after their
+  25 fps tick, or skipped by the runner's grid reset, over all frames of the step (the runner's own
+  counters, stored in each session's timings);
+* ``worker_cpu_pct`` (of one core; 100 = one core busy) and per session, ``worker_rss_mb`` and the
+  growth per session over the idle, prewarmed worker;
+* ``ttff_ms``: runtime-token request → first decoded frame at the room's viewer (p50/p95);
+* ``viewer_fps``: decoded frames per second per viewer (what a subscriber got);
+* ``failed`` and ``stranded`` (sessions neither ENDED nor FAILED after the agents left; must be 0).
+
+``sessions_per_core_25fps`` = the largest N with ``late_pct`` ≤ ``--max-late-pct`` (1 %) and no failed
+session, divided by the worker's cores. Prints one JSON object (``against`` names the server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import httpx
+import numpy as np
+import psutil
+from livekit import api, rtc
+
+from farm import names
+from farm.bench.common import finish, speech_like, summary
+from farm.bench.roomfarm import livekit_target
+from farm.livekit_server import DEV_API_KEY, DEV_API_SECRET
+from farm.procs import LocalFarm, free_port
+from farm.redis_conn import connect
+from farm.render.essence import sample_portrait
+from farm.sessions.keys import RedisKeyStore
+from farm.settings import Settings
+
+SEGMENT_S = 2.0
+RATE = 24_000
+CHUNK = RATE // 50  # 20 ms
+
+
+def _token(target: Any, identity: str, room: str, kind: str, attrs: dict[str, str] | None = None) -> str:
+    token = (
+        api.AccessToken(target.api_key, target.api_secret)
+        .with_identity(identity)
+        .with_kind(kind)  # type: ignore[arg-type]
+        .with_grants(api.VideoGrants(room_join=True, room=room))
+    )
+    return (token.with_attributes(attrs) if attrs else token).to_jwt()
+
+
+@dataclass
+class RoomLoad:
+    """One room: the agent that streams speech and the viewer that counts decoded avatar frames."""
+
+    name: str
+    agent: rtc.Room = field(default_factory=rtc.Room)
+    viewer: rtc.Room = field(default_factory=rtc.Room)
+    first_frame_at: float | None = None
+    frames: int = 0
+    requested_at: float = 0.0
+    session_id: str = ""
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def watch(self) -> None:
+        self.viewer.on("track_subscribed", self._on_track)
+
+    def _on_track(self, track: rtc.Track, *_: object) -> None:
+        if track.kind == rtc.TrackKind.KIND_VIDEO:
+            self.tasks.append(asyncio.create_task(self._count(track)))
+
+    async def _count(self, track: rtc.Track) -> None:
+        async for _ in rtc.VideoStream(track):
+            if self.first_frame_at is None:
+                self.first_frame_at = time.perf_counter()
+            self.frames += 1
+
+    async def speak(self, pcm: np.ndarray, stop: asyncio.Event) -> None:
+        """Back-to-back segments in real time until ``stop``."""
+        while not stop.is_set():
+            writer = await self.agent.local_participant.stream_bytes(
+                name=f"AUDIO_{uuid.uuid4().hex[:8]}",
+                topic=names.LK_TOPIC_AUDIO_STREAM,
+                destination_identities=[names.DEFAULT_AVATAR_IDENTITY],
+                attributes={"sample_rate": str(RATE), "num_channels": "1"},
+            )
+            started = time.perf_counter()
+            for i, start in enumerate(range(0, pcm.shape[0], CHUNK)):
+                if stop.is_set():
+                    break
+                await writer.write(pcm[start : start + CHUNK].tobytes())
+                await asyncio.sleep(max(0.0, started + (i + 1) * 0.02 - time.perf_counter()))
+            await writer.aclose()
+
+    async def aclose(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await self.viewer.disconnect()
+        with contextlib.suppress(Exception):
+            await self.agent.disconnect()
+
+
+@dataclass
+class DensityBench:
+    target: Any
+    client: httpx.AsyncClient
+    worker: psutil.Process
+    pcm: np.ndarray
+    step_s: float
+    agent_id: str = ""
+
+    async def step(self, n: int) -> dict[str, Any]:
+        rooms = [RoomLoad(f"density-{n}-{uuid.uuid4().hex[:6]}-{i}") for i in range(n)]
+        for room in rooms:
+            room.watch()
+        await asyncio.gather(*(self._join(room) for room in rooms))
+        await asyncio.gather(*(self._start(room) for room in rooms))
+        await self._until(lambda: all(r.first_frame_at is not None for r in rooms), 60.0)
+        stop = asyncio.Event()
+        speakers = [asyncio.create_task(room.speak(self.pcm, stop)) for room in rooms]
+        await asyncio.sleep(2.0)  # settle: every avatar talking
+        cpu_before, frames_before, t0 = self._cpu_s(), [r.frames for r in rooms], time.perf_counter()
+        await asyncio.sleep(self.step_s)
+        cpu_s, elapsed = self._cpu_s() - cpu_before, time.perf_counter() - t0
+        viewer_fps = [(r.frames - f) / elapsed for r, f in zip(rooms, frames_before, strict=True)]
+        rss_mb = self.worker.memory_info().rss / 2**20
+        stop.set()
+        await asyncio.gather(*speakers, return_exceptions=True)
+        await asyncio.gather(*(room.aclose() for room in rooms))
+        sessions = await self._ended([r.session_id for r in rooms])
+        frames = sum(float(s.get("timings_ms", {}).get("frames", 0.0)) for s in sessions)
+        late = sum(float(s.get("timings_ms", {}).get("late_frames", 0.0)) for s in sessions)
+        states = [s["status"] for s in sessions]
+        return {
+            "sessions": n,
+            "late_pct": round(100.0 * late / frames, 3) if frames else None,
+            "frames": int(frames),
+            "worker_cpu_pct": round(100.0 * cpu_s / elapsed, 1),
+            "worker_cpu_pct_per_session": round(100.0 * cpu_s / elapsed / n, 2),
+            "worker_rss_mb": round(rss_mb, 1),
+            "ttff_ms": summary([(r.first_frame_at or 0.0) * 1000 - r.requested_at * 1000 for r in rooms]),
+            "viewer_fps": summary(viewer_fps, 2),
+            "failed": states.count("FAILED"),
+            "stranded": sum(1 for s in states if s not in ("ENDED", "FAILED")),
+        }
+
+    async def _join(self, room: RoomLoad) -> None:
+        await room.agent.connect(self.target.url, _token(self.target, "agent-1", room.name, "agent"))
+        await room.viewer.connect(self.target.url, _token(self.target, "viewer-1", room.name, "standard"))
+
+    async def _start(self, room: RoomLoad) -> None:
+        attrs = {names.LK_ATTR_PUBLISH_ON_BEHALF: "agent-1", "agent_id": self.agent_id}
+        body = {
+            "livekit_url": self.target.url,
+            "livekit_token": _token(self.target, names.DEFAULT_AVATAR_IDENTITY, room.name, "agent", attrs),
+            "room_name": room.name,
+            "mode": "cpu",
+            "agent_id": self.agent_id,
+        }
+        room.requested_at = time.perf_counter()
+        response = await self.client.post("/v1/runtime-tokens/request", json=body)
+        response.raise_for_status()
+        room.session_id = response.json()["session_id"]
+
+    async def _ended(self, session_ids: Sequence[str], deadline_s: float = 30.0) -> list[dict[str, Any]]:
+        end = time.monotonic() + deadline_s
+        while True:
+            sessions = [(await self.client.get(f"/v1/sessions/{sid}")).json() for sid in session_ids]
+            if all(s["status"] in ("ENDED", "FAILED") for s in sessions) or time.monotonic() > end:
+                return sessions
+            await asyncio.sleep(0.5)
+
+    def _cpu_s(self) -> float:
+        times = self.worker.cpu_times()
+        return float(times.user + times.system)
+
+    @staticmethod
+    async def _until(predicate: Any, timeout_s: float) -> None:
+        end = time.monotonic() + timeout_s
+        while not predicate():
+            if time.monotonic() > end:
+                raise TimeoutError("not every avatar's first frame reached its viewer")
+            await asyncio.sleep(0.05)
+
+
+def _pin_self(worker_cores: set[int]) -> set[int]:
+    """Pin this process (and what it starts next) to the cores the worker does not use."""
+    others = set(os.sched_getaffinity(0)) - worker_cores
+    if not others:
+        raise SystemExit("--worker-cores leaves no core for the load generator and the server")
+    os.sched_setaffinity(0, others)
+    return others
+
+
+def _farm(tmp: Path, target: Any, args: argparse.Namespace, cores: str) -> tuple[LocalFarm, str, int]:
+    settings = Settings.model_validate(
+        {
+            "data_dir": tmp / "var",
+            "output_dir": tmp / "out",
+            "api_port": free_port(),
+            "essence_size": args.size,
+            "worker_capacity": max(args.steps),
+            "livekit_url": target.url,
+            "livekit_api_key": target.api_key,
+            "livekit_api_secret": target.api_secret,
+            "default_concurrency_limit": 100_000,
+        }
+    )
+    farm = LocalFarm(settings, dict(os.environ), log_dir=tmp / "logs")
+    farm.start_redis()
+    farm.start_api()
+    farm.start_worker("build")
+    argv = ["taskset", "-c", cores, sys.executable, "-m", "farm.cli", "worker", "--queue", "essence"]
+    worker = farm.spawn("worker-essence", [*argv, "--concurrency", str(max(args.steps))])
+    farm.wait_api(120)
+    assert farm.redis_url is not None
+    _, secret = RedisKeyStore(connect(farm.redis_url)).create("density", "bench", concurrency_limit=100_000)
+    return farm, secret, worker.process.pid
+
+
+async def _run(args: argparse.Namespace) -> dict[str, Any]:
+    worker_cores = {int(c) for c in args.worker_cores.split(",")}
+    bench_cores = _pin_self(worker_cores)
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-density-") as tmp,
+        livekit_target(args.livekit_url, args.api_key, args.api_secret, Path(tmp)) as target,
+    ):
+        farm, secret, worker_pid = _farm(Path(tmp), target, args, args.worker_cores)
+        try:
+            base = f"http://127.0.0.1:{farm.settings.api_port}"
+            async with httpx.AsyncClient(base_url=base, headers={"api-secret": secret}, timeout=30) as client:
+                agent_id = await _sample_agent(client, Path(tmp))
+                idle_rss = psutil.Process(worker_pid).memory_info().rss / 2**20
+                pcm = (speech_like(SEGMENT_S, RATE) * 32_767).astype(np.int16)
+                bench = DensityBench(target, client, psutil.Process(worker_pid), pcm, args.step_s, agent_id)
+                await bench.step(1)  # warm-up: codecs, first joins
+                steps = []
+                for n in args.steps:
+                    result = await bench.step(n)
+                    result["worker_rss_growth_mb_per_session"] = round(
+                        (result["worker_rss_mb"] - idle_rss) / n, 2
+                    )
+                    print(f"density step {result}", file=sys.stderr, flush=True)
+                    steps.append(result)
+                    if result["late_pct"] is not None and result["late_pct"] > 5 * args.max_late_pct:
+                        break  # far past the ceiling: further steps only add load
+        finally:
+            farm.stop()
+    ok = [s["sessions"] for s in steps if (s["late_pct"] or 0) <= args.max_late_pct and s["failed"] == 0]
+    best = max(ok, default=0)
+    return {
+        "bench": "density",
+        "model": "essence",
+        "against": target.against,
+        "frame_size": args.size,
+        "worker_cores": sorted(worker_cores),
+        "bench_cores": sorted(bench_cores),
+        "idle_worker_rss_mb": round(idle_rss, 1),
+        "steps": steps,
+        "sessions_per_core_25fps": round(best / len(worker_cores), 2),
+        "max_late_pct": args.max_late_pct,
+        "stranded": sum(s["stranded"] for s in steps),
+        "target": {"sessions_per_core_25fps": 10, "late_pct": 1.0, "stranded": 0},
+    }
+
+
+async def _sample_agent(client: httpx.AsyncClient, tmp: Path) -> str:
+    image = tmp / "face.png"
+    cv2.imwrite(str(image), cv2.cvtColor(sample_portrait(), cv2.COLOR_RGB2BGR))
+    created = await client.post("/v1/agents", files={"image": ("face.png", image.read_bytes())})
+    created.raise_for_status()
+    agent_id: str = created.json()["agent_id"]
+    end = time.monotonic() + 180
+    while (await client.get(f"/v1/agents/{agent_id}")).json()["data"]["status"] != "ready":
+        if time.monotonic() > end:
+            raise TimeoutError("the sample agent was not built in 180 s")
+        await asyncio.sleep(0.5)
+    return agent_id
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="farm bench density", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--steps", type=lambda s: [int(x) for x in s.split(",")], default=[2, 4, 6, 8, 10, 12, 14]
+    )
+    parser.add_argument("--step-s", type=float, default=20.0, help="measured seconds per step")
+    parser.add_argument("--size", type=int, default=512, help="avatar frame size (square)")
+    parser.add_argument("--worker-cores", default="1", help="cores the worker process is pinned to")
+    parser.add_argument("--max-late-pct", type=float, default=1.0)
+    parser.add_argument("--livekit-url", help="use this server instead of starting one")
+    parser.add_argument("--api-key", default=DEV_API_KEY)
+    parser.add_argument("--api-secret", default=DEV_API_SECRET)
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    args = parser.parse_args(argv)
+    finish(asyncio.run(_run(args)), args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

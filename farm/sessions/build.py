@@ -1,0 +1,55 @@
+"""Build the Essence pack of an agent: the core of the ``farm.agent.build`` task.
+
+The agent ends READY (with ``pack_ref`` and its gestures) or FAILED (with a message a person can act
+on); gesture preview MP4s for the dynamics catalogue are written best-effort.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from farm.blobs import BlobStore
+from farm.contracts import BuildTaskResult
+from farm.domain import AgentStatus
+from farm.errors import FarmError
+from farm.media import load_image_rgb
+from farm.sessions.base import AgentStore
+from farm.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def build_agent(settings: Settings, agents: AgentStore, blobs: BlobStore, agent_id: str) -> BuildTaskResult:
+    """Build the pack of ``agent_id`` under ``settings.pack_dir`` and record the outcome on the agent."""
+    from farm.render.essence import motion
+    from farm.render.essence.builder import build_pack
+
+    agent = agents.get(agent_id)
+    out_dir = settings.pack_dir / agent.id
+    try:
+        image = load_image_rgb(blobs.path(agent.image_ref), settings.max_image_pixels)
+        build_pack(image, out_dir, size=settings.essence_size, options=agent.build)
+    except FarmError as exc:
+        agents.update(agent.id, AgentStatus.FAILED, error_message=exc.message)
+        return BuildTaskResult(agent_id=agent.id, status="failed", code=exc.code)
+    except Exception:
+        log.exception("pack build failed", extra={"agent_id": agent.id})
+        agents.update(agent.id, AgentStatus.FAILED, error_message="the pack build failed")
+        return BuildTaskResult(agent_id=agent.id, status="failed", code="INTERNAL_ERROR")
+    _write_previews(settings, agent.id, out_dir)
+    pack_ref = str(out_dir.relative_to(settings.data_dir))
+    agents.update(agent.id, AgentStatus.READY, pack_ref=pack_ref, gestures=list(motion.GESTURES))
+    return BuildTaskResult(agent_id=agent.id, status="ready", pack_ref=pack_ref)
+
+
+def _write_previews(settings: Settings, agent_id: str, pack_dir: Path) -> None:
+    """Gesture preview MP4s for the dynamics catalogue; a failure leaves the agent usable."""
+    from farm.dynamics.catalogue import previews_dir
+    from farm.dynamics.previews import write_gesture_previews
+    from farm.render.essence import load_pack
+
+    try:
+        write_gesture_previews(load_pack(pack_dir), previews_dir(settings.data_dir, agent_id))
+    except Exception:
+        log.exception("gesture previews not written", extra={"agent_id": agent_id})

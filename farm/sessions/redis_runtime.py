@@ -1,0 +1,106 @@
+"""The production WorkerRuntime of a worker process: Redis stores, the engine registry, dynamics.
+
+``redis_runtime`` wires the parts; the Celery layer (``tasks.hooks``) calls it from the right
+process hook and hands it the broker-side pieces it owns (the SessionQueue, the private-queue
+cleanup). Nothing here knows Celery.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+
+from farm.blobs import BlobStore
+from farm.domain import ModelKind, Session
+from farm.redis_conn import connect
+from farm.render.base import RenderEngine
+from farm.render.pool import ModelPool
+from farm.render.registry import create_engine
+from farm.sessions.agents import RedisAgentStore
+from farm.sessions.base import SessionQueue
+from farm.sessions.reaper import Reaper, RedisReaperLock
+from farm.sessions.redis_store import RedisSessionStore
+from farm.sessions.registry import RedisWorkerRegistry
+from farm.sessions.runner import DynamicsAttachment
+from farm.sessions.runtime import RuntimeParts, WorkerRuntime
+from farm.sessions.warm import StrandedRescuer
+from farm.sessions.wiring import AvatarResolver, WorkerSessionIo
+from farm.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EngineFactory = Callable[[ModelKind], RenderEngine]
+
+
+def redis_runtime(
+    settings: Settings,
+    queue: SessionQueue,
+    *,
+    hostname: str,
+    queues: list[str],
+    models: Sequence[ModelKind],
+    capacity: int,
+    engine_factory: EngineFactory | None = None,
+    on_stop: Sequence[Callable[[], object]] = (),
+) -> WorkerRuntime:
+    """The runtime of this process over ``settings.redis_url`` (not yet prewarmed or started)."""
+    assert settings.redis_url, "the worker needs settings.redis_url"
+    client = connect(settings.redis_url)
+    worker_id = f"{hostname}:{os.getpid()}"
+    blobs = BlobStore(settings.blob_dir)
+    agents = RedisAgentStore(client)
+    store = RedisSessionStore(client, idempotency_ttl_s=settings.max_session_s)
+    factory = engine_factory or (lambda model: create_engine(model, settings))
+    pool = ModelPool(list(models), factory, avatar_cache_mb=settings.avatar_cache_mb) if models else None
+    registry = RedisWorkerRegistry(client)
+    reaper = Reaper(
+        store,
+        queue,
+        RedisReaperLock(client, worker_id, ttl_s=settings.reaper_interval_s),
+        max_attempts=settings.max_attempts,
+    )
+    rescuer = StrandedRescuer(client, registry, queue, settings.warm_route_max_wait_s)
+    resolver = AvatarResolver(settings, agents, blobs)
+    parts = RuntimeParts(
+        store=store,
+        queue=queue,
+        registry=registry,
+        agents=agents,
+        pool=pool,
+        io_factory=WorkerSessionIo(settings, blobs),
+        resolve_avatar=resolver,
+        hot_avatar=lambda agent_id: resolver.for_agent(agent_id, ModelKind.ESSENCE),
+        maintenance=(reaper.run_once, rescuer.run_once),
+        on_stop=on_stop,
+    )
+    return WorkerRuntime(
+        settings, parts, worker_id=worker_id, hostname=hostname, queues=queues, capacity=capacity
+    )
+
+
+def start_dynamics(runtime: WorkerRuntime, settings: Settings) -> None:
+    """Subscribe a READY render process to the dynamics topic (gestures fanned out by Redis)."""
+    if runtime.parts.pool is None or runtime.parts.attach_dynamics is not None:
+        return
+    from farm.dynamics.worker import WorkerDynamics
+
+    try:
+        dynamics = WorkerDynamics.connect(str(settings.redis_url), runtime.worker_id)
+    except Exception:
+        log.exception("dynamics unavailable: gestures only from session input", extra=runtime._fields)
+        return
+
+    def attach(
+        session: Session, gestures: Sequence[str], deliver: Callable[[str], None]
+    ) -> DynamicsAttachment:
+        return dynamics.attach(
+            session_id=session.id,
+            tenant=session.tenant,
+            agent_id=session.avatar_id,
+            gestures=gestures,
+            trigger=deliver,
+        )
+
+    runtime.parts.attach_dynamics = attach
+    runtime.parts.on_stop = (*runtime.parts.on_stop, dynamics.close)

@@ -1,0 +1,232 @@
+"""The worker runtime runs N sessions of one process at once on one loop, the (N+1)th waits for a slot,
+and no session can strand a slot: a join that never completes fails with ROOM_JOIN_FAILED, a wedged
+renderer gives its lease up, every ended session frees its slot. Driven by the in-process stub worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import numpy as np
+import pytest
+
+from farm.contracts import RunSessionMessage
+from farm.domain import ModelKind, Session, SessionState
+from farm.render.base import AvatarFrame, AvatarSource
+from farm.render.pool import ModelPool
+from farm.sessions.agents import MemoryAgentStore
+from farm.sessions.memory import MemorySessionStore
+from farm.sessions.reaper import LocalReaperLock, Reaper
+from farm.sessions.registry import MemoryWorkerRegistry
+from farm.sessions.runtime import RuntimeParts, WorkerRuntime
+from farm.settings import Settings
+from farm.stream.base import InputClosed, InputEvent, RenderInfo, SessionIO, SpeechChunk
+from tests.support.stub_worker import StubQueue, StubWorker
+from tests.support.tone_engine import ToneEngine
+
+pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
+
+CAPACITY = 3
+
+
+class HeldInput:
+    """Speech once, then open until the test releases it (a live agent that keeps the room)."""
+
+    def __init__(self, *, join_hangs: bool = False) -> None:
+        self.release = threading.Event()
+        self.joined = threading.Event()
+        self._join_hangs = join_hangs
+
+    async def start(self) -> None:
+        if self._join_hangs:
+            await asyncio.Event().wait()  # a LiveKit join that never completes
+        self.joined.set()
+
+    async def events(self) -> AsyncIterator[InputEvent]:
+        t = np.arange(1600) / 16_000
+        yield SpeechChunk((np.sin(2 * np.pi * 200 * t) * 8000).astype(np.int16), 16_000)
+        while not self.release.is_set():
+            await asyncio.sleep(0.02)
+        yield InputClosed("agent left")
+
+    async def aclose(self) -> None:
+        self.release.set()
+
+
+class CountingSink:
+    realtime = True
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.first = threading.Event()
+
+    async def start(self) -> None:
+        pass
+
+    async def write(self, frame: AvatarFrame) -> None:
+        self.frames += 1
+        self.first.set()
+
+    async def aclose(self) -> None:
+        pass
+
+
+class Farm:
+    """One stub worker over in-memory parts; room sessions get a HeldInput each."""
+
+    def __init__(self, settings: Settings, *, frame_delay_s: float = 0.0) -> None:
+        self.settings = settings
+        self.store = MemorySessionStore()
+        self.queue = StubQueue()
+        self.inputs: dict[str, HeldInput] = {}
+        self.sinks: dict[str, CountingSink] = {}
+        self.opened: dict[str, threading.Event] = {}
+        self.hang_joins = False
+        pool = ModelPool([ModelKind.ESSENCE], lambda _: ToneEngine(size=64, frame_delay_s=frame_delay_s))
+        self.reaper = Reaper(self.store, self.queue, LocalReaperLock(), max_attempts=3)
+        parts = RuntimeParts(
+            store=self.store,
+            queue=self.queue,
+            registry=MemoryWorkerRegistry(),
+            agents=MemoryAgentStore(),
+            pool=pool,
+            io_factory=self._io,
+            resolve_avatar=lambda s: AvatarSource(key=s.avatar_id or "A1"),
+        )
+        self.runtime = WorkerRuntime(
+            settings, parts, worker_id="w1", hostname="h", queues=["essence"], capacity=CAPACITY
+        )
+        self.worker = StubWorker(self.runtime, self.queue)
+
+    def _io(self, session: Session, render: RenderInfo) -> SessionIO:
+        assert render.frame_size == (64, 64)
+        held = HeldInput(join_hangs=self.hang_joins)
+        sink = CountingSink()
+        self.inputs[session.id], self.sinks[session.id] = held, sink
+        self.opened[session.id].set()
+        return SessionIO(input=held, sink=sink, output=f"livekit://r/{session.id}")
+
+    def submit(self) -> str:
+        room = {"room": f"r-{uuid.uuid4().hex[:6]}", "identity": "avatar", "agent_identity": "agent"}
+        new = Session(id=uuid.uuid4().hex, tenant="t", model=ModelKind.ESSENCE, avatar_id="A1", livekit=room)
+        session, _ = self.store.create(new)
+        self.opened[session.id] = threading.Event()
+        self.queue.submit(RunSessionMessage(session_id=session.id, model=session.model))
+        return session.id
+
+    def streaming(self, sid: str) -> bool:
+        return self.opened[sid].wait(10) and self.sinks[sid].first.wait(10)
+
+
+@pytest.fixture
+def farm(settings: Settings) -> Iterator[Farm]:
+    f = Farm(settings)
+    f.worker.start()
+    try:
+        yield f
+    finally:
+        for held in f.inputs.values():
+            held.release.set()
+        f.worker.stop()
+
+
+def test_n_sessions_stream_at_once_and_the_next_waits_for_a_free_slot(farm: Farm) -> None:
+    first = [farm.submit() for _ in range(CAPACITY)]
+    assert all(farm.streaming(sid) for sid in first)
+    assert farm.runtime.active == CAPACITY and farm.runtime.free_slots == 0
+    assert farm.runtime.info().active_sessions == CAPACITY
+
+    extra = farm.submit()
+    assert not farm.worker.started(extra)  # N+1 waits in the queue, it is not refused or run
+    assert farm.store.get(extra).state is SessionState.QUEUED
+
+    farm.inputs[first[0]].release.set()
+    assert farm.worker.result(first[0]).status == "ENDED"
+    assert farm.streaming(extra)  # the freed slot took the waiting session
+    for sid in [*first[1:], extra]:
+        farm.inputs[sid].release.set()
+        assert farm.worker.result(sid).status == "ENDED"
+    assert farm.runtime.active == 0 and farm.runtime.free_slots == CAPACITY
+    assert all(farm.store.get(sid).state is SessionState.ENDED for sid in [*first, extra])
+
+
+def test_all_sessions_of_the_process_share_one_event_loop(farm: Farm) -> None:
+    sids = [farm.submit() for _ in range(2)]
+    assert all(farm.streaming(sid) for sid in sids)
+    loops: list[asyncio.AbstractEventLoop] = []
+    done = threading.Event()
+
+    def probe() -> None:
+        loops.append(asyncio.get_running_loop())
+        done.set()
+
+    farm.runtime.loop.call_soon_threadsafe(
+        lambda: asyncio.ensure_future(asyncio.sleep(0)).add_done_callback(lambda _f: probe())
+    )
+    assert done.wait(5)
+    assert loops == [farm.runtime.loop]
+    assert farm.runtime.progress_age_s() < 5
+
+
+def test_a_join_that_never_completes_fails_with_a_reason_and_frees_its_slot(settings: Settings) -> None:
+    f = Farm(settings.model_copy(update={"join_timeout_s": 0.3}))
+    f.hang_joins = True
+    f.worker.start()
+    try:
+        sid = f.submit()
+        result = f.worker.result(sid)
+        session = f.store.get(sid)
+        assert result.status == "FAILED" and session.state is SessionState.FAILED
+        assert session.failure is not None and session.failure["code"] == "ROOM_JOIN_FAILED"
+        assert "0.3 s" in session.failure["message"]
+        assert f.runtime.active == 0 and f.runtime.free_slots == CAPACITY
+    finally:
+        f.worker.stop()
+
+
+def test_a_wedged_renderer_gives_its_lease_up_and_the_reaper_requeues_the_session(settings: Settings) -> None:
+    cfg = settings.model_copy(update={"stall_timeout_s": 0.3, "lease_renew_s": 0.05, "lease_ttl_s": 5.0})
+    f = Farm(cfg, frame_delay_s=1.5)  # every frame takes 1.5 s: far past the stall bound
+    f.worker.start()
+    try:
+        sid = f.submit()
+        result = f.worker.result(sid)
+        assert result.status == "stalled"
+        assert f.runtime.active == 0 and f.runtime.free_slots == CAPACITY
+        report = f.reaper.run_once()  # the lease was released, not left to expire
+        assert sid in report.requeued
+        assert f.store.get(sid).state is SessionState.QUEUED
+    finally:
+        f.worker.stop()
+
+
+def test_a_draining_worker_hands_live_sessions_back(farm: Farm) -> None:
+    sid = farm.submit()
+    assert farm.streaming(sid)
+    farm.runtime.state = "DRAINING"  # takes no new session (the consumer sees no slot)
+    farm.runtime.hand_back_all()
+    assert farm.worker.result(sid).status == "handed_back"
+    assert farm.store.get(sid).state is SessionState.QUEUED
+    assert [m.session_id for m in farm.queue.submitted].count(sid) == 2  # re-submitted once
+
+
+def test_a_worker_past_its_memory_ceiling_turns_error_and_hands_its_sessions_back(settings: Settings) -> None:
+    f = Farm(settings)
+    f.worker.start()
+    try:
+        sid = f.submit()
+        assert f.streaming(sid)
+        f.runtime.settings = settings.model_copy(
+            update={"worker_memory_limit_mb": 1.0}
+        )  # any process is over
+        f.runtime.check_memory()
+
+        assert f.runtime.state == "ERROR" and not f.runtime.ready and f.runtime.free_slots == 0
+        assert f.runtime.info().error is not None and "ceiling" in f.runtime.info().error
+        assert f.worker.result(sid).status == "handed_back"
+        assert f.store.get(sid).state is SessionState.QUEUED  # for another worker; none runs it here
+    finally:
+        f.worker.stop()
