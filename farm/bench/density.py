@@ -1,7 +1,7 @@
-"""``farm bench density``: how many Essence room sessions one worker process holds at 25 fps.
+"""``farm bench density``: how many room sessions one worker process holds at 25 fps.
 
 Set-up: a real ``livekit-server`` (started here, or ``--livekit-url``), a real farm (embedded Redis,
-the HTTP API, one build worker) and **one essence worker process pinned to ``--worker-cores``**
+the HTTP API, one build worker) and **one render worker process pinned to ``--worker-cores``**
 (``taskset``); this process, the server, Redis and the API are pinned to the other cores, so the
 worker's cores do only the worker's work. Each step runs N room sessions at once, each as a plugin
 agent would start it (``POST /v1/runtime-tokens/request``), with a subscribed viewer per room that
@@ -19,13 +19,16 @@ leave, the sessions end, and the step reports:
 * ``failed`` and ``stranded`` (sessions neither ENDED nor FAILED after the agents left; must be 0).
 
 ``sessions_per_core_25fps`` = the largest N with ``late_pct`` ≤ ``--max-late-pct`` (1 %) and no failed
-session, divided by the worker's cores. Prints one JSON object (``against`` names the server).
+session, divided by the worker's cores. ``--model essence`` (default) animates the sample agent's
+built pack; ``--model expression`` sends the sample portrait with each request (the GPU model, here
+on CPU: torch). Prints one JSON object (``against`` names the server).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import os
 import sys
@@ -44,7 +47,7 @@ import psutil
 from livekit import api, rtc
 
 from farm import names
-from farm.bench.common import finish, speech_like, summary
+from farm.bench.common import finish, sample_portrait_png, speech_like, summary
 from farm.bench.roomfarm import livekit_target
 from farm.livekit_server import DEV_API_KEY, DEV_API_SECRET
 from farm.procs import LocalFarm, free_port
@@ -128,6 +131,8 @@ class DensityBench:
     pcm: np.ndarray
     step_s: float
     agent_id: str = ""
+    model: str = "essence"
+    image_b64: str = ""
 
     async def step(self, n: int) -> dict[str, Any]:
         rooms = [RoomLoad(f"density-{n}-{uuid.uuid4().hex[:6]}-{i}") for i in range(n)]
@@ -169,14 +174,17 @@ class DensityBench:
         await room.viewer.connect(self.target.url, _token(self.target, "viewer-1", room.name, "standard"))
 
     async def _start(self, room: RoomLoad) -> None:
-        attrs = {names.LK_ATTR_PUBLISH_ON_BEHALF: "agent-1", "agent_id": self.agent_id}
+        attrs = {names.LK_ATTR_PUBLISH_ON_BEHALF: "agent-1"}
         body = {
             "livekit_url": self.target.url,
             "livekit_token": _token(self.target, names.DEFAULT_AVATAR_IDENTITY, room.name, "agent", attrs),
             "room_name": room.name,
-            "mode": "cpu",
-            "agent_id": self.agent_id,
+            "model": self.model,
         }
+        if self.model == "expression":
+            body["image"] = self.image_b64
+        else:
+            body["agent_id"] = self.agent_id
         room.requested_at = time.perf_counter()
         response = await self.client.post("/v1/runtime-tokens/request", json=body)
         response.raise_for_status()
@@ -219,6 +227,7 @@ def _farm(tmp: Path, target: Any, args: argparse.Namespace, cores: str) -> tuple
             "output_dir": tmp / "out",
             "api_port": free_port(),
             "essence_size": args.size,
+            "expression_size": args.size,
             "worker_capacity": max(args.steps),
             "livekit_url": target.url,
             "livekit_api_key": target.api_key,
@@ -230,8 +239,8 @@ def _farm(tmp: Path, target: Any, args: argparse.Namespace, cores: str) -> tuple
     farm.start_redis()
     farm.start_api()
     farm.start_worker("build")
-    argv = ["taskset", "-c", cores, sys.executable, "-m", "farm.cli", "worker", "--queue", "essence"]
-    worker = farm.spawn("worker-essence", [*argv, "--concurrency", str(max(args.steps))])
+    argv = ["taskset", "-c", cores, sys.executable, "-m", "farm.cli", "worker", "--queue", args.model]
+    worker = farm.spawn(f"worker-{args.model}", [*argv, "--concurrency", str(max(args.steps))])
     farm.wait_api(120)
     assert farm.redis_url is not None
     _, secret = RedisKeyStore(connect(farm.redis_url)).create("density", "bench", concurrency_limit=100_000)
@@ -249,10 +258,12 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             base = f"http://127.0.0.1:{farm.settings.api_port}"
             async with httpx.AsyncClient(base_url=base, headers={"api-secret": secret}, timeout=30) as client:
-                agent_id = await _sample_agent(client, Path(tmp))
+                agent_id = await _sample_agent(client, Path(tmp)) if args.model == "essence" else ""
+                await _wait_ready(client, args.model)
                 idle_rss = psutil.Process(worker_pid).memory_info().rss / 2**20
                 pcm = (speech_like(SEGMENT_S, RATE) * 32_767).astype(np.int16)
                 bench = DensityBench(target, client, psutil.Process(worker_pid), pcm, args.step_s, agent_id)
+                bench.model, bench.image_b64 = args.model, base64.b64encode(sample_portrait_png()).decode()
                 await bench.step(1)  # warm-up: codecs, first joins
                 steps = []
                 for n in args.steps:
@@ -270,7 +281,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     best = max(ok, default=0)
     return {
         "bench": "density",
-        "model": "essence",
+        "model": args.model,
         "against": target.against,
         "frame_size": args.size,
         "worker_cores": sorted(worker_cores),
@@ -282,6 +293,14 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         "stranded": sum(s["stranded"] for s in steps),
         "target": {"sessions_per_core_25fps": 10, "late_pct": 1.0, "stranded": 0},
     }
+
+
+async def _wait_ready(client: httpx.AsyncClient, model: str, deadline_s: float = 300.0) -> None:
+    end = time.monotonic() + deadline_s
+    while (await client.get("/v1/fleet")).json()["queues"].get(model, {}).get("ready", 0) == 0:
+        if time.monotonic() > end:
+            raise TimeoutError(f"no READY {model} worker after {deadline_s:g} s")
+        await asyncio.sleep(0.5)
 
 
 async def _sample_agent(client: httpx.AsyncClient, tmp: Path) -> str:
@@ -304,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         "--steps", type=lambda s: [int(x) for x in s.split(",")], default=[2, 4, 6, 8, 10, 12, 14]
     )
     parser.add_argument("--step-s", type=float, default=20.0, help="measured seconds per step")
+    parser.add_argument("--model", choices=["essence", "expression"], default="essence")
     parser.add_argument("--size", type=int, default=512, help="avatar frame size (square)")
     parser.add_argument("--worker-cores", default="1", help="cores the worker process is pinned to")
     parser.add_argument("--max-late-pct", type=float, default=1.0)

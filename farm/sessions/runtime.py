@@ -32,11 +32,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from farm.contracts import RunSessionMessage, SessionTaskResult, WorkerInfo, WorkerState
-from farm.domain import AgentStatus, ModelKind
+from farm.domain import AgentStatus, ModelKind, Session
 from farm.errors import FarmError, PrewarmFailed
 from farm.render.base import AvatarSource
 from farm.render.pool import ModelPool, PoolState
-from farm.sessions.base import AgentStore, SessionQueue, SessionStore, WorkerRegistry
+from farm.sessions.base import AgentStore, Lease, SessionQueue, SessionStore, WorkerRegistry
 from farm.sessions.runner import DynamicsAttach, IoFactory, ResolveAvatar, SessionRunner
 from farm.settings import Settings
 
@@ -262,10 +262,10 @@ class WorkerRuntime:
             self._release(sid, registered)
         return SessionTaskResult.from_run(sid, result)
 
-    def _runner(self, lease: object, claimed_at: float, timings: dict[str, float]) -> SessionRunner:
+    def _runner(self, lease: Lease, claimed_at: float, timings: dict[str, float]) -> SessionRunner:
         assert self.parts.pool is not None, "a render session reached a worker without a ModelPool"
         return SessionRunner(
-            lease=lease,  # type: ignore[arg-type]
+            lease=lease,
             store=self.parts.store,
             pool=self.parts.pool,
             settings=self.settings,
@@ -301,10 +301,7 @@ class WorkerRuntime:
                 self._slots.reserved -= 1
         self._publish_soon()
 
-    def _resubmit(self, session: object) -> None:
-        from farm.domain import Session
-
-        assert isinstance(session, Session)
+    def _resubmit(self, session: Session) -> None:
         self.parts.queue.submit(RunSessionMessage(session_id=session.id, model=session.model))
 
     # ------------------------------------------------------------ drain

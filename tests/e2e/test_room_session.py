@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -20,12 +21,13 @@ import numpy as np
 import pytest
 from livekit import rtc
 
-from farm.domain import SessionState
+from farm.contracts import RunSessionMessage
+from farm.domain import ModelKind, SessionState
 from farm.render.pool import ModelPool
 from farm.settings import Settings
 from tests.e2e.actors import Agent, Viewer, tone
-from tests.e2e.conftest import LkBackend
-from tests.e2e.harness import RoomRun, distance_to_avatar, idle_references, start_avatar
+from tests.e2e.conftest import NETNS_ADDRESS, LkBackend, new_room_session
+from tests.e2e.harness import RoomRun, distance_to_avatar, e2e_worker, idle_references, start_avatar
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -222,3 +224,27 @@ async def test_an_idle_room_session_ends_after_the_idle_timeout(
         assert len(await agent.wait_finished(1)) == 1  # the segment was reported before leaving
     finally:
         await agent.aclose()
+
+
+async def test_a_join_that_never_completes_fails_with_room_join_failed_and_frees_the_slot(
+    warm_pool: ModelPool, essence_pack: Path, settings: Settings, lk_backend: LkBackend
+) -> None:
+    """A LiveKit URL whose server accepts the connection and never answers: the join is bounded."""
+    hold = socket.socket()
+    hold.bind((NETNS_ADDRESS, 0))
+    hold.listen(8)  # accepts into the backlog, never speaks WebSocket
+    try:
+        quick = settings.model_copy(update={"join_timeout_s": 2.0})
+        worker = e2e_worker(quick, warm_pool, essence_pack)
+        url = f"ws://{NETNS_ADDRESS}:{hold.getsockname()[1]}"
+        token = lk_backend.token("bithuman-avatar-agent", "silent-room", kind="agent")
+        session, _ = worker.store.create(new_room_session({"url": url, "token": token}))
+        worker.queue.submit(RunSessionMessage(session_id=session.id, model=ModelKind.ESSENCE))
+        await asyncio.to_thread(worker.worker.result, session.id, 30.0)
+
+        failed = worker.store.get(session.id)
+        assert failed.state == SessionState.FAILED
+        assert failed.failure is not None and failed.failure["code"] == "ROOM_JOIN_FAILED"
+        assert worker.runtime.free_slots == worker.runtime.capacity  # nothing left holding a slot
+    finally:
+        hold.close()
