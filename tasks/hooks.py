@@ -24,7 +24,7 @@ from typing import Any
 from celery import Celery, signals
 
 from farm.errors import FarmError
-from farm.sessions.redis_runtime import EngineFactory, redis_runtime, start_dynamics
+from farm.sessions.redis_runtime import EngineFactory, redis_runtime, start_dynamics, start_speech
 from farm.sessions.runtime import WorkerRuntime
 from farm.settings import Settings
 from tasks.producer import CelerySessionQueue
@@ -77,6 +77,7 @@ def boot(
     runtime.prewarm()
     if runtime.ready:
         start_dynamics(runtime, settings)
+        start_speech(runtime, settings)
     runtime.start()
     log.info(
         "worker ready" if runtime.ready else "worker prewarm failed: taking no sessions",

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 
 from farm.blobs import BlobStore
+from farm.contracts import SpeakMessage
 from farm.domain import ModelKind, Session
 from farm.redis_conn import connect
 from farm.render.base import RenderEngine
@@ -19,6 +20,7 @@ from farm.render.pool import ModelPool
 from farm.render.registry import create_engine
 from farm.sessions.agents import RedisAgentStore
 from farm.sessions.base import SessionQueue
+from farm.sessions.metering import Metering, RedisLedger, meter_minute
 from farm.sessions.reaper import Reaper, RedisReaperLock
 from farm.sessions.redis_store import RedisSessionStore
 from farm.sessions.registry import RedisWorkerRegistry
@@ -62,6 +64,7 @@ def redis_runtime(
     )
     rescuer = StrandedRescuer(client, registry, queue, settings.warm_route_max_wait_s)
     resolver = AvatarResolver(settings, agents, blobs)
+    metering = Metering(RedisLedger(client))
     parts = RuntimeParts(
         store=store,
         queue=queue,
@@ -72,6 +75,7 @@ def redis_runtime(
         resolve_avatar=resolver,
         hot_avatar=lambda agent_id: resolver.for_agent(agent_id, ModelKind.ESSENCE),
         maintenance=(reaper.run_once, rescuer.run_once),
+        meter=lambda session, minute, token: meter_minute(metering, session, minute, token).value,
         on_stop=on_stop,
     )
     return WorkerRuntime(
@@ -104,3 +108,23 @@ def start_dynamics(runtime: WorkerRuntime, settings: Settings) -> None:
 
     runtime.parts.attach_dynamics = attach
     runtime.parts.on_stop = (*runtime.parts.on_stop, dynamics.close)
+
+
+def start_speech(runtime: WorkerRuntime, settings: Settings) -> None:
+    """Subscribe a READY render process to ``farm:speak``: ``POST /v1/agent/{code}/speak`` plays on
+    the live session this process holds; other processes ignore the message."""
+    if runtime.parts.pool is None:
+        return
+    from farm.speak import RedisSpeakBus, decode_speech
+
+    def handle(message: SpeakMessage) -> None:
+        if runtime.speak(message.session_id, *decode_speech(message)):
+            log.info("speech played", extra={"session_id": message.session_id, **runtime._fields})
+
+    try:
+        bus = RedisSpeakBus(str(settings.redis_url))
+        bus.start(handle)
+    except Exception:
+        log.exception("speech topic unavailable: /speak reaches no session here", extra=runtime._fields)
+        return
+    runtime.parts.on_stop = (*runtime.parts.on_stop, bus.close)

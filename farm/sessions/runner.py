@@ -59,6 +59,7 @@ class EndReason(enum.StrEnum):
     MAX_DURATION = "max session duration reached"
     HANDED_BACK = "worker draining: handed back"
     STALLED = "no progress: lease given up"
+    OUT_OF_CREDITS = "out of credits"  # farm.sessions.metering.OUT_OF_CREDITS_REASON
 
 
 IoFactory = Callable[[Session, RenderInfo], SessionIO]
@@ -76,6 +77,11 @@ class DynamicsAttachment(Protocol):
 
     def detach(self) -> None: ...
 
+
+MinuteMeter = Callable[[Session, int, int], str]
+"""(session, minute index, lease token) → ``farm.sessions.metering.MinuteOutcome`` value: charges each
+started minute of a session once, fenced by the lease (``continue``, ``out_of_credits``,
+``lease_lost``)."""
 
 DynamicsAttach = Callable[[Session, Sequence[str], Callable[[str], None]], DynamicsAttachment | None]
 """(session, renderer gestures, deliver) → attachment, or None (no dynamics for this session);
@@ -143,6 +149,7 @@ class SessionRunner:
         timings_ms: dict[str, float] | None = None,
         on_handback: Callable[[Session], None] | None = None,
         attach_dynamics: DynamicsAttach | None = None,
+        meter: MinuteMeter | None = None,
     ) -> None:
         self.lease = lease
         self._on_handback = on_handback
@@ -167,6 +174,10 @@ class SessionRunner:
         self._stalled = False
         self._streaming = False
         self._main: asyncio.Task[RunResult] | None = None
+        self._meter = meter
+        self._metered_minute = -1
+        self._next_stop_poll = 0.0  # time.monotonic() of the next stop-flag read
+        self._session: Session | None = None
 
     @property
     def progress_at(self) -> float:
@@ -196,6 +207,7 @@ class SessionRunner:
             session = self._move(
                 SessionState.STREAMING, "streaming", output=io.output, timings_ms=dict(self._timings)
             )
+            self._session = session
             reason = await self._stream(io, lane)
             if reason is EndReason.HANDED_BACK:
                 return await self._hand_back()
@@ -303,19 +315,12 @@ class SessionRunner:
         loop = asyncio.get_running_loop()
         started = loop.time()
         next_tick = started
-        next_stop_poll = started
         frame_s = 1.0 / self.settings.fps
         while True:
-            now = loop.time()
             self._touch()
-            if self._handback.is_set():
-                return EndReason.HANDED_BACK
-            if now - started >= self.settings.max_session_s:
-                return EndReason.MAX_DURATION
-            if now >= next_stop_poll:
-                next_stop_poll = now + _STOP_POLL_S
-                if await asyncio.to_thread(self.store.stop_requested, self.lease.session_id):
-                    return EndReason.STOP_REQUESTED
+            ended = await self._ended_by_request(loop.time() - started)
+            if ended is not None:
+                return ended
             if consumer.done() and consumer.exception() is not None:
                 raise consumer.exception()  # type: ignore[misc]
             pending = await lane.call(lane.renderer.pending_frames)
@@ -327,6 +332,8 @@ class SessionRunner:
                 await self._wait_for_input(_STOP_POLL_S)
                 continue
             self._check_lease()
+            if not await self._paid_for_this_minute():
+                return EndReason.OUT_OF_CREDITS
             frame = await lane.call(lane.renderer.next_frame)  # may wait on a cross-session batch
             await sink.write(frame)
             if sink.realtime and loop.time() - next_tick > frame_s:
@@ -335,6 +342,40 @@ class SessionRunner:
                 self._mark("first_frame")
             self.frames += 1
             await asyncio.sleep(0)  # let the input consumer and the lease renewer run
+
+    async def _ended_by_request(self, elapsed_s: float) -> EndReason | None:
+        """Hand-back, the duration cap, or a stop request (polled every ``_STOP_POLL_S``)."""
+        if self._handback.is_set():
+            return EndReason.HANDED_BACK
+        if elapsed_s >= self.settings.max_session_s:
+            return EndReason.MAX_DURATION
+        now = time.monotonic()
+        if now >= self._next_stop_poll:
+            self._next_stop_poll = now + _STOP_POLL_S
+            if await asyncio.to_thread(self.store.stop_requested, self.lease.session_id):
+                return EndReason.STOP_REQUESTED
+        return None
+
+    async def _paid_for_this_minute(self) -> bool:
+        """Charge each started minute (by frames: idle time counts, a slow file render never pays
+        past its prepaid minutes) once; False ends the session at this minute boundary."""
+        minute = self.frames // (60 * self.settings.fps)
+        if self._meter is None or self._session is None or minute <= self._metered_minute:
+            return True
+        outcome = await asyncio.to_thread(self._meter, self._session, minute, self.lease.token)
+        if outcome == "lease_lost":
+            raise LeaseLost(f"lease on session {self.lease.session_id} is stale (metering fence)")
+        self._metered_minute = minute
+        return outcome != "out_of_credits"
+
+    async def speak(self, pcm: object, sample_rate: int) -> None:
+        """Play speech the farm was asked to say (``POST /v1/agent/{code}/speak``) as the next utterance."""
+        lane = self._lane
+        if lane is None:
+            return
+        await lane.call(lane.renderer.push_audio, pcm, sample_rate)
+        await lane.call(lane.renderer.flush)
+        self._input_changed.set()
 
     async def _pace(self, tick: float, frame_s: float) -> float:
         """Sleep until ``tick`` on the 25 fps grid; after a stall of more than ``_MAX_LAG_FRAMES``,

@@ -37,7 +37,7 @@ from farm.errors import FarmError, PrewarmFailed
 from farm.render.base import AvatarSource
 from farm.render.pool import ModelPool, PoolState
 from farm.sessions.base import AgentStore, Lease, SessionQueue, SessionStore, WorkerRegistry
-from farm.sessions.runner import DynamicsAttach, IoFactory, ResolveAvatar, SessionRunner
+from farm.sessions.runner import DynamicsAttach, IoFactory, MinuteMeter, ResolveAvatar, SessionRunner
 from farm.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ class RuntimeParts:
     resolve_avatar: ResolveAvatar
     hot_avatar: Callable[[str], AvatarSource] | None = None  # agent id → its Essence source (preload)
     attach_dynamics: DynamicsAttach | None = None
+    meter: MinuteMeter | None = None  # per-minute credits (farm.sessions.metering.meter_minute)
     maintenance: Sequence[Callable[[], object]] = ()  # reaper / rescuer passes, run by the heartbeat
     on_stop: Sequence[Callable[[], object]] = ()  # e.g. delete this worker's private queue
     close_pool_on_stop: bool = True  # False where the pool outlives the runtime (tests share one)
@@ -275,6 +276,7 @@ class WorkerRuntime:
             timings_ms=timings,
             on_handback=self._resubmit,
             attach_dynamics=self.parts.attach_dynamics,
+            meter=self.parts.meter,
         )
 
     def _reserve(self) -> bool:
@@ -303,6 +305,16 @@ class WorkerRuntime:
 
     def _resubmit(self, session: Session) -> None:
         self.parts.queue.submit(RunSessionMessage(session_id=session.id, model=session.model))
+
+    def speak(self, session_id: str, pcm: object, sample_rate: int) -> bool:
+        """Play ``pcm`` on the live session ``session_id`` if this process holds it (any thread)."""
+        with self._lock:
+            runner = self._slots.runners.get(session_id)
+        loop = self._loop
+        if runner is None or loop is None:
+            return False
+        asyncio.run_coroutine_threadsafe(runner.speak(pcm, sample_rate), loop)
+        return True
 
     # ------------------------------------------------------------ drain
     def draining(self) -> None:

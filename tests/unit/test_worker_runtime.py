@@ -19,11 +19,13 @@ from farm.render.base import AvatarFrame, AvatarSource
 from farm.render.pool import ModelPool
 from farm.sessions.agents import MemoryAgentStore
 from farm.sessions.memory import MemorySessionStore
+from farm.sessions.metering import MemoryLedger, Metering, meter_minute
 from farm.sessions.reaper import LocalReaperLock, Reaper
 from farm.sessions.registry import MemoryWorkerRegistry
 from farm.sessions.runtime import RuntimeParts, WorkerRuntime
 from farm.settings import Settings
 from farm.stream.base import InputClosed, InputEvent, RenderInfo, SessionIO, SpeechChunk
+from tests.support.helpers import wait_until
 from tests.support.stub_worker import StubQueue, StubWorker
 from tests.support.tone_engine import ToneEngine
 
@@ -61,6 +63,7 @@ class CountingSink:
 
     def __init__(self) -> None:
         self.frames = 0
+        self.loud = 0  # frames whose audio carries speech
         self.first = threading.Event()
 
     async def start(self) -> None:
@@ -68,6 +71,8 @@ class CountingSink:
 
     async def write(self, frame: AvatarFrame) -> None:
         self.frames += 1
+        if frame.audio is not None and int(np.abs(frame.audio).max()) > 1000:
+            self.loud += 1
         self.first.set()
 
     async def aclose(self) -> None:
@@ -230,3 +235,46 @@ def test_a_worker_past_its_memory_ceiling_turns_error_and_hands_its_sessions_bac
         assert f.store.get(sid).state is SessionState.QUEUED  # for another worker; none runs it here
     finally:
         f.worker.stop()
+
+
+def test_a_session_out_of_credits_ends_at_its_minute_boundary_and_each_minute_is_charged_once(
+    settings: Settings,
+) -> None:
+    ledger = MemoryLedger()
+    metering = Metering(ledger)
+    ledger.set_plan("t", "free")  # 99 credits a month; an Essence minute costs 2
+    metering.charge_once("t", "spend-down", "test", 98)  # 1 credit left: not enough for minute 0
+    f = Farm(settings)
+    f.runtime.parts.meter = lambda s, m, token: meter_minute(metering, s, m, token).value
+    f.worker.start()
+    try:
+        sid = f.submit()
+        result = f.worker.result(sid)
+        session = f.store.get(sid)
+        assert result.status == "ENDED" and session.history[-2].reason == "out of credits"
+        assert session.timings_ms is not None and session.timings_ms["frames"] == 0  # no unpaid frame
+
+        ledger.add_topup("t", 10)
+        paid = f.submit()
+        assert f.streaming(paid)  # minute 0 charged once, the session streams
+        f.inputs[paid].release.set()
+        assert f.worker.result(paid).status == "ENDED"
+        counters = metering.usage("t").counters
+        assert (counters["credits:essence"], counters["units:essence"]) == (2, 1)  # one minute, charged once
+    finally:
+        f.worker.stop()
+
+
+def test_speech_for_a_live_session_reaches_its_renderer_on_the_runtime_loop(farm: Farm) -> None:
+    sid = farm.submit()
+    assert farm.streaming(sid)
+    t = np.arange(8000) / 16_000
+    pcm = (np.sin(2 * np.pi * 300 * t) * 8000).astype(np.int16)
+
+    sink = farm.sinks[sid]
+    wait_until(lambda: sink.frames > 10 and sink.loud < sink.frames, what="the first speech to play out")
+    before = sink.loud
+
+    assert farm.runtime.speak(sid, pcm, 16_000) is True
+    wait_until(lambda: sink.loud >= before + 10, what="the spoken 0.5 s to reach the sink")
+    assert farm.runtime.speak("not-here", pcm, 16_000) is False  # another worker's session: ignored
