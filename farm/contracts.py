@@ -117,6 +117,8 @@ class WorkerInfo(Versioned):
     error: str | None = None
     started_at: float = Field(default_factory=time.time)
     ready_at: float | None = None  # when it became READY (it consumes nothing before)
+    frames_rendered: int = 0  # frames handed to sinks (room and file sessions) since the process started
+    late_frames: int = 0  # of those, late (> 1 frame period after their tick) or skipped
     heartbeat_at: float = Field(default_factory=time.time)
 
     @property

@@ -10,8 +10,9 @@ counts the avatar's decoded frames, and an agent that streams speech continuousl
 leave, the sessions end, and the step reports:
 
 * ``late_pct``: frames the worker handed to the SDK more than one frame period (40 ms) after their
-  25 fps tick, or skipped by the runner's grid reset, over all frames of the step (the runner's own
-  counters, stored in each session's timings);
+  25 fps tick, or skipped by the runner's grid reset, over the measured window (the worker's own
+  counters, published in its registry entry every second); ``late_pct_whole_sessions`` counts the
+  sessions' whole lives (joins, first frames and teardown included) from their stored timings;
 * ``worker_cpu_pct`` (of one core; 100 = one core busy) and per session, ``worker_rss_mb`` and the
   growth per session over the idle, prewarmed worker;
 * ``ttff_ms``: runtime-token request → first decoded frame at the room's viewer (p50/p95);
@@ -54,6 +55,7 @@ from farm.procs import LocalFarm, free_port
 from farm.redis_conn import connect
 from farm.render.essence import sample_portrait
 from farm.sessions.keys import RedisKeyStore
+from farm.sessions.registry import RedisWorkerRegistry
 from farm.settings import Settings
 
 SEGMENT_S = 2.0
@@ -133,6 +135,7 @@ class DensityBench:
     agent_id: str = ""
     model: str = "essence"
     image_b64: str = ""
+    registry: Any = None  # RedisWorkerRegistry of the farm (the worker's frame counters)
 
     async def step(self, n: int) -> dict[str, Any]:
         rooms = [RoomLoad(f"density-{n}-{uuid.uuid4().hex[:6]}-{i}") for i in range(n)]
@@ -145,8 +148,12 @@ class DensityBench:
         speakers = [asyncio.create_task(room.speak(self.pcm, stop)) for room in rooms]
         await asyncio.sleep(2.0)  # settle: every avatar talking
         cpu_before, frames_before, t0 = self._cpu_s(), [r.frames for r in rooms], time.perf_counter()
+        counted_before = await self._counters()
         await asyncio.sleep(self.step_s)
         cpu_s, elapsed = self._cpu_s() - cpu_before, time.perf_counter() - t0
+        counted = await self._counters()
+        window_frames = counted[0] - counted_before[0]
+        window_late = counted[1] - counted_before[1]
         viewer_fps = [(r.frames - f) / elapsed for r, f in zip(rooms, frames_before, strict=True)]
         rss_mb = self.worker.memory_info().rss / 2**20
         stop.set()
@@ -158,7 +165,9 @@ class DensityBench:
         states = [s["status"] for s in sessions]
         return {
             "sessions": n,
-            "late_pct": round(100.0 * late / frames, 3) if frames else None,
+            "late_pct": round(100.0 * window_late / window_frames, 3) if window_frames else None,
+            "window_frames": window_frames,
+            "late_pct_whole_sessions": round(100.0 * late / frames, 3) if frames else None,
             "frames": int(frames),
             "worker_cpu_pct": round(100.0 * cpu_s / elapsed, 1),
             "worker_cpu_pct_per_session": round(100.0 * cpu_s / elapsed / n, 2),
@@ -198,6 +207,13 @@ class DensityBench:
                 return sessions
             await asyncio.sleep(0.5)
 
+    async def _counters(self) -> tuple[int, int]:
+        """(frames, late frames) from the worker's newest registry entry (published every second)."""
+        await asyncio.sleep(1.1)  # a heartbeat after the moment of interest
+        entries = await asyncio.to_thread(self.registry.list)
+        mine = [e for e in entries if e.pid == self.worker.pid]
+        return (mine[0].frames_rendered, mine[0].late_frames) if mine else (0, 0)
+
     def _cpu_s(self) -> float:
         times = self.worker.cpu_times()
         return float(times.user + times.system)
@@ -233,6 +249,7 @@ def _farm(tmp: Path, target: Any, args: argparse.Namespace, cores: str) -> tuple
             "livekit_api_key": target.api_key,
             "livekit_api_secret": target.api_secret,
             "default_concurrency_limit": 100_000,
+            "heartbeat_s": 1.0,  # the worker's frame counters reach the registry every second
         }
     )
     farm = LocalFarm(settings, dict(os.environ), log_dir=tmp / "logs")
@@ -264,6 +281,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 pcm = (speech_like(SEGMENT_S, RATE) * 32_767).astype(np.int16)
                 bench = DensityBench(target, client, psutil.Process(worker_pid), pcm, args.step_s, agent_id)
                 bench.model, bench.image_b64 = args.model, base64.b64encode(sample_portrait_png()).decode()
+                bench.registry = RedisWorkerRegistry(connect(str(farm.redis_url)))
                 await bench.step(1)  # warm-up: codecs, first joins
                 steps = []
                 for n in args.steps:

@@ -117,6 +117,8 @@ class WorkerRuntime:
         self._drain_timer: threading.Timer | None = None
         self._drain_expired = False
         self.error: str | None = None  # why the runtime turned ERROR after prewarm (memory ceiling)
+        self._ended_frames = 0  # frame counters of sessions that already left this process
+        self._ended_late = 0
 
     # ------------------------------------------------------------ lifecycle: prewarm → start → stop
     def prewarm(self) -> None:
@@ -258,7 +260,12 @@ class WorkerRuntime:
             runner = self._runner(lease, claimed_at, timings)
             self._register(sid, runner)
             registered = True
-            result = await runner.run()
+            try:
+                result = await runner.run()
+            finally:
+                with self._lock:
+                    self._ended_frames += runner.frames
+                    self._ended_late += runner.late_frames
         finally:
             self._release(sid, registered)
         return SessionTaskResult.from_run(sid, result)
@@ -341,9 +348,17 @@ class WorkerRuntime:
             log.warning("handing back live sessions", extra={**self._fields, "count": len(runners)})
 
     # ------------------------------------------------------------ registry and heartbeat
+    def frame_counters(self) -> tuple[int, int]:
+        """(frames, late frames) of every session this process ran or runs, since it started."""
+        with self._lock:
+            runners = list(self._slots.runners.values())
+            frames, late = self._ended_frames, self._ended_late
+        return frames + sum(r.frames for r in runners), late + sum(r.late_frames for r in runners)
+
     def info(self) -> WorkerInfo:
         pool = self.parts.pool
         stats = pool.stats() if pool is not None else None
+        frames, late = self.frame_counters()
         return WorkerInfo(
             worker_id=self.worker_id,
             hostname=self.hostname,
@@ -363,6 +378,8 @@ class WorkerRuntime:
             error=self.error or (stats.error if stats else None),
             started_at=self.started_at,
             ready_at=self.ready_at,
+            frames_rendered=frames,
+            late_frames=late,
         )
 
     def _publish_quietly(self) -> None:

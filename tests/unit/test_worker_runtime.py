@@ -156,6 +156,9 @@ def test_n_sessions_stream_at_once_and_the_next_waits_for_a_free_slot(farm: Farm
         assert farm.worker.result(sid).status == "ENDED"
     assert farm.runtime.active == 0 and farm.runtime.free_slots == CAPACITY
     assert all(farm.store.get(sid).state is SessionState.ENDED for sid in [*first, extra])
+    frames, late = farm.runtime.frame_counters()  # what the registry entry reports for this process
+    assert frames == sum(sink.frames for sink in farm.sinks.values()) and 0 <= late <= frames
+    assert farm.runtime.info().frames_rendered == frames
 
 
 def test_all_sessions_of_the_process_share_one_event_loop(farm: Farm) -> None:
