@@ -14,15 +14,29 @@ EXTRAS := expression,e2e,dev
 # the ~190 MB CPU build instead; nothing else changes.
 TORCH_INDEX_URL ?=
 
-.PHONY: install demo demo-room test lint livekit-server unit integration e2e gpu up bench-dispatch clean system-deps
+.PHONY: install demo demo-room test lint livekit-server web-assets unit integration e2e gpu up bench-dispatch clean system-deps
 
-# espeak-ng: the farm's local text-to-speech (Debian package; no network at run time). Installed
-# with apt when missing and apt is available (root, or sudo without a password); otherwise a hint.
+# Debian packages: espeak-ng (the farm's local text-to-speech) and chromium (the browser the viewer
+# e2e test drives headless; ~20 s to install). Installed with apt when missing and apt is available
+# (root, or sudo without a password); otherwise a hint.
+APT_PACKAGES := espeak-ng chromium
 system-deps:
-	@command -v espeak-ng >/dev/null 2>&1 || { \
-	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then apt-get install -y -q espeak-ng || { apt-get update -q && apt-get install -y -q espeak-ng; }; \
-	  elif command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo apt-get install -y -q espeak-ng || { sudo apt-get update -q && sudo apt-get install -y -q espeak-ng; }; \
-	  else echo "espeak-ng is missing: install it (Debian: apt-get install espeak-ng) for text-to-speech"; fi; }
+	@missing=""; for p in $(APT_PACKAGES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then apt-get install -y -q $$missing || { apt-get update -q && apt-get install -y -q $$missing; }; \
+	  elif command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo apt-get install -y -q $$missing || { sudo apt-get update -q && sudo apt-get install -y -q $$missing; }; \
+	  else echo "missing:$$missing: install them (Debian: apt-get install$$missing)"; fi; fi
+
+# The browser SDK the viewer page loads, served by the farm itself (no CDN): livekit-client pinned in
+# web/package-lock.json, copied from npm's build into the package (gitignored).
+WEB_ASSET := farm/api/static/vendor/livekit-client.umd.js
+$(WEB_ASSET): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(dir $(WEB_ASSET))
+	cp web/node_modules/livekit-client/dist/livekit-client.umd.js $(WEB_ASSET)
+
+web-assets: $(WEB_ASSET)
 
 $(STAMP): pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
@@ -32,21 +46,21 @@ $(STAMP): pyproject.toml | system-deps
 	@$(BIN)/python -c "import torch; print('torch', torch.__version__, '| CUDA build' if torch.version.cuda else '| CPU build', '| GPU visible:', torch.cuda.is_available())"
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) $(WEB_ASSET)
 
-demo: $(STAMP)
+demo: $(STAMP) $(WEB_ASSET)
 	$(BIN)/farm demo
 
 # The live experience: a real livekit-server, the farm, and a voice agent using the real
 # livekit-plugins-bithuman that speaks through the avatar; prints the viewer URL. libwebrtc ignores
 # loopback: on a machine with no other address run `scripts/netns-run .venv/bin/farm demo --room`.
-demo-room: $(STAMP) livekit-server
+demo-room: $(STAMP) $(WEB_ASSET) livekit-server
 	$(BIN)/farm demo --room
 
 up: $(STAMP)
 	$(BIN)/farm up
 
-lint: $(STAMP)
+lint: $(STAMP) $(WEB_ASSET)
 	$(BIN)/ruff check farm tasks tests
 	$(BIN)/ruff format --check farm tasks tests
 	$(BIN)/mypy farm tasks
@@ -73,7 +87,7 @@ unit: $(STAMP)
 integration: $(STAMP)
 	@$(call PYTEST_OK_IF_EMPTY,-q -m integration)
 
-e2e: $(STAMP) livekit-server
+e2e: $(STAMP) $(WEB_ASSET) livekit-server
 	scripts/netns-run $(BIN)/pytest -q -m e2e
 
 gpu: $(STAMP)
@@ -83,4 +97,4 @@ bench-dispatch: $(STAMP)
 	$(BIN)/farm bench dispatch
 
 clean:
-	rm -rf $(VENV) var out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var out .pytest_cache .mypy_cache .ruff_cache web/node_modules farm/api/static/vendor

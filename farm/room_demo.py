@@ -78,7 +78,7 @@ def run_room_demo(settings: Settings, env: Mapping[str, str], *, duration_s: flo
         agent_log = _start_agent(local, server, logs)
         room = asyncio.run(_dispatch(server, settings, runtime_key, agent_id))
         print(f"4/5 agent dispatched into room {room!r}", flush=True)
-        print(f"    watch it: {_viewer_url(settings, room)}", flush=True)
+        print(f"    watch it in a browser: {_viewer_url(settings, secret, room, duration_s)}", flush=True)
         print(f"5/5 running for {duration_s:g} s (Ctrl-C stops everything)", flush=True)
         stop.wait(duration_s)
         played = agent_log.read_text(errors="replace").count("line played out")
@@ -161,5 +161,21 @@ async def _dispatch(server: LocalLiveKitServer, settings: Settings, runtime_key:
     return room
 
 
-def _viewer_url(settings: Settings, room: str) -> str:
-    return f"{api_url(settings)}/v1/rooms/{room}/view"
+def _viewer_url(settings: Settings, secret: str, room: str, duration_s: float) -> str:
+    """A subscribe-only viewer link from the farm's API, once the avatar's session exists (the
+    plugin asks for it when the agent's job starts)."""
+    deadline = time.monotonic() + 60
+    ttl_s = int(min(24 * 3600, max(600, duration_s + 600)))
+    while True:
+        response = httpx.post(
+            f"{api_url(settings)}/v1/rooms/{room}/viewer",
+            json={"ttl_s": ttl_s},
+            headers={"api-secret": secret},
+            timeout=30,
+        )
+        if response.status_code == 200:
+            return str(response.json()["viewer_url"])
+        if response.status_code != 404 or time.monotonic() > deadline:
+            response.raise_for_status()
+            raise TimeoutError(f"no avatar session in room {room!r} after 60 s")
+        time.sleep(0.3)

@@ -21,6 +21,7 @@ from farm.speech import Responder, SpeechSynthesizer
 
 from . import dynamics as dynamics_routes
 from . import runtime_tokens as runtime_token_routes
+from . import viewer as viewer_routes
 from .deps import FarmServices
 from .errors import install_error_handlers
 from .idempotency import MemoryReplayStore, ReplayStore
@@ -91,6 +92,7 @@ def create_app(
         dynamics_routes,
         health_routes,
         runtime_token_routes,
+        viewer_routes,
     ):
         app.include_router(area.router)
     app.add_api_route("/metrics", metrics.render, methods=["GET"], include_in_schema=False)

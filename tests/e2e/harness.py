@@ -155,7 +155,8 @@ async def start_avatar(
         attributes={names.LK_ATTR_PUBLISH_ON_BEHALF: agent_identity, "agent_id": "A0E2ETEST1"},
     )
     worker = e2e_worker(settings, pool, pack)
-    session, _ = worker.store.create(new_room_session({"url": backend.url, "token": token}))
+    livekit = {"url": backend.url, "token": token, "room": room_name}
+    session, _ = worker.store.create(new_room_session(livekit))
     if dynamics is not None:
         worker.dynamics[session.id] = dynamics
     worker.queue.submit(RunSessionMessage(session_id=session.id, model=ModelKind.ESSENCE))

@@ -41,7 +41,7 @@ def test_the_room_demo_plays_its_lines_through_the_avatar_and_stops_everything(t
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
     assert re.search(r"livekit-server \d+\.\d+\.\d+ \(local, 10\.77\.0\.1\)", out)
-    assert re.search(r"watch it: http://\S+/v1/rooms/farm-demo-\w+/view", out)
+    assert re.search(r"watch it in a browser: http://\S+/view/farm-demo-\w+#url=ws://\S+&token=\S+", out)
     played = int(re.search(r"lines played out through the avatar: (\d+)", out).group(1))  # type: ignore[union-attr]
     assert played >= 1
     assert "stopping what the demo started" in out
