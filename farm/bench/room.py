@@ -30,12 +30,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import statistics
+import contextlib
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,12 +43,13 @@ import numpy as np
 from livekit import api, rtc
 
 from farm import names
+from farm.api.viewer import viewer_path, viewer_token
+from farm.bench.browser import BrowserViewer, HttpApp, chromium, chromium_available, new_viewer
+from farm.bench.common import finish, summary
+from farm.bench.onsets import THUMB, MouthModel, audio_onset
 from farm.bench.roomfarm import AGENT_ID, RoomFarm, livekit_target, room_farm
 from farm.livekit_server import DEV_API_KEY, DEV_API_SECRET
-from farm.render.essence import EssenceRenderer, LoadedAvatar
-
-THUMB = 64  # viewer thumbnails (px) for onset detection
-LOUD = 1500.0  # RMS (int16 scale) above which an audio frame counts as the tone
+from farm.procs import free_port
 
 
 @dataclass
@@ -87,49 +86,6 @@ class Watcher:
         for task in self.tasks:
             task.cancel()
         await self.room.disconnect()
-
-
-@dataclass
-class MouthModel:
-    """Recognises a talking mouth: the mouth box differs from every idle frame of the avatar."""
-
-    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in thumbnail pixels
-    idle: list[np.ndarray]
-
-    @classmethod
-    def of(cls, avatar: LoadedAvatar) -> MouthModel:
-        width, height = avatar.pack.frame_size
-        places = avatar.placements["idle"]
-        x0 = min(p.x0 for p in places) * THUMB // width
-        y0 = min(p.y0 for p in places) * THUMB // height
-        x1 = -(-max(p.x1 for p in places) * THUMB // width)
-        y1 = -(-max(p.y1 for p in places) * THUMB // height)
-        renderer = EssenceRenderer(avatar, "bench-idle")
-        idle = [cv2.resize(renderer.next_frame().image, (THUMB, THUMB)) for _ in range(250)]
-        return cls((x0, y0, x1, y1), [cls._crop(i, (x0, y0, x1, y1)) for i in idle[::2]])
-
-    @staticmethod
-    def _crop(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-        x0, y0, x1, y1 = box
-        return image[y0:y1, x0:x1].astype(np.int16)
-
-    def talking(self, thumb: np.ndarray, margin: float) -> float:
-        crop = self._crop(thumb, self.box)
-        return min(float(np.mean(np.abs(crop - ref))) for ref in self.idle) - margin
-
-    def onset(self, frames: Sequence[tuple[float, np.ndarray]], after: float) -> float | None:
-        """Time of the first frame after ``after`` whose mouth leaves the idle appearance, by more
-        than the idle noise of the (up to) 20 frames just before ``after`` plus 3 levels."""
-        baseline = [self.talking(thumb, 0.0) for t, thumb in frames if t <= after][-20:]
-        if not baseline:
-            return None
-        margin = max(baseline) + 3.0
-        return next((t for t, thumb in frames if t > after and self.talking(thumb, margin) > 0), None)
-
-
-def audio_onset(levels: Iterable[tuple[float, float]], after: float) -> float | None:
-    """Time of the first audio frame after ``after`` louder than ``LOUD`` (RMS, int16 scale)."""
-    return next((t for t, level in levels if t > after and level > LOUD), None)
 
 
 Inbound = dict[str, tuple[float, int, float, int]]
@@ -180,20 +136,6 @@ def _token(
     return (token.with_attributes(attrs) if attrs else token).to_jwt()
 
 
-def _stats(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {}
-    ordered = sorted(values)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return {
-        "n": len(values),
-        "median": round(statistics.median(ordered), 1),
-        "p95": round(p95, 1),
-        "min": round(ordered[0], 1),
-        "max": round(ordered[-1], 1),
-    }
-
-
 def _tone(seconds: float, rate: int) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     return (12_000 * np.sin(2 * np.pi * 220.0 * t * (1.0 + 0.5 * np.sin(2 * np.pi * 3.0 * t)))).astype(
@@ -208,6 +150,8 @@ class Bench:
     secret: str
     farm: RoomFarm
     mouth: MouthModel
+    browser: Any = None  # a headless Chromium (farm.bench.browser) when --browser
+    page_base: str = ""  # where the farm's viewer page is served over HTTP
 
     def token(self, identity: str, room: str, kind: str, attrs: dict[str, str] | None = None) -> str:
         return _token(self.key, self.secret, identity, room, kind=kind, attrs=attrs)
@@ -219,6 +163,7 @@ class Bench:
         viewer = Watcher()
         viewer.attach()
         await viewer.room.connect(self.url, self.token("viewer-1", room, "standard"))
+        page = await self._open_page(room)
         attrs = {names.LK_ATTR_PUBLISH_ON_BEHALF: "agent-1", "agent_id": AGENT_ID}
         body = {
             "livekit_url": self.url,
@@ -227,7 +172,7 @@ class Bench:
             "mode": "cpu",
             "agent_id": AGENT_ID,
         }
-        started = time.perf_counter()
+        started, started_epoch = time.perf_counter(), time.time()
         response = await self.farm.client.post(
             "/v1/runtime-tokens/request", json=body, headers={names.HEADER_API_SECRET: self.farm.farm_secret}
         )
@@ -239,8 +184,15 @@ class Bench:
             "http_ms": http_ms,
             "first_frame_ms": (viewer.video[0][0] - started) * 1000.0,
         }
+        if page is not None:
+            result["browser_first_frame_ms"] = (await page.first_frame_at() - started_epoch) * 1000.0
         if measure_av:
-            result.update(await self._av_offset(agent, viewer))
+            result.update(await self._av_offset(agent, viewer, page))
+            if page is not None:
+                result["browser_barge_in_ms"] = await self._barge_in(agent, page)
+        if page is not None:
+            result["browser_codec"] = await page.codec()
+            await page.aclose()
         await agent.disconnect()  # the avatar leaves with its agent
         await self.farm.wait(session_id)
         room_session = self.farm.rooms[session_id]
@@ -250,8 +202,49 @@ class Bench:
         await viewer.aclose()
         return result
 
-    async def _av_offset(self, agent: rtc.Room, viewer: Watcher) -> dict[str, Any]:
+    async def _open_page(self, room: str) -> BrowserViewer | None:
+        """A browser viewer in ``room`` (joined before the avatar is requested), or None."""
+        if self.browser is None:
+            return None
+        page = await new_viewer(self.browser)
+        token = viewer_token(self.key, self.secret, room, ttl_s=600)
+        await page.open(self.page_base + viewer_path(room, self.url, token))
+        return page
+
+    async def _barge_in(self, agent: rtc.Room, page: BrowserViewer) -> float | None:
+        """A long segment, ``lk.clear_buffer`` after 1 s; → the first of 5 idle-looking frames in the
+        browser (both on the wall clock). The idle margin comes from the frames before the speech."""
+        await page.start_recording()
+        await asyncio.sleep(1.0)
+        before = time.time()
+        writer = await agent.local_participant.stream_bytes(
+            name=f"AUDIO_{uuid.uuid4().hex[:8]}",
+            topic=names.LK_TOPIC_AUDIO_STREAM,
+            destination_identities=[names.DEFAULT_AVATAR_IDENTITY],
+            attributes={"sample_rate": "24000", "num_channels": "1"},
+        )
+        pcm = _tone(4.0, 24_000)
+        for start in range(0, 24_000, 480):  # one second of it, in real time
+            await writer.write(pcm[start : start + 480].tobytes())
+            await asyncio.sleep(0.02)
+        await agent.local_participant.perform_rpc(
+            destination_identity=names.DEFAULT_AVATAR_IDENTITY, method=names.LK_RPC_CLEAR_BUFFER, payload=""
+        )
+        cleared = time.time()
+        await writer.aclose()
+        await asyncio.sleep(1.5)
+        frames, _ = await page.stop_recording()
+        margin = self.mouth.margin(frames, before)
+        idle_at = None if margin is None else self.mouth.back_to_idle(frames, cleared, margin)
+        return None if idle_at is None else (idle_at - cleared) * 1000.0
+
+    async def _av_offset(
+        self, agent: rtc.Room, viewer: Watcher, page: BrowserViewer | None
+    ) -> dict[str, Any]:
+        if page is not None:
+            await page.start_recording()
         await asyncio.sleep(1.0)  # let the viewer collect idle frames for the baseline
+
         writer = await agent.local_participant.stream_bytes(
             name=f"AUDIO_{uuid.uuid4().hex[:8]}",
             topic=names.LK_TOPIC_AUDIO_STREAM,
@@ -259,7 +252,7 @@ class Bench:
             attributes={"sample_rate": "24000", "num_channels": "1"},
         )
         stats_before = await _inbound(viewer.room)
-        sent = time.perf_counter()
+        sent, sent_epoch = time.perf_counter(), time.time()
         pcm = np.concatenate([np.zeros(int(0.6 * 24_000), np.int16), _tone(1.0, 24_000)])
         for start in range(0, pcm.shape[0], 480):
             await writer.write(pcm[start : start + 480].tobytes())
@@ -275,6 +268,11 @@ class Bench:
         audio_on = audio_onset(viewer.audio, sent)
         video_on = self.mouth.onset(viewer.video, sent)
         out["av_offset_ms"] = None if audio_on is None or video_on is None else (video_on - audio_on) * 1000.0
+        if page is not None:
+            frames, levels = await page.stop_recording()
+            b_audio, b_video = audio_onset(levels, sent_epoch), self.mouth.onset(frames, sent_epoch)
+            if b_audio is not None and b_video is not None:
+                out["browser_av_offset_ms"] = (b_video - b_audio) * 1000.0
         return out
 
 
@@ -284,13 +282,44 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         livekit_target(args.livekit_url, args.api_key, args.api_secret, Path(tmp)) as target,
     ):
         farm = room_farm(Path(tmp), size=args.size, capacity=4)
+        http = await HttpApp(farm.app, free_port()).start()  # the viewer page, for the browser
+        browser_version = None
         try:
             bench = Bench(target.url, target.api_key, target.api_secret, farm, MouthModel.of(farm.avatar))
-            await bench.one(-1, measure_av=False)  # warm-up: first join, codec set-up
-            runs = [await bench.one(i, measure_av=i < args.av_sessions) for i in range(args.sessions)]
+            bench.page_base = http.base_url
+            async with contextlib.AsyncExitStack() as stack:
+                if args.browser:
+                    bench.browser = await stack.enter_async_context(chromium())
+                    browser_version = bench.browser.version
+                await bench.one(-1, measure_av=False)  # warm-up: first join, codec set-up
+                runs = [await bench.one(i, measure_av=i < args.av_sessions) for i in range(args.sessions)]
         finally:
+            http.stop()
             await farm.aclose()
-    return _summary(args, runs, target.against)
+    result = _summary(args, runs, target.against)
+    result["browser"] = _browser_summary(runs, browser_version)
+    return result
+
+
+def _browser_summary(runs: list[dict[str, Any]], version: str | None) -> dict[str, Any] | None:
+    """At the headless Chromium viewer: request → first decoded frame, A/V offset, barge-in."""
+    if version is None:
+        return None
+
+    def series(key: str) -> dict[str, float]:
+        return summary([r[key] for r in runs if r.get(key) is not None])
+
+    return {
+        "browser": f"Chromium {version} (Debian, headless)",
+        "video_codec": next((r["browser_codec"] for r in runs if r.get("browser_codec")), None),
+        "first_frame_ms": series("browser_first_frame_ms"),
+        "av_offset_ms": series("browser_av_offset_ms"),
+        "barge_in_ms": series("browser_barge_in_ms"),
+        "av_unmeasured": sum(
+            1 for r in runs if "av_offset_ms" in r and r.get("browser_av_offset_ms") is None
+        ),
+        "targets": {"first_frame_p50_ms": 300, "abs_av_offset_ms": 40, "barge_in_ms": 200},
+    }
 
 
 def _summary(args: argparse.Namespace, runs: list[dict[str, Any]], against: str) -> dict[str, Any]:
@@ -298,7 +327,7 @@ def _summary(args: argparse.Namespace, runs: list[dict[str, Any]], against: str)
     measured = [r for r in runs if "av_offset_ms" in r]
 
     def series(key: str) -> dict[str, float]:
-        return _stats([r[key] for r in measured if r.get(key) is not None])
+        return summary([r[key] for r in measured if r.get(key) is not None])
 
     corrected = [
         r["av_offset_ms"] + r["audio_jb_ms"] - r["video_jb_ms"]
@@ -311,16 +340,16 @@ def _summary(args: argparse.Namespace, runs: list[dict[str, Any]], against: str)
         "against": against,
         "sessions": len(runs),
         "frame_size": args.size,
-        "first_frame_ms": _stats([r["first_frame_ms"] for r in runs]),
-        "http_ms": _stats([r["http_ms"] for r in runs]),
-        "worker_ms": {s: _stats([r["timings_ms"][s] for r in runs if s in r["timings_ms"]]) for s in steps},
-        "av_offset_ms": _stats(av),
-        "source_av_offset_ms": _stats([v for r in runs for v in r["source_av_ms"]]),
+        "first_frame_ms": summary([r["first_frame_ms"] for r in runs]),
+        "http_ms": summary([r["http_ms"] for r in runs]),
+        "worker_ms": {s: summary([r["timings_ms"][s] for r in runs if s in r["timings_ms"]]) for s in steps},
+        "av_offset_ms": summary(av),
+        "source_av_offset_ms": summary([v for r in runs for v in r["source_av_ms"]]),
         "av_offset_samples": [round(v, 1) for v in av],
         "viewer_audio_jitter_buffer_ms": series("audio_jb_ms"),
         "viewer_video_jitter_buffer_ms": series("video_jb_ms"),
         "viewer_video_processing_ms": series("video_processing_ms"),
-        "av_offset_jb_corrected_ms": _stats(corrected),
+        "av_offset_jb_corrected_ms": summary(corrected),
         "av_unmeasured": sum(1 for r in runs if "av_offset_ms" in r and r["av_offset_ms"] is None),
         "targets": {"first_frame_p50_ms": 500, "abs_av_offset_ms": 40},
     }
@@ -333,11 +362,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=256, help="avatar frame size (square)")
     parser.add_argument("--server", choices=["livekit"], default="livekit", help="a local livekit-server")
     parser.add_argument("--livekit-url", help="use this server instead of starting one")
+    parser.add_argument(
+        "--browser",
+        action=argparse.BooleanOptionalAction,
+        default=chromium_available(),
+        help="also measure at a headless Chromium viewer (default: when /usr/bin/chromium exists)",
+    )
     parser.add_argument("--api-key", default=DEV_API_KEY)
     parser.add_argument("--api-secret", default=DEV_API_SECRET)
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
-    result = asyncio.run(_run(args))
-    print(json.dumps(result))
+    finish(asyncio.run(_run(args)), args.out)
     return 0
 
 

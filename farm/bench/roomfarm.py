@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import httpx
@@ -89,6 +90,7 @@ class RoomFarm:
     client: httpx.AsyncClient
     farm_secret: str
     avatar: LoadedAvatar
+    app: Any
     rooms: dict[str, LiveKitRoomSession] = field(default_factory=dict)
 
     async def wait(self, session_id: str, timeout_s: float = 30.0) -> SessionTaskResult:
@@ -148,4 +150,4 @@ def room_farm(tmp: Path, *, size: int, capacity: int, settings: Settings | None 
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://farm")
     avatar = pool.get_avatar(ModelKind.ESSENCE, hot)
     assert isinstance(avatar, LoadedAvatar)
-    return RoomFarm(settings, store, runtime, queue, client, farm_secret, avatar, rooms)
+    return RoomFarm(settings, store, runtime, queue, client, farm_secret, avatar, app, rooms)
