@@ -249,7 +249,7 @@ def _farm(tmp: Path, target: Any, args: argparse.Namespace, cores: str) -> tuple
             "livekit_api_key": target.api_key,
             "livekit_api_secret": target.api_secret,
             "default_concurrency_limit": 100_000,
-            "heartbeat_s": 1.0,  # the worker's frame counters reach the registry every second
+            "heartbeat_s": float(os.environ.get("DENSITY_HEARTBEAT_S", "1.0")),
         }
     )
     farm = LocalFarm(settings, dict(os.environ), log_dir=tmp / "logs")

@@ -337,7 +337,11 @@ class SessionRunner:
             frame = await lane.call(lane.renderer.next_frame)  # may wait on a cross-session batch
             await sink.write(frame)
             if sink.realtime and loop.time() - next_tick > frame_s:
-                self.late_frames += 1  # handed to the sink more than one frame after its tick
+                # Handed to the sink more than one frame after its tick: late. Re-anchor the grid, so
+                # one stall counts once instead of leaving every later frame behind a shifted grid
+                # (the sink's audio back-pressure then keeps the pace at exactly 25 fps).
+                self.late_frames += 1
+                next_tick = loop.time()
             if self.frames == 0:
                 self._mark("first_frame")
             self.frames += 1
