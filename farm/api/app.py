@@ -42,6 +42,7 @@ def create_app(
     builds: BuildQueue,
     blobs: BlobStore | None = None,
     ping: Callable[[], bool] = lambda: True,
+    queue_depth: Callable[[str], int] = lambda _queue: 0,
 ) -> FastAPI:
     """An app over the given collaborators. ``ping`` backs ``/readyz`` (Redis reachable)."""
     app = FastAPI(title="Avatar farm API", version="1", description=DESCRIPTION)
@@ -55,6 +56,7 @@ def create_app(
         builds=builds,
         blobs=blobs or BlobStore(settings.blob_dir),
         ping=ping,
+        queue_depth=queue_depth,
     )
     metrics = ApiMetrics()
     install_error_handlers(app)
@@ -87,4 +89,5 @@ def build_app(settings: Settings) -> FastAPI:
         registry=RedisWorkerRegistry(client),
         builds=CeleryBuildQueue(celery),
         ping=lambda: ping(client),
+        queue_depth=lambda queue: int(client.llen(queue)),
     )

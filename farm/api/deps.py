@@ -36,6 +36,8 @@ class FarmServices:
     builds: BuildQueue
     blobs: BlobStore
     ping: Callable[[], bool]
+    queue_depth: Callable[[str], int] = lambda _queue: 0
+    """Messages waiting on a shared queue (``LLEN`` of its Redis list); the autoscaling signal."""
     sessions: SessionService = field(init=False)
     agent_service: AgentService = field(init=False)
 
