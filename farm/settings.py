@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     )
     warm_spares: dict[str, int] = Field(
         {"essence": 1, "expression": 1},
-        description="Idle pods kept per pool on top of queued + live demand (JSON; GPU cold start is minutes).",
+        description="Idle pods kept per pool on top of queued + live demand (JSON; GPU cold start: minutes).",
     )
     health_port: int = Field(
         8081, description="Port of a worker's /startupz, /readyz, /livez, /drainz endpoint (0: off)."

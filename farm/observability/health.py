@@ -114,7 +114,7 @@ class HealthServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 probe = self.path.split("?", 1)[0].strip("/")
                 if probe == "drainz":
                     left = server.drain()
@@ -141,7 +141,7 @@ class HealthServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib signature)
+            def log_message(self, format: str, *args: object) -> None:
                 return  # probes every few seconds would drown the worker's log
 
         return Handler
