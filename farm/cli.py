@@ -228,6 +228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise
     settings = Settings.from_env()
+    if settings.log_format != "text":  # FARM_LOG_FORMAT=json: one object per line, structured fields kept
+        from farm.observability.logs import configure
+
+        configure(settings.log_format, logging.DEBUG if args.verbose else logging.INFO)
     try:
         return int(args.func(settings, args))
     except FarmError as exc:

@@ -13,6 +13,8 @@ callable the worker runtime provides:
   count left. Kubernetes sends SIGTERM only after preStop returns, so a scaled-down pod finishes its
   live sessions first and the worker's own SIGTERM drain finds nothing to hand back.
 
+- ``GET /metrics``: when given ``metrics`` (e.g. ``worker_metrics.render_latest``), Prometheus text.
+
 The runtime's surface is ``WorkerHealth`` (what the callable returns) and ``HealthServer``.
 """
 
@@ -69,8 +71,10 @@ class HealthServer:
         max_drain_s: float = 3600.0,
         poll_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Callable[[], bytes] | None = None,
     ) -> None:
         self._read = read
+        self._metrics = metrics
         self._stale_s = stale_s
         self._on_drain = on_drain
         self._max_drain_s = max_drain_s
@@ -119,6 +123,14 @@ class HealthServer:
                 if probe == "drainz":
                     left = server.drain()
                     self._reply(200, {"status": "drained" if left == 0 else "timeout", "live_sessions": left})
+                    return
+                if probe == "metrics" and server._metrics is not None:
+                    data = server._metrics()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
                     return
                 if probe not in ("startupz", "readyz", "livez"):
                     self._reply(404, {"status": "unknown probe", "probes": "startupz readyz livez drainz"})

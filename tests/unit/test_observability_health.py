@@ -121,3 +121,14 @@ def test_drain_gives_up_after_its_bound() -> None:
 
 def test_verdict_is_a_pure_function() -> None:
     assert verdict(WorkerHealth("READY", 0.0), "livez", now=10.0, stale_s=60) == (200, "READY")
+
+
+def test_metrics_are_served_next_to_the_probes() -> None:
+    server = HealthServer(
+        lambda: WorkerHealth("READY", 0.0), port=0, host="127.0.0.1", metrics=lambda: b"farm_x 1\n"
+    ).start()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as reply:
+            assert reply.read() == b"farm_x 1\n"
+    finally:
+        server.close()
