@@ -147,7 +147,7 @@ def render_latest(metrics: WorkerMetrics | None = None) -> bytes:
     """The exposition text: every process's samples under multi-process mode, else ``metrics``'."""
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry)
     if metrics is None:
         raise ValueError(f"no metrics to render: pass the WorkerMetrics or set {MULTIPROC_ENV}")
@@ -157,4 +157,4 @@ def render_latest(metrics: WorkerMetrics | None = None) -> bytes:
 def process_exited(pid: int) -> None:
     """Call from the pool's child-exit hook so its live gauges stop counting (multi-process mode)."""
     if os.environ.get(MULTIPROC_ENV):
-        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+        multiprocess.mark_process_dead(pid)
