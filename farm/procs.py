@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import json
 import logging
 import os
 import signal
@@ -57,7 +58,7 @@ def flower_url(settings: Settings) -> str:
 def settings_env(settings: Settings) -> dict[str, str]:
     """The FARM_* environment that reproduces ``settings`` in a child process."""
     return {
-        f"FARM_{name.upper()}": str(value)
+        f"FARM_{name.upper()}": json.dumps(value) if isinstance(value, (dict, list)) else str(value)
         for name, value in settings.model_dump().items()
         if value is not None
     }

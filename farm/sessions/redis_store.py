@@ -1,10 +1,11 @@
 """RedisSessionStore: the production SessionStore.
 
 Keys (all from ``farm.names``): the session JSON, its lease (``"<worker_id>|<token>"`` with a TTL),
-its fencing counter, its stop flag, the live ZSET, the tenant's ZSET and live SET, and the
-idempotency key. Transitions and claims are optimistic transactions (WATCH/MULTI) over the session
-key and, when a lease is involved, the lease key, so a concurrent writer forces a retry instead of a
-lost update. Lease renew/release are compare-and-set Lua scripts on the lease value.
+its fencing counter, its stop flag, the live ZSET, the warm-pending ZSET (the rescuer's index), the
+tenant's ZSET and live SET, and the idempotency key. Transitions and claims are optimistic
+transactions (WATCH/MULTI) over the session key and, when a lease is involved, the lease key, so a
+concurrent writer forces a retry instead of a lost update. Lease renew/release are compare-and-set
+Lua scripts on the lease value (renew_and_check_stop also reads the stop flag).
 """
 
 from __future__ import annotations
@@ -26,6 +27,16 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
+"""
+_RENEW_STOP = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return 2
+end
+return 1
 """
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -59,6 +70,7 @@ class RedisSessionStore:
         self._retention_s = retention_s
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
+        self._renew_stop = client.register_script(_RENEW_STOP)
 
     # ------------------------------------------------------------ records
     @redis_errors
@@ -178,6 +190,19 @@ class RedisSessionStore:
         return bool(self._renew(keys=[key], args=[_lease_value(lease.worker_id, lease.token), _ms(ttl_s)]))
 
     @redis_errors
+    def renew_and_check_stop(self, lease: Lease, ttl_s: float) -> tuple[bool, bool]:
+        """Renew the lease and read the stop flag in ONE round trip: (still held, stop requested).
+
+        The runner renews every ``lease_renew_s`` anyway; checking the flag there replaces a separate
+        ``stop_requested`` poll (4×/s per session) at no extra command: O(1) Redis per live session.
+        """
+        keys = [names.session_lease_key(lease.session_id), names.session_stop_key(lease.session_id)]
+        reply = int(
+            self._renew_stop(keys=keys, args=[_lease_value(lease.worker_id, lease.token), _ms(ttl_s)])
+        )
+        return reply > 0, reply == 2
+
+    @redis_errors
     def release(self, lease: Lease) -> None:
         key = names.session_lease_key(lease.session_id)
         self._release(keys=[key], args=[_lease_value(lease.worker_id, lease.token)])
@@ -252,3 +277,7 @@ class RedisSessionStore:
             pipe.set(key, session.model_dump_json())
             pipe.zadd(names.LIVE_SESSIONS_KEY, {session.id: session.created_at})
             pipe.sadd(names.tenant_live_key(session.tenant), session.id)
+        if session.state is SessionState.QUEUED and session.routed_to is not None and not session.attempts:
+            pipe.zadd(names.WARM_PENDING_KEY, {session.id: session.updated_at})
+        else:
+            pipe.zrem(names.WARM_PENDING_KEY, session.id)
