@@ -155,6 +155,25 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 _BENCH_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
+def cmd_sim(_: Settings, args: argparse.Namespace) -> int:
+    """A day at ``--peak`` concurrent sessions through old and new autoscaling; JSON (+ PNG)."""
+    import json
+    from pathlib import Path
+
+    from farm.fleet import sim
+
+    summary, traces = sim.run(peak=args.peak, seed=args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sim.json").write_text(json.dumps(summary, indent=2) + "\n")
+    try:
+        sim.plot(traces, str(out / "sim.png"))
+    except ImportError:
+        print("farm sim: matplotlib not installed (pip install -e '.[dev]'): no plot", file=sys.stderr)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def cmd_bench(_: Settings, args: argparse.Namespace) -> int:
     """Dispatch to ``farm.bench.<name>.main(argv)``; each prints JSON lines."""
     if not _BENCH_NAME.match(args.name):
@@ -212,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="out/demo.mp4")
     demo.add_argument("--model", default="essence", choices=[QUEUE_ESSENCE, QUEUE_EXPRESSION])
     demo.set_defaults(func=cmd_demo)
+
+    simulate = sub.add_parser("sim", help="replay a diurnal day through old vs new autoscaling")
+    simulate.add_argument("--peak", type=int, default=10_000, help="peak concurrent sessions")
+    simulate.add_argument("--seed", type=int, default=7)
+    simulate.add_argument("--out", default="benchmarks/results", help="where sim.json and sim.png go")
+    simulate.set_defaults(func=cmd_sim)
 
     bench = sub.add_parser("bench", help="run farm/bench/<name>.py (prints JSON)")
     bench.add_argument("name")
