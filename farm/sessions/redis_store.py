@@ -218,18 +218,22 @@ class RedisSessionStore:
 
     @redis_errors
     def orphaned(self) -> list[str]:
+        """Live sessions with no lease. Reads only lease existence (a few bytes) for every live
+        session and the record only of those without a lease (QUEUED ones, orphans): the pass costs
+        O(1) small replies per live session, not its whole JSON."""
         ids: list[str] = self._r.zrange(names.LIVE_SESSIONS_KEY, 0, -1)
         orphans: list[str] = []
-        for start in range(0, len(ids), 200):
-            batch = ids[start : start + 200]
+        for start in range(0, len(ids), 500):
+            batch = ids[start : start + 500]
             pipe = self._r.pipeline(transaction=False)
             for sid in batch:
-                pipe.get(names.session_key(sid))
                 pipe.exists(names.session_lease_key(sid))
-            replies = pipe.execute()
-            for i, sid in enumerate(batch):
-                raw, has_lease = replies[2 * i], replies[2 * i + 1]
-                if raw is None or has_lease:
+            unleased = [sid for sid, has_lease in zip(batch, pipe.execute(), strict=True) if not has_lease]
+            if not unleased:
+                continue
+            raws: list[str | None] = self._r.mget([names.session_key(sid) for sid in unleased])
+            for sid, raw in zip(unleased, raws, strict=True):
+                if raw is None:
                     continue
                 state = Session.model_validate_json(raw).state
                 if state is not SessionState.QUEUED and state not in TERMINAL_STATES:
