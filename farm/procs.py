@@ -135,9 +135,22 @@ class LocalFarm:
         return self.spawn(f"worker-{queue}", argv)
 
     def start_flower(self) -> Child:
-        """Flower on loopback only: its API is unauthenticated here (FLOWER_UNAUTHENTICATED_API)."""
+        """Flower on loopback only: its API is unauthenticated here (FLOWER_UNAUTHENTICATED_API).
+
+        Run with the farm's Celery app (``-A tasks.celery_entry``, by module name: no import here), so
+        Flower knows the real queues instead of showing a phantom default ``celery`` queue.
+        """
         assert self.redis_url is not None
-        argv = [sys.executable, "-m", "celery", "--broker", self.redis_url, "flower"]
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tasks.celery_entry",
+            "--broker",
+            self.redis_url,
+            "flower",
+        ]
         argv += [f"--port={self.settings.flower_port}", "--address=127.0.0.1"]
         return self.spawn("flower", argv, {"FLOWER_UNAUTHENTICATED_API": "true"})
 

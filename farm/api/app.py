@@ -45,7 +45,10 @@ def create_app(
     queue_depth: Callable[[str], int] = lambda _queue: 0,
 ) -> FastAPI:
     """An app over the given collaborators. ``ping`` backs ``/readyz`` (Redis reachable)."""
-    app = FastAPI(title="Avatar farm API", version="1", description=DESCRIPTION)
+    app = FastAPI(
+        title="Avatar farm API", version="1", description=DESCRIPTION, docs_url=None, redoc_url=None
+    )
+    install_offline_docs(app)
     app.state.farm = FarmServices(
         settings=settings,
         store=store,
@@ -65,6 +68,30 @@ def create_app(
         app.include_router(area.router)
     app.add_api_route("/metrics", metrics.render, methods=["GET"], include_in_schema=False)
     return app
+
+
+DOCS_ASSETS = "/docs-assets"
+
+
+def install_offline_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) from the ``swagger-ui-bundle`` package's files: no CDN, works offline."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} docs",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
+
+    app.add_api_route("/docs", docs, methods=["GET"], include_in_schema=False)
 
 
 def build_app(settings: Settings) -> FastAPI:
