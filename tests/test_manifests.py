@@ -113,7 +113,8 @@ def test_worker_grace_covers_the_prestop_wait_for_live_sessions_and_the_drain(de
     grace_s = worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert drain_s > 0 and session_s > 0
     assert session_s + drain_s + 10 <= grace_s <= session_s + drain_s + 120
-    assert container["lifecycle"]["preStop"]["httpGet"]["path"] == "/drainz"
+    hook = " ".join(container["lifecycle"]["preStop"]["exec"]["command"])
+    assert "/drainz" in hook and ":8081/" in hook
 
 
 @pytest.mark.parametrize("deployment", ["worker-essence", "worker-expression", "worker-build"])
