@@ -14,7 +14,7 @@ EXTRAS := expression,e2e,dev
 # the ~190 MB CPU build instead; nothing else changes.
 TORCH_INDEX_URL ?=
 
-.PHONY: install demo demo-room test lint livekit-server web-assets unit integration e2e gpu up bench-dispatch clean system-deps
+.PHONY: install demo demo-room test lint rules sim livekit-server web-assets unit integration e2e gpu up bench-dispatch clean system-deps
 
 # Debian packages: espeak-ng (the farm's local text-to-speech) and chromium (the browser the viewer
 # e2e test drives headless; ~20 s to install). Installed with apt when missing and apt is available
@@ -78,8 +78,17 @@ livekit-server: $(STAMP)
 
 # The whole suite runs inside a private network namespace (scripts/netns-run): libwebrtc ignores
 # loopback, so the LiveKit e2e layer needs a veth address; Redis, Celery and HTTP tests run there too.
-test: lint livekit-server
+test: lint rules livekit-server
 	scripts/netns-run $(BIN)/pytest -q
+
+# Alert rules: syntax (promtool check rules) and behaviour (promtool test rules). promtool is built
+# once from the Go module proxy into ~/.cache/avatar-farm/ (needs Go >= 1.25; minutes on 2 cores).
+rules:
+	@PROMTOOL=$$(scripts/build-promtool.sh) && $$PROMTOOL check rules monitoring/alerts.yml && $$PROMTOOL test rules monitoring/alerts.test.yml
+
+# A day at 10,000 concurrent sessions, old vs new autoscaling: benchmarks/results/sim.{json,png}.
+sim: $(STAMP)
+	$(BIN)/farm sim --out benchmarks/results
 
 unit: $(STAMP)
 	@$(call PYTEST_OK_IF_EMPTY,-q -m unit)

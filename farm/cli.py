@@ -244,6 +244,25 @@ def cmd_livekit_server(_: Settings, args: argparse.Namespace) -> int:
 _BENCH_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
+def cmd_sim(_: Settings, args: argparse.Namespace) -> int:
+    """A day at ``--peak`` concurrent sessions through old and new autoscaling; JSON (+ PNG)."""
+    import json
+    from pathlib import Path
+
+    from farm.fleet import sim
+
+    summary, traces = sim.run(peak=args.peak, seed=args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sim.json").write_text(json.dumps(summary, indent=2) + "\n")
+    try:
+        sim.plot(traces, str(out / "sim.png"))
+    except ImportError:
+        print("farm sim: matplotlib not installed (pip install -e '.[dev]'): no plot", file=sys.stderr)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def cmd_bench(_: Settings, args: argparse.Namespace) -> int:
     """Dispatch to ``farm.bench.<name>.main(argv)``; each prints JSON lines."""
     if not _BENCH_NAME.match(args.name):
@@ -274,6 +293,33 @@ def _add_tenants_parser(sub: Any) -> None:
     topup.add_argument("tenant")
     topup.add_argument("credits", type=int)
     tenants.set_defaults(func=cmd_tenants)
+
+
+def _add_demo_and_tool_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``demo``, ``livekit-server``, ``sim`` and ``bench``."""
+    demo = sub.add_parser("demo", help="build the sample avatar, speak a clip, write out/demo.mp4")
+    demo.add_argument("--out", default="out/demo.mp4")
+    demo.add_argument("--model", default="essence", choices=[QUEUE_ESSENCE, QUEUE_EXPRESSION])
+    demo.add_argument(
+        "--room",
+        action="store_true",
+        help="the live experience: real livekit-server, the farm, a voice agent with the real plugin",
+    )
+    demo.add_argument("--duration", type=float, default=120.0, help="--room: seconds to run (Ctrl-C stops)")
+    demo.set_defaults(func=cmd_demo)
+
+    lk = sub.add_parser("livekit-server", help="find or build (Go) a real livekit-server; print its path")
+    lk.set_defaults(func=cmd_livekit_server)
+    simulate = sub.add_parser("sim", help="replay a diurnal day through old vs new autoscaling")
+    simulate.add_argument("--peak", type=int, default=10_000, help="peak concurrent sessions")
+    simulate.add_argument("--seed", type=int, default=7)
+    simulate.add_argument("--out", default="benchmarks/results", help="where sim.json and sim.png go")
+    simulate.set_defaults(func=cmd_sim)
+
+    bench = sub.add_parser("bench", help="run farm/bench/<name>.py (prints JSON)")
+    bench.add_argument("name")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=cmd_bench)
 
 
 # ---------------------------------------------------------------- parser
@@ -330,24 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--eye", action="append", metavar="X,Y|X0,Y0,X1,Y1", help="animal mode: an eye (<= 2)")
     agents.set_defaults(func=cmd_agents)
 
-    demo = sub.add_parser("demo", help="build the sample avatar, speak a clip, write out/demo.mp4")
-    demo.add_argument("--out", default="out/demo.mp4")
-    demo.add_argument("--model", default="essence", choices=[QUEUE_ESSENCE, QUEUE_EXPRESSION])
-    demo.add_argument(
-        "--room",
-        action="store_true",
-        help="the live experience: real livekit-server, the farm, a voice agent with the real plugin",
-    )
-    demo.add_argument("--duration", type=float, default=120.0, help="--room: seconds to run (Ctrl-C stops)")
-    demo.set_defaults(func=cmd_demo)
-
-    lk = sub.add_parser("livekit-server", help="find or build (Go) a real livekit-server; print its path")
-    lk.set_defaults(func=cmd_livekit_server)
-
-    bench = sub.add_parser("bench", help="run farm/bench/<name>.py (prints JSON)")
-    bench.add_argument("name")
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
-    bench.set_defaults(func=cmd_bench)
+    _add_demo_and_tool_commands(sub)
     return parser
 
 
@@ -359,6 +388,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise
     settings = Settings.from_env()
+    if settings.log_format != "text":  # FARM_LOG_FORMAT=json: one object per line, structured fields kept
+        from farm.observability.logs import configure
+
+        configure(settings.log_format, logging.DEBUG if args.verbose else logging.INFO)
     try:
         return int(args.func(settings, args))
     except FarmError as exc:

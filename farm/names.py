@@ -50,6 +50,14 @@ def session_stop_key(session_id: str) -> str:
     return f"{PREFIX}:stop:{session_id}"
 
 
+WARM_PENDING_KEY: Final = f"{PREFIX}:sessions:warm-pending"
+"""ZSET session_id → updated_at: warm-routed QUEUED sessions not yet claimed (the stranded rescuer's
+index; kept in step by the session store's writes, so its size is the sends of the last seconds,
+not the live sessions). No TTL: every claim or terminal write removes the member."""
+
+RESCUER_LOCK_KEY: Final = f"{PREFIX}:rescuer:lock"
+"""STRING worker_id, PX ~1 s: one worker in the fleet runs the stranded-session rescue per interval."""
+
 LIVE_SESSIONS_KEY: Final = f"{PREFIX}:sessions:live"
 """ZSET session_id → created_at: every session not yet ENDED/FAILED. Scanned by the reaper. No TTL."""
 

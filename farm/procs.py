@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import json
 import logging
 import os
 import signal
@@ -57,7 +58,7 @@ def flower_url(settings: Settings) -> str:
 def settings_env(settings: Settings) -> dict[str, str]:
     """The FARM_* environment that reproduces ``settings`` in a child process."""
     return {
-        f"FARM_{name.upper()}": str(value)
+        f"FARM_{name.upper()}": json.dumps(value) if isinstance(value, (dict, list)) else str(value)
         for name, value in settings.model_dump().items()
         if value is not None
     }
@@ -134,9 +135,22 @@ class LocalFarm:
         return self.spawn(f"worker-{queue}", argv)
 
     def start_flower(self) -> Child:
-        """Flower on loopback only: its API is unauthenticated here (FLOWER_UNAUTHENTICATED_API)."""
+        """Flower on loopback only: its API is unauthenticated here (FLOWER_UNAUTHENTICATED_API).
+
+        Run with the farm's Celery app (``-A tasks.celery_entry``, by module name: no import here), so
+        Flower knows the real queues instead of showing a phantom default ``celery`` queue.
+        """
         assert self.redis_url is not None
-        argv = [sys.executable, "-m", "celery", "--broker", self.redis_url, "flower"]
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tasks.celery_entry",
+            "--broker",
+            self.redis_url,
+            "flower",
+        ]
         argv += [f"--port={self.settings.flower_port}", "--address=127.0.0.1"]
         return self.spawn("flower", argv, {"FLOWER_UNAUTHENTICATED_API": "true"})
 

@@ -76,6 +76,21 @@ class Settings(BaseSettings):
     drain_grace_s: float = Field(
         30.0, description="On SIGTERM, how long live sessions may run before hand-back."
     )
+    pod_capacity: dict[str, int] = Field(
+        {"essence": 4, "expression": 8, "build": 1},
+        description="Sessions one worker pod of each pool serves: the KEDA target per pod (JSON).",
+    )
+    warm_spares: dict[str, int] = Field(
+        {"essence": 1, "expression": 1},
+        description="Idle pods kept per pool on top of queued + live demand (JSON; GPU cold start: minutes).",
+    )
+    health_port: int = Field(
+        8081, description="Port of a worker's /startupz, /readyz, /livez, /drainz endpoint (0: off)."
+    )
+    progress_stale_s: float = Field(
+        60.0, description="Liveness fails when the worker runtime made no progress for this long."
+    )
+    log_format: str = Field("text", description="Log lines as `text` or `json` (one object per line).")
 
     # --- rendering and output
     fps: int = Field(25, description="Frames per second of every session (40 ms ticks).")

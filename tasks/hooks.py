@@ -24,7 +24,13 @@ from typing import Any
 from celery import Celery, signals
 
 from farm.errors import FarmError
-from farm.sessions.redis_runtime import EngineFactory, redis_runtime, start_dynamics, start_speech
+from farm.sessions.redis_runtime import (
+    EngineFactory,
+    redis_runtime,
+    start_dynamics,
+    start_health,
+    start_speech,
+)
 from farm.sessions.runtime import WorkerRuntime
 from farm.settings import Settings
 from tasks.producer import CelerySessionQueue
@@ -79,6 +85,7 @@ def boot(
         start_dynamics(runtime, settings)
         start_speech(runtime, settings)
     runtime.start()
+    start_health(runtime, settings)
     log.info(
         "worker ready" if runtime.ready else "worker prewarm failed: taking no sessions",
         extra={"worker_id": runtime.worker_id, "state": runtime.state},

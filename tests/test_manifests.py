@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from farm import names
+from farm.settings import Settings
 
 pytestmark = pytest.mark.unit
 
@@ -53,7 +54,7 @@ def _env(container: dict[str, Any], name: str) -> str | None:
 
 @pytest.mark.parametrize(
     "doc",
-    [d for d in DOCS if d["apiVersion"] != "keda.sh/v1alpha1"],
+    [d for d in DOCS if not d["apiVersion"].startswith("keda.sh/")],
     ids=lambda d: d["kind"] + "/" + d["metadata"]["name"],
 )
 def test_core_manifests_pass_strict_schema_validation(doc: dict[str, Any]) -> None:
@@ -69,33 +70,110 @@ def test_the_schema_gate_rejects_an_unknown_field() -> None:
         kubernetes_validate.validate(broken, "1.30", strict=True)
 
 
-def test_every_queue_has_a_worker_deployment_scaled_by_its_redis_list() -> None:
+def _pod_specs() -> dict[str, dict[str, Any]]:
+    out = {}
+    for kind in ("Deployment", "StatefulSet"):
+        for name, doc in _by_kind(kind).items():
+            out[name] = doc["spec"]["template"]["spec"]
+    return out
+
+
+def test_render_pools_scale_on_demand_and_the_build_pool_on_its_list() -> None:
     deployments, scaled = _by_kind("Deployment"), _by_kind("ScaledObject")
     seen_queues = set()
     for name, obj in scaled.items():
         target = deployments[obj["spec"]["scaleTargetRef"]["name"]]
+        args = _container(target)["args"]
+        queue = args[args.index("--queue") + 1]
         (trigger,) = obj["spec"]["triggers"]
         meta = trigger["metadata"]
-        assert trigger["type"] == "redis", name
-        assert meta["address"].startswith("redis."), name
         assert all(isinstance(v, str) for v in meta.values()), f"{name}: KEDA metadata values are strings"
-        assert int(meta["listLength"]) >= 1
-        args = _container(target)["args"]
-        assert args[args.index("--queue") + 1] == meta["listName"], f"{name} scales on another queue"
-        assert isinstance(obj["spec"]["minReplicaCount"], int) and isinstance(
-            obj["spec"]["maxReplicaCount"], int
-        )
-        seen_queues.add(meta["listName"])
+        if queue in names.RENDER_QUEUES:
+            # Demand (queued + live + spares) from the API, averaged against the per-pod capacity.
+            assert trigger["type"] == "metrics-api" and trigger["metricType"] == "AverageValue", name
+            assert meta["url"].endswith(f"/scaling/{queue}") and meta["valueLocation"] == "value"
+            capacity = Settings().pod_capacity[queue]
+            assert int(meta["targetValue"]) == capacity, f"{name}: target must be the per-pod capacity"
+            assert obj["spec"]["maxReplicaCount"] * capacity >= 10_000, f"{name} caps the farm below 10,000"
+            down = obj["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
+            assert down["stabilizationWindowSeconds"] >= 300
+        else:
+            assert trigger["type"] == "redis" and meta["listName"] == queue
+            assert trigger["authenticationRef"]["name"] in _by_kind("TriggerAuthentication")
+        seen_queues.add(queue)
     assert seen_queues == QUEUES
 
 
 @pytest.mark.parametrize("deployment", ["worker-essence", "worker-expression", "worker-build"])
-def test_worker_termination_grace_covers_its_drain(deployment: str) -> None:
+def test_worker_grace_covers_the_prestop_wait_for_live_sessions_and_the_drain(deployment: str) -> None:
     worker = _by_kind("Deployment")[deployment]
-    drain_s = float(_env(_container(worker), "FARM_DRAIN_GRACE_S") or 0)
+    container = _container(worker)
+    drain_s = float(_env(container, "FARM_DRAIN_GRACE_S") or 0)
+    session_s = float(_env(container, "FARM_MAX_SESSION_S") or 0)
     grace_s = worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    assert drain_s > 0
-    assert drain_s + 10 <= grace_s <= drain_s + 60
+    assert drain_s > 0 and session_s > 0
+    assert session_s + drain_s + 10 <= grace_s <= session_s + drain_s + 120
+    hook = " ".join(container["lifecycle"]["preStop"]["exec"]["command"])
+    assert "/drainz" in hook and ":8081/" in hook
+
+
+@pytest.mark.parametrize("deployment", ["worker-essence", "worker-expression", "worker-build"])
+def test_workers_are_probed_on_their_health_endpoint(deployment: str) -> None:
+    container = _container(_by_kind("Deployment")[deployment])
+    assert container["startupProbe"]["httpGet"]["path"] == "/startupz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    (port,) = container["ports"]
+    assert str(port["containerPort"]) == _env(container, "FARM_HEALTH_PORT")
+    # the startup budget covers a prewarm (FARM_PREWARM_TIMEOUT_S default 120 s)
+    probe = container["startupProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] >= 120
+
+
+def test_every_pod_runs_restricted_as_one_non_root_uid() -> None:
+    for name, spec in _pod_specs().items():
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True and pod["seccompProfile"]["type"] == "RuntimeDefault", name
+        for container in spec["containers"] + spec.get("initContainers", []):
+            sec = container["securityContext"]
+            assert sec["allowPrivilegeEscalation"] is False, name
+            assert sec["capabilities"]["drop"] == ["ALL"], name
+    uids = {spec["securityContext"]["runAsUser"] for n, spec in _pod_specs().items() if n != "redis"}
+    assert uids == {1000}
+    assert _by_kind("Namespace")["avatar-farm"]["metadata"]["labels"][
+        "pod-security.kubernetes.io/enforce"
+    ] == ("restricted")
+
+
+def test_no_password_is_committed_and_redis_needs_one() -> None:
+    assert _by_kind("Secret") == {}, "Secrets are created by the operator, never committed"
+    assert "FARM_REDIS_URL" not in _by_kind("ConfigMap")["farm-config"]["data"]
+    for name, spec in _pod_specs().items():
+        env = {e["name"]: e for c in spec["containers"] for e in c.get("env", [])}
+        assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "farm-redis", name
+    redis_args = " ".join(
+        _by_kind("StatefulSet")["redis"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
+    assert "--requirepass $(REDIS_PASSWORD)" in redis_args and "--maxmemory 1536mb" in redis_args
+
+
+def test_every_workload_has_a_disruption_budget_and_spreads() -> None:
+    budgets = {d["spec"]["selector"]["matchLabels"]["app"] for d in _by_kind("PodDisruptionBudget").values()}
+    assert {"api", "worker-essence", "worker-expression", "worker-build", "redis"} <= budgets
+    for name in ("api", "worker-essence", "worker-expression", "worker-build"):
+        keys = {c["topologyKey"] for c in _pod_specs()[name]["topologySpreadConstraints"]}
+        assert keys == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}, name
+
+
+def test_ingress_is_denied_by_default_and_redis_is_farm_only() -> None:
+    policies = _by_kind("NetworkPolicy")
+    assert policies["default-deny-ingress"]["spec"]["podSelector"] == {}
+    assert policies["redis-from-farm"]["spec"]["podSelector"]["matchLabels"] == {"app": "redis"}
+
+
+def test_flower_runs_with_the_farm_app() -> None:
+    args = " ".join(_container(_by_kind("Deployment")["flower"])["args"])
+    assert "celery -A tasks.celery_entry" in args
 
 
 def test_expression_workers_ask_for_a_gpu_and_use_a_fork_free_pool() -> None:
@@ -108,7 +186,7 @@ def test_expression_workers_ask_for_a_gpu_and_use_a_fork_free_pool() -> None:
 
 def test_redis_persists_and_never_evicts() -> None:
     args = " ".join(_by_kind("StatefulSet")["redis"]["spec"]["template"]["spec"]["containers"][0]["args"])
-    assert "--appendonly yes" in args and "--maxmemory-policy noeviction" in args
+    assert "--appendonly yes" in args and "--maxmemory-policy noeviction" in args and "--maxmemory " in args
 
 
 def test_the_api_probes_health_and_readiness() -> None:

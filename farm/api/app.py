@@ -58,9 +58,13 @@ def create_app(
     metering: Metering | None = None,
     limiter: RateLimiter | None = None,
     runtime_keys: RuntimeKeySigner | None = None,
+    queue_depth: Callable[[str], int] = lambda _queue: 0,
 ) -> FastAPI:
     """An app over the given collaborators. ``ping`` backs ``/readyz`` (Redis reachable)."""
-    app = FastAPI(title="Avatar farm API", version="1", description=DESCRIPTION)
+    app = FastAPI(
+        title="Avatar farm API", version="1", description=DESCRIPTION, docs_url=None, redoc_url=None
+    )
+    install_offline_docs(app)
     app.state.farm = FarmServices(
         settings=settings,
         store=store,
@@ -77,6 +81,7 @@ def create_app(
         speak_bus=speak_bus or MemorySpeakBus(),
         metering=metering or Metering(MemoryLedger()),
         limiter=limiter or MemoryRateLimiter(),
+        queue_depth=queue_depth,
     )
     if runtime_keys is not None:
         app.state.farm.runtime_keys = runtime_keys
@@ -97,6 +102,30 @@ def create_app(
         app.include_router(area.router)
     app.add_api_route("/metrics", metrics.render, methods=["GET"], include_in_schema=False)
     return app
+
+
+DOCS_ASSETS = "/docs-assets"
+
+
+def install_offline_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) from the ``swagger-ui-bundle`` package's files: no CDN, works offline."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} docs",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
+
+    app.add_api_route("/docs", docs, methods=["GET"], include_in_schema=False)
 
 
 def build_app(settings: Settings) -> FastAPI:
@@ -130,4 +159,5 @@ def build_app(settings: Settings) -> FastAPI:
         metering=Metering(RedisLedger(client)),
         limiter=RedisRateLimiter(client),
         runtime_keys=RuntimeKeySigner(redis_signing_key(client)),
+        queue_depth=lambda queue: int(client.llen(queue)),
     )

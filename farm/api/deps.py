@@ -51,6 +51,8 @@ class FarmServices:
     metering: Metering = field(default_factory=lambda: Metering(MemoryLedger()))
     limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
     runtime_keys: RuntimeKeySigner = field(default_factory=lambda: RuntimeKeySigner(memory_signing_key()))
+    queue_depth: Callable[[str], int] = lambda _queue: 0
+    """Messages waiting on a shared queue (``LLEN`` of its Redis list); the autoscaling signal."""
     sessions: SessionService = field(init=False)
     agent_service: AgentService = field(init=False)
     text: TextService = field(init=False)

@@ -126,6 +126,11 @@ class MemorySessionStore:
             self._leases[lease.session_id].expires_at = self._clock() + ttl_s
             return True
 
+    def renew_and_check_stop(self, lease: Lease, ttl_s: float) -> tuple[bool, bool]:
+        with self._lock:
+            held = self.renew(lease, ttl_s)  # RLock: re-entrant
+            return held, held and lease.session_id in self._stops
+
     def release(self, lease: Lease) -> None:
         with self._lock:
             if self._holds(lease):

@@ -128,3 +128,42 @@ def start_speech(runtime: WorkerRuntime, settings: Settings) -> None:
         log.exception("speech topic unavailable: /speak reaches no session here", extra=runtime._fields)
         return
     runtime.parts.on_stop = (*runtime.parts.on_stop, bus.close)
+
+
+def start_health(runtime: WorkerRuntime, settings: Settings) -> None:
+    """Serve /startupz, /readyz, /livez, /drainz (and /metrics) for Kubernetes on ``health_port``.
+
+    One worker per pod in Kubernetes; on one machine (``farm up``, tests) several workers share the
+    host, so a port already in use is logged and the worker runs without the endpoint.
+    """
+    if settings.health_port <= 0:
+        return
+    import time
+
+    from farm.observability.health import HealthServer, WorkerHealth
+    from farm.observability.worker_metrics import WorkerMetrics, render_latest
+
+    metrics = WorkerMetrics()
+    runtime.parts.metrics = metrics
+
+    def read() -> WorkerHealth:
+        state = "DRAINING" if runtime.state == "DRAINING" else runtime.state
+        progress_at = time.monotonic() - runtime.progress_age_s()
+        return WorkerHealth(state, progress_at, live_sessions=runtime.active, error=runtime.error)
+
+    try:
+        server = HealthServer(
+            read,
+            port=settings.health_port,
+            stale_s=settings.progress_stale_s,
+            on_drain=runtime.stop_intake,
+            max_drain_s=settings.max_session_s,
+            metrics=lambda: render_latest(metrics),
+        ).start()
+    except OSError:
+        log.warning(
+            "health endpoint not started: port in use",
+            extra={**runtime._fields, "port": settings.health_port},
+        )
+        return
+    runtime.parts.on_stop = (*runtime.parts.on_stop, server.close)

@@ -176,7 +176,7 @@ class SessionRunner:
         self._main: asyncio.Task[RunResult] | None = None
         self._meter = meter
         self._metered_minute = -1
-        self._next_stop_poll = 0.0  # time.monotonic() of the next stop-flag read
+        self._stop_requested = False  # set by the lease renewer (renew_and_check_stop)
         self._session: Session | None = None
 
     @property
@@ -348,16 +348,13 @@ class SessionRunner:
             await asyncio.sleep(0)  # let the input consumer and the lease renewer run
 
     async def _ended_by_request(self, elapsed_s: float) -> EndReason | None:
-        """Hand-back, the duration cap, or a stop request (polled every ``_STOP_POLL_S``)."""
+        """Hand-back, the duration cap, or a stop request (seen at the next lease renewal)."""
         if self._handback.is_set():
             return EndReason.HANDED_BACK
         if elapsed_s >= self.settings.max_session_s:
             return EndReason.MAX_DURATION
-        now = time.monotonic()
-        if now >= self._next_stop_poll:
-            self._next_stop_poll = now + _STOP_POLL_S
-            if await asyncio.to_thread(self.store.stop_requested, self.lease.session_id):
-                return EndReason.STOP_REQUESTED
+        if self._stop_requested:  # read with every lease renewal: no extra Redis call per session
+            return EndReason.STOP_REQUESTED
         return None
 
     async def _paid_for_this_minute(self) -> bool:
@@ -473,7 +470,11 @@ class SessionRunner:
                     self._main.cancel()
                 return
             try:
-                ok = await asyncio.to_thread(self.store.renew, self.lease, self.settings.lease_ttl_s)
+                ok, stop = await asyncio.to_thread(
+                    self.store.renew_and_check_stop, self.lease, self.settings.lease_ttl_s
+                )
+                if stop:
+                    self._stop_requested = True
             except BackendUnavailable:
                 ok = time.monotonic() - last_ok < self.settings.lease_ttl_s
                 log.warning("lease renewal failed: backend unavailable", extra=self._log_fields())

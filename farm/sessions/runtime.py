@@ -27,9 +27,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from farm.contracts import RunSessionMessage, SessionTaskResult, WorkerInfo, WorkerState
 from farm.domain import AgentStatus, ModelKind, Session
@@ -37,11 +38,19 @@ from farm.errors import FarmError, PrewarmFailed
 from farm.render.base import AvatarSource
 from farm.render.pool import ModelPool, PoolState
 from farm.sessions.base import AgentStore, Lease, SessionQueue, SessionStore, WorkerRegistry
-from farm.sessions.runner import DynamicsAttach, IoFactory, MinuteMeter, ResolveAvatar, SessionRunner
+from farm.sessions.runner import (
+    DynamicsAttach,
+    IoFactory,
+    MinuteMeter,
+    ResolveAvatar,
+    RunResult,
+    SessionRunner,
+)
 from farm.settings import Settings
 
 log = logging.getLogger(__name__)
 
+TTFF_STAGES = ("queue_wait", "claim", "model_ready", "avatar_ready", "sink_ready")
 _TICK_S = 0.5  # the loop's own liveness tick (a blocked loop stops ticking)
 
 
@@ -71,6 +80,21 @@ class RuntimeParts:
     maintenance: Sequence[Callable[[], object]] = ()  # reaper / rescuer passes, run by the heartbeat
     on_stop: Sequence[Callable[[], object]] = ()  # e.g. delete this worker's private queue
     close_pool_on_stop: bool = True  # False where the pool outlives the runtime (tests share one)
+    metrics: SessionMetrics | None = None  # Prometheus (farm.observability.worker_metrics.WorkerMetrics)
+
+
+class SessionMetrics(Protocol):
+    """What the runtime reports per session (``farm.observability.worker_metrics.WorkerMetrics``)."""
+
+    def session_started(self, pool: str, queue_wait_s: float) -> None: ...
+    def session_ended(self, pool: str) -> None: ...
+    def set_capacity(self, pool: str, free_slots: int) -> None: ...
+    def set_ready(self, pool: str, ready: bool) -> None: ...
+    def ttff(self, pool: str, total_s: float, stages: Mapping[str, float] | None = None) -> None: ...
+    def frames(self, pool: str, rendered: int, late: int = 0) -> None: ...
+    def lease_lost(self, pool: str) -> None: ...
+    def handed_back(self, pool: str) -> None: ...
+    def failed(self, pool: str, code: str) -> None: ...
 
 
 @dataclass
@@ -260,12 +284,14 @@ class WorkerRuntime:
             runner = self._runner(lease, claimed_at, timings)
             self._register(sid, runner)
             registered = True
+            self._metric_started(message, timings)
             try:
                 result = await runner.run()
             finally:
                 with self._lock:
                     self._ended_frames += runner.frames
                     self._ended_late += runner.late_frames
+            self._metric_ended(message, runner, result)
         finally:
             self._release(sid, registered)
         return SessionTaskResult.from_run(sid, result)
@@ -285,6 +311,36 @@ class WorkerRuntime:
             attach_dynamics=self.parts.attach_dynamics,
             meter=self.parts.meter,
         )
+
+    def _metric_started(self, message: RunSessionMessage, timings: Mapping[str, float]) -> None:
+        if self.parts.metrics is not None:
+            self.parts.metrics.session_started(message.model.value, timings["queue_wait"] / 1000.0)
+
+    def _metric_ended(self, message: RunSessionMessage, runner: SessionRunner, result: RunResult) -> None:
+        metrics, pool = self.parts.metrics, message.model.value
+        if metrics is None:
+            return
+        metrics.session_ended(pool)
+        metrics.frames(pool, runner.frames, runner.late_frames)
+        session = result.session
+        timings = (session.timings_ms or {}) if session is not None else {}
+        if "first_frame" in timings:
+            stages = {
+                k: v / 1000.0 for k, v in timings.items() if k in ("queue_wait", "claim", "avatar_ready")
+            }
+            metrics.ttff(pool, timings["first_frame"] / 1000.0, stages)
+        if result.handed_back:
+            metrics.handed_back(pool)
+        elif result.lease_lost:
+            metrics.lease_lost(pool)
+        elif session is not None and session.failure:
+            metrics.failed(pool, session.failure.get("code", "INTERNAL_ERROR"))
+
+    def stop_intake(self) -> None:
+        """Take no new session (DRAINING) but keep the live ones to their end (Kubernetes preStop)."""
+        if self.state == "READY":
+            self.state = "DRAINING"
+            self._publish_soon()
 
     def _reserve(self) -> bool:
         with self._lock:
@@ -407,11 +463,18 @@ class WorkerRuntime:
             if now >= next_publish:
                 next_publish = now + self.settings.heartbeat_s
                 self.check_memory()
+                self._metric_capacity()
                 await asyncio.to_thread(self._publish_quietly)
             if now >= next_maintenance and self.ready:
                 next_maintenance = now + self.settings.reaper_interval_s
                 await asyncio.to_thread(self._maintain)
             await asyncio.sleep(interval_s)
+
+    def _metric_capacity(self) -> None:
+        if self.parts.metrics is not None:
+            for pool in self.queues:
+                self.parts.metrics.set_capacity(pool, self.free_slots)
+                self.parts.metrics.set_ready(pool, self.ready)
 
     def check_memory(self) -> None:
         """Past ``worker_memory_limit_mb`` of RSS: turn ERROR (no new sessions, liveness fails) and

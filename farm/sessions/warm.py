@@ -10,7 +10,10 @@ never picked: a session never waits for a busy worker when another can serve.
 
 A message on a private queue can be stranded (the worker died, or filled up after the pick). The
 session's truth is in the store, so ``StrandedRescuer`` (run from the workers' heartbeat next to the
-reaper) re-submits a never-claimed QUEUED session to the shared queue once when its target left the
+reaper; one worker per interval holds ``names.RESCUER_LOCK_KEY``) reads only the index of
+warm-routed never-claimed sessions (``names.WARM_PENDING_KEY``, kept by the store's writes), never
+the live sessions: its cost is the sends of the last seconds, flat in workers and live sessions.
+It re-submits a never-claimed QUEUED session to the shared queue once when its target left the
 registry or kept it waiting longer than ``max_wait_s``; whichever delivery claims first runs it, the
 other is a duplicate that exits (claims are idempotent).
 """
@@ -130,17 +133,28 @@ class StrandedRescuer:
     registry: WorkerRegistry
     queue: SessionQueue
     max_wait_s: float
+    lock_s: float = 1.0
+    """At most one rescue per this interval across the fleet (0: every call, tests)."""
+    holder: str = "rescuer"
+    clock: Callable[[], float] = time.time
 
     @redis_errors
     def run_once(self) -> list[str]:
-        ids: list[str] = self.client.zrange(names.LIVE_SESSIONS_KEY, 0, -1)
+        if self.lock_s > 0 and not self.client.set(
+            names.RESCUER_LOCK_KEY, self.holder, nx=True, px=max(1, int(self.lock_s * 1000))
+        ):
+            return []  # another worker rescued within the interval
+        ids: list[str] = self.client.zrange(names.WARM_PENDING_KEY, 0, -1)
         if not ids:
             return []
         raws = self.client.mget([names.session_key(i) for i in ids])
+        gone = [sid for sid, raw in zip(ids, raws, strict=True) if raw is None]
+        if gone:  # expired records (never claimed, retention passed): drop them from the index
+            self.client.zrem(names.WARM_PENDING_KEY, *gone)
         sessions = [Session.model_validate_json(raw) for raw in raws if raw is not None]
         alive = {info.worker_id for info in self.registry.list()}
         rescued: list[str] = []
-        for session in stranded(sessions, alive, now=time.time(), max_wait_s=self.max_wait_s):
+        for session in stranded(sessions, alive, now=self.clock(), max_wait_s=self.max_wait_s):
             key = names.session_rerouted_key(session.id)
             if not self.client.set(key, session.routed_to or "", nx=True, ex=names.SESSION_RETENTION_S):
                 continue

@@ -8,6 +8,7 @@ until it is in the worker registry, and stops (or has already killed) it at the 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -40,7 +41,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env: dict[str, str] = {}
     for name, value in settings.model_dump().items():
         if value is not None:
-            env[f"FARM_{name.upper()}"] = str(value)
+            env[f"FARM_{name.upper()}"] = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
     return env
 
 

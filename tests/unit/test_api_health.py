@@ -95,3 +95,12 @@ def test_openapi_documents_both_session_body_types(api: ApiHarness) -> None:
     content = spec["paths"]["/v1/sessions"]["post"]["requestBody"]["content"]
     assert set(content) == {"application/json", "multipart/form-data"}
     assert "api-secret" in str(spec["components"]["securitySchemes"])
+
+
+def test_docs_load_swagger_ui_from_the_api_itself_not_a_cdn(api: ApiHarness) -> None:
+    page = api.client.get("/docs")
+    assert page.status_code == 200
+    assert "cdn." not in page.text and "/docs-assets/swagger-ui-bundle.js" in page.text
+    js = api.client.get("/docs-assets/swagger-ui-bundle.js")
+    assert js.status_code == 200 and len(js.content) > 100_000
+    assert api.client.get("/docs-assets/swagger-ui.css").status_code == 200

@@ -281,3 +281,42 @@ def test_speech_for_a_live_session_reaches_its_renderer_on_the_runtime_loop(farm
     assert farm.runtime.speak(sid, pcm, 16_000) is True
     wait_until(lambda: sink.loud >= before + 10, what="the spoken 0.5 s to reach the sink")
     assert farm.runtime.speak("not-here", pcm, 16_000) is False  # another worker's session: ignored
+
+
+def test_the_runtime_reports_sessions_frames_and_failures_to_prometheus(settings: Settings) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from farm.observability.worker_metrics import WorkerMetrics
+
+    registry = CollectorRegistry()
+    f = Farm(settings.model_copy(update={"join_timeout_s": 0.3}))
+    f.runtime.parts.metrics = WorkerMetrics(registry)
+    f.worker.start()
+    try:
+        ok = f.submit()
+        assert f.streaming(ok)
+        f.inputs[ok].release.set()
+        assert f.worker.result(ok).status == "ENDED"
+        f.hang_joins = True
+        failed = f.submit()
+        assert f.worker.result(failed).status == "FAILED"
+
+        pool = {"pool": "essence"}
+        assert registry.get_sample_value("farm_sessions_started_total", pool) == 2
+        assert registry.get_sample_value("farm_frames_rendered_total", pool) == f.sinks[ok].frames
+        assert registry.get_sample_value("farm_session_ttff_seconds_count", pool) == 1
+        code = {**pool, "code": "ROOM_JOIN_FAILED"}
+        assert registry.get_sample_value("farm_session_failures_total", code) == 1
+    finally:
+        f.worker.stop()
+
+
+def test_stop_intake_keeps_live_sessions_and_takes_no_new_one(farm: Farm) -> None:
+    live = farm.submit()
+    assert farm.streaming(live)
+    farm.runtime.stop_intake()  # what Kubernetes' preStop (/drainz) asks for
+    assert farm.runtime.state == "DRAINING" and farm.runtime.free_slots == 0
+    waiting = farm.submit()
+    assert not farm.worker.started(waiting)
+    farm.inputs[live].release.set()
+    assert farm.worker.result(live).status == "ENDED"  # not handed back: it ran to its end

@@ -1,7 +1,9 @@
 """Health, readiness, the fleet view and Prometheus metrics.
 
 ``/healthz`` says the process is up; ``/readyz`` says Redis answers (503 otherwise); ``/v1/fleet``
-groups the worker registry by queue; ``/metrics`` is the process's Prometheus registry.
+groups the worker registry by queue; ``/scaling/{pool}`` is the autoscaling signal KEDA's
+``metrics-api`` scaler polls (``farm.fleet.scaling``; counts only, no tenant data, no auth, like
+``/metrics``: keep both off the public ingress); ``/metrics`` is the process's Prometheus registry.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from farm.api.deps import Caller, Services
 from farm.api.errors import error_response
 from farm.api.schemas import ERROR_RESPONSES
 from farm.contracts import WorkerInfo
-from farm.errors import BackendUnavailable
+from farm.errors import BackendUnavailable, NotFound
+from farm.fleet.scaling import pool_demand, scaling_value
 from farm.names import RENDER_QUEUES
 
 router = APIRouter(tags=["health"])
@@ -94,3 +97,33 @@ def fleet_view(workers: list[WorkerInfo]) -> Fleet:
 def fleet(farm: Services, _: Caller) -> Fleet:
     """Workers by queue: state, capacity, free slots, prewarm duration, models, backend."""
     return fleet_view(farm.registry.list())
+
+
+class ScalingSignal(BaseModel):
+    pool: str
+    queued: int
+    live: int
+    capacity: int
+    warm_spares: int
+    value: int
+    """KEDA ``valueLocation``: with ``targetValue`` = ``capacity`` it asks for ceil(value / capacity) pods."""
+
+
+@router.get("/scaling/{pool}", response_model=ScalingSignal, responses={404: ERROR_RESPONSES[404]})
+def scaling(pool: str, farm: Services) -> Response:
+    """Queued + live sessions of a render pool plus its warm spares' capacity, for KEDA."""
+    settings = farm.settings
+    if pool not in RENDER_QUEUES:
+        return error_response(NotFound(f"no render pool {pool!r}; pools: {', '.join(RENDER_QUEUES)}"))
+    capacity = settings.pod_capacity.get(pool, settings.worker_capacity)
+    spares = settings.warm_spares.get(pool, 0)
+    demand = pool_demand(pool, farm.queue_depth(pool), farm.registry.list())
+    signal = ScalingSignal(
+        pool=pool,
+        queued=demand.queued,
+        live=demand.live,
+        capacity=capacity,
+        warm_spares=spares,
+        value=scaling_value(demand, capacity=capacity, warm_spares=spares),
+    )
+    return Response(signal.model_dump_json(), media_type="application/json")

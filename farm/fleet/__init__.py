@@ -1,0 +1,1 @@
+"""Fleet-level decisions shared by the API, the autoscaler feed and ``farm sim``."""

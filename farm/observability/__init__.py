@@ -1,0 +1,1 @@
+"""Worker-process observability: health endpoint, Prometheus metrics, JSON logs."""
