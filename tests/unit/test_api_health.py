@@ -104,3 +104,16 @@ def test_docs_load_swagger_ui_from_the_api_itself_not_a_cdn(api: ApiHarness) -> 
     js = api.client.get("/docs-assets/swagger-ui-bundle.js")
     assert js.status_code == 200 and len(js.content) > 100_000
     assert api.client.get("/docs-assets/swagger-ui.css").status_code == 200
+
+
+def test_the_fleet_shows_a_tenant_only_its_own_warm_agents(api: ApiHarness) -> None:
+    mine, theirs = api.agent("tenant-a"), api.agent("tenant-b")
+    worker = _worker("e1", "essence").model_copy(
+        update={"cached_avatars": [mine.id, theirs.id, "img-0123456789abcdef"], "hot_avatars": [theirs.id]}
+    )
+    api.registry.publish(worker, 30)
+
+    seen_by_a = api.client.get("/v1/fleet", headers=api.headers()).json()["queues"]["essence"]["workers"][0]
+    seen_by_b = api.client.get("/v1/fleet", headers=api.headers(api.secret_b)).json()["queues"]["essence"]
+    assert (seen_by_a["cached_avatars"], seen_by_a["hot_avatars"]) == ([mine.id], [])
+    assert seen_by_b["workers"][0]["hot_avatars"] == [theirs.id]

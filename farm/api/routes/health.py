@@ -74,8 +74,22 @@ def readyz(farm: Services) -> Response:
     return Response(Health(status="ready").model_dump_json(), media_type="application/json")
 
 
-def fleet_view(workers: list[WorkerInfo]) -> Fleet:
-    """Group workers by each queue they consume; render queues are always listed."""
+def fleet_view(workers: list[WorkerInfo], visible_agents: set[str] | None = None) -> Fleet:
+    """Group workers by each queue they consume; render queues are always listed.
+
+    With ``visible_agents``, the avatar keys a worker holds (hot, cached) are cut down to those
+    agents: a tenant never sees which other tenants' agents are warm where.
+    """
+    if visible_agents is not None:
+        workers = [
+            w.model_copy(
+                update={
+                    "hot_avatars": [a for a in w.hot_avatars if a in visible_agents],
+                    "cached_avatars": [a for a in w.cached_avatars if a in visible_agents],
+                }
+            )
+            for w in workers
+        ]
     by_queue: dict[str, list[WorkerInfo]] = {q: [] for q in RENDER_QUEUES}
     for info in workers:
         for queue in info.queues:
@@ -94,9 +108,11 @@ def fleet_view(workers: list[WorkerInfo]) -> Fleet:
 
 
 @router.get("/v1/fleet", response_model=Fleet, responses=ERROR_RESPONSES)
-def fleet(farm: Services, _: Caller) -> Fleet:
-    """Workers by queue: state, capacity, free slots, prewarm duration, models, backend."""
-    return fleet_view(farm.registry.list())
+def fleet(farm: Services, key: Caller) -> Fleet:
+    """Workers by queue: state, capacity, free slots, prewarm duration, models, backend; of the
+    avatars each holds, only the caller's own agents."""
+    mine = {agent.id for agent in farm.agents.list_for_tenant(key.tenant)}
+    return fleet_view(farm.registry.list(), visible_agents=mine)
 
 
 class ScalingSignal(BaseModel):
