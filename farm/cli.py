@@ -104,7 +104,7 @@ def _with_redis(settings: Settings) -> Settings:
 # ---------------------------------------------------------------- keys / agents
 def _key_store(settings: Settings):  # type: ignore[no-untyped-def]  # KeyStore, built lazily
     from farm.redis_conn import connect
-    from farm.sessions.keys import RedisKeyStore
+    from farm.sessions.api_keys import RedisKeyStore
 
     url = _with_redis(settings).redis_url
     assert url is not None

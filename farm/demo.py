@@ -153,7 +153,7 @@ def _ensure_workers(
 
 def _make_key(settings: Settings) -> str:
     from farm.redis_conn import connect
-    from farm.sessions.keys import RedisKeyStore
+    from farm.sessions.api_keys import RedisKeyStore
 
     url = resolve_redis_url(settings)
     assert url is not None

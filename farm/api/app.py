@@ -133,7 +133,7 @@ def build_app(settings: Settings) -> FastAPI:
     from farm.api.idempotency import RedisReplayStore
     from farm.redis_conn import connect, ping
     from farm.sessions.agents import RedisAgentStore
-    from farm.sessions.keys import RedisKeyStore
+    from farm.sessions.api_keys import RedisKeyStore
     from farm.sessions.metering import RedisLedger
     from farm.sessions.redis_store import RedisSessionStore
     from farm.sessions.registry import RedisWorkerRegistry

@@ -54,7 +54,7 @@ from farm.livekit_server import DEV_API_KEY, DEV_API_SECRET
 from farm.procs import LocalFarm, free_port
 from farm.redis_conn import connect
 from farm.render.essence import sample_portrait
-from farm.sessions.keys import RedisKeyStore
+from farm.sessions.api_keys import RedisKeyStore
 from farm.sessions.registry import RedisWorkerRegistry
 from farm.settings import Settings
 

@@ -98,7 +98,7 @@ def _own_farm(args: argparse.Namespace) -> tuple[Any, AvatarFarm, str]:
     """Start a private farm; return it, a client with a fresh key, and a READY sample agent id."""
     from farm.procs import LocalFarm, api_url
     from farm.redis_conn import connect
-    from farm.sessions.keys import RedisKeyStore
+    from farm.sessions.api_keys import RedisKeyStore
 
     root = Path(tempfile.mkdtemp(prefix="farm-bench-"))
     settings = Settings.from_env(

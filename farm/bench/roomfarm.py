@@ -28,7 +28,7 @@ from farm.livekit_server import LocalLiveKitServer, default_node_ip, ensure_bina
 from farm.render.essence import EssenceEngine, LoadedAvatar, build_pack, sample_portrait
 from farm.render.pool import ModelPool
 from farm.sessions.agents import MemoryAgentStore
-from farm.sessions.keys import MemoryKeyStore
+from farm.sessions.api_keys import MemoryKeyStore
 from farm.sessions.memory import MemorySessionStore
 from farm.sessions.registry import MemoryWorkerRegistry
 from farm.sessions.runtime import RuntimeParts, WorkerRuntime

@@ -109,7 +109,7 @@ class TtffBench:
     def start(self) -> None:
         from farm.procs import api_url
         from farm.redis_conn import connect
-        from farm.sessions.keys import RedisKeyStore
+        from farm.sessions.api_keys import RedisKeyStore
 
         url = self.local.start_redis()
         self.local.start_api()

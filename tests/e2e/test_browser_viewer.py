@@ -25,7 +25,7 @@ from farm.blobs import BlobStore
 from farm.procs import free_port
 from farm.render.pool import ModelPool
 from farm.sessions.agents import MemoryAgentStore
-from farm.sessions.keys import MemoryKeyStore
+from farm.sessions.api_keys import MemoryKeyStore
 from farm.sessions.registry import MemoryWorkerRegistry
 from farm.settings import Settings
 from tests.e2e.actors import Agent, tone

@@ -30,7 +30,7 @@ from livekit import api
 from farm.procs import LocalFarm, free_port
 from farm.redis_conn import connect
 from farm.render.essence import sample_portrait
-from farm.sessions.keys import RedisKeyStore
+from farm.sessions.api_keys import RedisKeyStore
 from farm.settings import Settings
 from tests.e2e.conftest import LkBackend
 from tests.e2e.plugin_agent import AGENT_NAME, AVATAR_IDENTITY

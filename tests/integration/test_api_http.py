@@ -20,7 +20,7 @@ from farm.client import AvatarFarm, SessionInfo
 from farm.domain import SessionState
 from farm.errors import Conflict
 from farm.render.landmarks import sample_portrait
-from farm.sessions.keys import RedisKeyStore
+from farm.sessions.api_keys import RedisKeyStore
 from farm.settings import Settings
 from tests.integration.api_support import LiveApi, live_api
 from tests.integration.conftest import StartWorker

@@ -27,7 +27,7 @@ from farm.demo import wav_bytes
 from farm.errors import FarmError
 from farm.render.audio import frame_energy
 from farm.render.essence import load_pack
-from farm.sessions.keys import RedisKeyStore
+from farm.sessions.api_keys import RedisKeyStore
 from farm.settings import Settings
 from tests.integration.api_support import LiveApi, live_api
 from tests.integration.conftest import REAL_ENTRY, StartWorker

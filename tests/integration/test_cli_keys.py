@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from farm.errors import Unauthorized
-from farm.sessions.keys import RedisKeyStore
+from farm.sessions.api_keys import RedisKeyStore
 from tests.integration.cli_support import farm_env, run_farm
 
 pytestmark = pytest.mark.integration

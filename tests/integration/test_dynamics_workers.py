@@ -32,7 +32,7 @@ from farm.dynamics.catalogue import previews_dir
 from farm.dynamics.previews import write_gesture_previews
 from farm.dynamics.redis_bus import RedisDynamicsBus
 from farm.sessions.agents import RedisAgentStore
-from farm.sessions.keys import RedisKeyStore
+from farm.sessions.api_keys import RedisKeyStore
 from farm.settings import Settings
 
 pytestmark = pytest.mark.integration

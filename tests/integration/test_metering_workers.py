@@ -13,7 +13,7 @@ import redis
 from farm import names
 from farm.domain import Session, SessionState
 from farm.redis_conn import connect
-from farm.sessions.keys import RedisKeyStore
+from farm.sessions.api_keys import RedisKeyStore
 from farm.sessions.metering import RedisLedger
 from farm.sessions.redis_store import RedisSessionStore
 from farm.settings import Settings

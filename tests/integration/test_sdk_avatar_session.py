@@ -21,7 +21,7 @@ from farm import media, names
 from farm.client import AsyncAvatarSession, AvatarFarm, AvatarResponse, AvatarSession
 from farm.redis_conn import connect
 from farm.render.landmarks import sample_portrait
-from farm.sessions.keys import RedisKeyStore
+from farm.sessions.api_keys import RedisKeyStore
 from farm.sessions.metering import Metering, RedisLedger
 from farm.settings import Settings
 from farm.speech import EspeakSynthesizer

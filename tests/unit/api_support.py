@@ -20,7 +20,7 @@ from farm.contracts import BuildAgentMessage, RunSessionMessage
 from farm.domain import Agent, AgentStatus
 from farm.errors import BackendUnavailable
 from farm.sessions.agents import MemoryAgentStore, new_agent_id
-from farm.sessions.keys import MemoryKeyStore
+from farm.sessions.api_keys import MemoryKeyStore
 from farm.sessions.memory import MemorySessionStore
 from farm.sessions.registry import MemoryWorkerRegistry
 from farm.settings import Settings

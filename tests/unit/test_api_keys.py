@@ -7,8 +7,8 @@ import redis
 
 from farm import names
 from farm.errors import NotFound, Unauthorized
+from farm.sessions.api_keys import MemoryKeyStore, RedisKeyStore, hash_secret
 from farm.sessions.base import KeyStore
-from farm.sessions.keys import MemoryKeyStore, RedisKeyStore, hash_secret
 
 pytestmark = pytest.mark.unit
 
