@@ -21,6 +21,7 @@ import uvicorn
 
 from farm.api.app import create_app
 from farm.api.viewer import VENDOR_DIR
+from farm.bench.browser import CHROMIUM, CHROMIUM_FLAGS
 from farm.blobs import BlobStore
 from farm.procs import free_port
 from farm.render.pool import ModelPool
@@ -34,18 +35,6 @@ from tests.e2e.harness import RoomRun, distance_to_avatar, idle_references, star
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
 AVATAR_LIKE = 12.0  # mean abs difference (0-255) to the nearest idle frame, as in test_room_session
 
 
