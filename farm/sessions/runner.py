@@ -318,7 +318,7 @@ class SessionRunner:
         frame_s = 1.0 / self.settings.fps
         while True:
             self._touch()
-            ended = await self._ended_by_request(loop.time() - started)
+            ended = self._ended_by_request(loop.time() - started)
             if ended is not None:
                 return ended
             if consumer.done() and consumer.exception() is not None:
@@ -347,7 +347,7 @@ class SessionRunner:
             self.frames += 1
             await asyncio.sleep(0)  # let the input consumer and the lease renewer run
 
-    async def _ended_by_request(self, elapsed_s: float) -> EndReason | None:
+    def _ended_by_request(self, elapsed_s: float) -> EndReason | None:
         """Hand-back, the duration cap, or a stop request (seen at the next lease renewal)."""
         if self._handback.is_set():
             return EndReason.HANDED_BACK
