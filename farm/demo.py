@@ -89,7 +89,8 @@ def speech_clip() -> tuple[bytes, str]:
     return wav_bytes(synth_speech(), 16_000), "synthesised (numpy)"
 
 
-def _portrait_png() -> bytes:
+def portrait_png() -> bytes:
+    """PNG bytes of the sample portrait (scikit-image's astronaut), what the demos and benches register."""
     from PIL import Image
 
     from farm.render.essence import sample_portrait  # only the demo needs the render package
@@ -102,7 +103,7 @@ def _portrait_png() -> bytes:
     return buf.getvalue()
 
 
-class _Progress:
+class Progress:
     """One status line per change, with elapsed seconds: long steps show they are alive."""
 
     def __init__(self, what: str) -> None:
@@ -151,7 +152,7 @@ def _ensure_workers(
         time.sleep(0.5)
 
 
-def _make_key(settings: Settings) -> str:
+def make_demo_key(settings: Settings) -> str:
     from farm.redis_conn import connect
     from farm.sessions.api_keys import RedisKeyStore
 
@@ -167,11 +168,11 @@ def run_demo(settings: Settings, env: Mapping[str, str], *, out: Path, model: st
     local = LocalFarm(settings, env)
     try:
         _start_api(settings, local)
-        with AvatarFarm(api_url(settings), _make_key(settings)) as farm:
+        with AvatarFarm(api_url(settings), make_demo_key(settings)) as farm:
             _ensure_workers(farm, local, ("build", model))
             print("1/4 registering the sample avatar and building its pack …", flush=True)
-            agent = farm.create_agent(_portrait_png())
-            agent = farm.wait_agent(agent.agent_id, deadline_s=900, on_status=_Progress(agent.agent_id))
+            agent = farm.create_agent(portrait_png())
+            agent = farm.wait_agent(agent.agent_id, deadline_s=900, on_status=Progress(agent.agent_id))
             if agent.status != "ready":
                 print(f"the avatar build failed: {agent.raw.get('error_message')}", file=sys.stderr)
                 return 1
@@ -179,7 +180,7 @@ def run_demo(settings: Settings, env: Mapping[str, str], *, out: Path, model: st
             print(f"2/4 speech clip: {source}, {len(audio) // 32000:.0f} s", flush=True)
             print(f"3/4 rendering the session on the {model} queue …", flush=True)
             session = farm.create_session(audio=audio, avatar_id=agent.agent_id, model=model)
-            progress = _Progress(session.session_id)
+            progress = Progress(session.session_id)
             done = farm.wait_session(session.session_id, deadline_s=900, on_status=progress)
             if done.status != "ENDED":
                 print(f"the session failed: {done.raw.get('failure')}", file=sys.stderr)

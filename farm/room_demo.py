@@ -28,7 +28,7 @@ import httpx
 from livekit import api
 
 from farm.client import AvatarFarm
-from farm.demo import _make_key, _portrait_png, _Progress
+from farm.demo import Progress, make_demo_key, portrait_png
 from farm.errors import FarmError
 from farm.livekit_server import LocalLiveKitServer, default_node_ip, ensure_binary
 from farm.procs import LocalFarm, api_url
@@ -71,7 +71,7 @@ def run_room_demo(settings: Settings, env: Mapping[str, str], *, duration_s: flo
         local.start_worker("build")
         local.wait_api(120)
         print(f"2/5 farm API at {api_url(settings)}", flush=True)
-        secret = _make_key(settings)
+        secret = make_demo_key(settings)
         agent_id = _sample_agent(settings, secret)
         runtime_key = _mint(settings, secret, agent_id)
         print("3/5 sample avatar ready; minted a runtime key for the plugin", flush=True)
@@ -105,8 +105,8 @@ def _stop_event() -> threading.Event:
 
 def _sample_agent(settings: Settings, secret: str) -> str:
     with AvatarFarm(api_url(settings), secret) as farm:
-        agent = farm.create_agent(_portrait_png())
-        agent = farm.wait_agent(agent.agent_id, deadline_s=600, on_status=_Progress(agent.agent_id))
+        agent = farm.create_agent(portrait_png())
+        agent = farm.wait_agent(agent.agent_id, deadline_s=600, on_status=Progress(agent.agent_id))
         if agent.status != "ready":
             raise FarmError(f"the avatar build failed: {agent.raw.get('error_message')}")
         deadline = time.monotonic() + 300

@@ -104,12 +104,6 @@ def sample_clip(seconds: float = 0.2, rate: int = 16_000) -> bytes:
 
 def sample_portrait_png() -> bytes:
     """PNG bytes of the sample portrait (scikit-image's astronaut) for agent builds."""
-    import io
+    from farm.demo import portrait_png
 
-    from PIL import Image
-
-    from farm.render.essence import sample_portrait
-
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(sample_portrait(), dtype=np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
+    return portrait_png()

@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import httpx
 import numpy as np
 import psutil
@@ -49,11 +48,9 @@ from livekit import api, rtc
 
 from farm import names
 from farm.bench.common import finish, sample_portrait_png, speech_like, summary
-from farm.bench.roomfarm import livekit_target
-from farm.livekit_server import DEV_API_KEY, DEV_API_SECRET
+from farm.bench.roomfarm import add_livekit_args, livekit_target
 from farm.procs import LocalFarm, free_port
 from farm.redis_conn import connect
-from farm.render.essence import sample_portrait
 from farm.sessions.api_keys import RedisKeyStore
 from farm.sessions.registry import RedisWorkerRegistry
 from farm.settings import Settings
@@ -275,7 +272,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             base = f"http://127.0.0.1:{farm.settings.api_port}"
             async with httpx.AsyncClient(base_url=base, headers={"api-secret": secret}, timeout=30) as client:
-                agent_id = await _sample_agent(client, Path(tmp)) if args.model == "essence" else ""
+                agent_id = await _sample_agent(client) if args.model == "essence" else ""
                 await _wait_ready(client, args.model)
                 idle_rss = psutil.Process(worker_pid).memory_info().rss / 2**20
                 pcm = (speech_like(SEGMENT_S, RATE) * 32_767).astype(np.int16)
@@ -321,10 +318,8 @@ async def _wait_ready(client: httpx.AsyncClient, model: str, deadline_s: float =
         await asyncio.sleep(0.5)
 
 
-async def _sample_agent(client: httpx.AsyncClient, tmp: Path) -> str:
-    image = tmp / "face.png"
-    cv2.imwrite(str(image), cv2.cvtColor(sample_portrait(), cv2.COLOR_RGB2BGR))
-    created = await client.post("/v1/agents", files={"image": ("face.png", image.read_bytes())})
+async def _sample_agent(client: httpx.AsyncClient) -> str:
+    created = await client.post("/v1/agents", files={"image": ("face.png", sample_portrait_png())})
     created.raise_for_status()
     agent_id: str = created.json()["agent_id"]
     end = time.monotonic() + 180
@@ -345,9 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=512, help="avatar frame size (square)")
     parser.add_argument("--worker-cores", default="1", help="cores the worker process is pinned to")
     parser.add_argument("--max-late-pct", type=float, default=1.0)
-    parser.add_argument("--livekit-url", help="use this server instead of starting one")
-    parser.add_argument("--api-key", default=DEV_API_KEY)
-    parser.add_argument("--api-secret", default=DEV_API_SECRET)
+    add_livekit_args(parser)
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
     finish(asyncio.run(_run(args)), args.out)

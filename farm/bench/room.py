@@ -47,8 +47,7 @@ from farm.api.viewer import viewer_path, viewer_token
 from farm.bench.browser import BrowserViewer, HttpApp, chromium, chromium_available, new_viewer
 from farm.bench.common import finish, summary
 from farm.bench.onsets import THUMB, MouthModel, audio_onset
-from farm.bench.roomfarm import AGENT_ID, RoomFarm, livekit_target, room_farm
-from farm.livekit_server import DEV_API_KEY, DEV_API_SECRET
+from farm.bench.roomfarm import AGENT_ID, RoomFarm, add_livekit_args, livekit_target, room_farm
 from farm.procs import free_port
 
 
@@ -361,15 +360,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--av-sessions", type=int, default=5)
     parser.add_argument("--size", type=int, default=256, help="avatar frame size (square)")
     parser.add_argument("--server", choices=["livekit"], default="livekit", help="a local livekit-server")
-    parser.add_argument("--livekit-url", help="use this server instead of starting one")
+    add_livekit_args(parser)
     parser.add_argument(
         "--browser",
         action=argparse.BooleanOptionalAction,
         default=chromium_available(),
         help="also measure at a headless Chromium viewer (default: when /usr/bin/chromium exists)",
     )
-    parser.add_argument("--api-key", default=DEV_API_KEY)
-    parser.add_argument("--api-secret", default=DEV_API_SECRET)
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
     finish(asyncio.run(_run(args)), args.out)

@@ -8,6 +8,7 @@ the production path.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -24,7 +25,13 @@ from farm.api.app import create_app
 from farm.blobs import BlobStore
 from farm.contracts import RunSessionMessage, SessionTaskResult
 from farm.domain import Agent, AgentStatus, ModelKind, Session
-from farm.livekit_server import LocalLiveKitServer, default_node_ip, ensure_binary
+from farm.livekit_server import (
+    DEV_API_KEY,
+    DEV_API_SECRET,
+    LocalLiveKitServer,
+    default_node_ip,
+    ensure_binary,
+)
 from farm.render.essence import EssenceEngine, LoadedAvatar, build_pack, sample_portrait
 from farm.render.pool import ModelPool
 from farm.sessions.agents import MemoryAgentStore
@@ -49,6 +56,13 @@ class LiveKitTarget:
     api_key: str
     api_secret: str
     against: str
+
+
+def add_livekit_args(parser: argparse.ArgumentParser) -> None:
+    """``--livekit-url/--api-key/--api-secret``: a server to use instead of starting a local one."""
+    parser.add_argument("--livekit-url", help="use this server instead of starting one")
+    parser.add_argument("--api-key", default=DEV_API_KEY)
+    parser.add_argument("--api-secret", default=DEV_API_SECRET)
 
 
 @contextlib.contextmanager

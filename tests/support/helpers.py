@@ -13,10 +13,10 @@ import numpy as np
 T = TypeVar("T")
 
 
-def wav_bytes(seconds: float = 0.5, rate: int = 16_000) -> bytes:
-    """A voiced-ish 180 Hz tone as a 16-bit mono WAV."""
+def wav_bytes(seconds: float = 0.5, rate: int = 16_000, freq_hz: float = 180.0) -> bytes:
+    """A voiced-ish tone as a 16-bit mono WAV."""
     t = np.arange(int(seconds * rate)) / rate
-    pcm = (0.3 * np.sin(2 * np.pi * 180 * t) * 32767).astype(np.int16)
+    pcm = (0.3 * np.sin(2 * np.pi * freq_hz * t) * 32767).astype(np.int16)
     buf = io.BytesIO()
     with wave.open(buf, "wb") as w:
         w.setnchannels(1)

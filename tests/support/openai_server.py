@@ -7,32 +7,22 @@ the agent's prompt arrived. Every request body and Authorization header is recor
 
 from __future__ import annotations
 
-import io
 import json
 import threading
-import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import numpy as np
+from tests.support.helpers import wav_bytes
 
 SECONDS_PER_CHAR = 0.05
 RATE_HZ = 24_000
 
 
 def tone_wav(seconds: float) -> bytes:
-    t = np.arange(int(seconds * RATE_HZ)) / RATE_HZ
-    pcm = (0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype(np.int16)
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE_HZ)
-        w.writeframes(pcm.tobytes())
-    return buf.getvalue()
+    return wav_bytes(seconds, RATE_HZ, freq_hz=220.0)
 
 
 @dataclass
