@@ -211,6 +211,14 @@ class LeaseExpired(FarmError):
     retryable = True
 
 
+class QueueTimeout(FarmError):
+    """A session waited in QUEUED longer than ``settings.queue_deadline_s`` (no worker took it)."""
+
+    http_status = 503
+    code = "QUEUE_TIMEOUT"
+    retryable = True
+
+
 class RoomJoinFailed(FarmError):
     """The LiveKit server refused or did not answer the avatar's join (bad token, unreachable URL)."""
 

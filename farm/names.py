@@ -62,8 +62,24 @@ LIVE_SESSIONS_KEY: Final = f"{PREFIX}:sessions:live"
 """ZSET session_id → created_at: every session not yet ENDED/FAILED. Scanned by the reaper. No TTL."""
 
 
+QUEUED_SESSIONS_KEY: Final = f"{PREFIX}:sessions:queued"
+"""ZSET session_id → when it (last) entered QUEUED: the reaper's index of waiting sessions (lost
+broker messages are re-submitted, sessions past settings.queue_deadline_s fail with QUEUE_TIMEOUT).
+No TTL: every write that moves a session out of QUEUED removes the member."""
+
+
+def session_resubmitted_key(session_id: str, queued_at_ms: int) -> str:
+    """STRING ``"1"``: the reaper re-submitted this QUEUED session's message (its broker message may be
+    lost) once for the QUEUED episode that began at ``queued_at_ms``. SET NX; TTL
+    settings.queue_deadline_s (the episode cannot outlive it)."""
+    return f"{PREFIX}:resubmitted:{session_id}:{queued_at_ms}"
+
+
 def tenant_sessions_key(tenant: str) -> str:
-    """ZSET session_id → created_at: the sessions a tenant owns (listing). No TTL."""
+    """ZSET session_id → created_at: the sessions a tenant owns (listing). Cleaner: each create trims
+    entries older than the longest a session record can live (``SESSION_RETENTION_S`` + max session
+    + queue deadline) and refreshes the key's TTL to that span; listings drop ids whose record
+    expired. A tenant that stops creating sessions loses the whole key with its last record."""
     return f"{PREFIX}:tenant:{tenant}:sessions"
 
 
@@ -102,6 +118,13 @@ AGENT_USAGE_KEY: Final = f"{PREFIX}:agents:usage"
 def worker_key(worker_id: str) -> str:
     """STRING (JSON of contracts.WorkerInfo). TTL = settings.worker_ttl_s, refreshed by heartbeat."""
     return f"{PREFIX}:worker:{worker_id}"
+
+
+def worker_alive_key(worker_id: str) -> str:
+    """STRING ``"1"``: the worker process is alive. TTL = settings.liveness_ttl_s, beaten every
+    settings.liveness_renew_s by the process's liveness thread; deleted on a clean stop. A live
+    session whose lease holder has no such key is re-queued by the reaper (fast resume)."""
+    return f"{PREFIX}:alive:{worker_id}"
 
 
 WORKERS_INDEX_KEY: Final = f"{PREFIX}:workers"
@@ -159,6 +182,13 @@ def worker_queue(worker_id: str) -> str:
     already holds. In Redis: a LIST of that name, declared with its own direct exchange and routing
     key; deleted when the worker deregisters. Not a KEDA listName: KEDA scales on the shared queues."""
     return f"render.w.{worker_id}"
+
+
+WORKER_QUEUES_KEY: Final = f"{PREFIX}:workers:queues"
+"""ZSET worker_id → when its private queue was declared. No TTL. Cleaner: the reaper pass deletes
+the private queue (the LIST and kombu's ``_kombu.binding.<queue>`` SET) of every member without a
+registry entry (``worker_key`` expired: the worker died) and removes the member; a clean stop does
+both itself."""
 
 
 def session_rerouted_key(session_id: str) -> str:

@@ -40,7 +40,21 @@ class Settings(BaseSettings):
         6.0, description="Lease TTL; a holder that misses renewals for this long loses it."
     )
     lease_renew_s: float = Field(2.0, description="How often a holder renews its lease.")
-    reaper_interval_s: float = Field(3.0, description="How often workers look for sessions with dead leases.")
+    reaper_interval_s: float = Field(
+        0.5, description="How often (fleet-wide) the reaper looks for orphaned and stuck sessions."
+    )
+    liveness_ttl_s: float = Field(
+        1.5, description="TTL of a worker's liveness key; a dead worker's sessions resume after about this."
+    )
+    liveness_renew_s: float = Field(
+        0.4, description="How often a worker's liveness thread renews its key (at most half the TTL)."
+    )
+    queue_resubmit_s: float = Field(
+        60.0, description="A session QUEUED this long gets its message re-sent once (lost message; 0: off)."
+    )
+    queue_deadline_s: float = Field(
+        300.0, description="A session QUEUED this long fails with QUEUE_TIMEOUT, freeing its slot (0: off)."
+    )
     max_attempts: int = Field(3, description="Claims per session before a lost lease fails it for good.")
     max_session_s: float = Field(3600.0, description="Hard cap on a session's duration.")
     join_timeout_s: float = Field(
@@ -140,6 +154,10 @@ class Settings(BaseSettings):
             problems.append("lease_renew_s must be at most half of lease_ttl_s (two renewals per TTL)")
         if self.heartbeat_s * 2 > self.worker_ttl_s:
             problems.append("heartbeat_s must be at most half of worker_ttl_s (two heartbeats per TTL)")
+        if self.liveness_renew_s * 2 > self.liveness_ttl_s:
+            problems.append("liveness_renew_s must be at most half of liveness_ttl_s (two beats per TTL)")
+        if 0 < self.queue_deadline_s <= self.queue_resubmit_s:
+            problems.append("queue_resubmit_s must be below queue_deadline_s (re-submit before failing)")
         if self.stall_timeout_s <= self.lease_renew_s:
             problems.append("stall_timeout_s must exceed lease_renew_s (progress is checked per renewal)")
         if self.join_timeout_s > self.start_timeout_s:

@@ -21,6 +21,16 @@ class Lease:
     token: int
 
 
+@dataclass(frozen=True, slots=True)
+class LeaseScan:
+    """One look at every live session's lease (the reaper's pass)."""
+
+    orphans: list[str]
+    """Live sessions past QUEUED without a lease (it expired or was released: their worker died)."""
+    held: list[Lease]
+    """The leases that exist now; the reaper checks their holders' liveness."""
+
+
 class SessionStore(Protocol):
     def create(
         self, session: Session, *, idempotency_scope: str | None = None, max_live: int | None = None
@@ -55,10 +65,13 @@ class SessionStore(Protocol):
         *,
         reason: str | None = None,
         lease: Lease | None = None,
+        expect: SessionState | None = None,
         **fields: Any,
     ) -> Session:
         """Move the session atomically; refuse illegal moves (IllegalTransition) and, with a lease,
-        refuse a holder whose token is stale (LeaseLost). ``fields`` updates other Session fields."""
+        refuse a holder whose token is stale (LeaseLost); with ``expect``, refuse (IllegalTransition)
+        unless the session is in that state (a reaper acting on a stale read). ``fields`` updates
+        other Session fields."""
         ...
 
     def claim(self, session_id: str, worker_id: str, ttl_s: float) -> Lease | None:
@@ -82,6 +95,20 @@ class SessionStore(Protocol):
 
     def orphaned(self) -> list[str]:
         """Live sessions past QUEUED whose lease is gone (their worker died)."""
+        ...
+
+    def scan_leases(self) -> LeaseScan:
+        """``orphaned()`` and the leases held now, in one pass over the live sessions."""
+        ...
+
+    def revoke(self, lease: Lease) -> bool:
+        """Delete ``lease`` if it is still the session's lease (compare-and-delete): its holder can
+        never renew it again. True when it was deleted."""
+        ...
+
+    def queued_before(self, at: float) -> list[tuple[str, float]]:
+        """(session id, when it entered QUEUED) of the sessions waiting in QUEUED since before ``at``
+        (unix seconds), oldest first."""
         ...
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from farm.domain import TERMINAL_STATES, Session, SessionState
 from farm.errors import ConcurrencyLimit, LeaseLost, NotFound
-from farm.sessions.base import Lease
-from farm.sessions.transitions import apply_claim, apply_transition, initial
+from farm.sessions.base import Lease, LeaseScan
+from farm.sessions.transitions import apply_claim, apply_transition, check_expected, initial
 
 Clock = Callable[[], float]
 
@@ -95,10 +95,12 @@ class MemorySessionStore:
         *,
         reason: str | None = None,
         lease: Lease | None = None,
+        expect: SessionState | None = None,
         **fields: Any,
     ) -> Session:
         with self._lock:
             current = self.get(session_id)
+            check_expected(current, expect)
             if lease is not None and not self._holds(lease):
                 raise LeaseLost(f"lease on session {session_id} was lost", token=lease.token)
             worker_id = lease.worker_id if lease is not None else None
@@ -152,6 +154,31 @@ class MemorySessionStore:
                 for sid, s in self._sessions.items()
                 if s.live and s.state is not SessionState.QUEUED and self._live_lease(sid) is None
             ]
+
+    def scan_leases(self) -> LeaseScan:
+        with self._lock:
+            held = [
+                Lease(session_id=sid, worker_id=entry.worker_id, token=entry.token)
+                for sid in list(self._leases)
+                if self._sessions[sid].live and (entry := self._live_lease(sid)) is not None
+            ]
+            return LeaseScan(orphans=self.orphaned(), held=held)
+
+    def revoke(self, lease: Lease) -> bool:
+        with self._lock:
+            if not self._holds(lease):
+                return False
+            del self._leases[lease.session_id]
+            return True
+
+    def queued_before(self, at: float) -> list[tuple[str, float]]:
+        with self._lock:
+            rows = [
+                (sid, s.updated_at)
+                for sid, s in self._sessions.items()
+                if s.state is SessionState.QUEUED and s.updated_at <= at
+            ]
+        return sorted(rows, key=lambda row: row[1])
 
     # ------------------------------------------------------------ helpers
     def _live_lease(self, session_id: str) -> _LeaseEntry | None:

@@ -1,15 +1,28 @@
-"""The reaper: sessions whose worker died (lease gone while live) are re-queued or failed.
+"""The reaper: sessions whose worker died are re-queued or failed; stuck QUEUED sessions recovered.
 
-Every worker runs a pass from its heartbeat, but one pass at a time runs across the fleet
-(``names.REAPER_LOCK_KEY``). A session is re-queued (``→ QUEUED``, submitted again) until it has
-been claimed ``max_attempts`` times; then it is FAILED with ``LEASE_EXPIRED``. ENDING sessions
-cannot be resumed and are failed at once.
+Every worker runs a pass from its heartbeat (every ``reaper_interval_s``), but one pass at a time
+runs across the fleet (``names.REAPER_LOCK_KEY``). A pass:
+
+* finds orphans: live sessions past QUEUED whose lease is gone (expired after ``lease_ttl_s``, or
+  released by a stalled runner) or whose lease HOLDER is dead (its liveness key,
+  ``farm.sessions.liveness``, expired: noticed within ``liveness_ttl_s`` of a kill -9). A dead
+  holder's lease is revoked first (compare-and-delete on its value), so that holder can never renew
+  it or write the session again (fencing);
+* re-queues each orphan (``→ QUEUED``, submitted again) until it has been claimed ``max_attempts``
+  times; then it is FAILED with ``LEASE_EXPIRED``. ENDING sessions cannot be resumed and fail at once;
+* re-submits, once per QUEUED episode, the message of a session QUEUED longer than
+  ``queue_resubmit_s`` (its broker message may be lost; a duplicate delivery is a harmless no-op
+  because claims are idempotent), and FAILs with ``QUEUE_TIMEOUT`` a session QUEUED longer than
+  ``queue_deadline_s`` (its tenant's concurrency slot is released);
+* runs the extra ``cleaners`` it was given (the Celery layer's dead-worker queue cleanup).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -18,9 +31,10 @@ import redis
 from farm import names
 from farm.contracts import RunSessionMessage
 from farm.domain import SessionState
-from farm.errors import FarmError, LeaseExpired
+from farm.errors import FarmError, LeaseExpired, QueueTimeout
 from farm.redis_conn import redis_errors
-from farm.sessions.base import SessionQueue, SessionStore
+from farm.sessions.base import Lease, SessionQueue, SessionStore
+from farm.sessions.liveness import WorkerLiveness
 
 log = logging.getLogger(__name__)
 
@@ -57,34 +71,116 @@ class LocalReaperLock:
         return True
 
 
+class Once(Protocol):
+    def first(self, key: str, ttl_s: float) -> bool:
+        """True the first time ``key`` is seen (within ``ttl_s``), False afterwards."""
+        ...
+
+
+class RedisOnce:
+    """``SET key 1 NX PX ttl``: a marker shared by every reaper in the fleet."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._r = client
+
+    @redis_errors
+    def first(self, key: str, ttl_s: float) -> bool:
+        return bool(self._r.set(key, "1", nx=True, px=max(1, int(ttl_s * 1000))))
+
+
+class LocalOnce:
+    """Process-local ``Once`` (unit tests)."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def first(self, key: str, ttl_s: float) -> bool:
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
+
+
+@dataclass(frozen=True)
+class QueuePolicy:
+    """What the reaper does with sessions that wait in QUEUED (seconds; 0 turns a rule off)."""
+
+    resubmit_after_s: float = 0.0
+    deadline_s: float = 0.0
+
+
 @dataclass
 class ReapReport:
     ran: bool
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    revoked: list[str] = field(default_factory=list)
+    """Sessions whose lease was revoked because its holder's liveness key was gone."""
+    resubmitted: list[str] = field(default_factory=list)
+    timed_out: list[str] = field(default_factory=list)
 
 
 class Reaper:
-    """One reaper pass: find orphans, re-queue or fail them."""
+    """One reaper pass: find orphans (dead leases, dead holders), re-queue or fail them; recover
+    QUEUED sessions whose message is lost or whose deadline passed."""
 
     def __init__(
-        self, store: SessionStore, queue: SessionQueue, lock: ReaperLock, *, max_attempts: int
+        self,
+        store: SessionStore,
+        queue: SessionQueue,
+        lock: ReaperLock,
+        *,
+        max_attempts: int,
+        liveness: WorkerLiveness | None = None,
+        trust_liveness: Callable[[], bool] = lambda: True,
+        queue_policy: QueuePolicy = QueuePolicy(),
+        once: Once | None = None,
+        cleaners: Sequence[Callable[[], object]] = (),
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._queue = queue
         self._lock = lock
         self._max_attempts = max_attempts
+        self._liveness = liveness
+        self._trust_liveness = trust_liveness
+        self._policy = queue_policy
+        self._once = once or LocalOnce()
+        self.cleaners = cleaners
+        self._clock = clock
 
     def run_once(self) -> ReapReport:
         if not self._lock.acquire():
             return ReapReport(ran=False)
         report = ReapReport(ran=True)
-        for session_id in self._store.orphaned():
+        scan = self._store.scan_leases()
+        for session_id in [*scan.orphans, *self._revoke_dead_holders(scan.held, report)]:
             try:
                 self._reap(session_id, report)
             except FarmError as exc:  # a concurrent move won; the next pass looks again
                 log.info("reap skipped", extra={"session_id": session_id, "code": exc.code})
+        self._recover_queued(report)
+        for clean in self.cleaners:
+            try:
+                clean()
+            except Exception:
+                log.exception("reaper cleaner failed")
         return report
+
+    def _revoke_dead_holders(self, held: list[Lease], report: ReapReport) -> list[str]:
+        """Revoke the leases whose holder has no liveness key; return their sessions."""
+        if self._liveness is None or not held or not self._trust_liveness():
+            return []
+        alive = self._liveness.alive({lease.worker_id for lease in held})
+        for lease in held:
+            if lease.worker_id in alive or not self._store.revoke(lease):
+                continue
+            report.revoked.append(lease.session_id)
+            log.warning(
+                "lease revoked: its worker is gone",
+                extra={"session_id": lease.session_id, "worker_id": lease.worker_id},
+            )
+        return list(report.revoked)
 
     def _reap(self, session_id: str, report: ReapReport) -> None:
         session = self._store.get(session_id)
@@ -107,4 +203,52 @@ class Reaper:
         log.warning(
             "session re-queued after lease expiry",
             extra={"session_id": session_id, "attempt": session.attempts},
+        )
+
+    # ------------------------------------------------------------ stuck in QUEUED
+    def _recover_queued(self, report: ReapReport) -> None:
+        policy, now = self._policy, self._clock()
+        if policy.deadline_s > 0:
+            for session_id, _ in self._store.queued_before(now - policy.deadline_s):
+                try:
+                    self._time_out(session_id, report)
+                except FarmError as exc:  # claimed (or ended) since the read
+                    log.info("queue timeout skipped", extra={"session_id": session_id, "code": exc.code})
+        if policy.resubmit_after_s > 0:
+            for session_id, queued_at in self._store.queued_before(now - policy.resubmit_after_s):
+                if session_id in report.timed_out:
+                    continue
+                try:
+                    self._resubmit(session_id, queued_at, report)
+                except FarmError as exc:
+                    log.info("re-submit skipped", extra={"session_id": session_id, "code": exc.code})
+
+    def _time_out(self, session_id: str, report: ReapReport) -> None:
+        error = QueueTimeout(
+            f"no worker took the session within {self._policy.deadline_s:g} s (queue deadline)"
+        )
+        self._store.transition(
+            session_id,
+            SessionState.FAILED,
+            reason="queue deadline passed",
+            expect=SessionState.QUEUED,
+            failure={"code": error.code, "message": error.message},
+        )
+        report.timed_out.append(session_id)
+        log.warning("session failed: queue deadline passed", extra={"session_id": session_id})
+
+    def _resubmit(self, session_id: str, queued_at: float, report: ReapReport) -> None:
+        marker = names.session_resubmitted_key(session_id, int(queued_at * 1000))
+        ttl_s = max(self._policy.deadline_s, self._policy.resubmit_after_s) or 3600.0
+        if not self._once.first(marker, ttl_s):
+            return
+        session = self._store.get(session_id)
+        if session.state is not SessionState.QUEUED:
+            return
+        # The shared queue, never a worker's private one: its worker may be the one that lost it.
+        self._queue.submit(RunSessionMessage(session_id=session_id, model=session.model))
+        report.resubmitted.append(session_id)
+        log.warning(
+            "queued session re-submitted: its message may be lost",
+            extra={"session_id": session_id, "waited_s": round(self._clock() - queued_at, 3)},
         )

@@ -20,8 +20,9 @@ from farm.render.pool import ModelPool
 from farm.render.registry import create_engine
 from farm.sessions.agents import RedisAgentStore
 from farm.sessions.base import SessionQueue
+from farm.sessions.liveness import RedisWorkerLiveness
 from farm.sessions.metering import Metering, RedisLedger, meter_minute
-from farm.sessions.reaper import Reaper, RedisReaperLock
+from farm.sessions.reaper import QueuePolicy, Reaper, RedisOnce, RedisReaperLock
 from farm.sessions.redis_store import RedisSessionStore
 from farm.sessions.registry import RedisWorkerRegistry
 from farm.sessions.runner import DynamicsAttachment
@@ -56,11 +57,16 @@ def redis_runtime(
     factory = engine_factory or (lambda model: create_engine(model, settings))
     pool = ModelPool(list(models), factory, avatar_cache_mb=settings.avatar_cache_mb) if models else None
     registry = RedisWorkerRegistry(client)
+    liveness = RedisWorkerLiveness(client)
     reaper = Reaper(
         store,
         queue,
         RedisReaperLock(client, worker_id, ttl_s=settings.reaper_interval_s),
         max_attempts=settings.max_attempts,
+        liveness=liveness,
+        trust_liveness=lambda: runtime.liveness_steady,
+        queue_policy=QueuePolicy(settings.queue_resubmit_s, settings.queue_deadline_s),
+        once=RedisOnce(client),
     )
     rescuer = StrandedRescuer(client, registry, queue, settings.warm_route_max_wait_s)
     resolver = AvatarResolver(settings, agents, blobs)
@@ -77,10 +83,12 @@ def redis_runtime(
         maintenance=(reaper.run_once, rescuer.run_once),
         meter=lambda session, minute, token: meter_minute(metering, session, minute, token).value,
         on_stop=on_stop,
+        liveness=liveness,
     )
-    return WorkerRuntime(
+    runtime = WorkerRuntime(
         settings, parts, worker_id=worker_id, hostname=hostname, queues=queues, capacity=capacity
     )
+    return runtime
 
 
 def start_dynamics(runtime: WorkerRuntime, settings: Settings) -> None:

@@ -19,8 +19,8 @@ from farm import names
 from farm.domain import TERMINAL_STATES, Session, SessionState
 from farm.errors import ConcurrencyLimit, LeaseLost, NotFound
 from farm.redis_conn import redis_errors, require_text_client
-from farm.sessions.base import Lease
-from farm.sessions.transitions import apply_claim, apply_transition, initial
+from farm.sessions.base import Lease, LeaseScan
+from farm.sessions.transitions import apply_claim, apply_transition, check_expected, initial
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -49,6 +49,16 @@ _MAX_RETRIES = 50
 
 def _lease_value(worker_id: str, token: int) -> str:
     return f"{worker_id}|{token}"
+
+
+def _parse_lease(session_id: str, value: str | None) -> Lease | None:
+    if not value:
+        return None
+    worker_id, _, token = value.rpartition("|")
+    try:
+        return Lease(session_id=session_id, worker_id=worker_id, token=int(token))
+    except ValueError:
+        return None
 
 
 def _ms(seconds: float) -> int:
@@ -147,6 +157,7 @@ class RedisSessionStore:
         *,
         reason: str | None = None,
         lease: Lease | None = None,
+        expect: SessionState | None = None,
         **fields: Any,
     ) -> Session:
         key = names.session_key(session_id)
@@ -155,7 +166,9 @@ class RedisSessionStore:
             for _ in range(_MAX_RETRIES):
                 try:
                     pipe.watch(key, lease_key)
-                    updated = self._next(pipe, session_id, target, reason=reason, lease=lease, fields=fields)
+                    updated = self._next(
+                        pipe, session_id, target, reason=reason, lease=lease, expect=expect, fields=fields
+                    )
                     pipe.multi()
                     self._write(pipe, updated)
                     pipe.execute()
@@ -222,19 +235,28 @@ class RedisSessionStore:
     def stop_requested(self, session_id: str) -> bool:
         return bool(self._r.exists(names.session_stop_key(session_id)))
 
-    @redis_errors
     def orphaned(self) -> list[str]:
-        """Live sessions with no lease. Reads only lease existence (a few bytes) for every live
-        session and the record only of those without a lease (QUEUED ones, orphans): the pass costs
-        O(1) small replies per live session, not its whole JSON."""
+        return self.scan_leases().orphans
+
+    @redis_errors
+    def scan_leases(self) -> LeaseScan:
+        """Reads the lease value (a few bytes) of every live session (the live index, never SCAN)
+        and the record only of those without a lease (QUEUED ones, orphans): the pass costs O(1)
+        small replies per live session, not its whole JSON."""
         ids: list[str] = self._r.zrange(names.LIVE_SESSIONS_KEY, 0, -1)
-        orphans: list[str] = []
+        scan = LeaseScan(orphans=[], held=[])
         for start in range(0, len(ids), 500):
             batch = ids[start : start + 500]
             pipe = self._r.pipeline(transaction=False)
             for sid in batch:
-                pipe.exists(names.session_lease_key(sid))
-            unleased = [sid for sid, has_lease in zip(batch, pipe.execute(), strict=True) if not has_lease]
+                pipe.get(names.session_lease_key(sid))
+            unleased: list[str] = []
+            for sid, value in zip(batch, pipe.execute(), strict=True):
+                lease = _parse_lease(sid, value)
+                if lease is None:
+                    unleased.append(sid)
+                else:
+                    scan.held.append(lease)
             if not unleased:
                 continue
             raws: list[str | None] = self._r.mget([names.session_key(sid) for sid in unleased])
@@ -243,8 +265,20 @@ class RedisSessionStore:
                     continue
                 state = Session.model_validate_json(raw).state
                 if state is not SessionState.QUEUED and state not in TERMINAL_STATES:
-                    orphans.append(sid)
-        return orphans
+                    scan.orphans.append(sid)
+        return scan
+
+    @redis_errors
+    def revoke(self, lease: Lease) -> bool:
+        key = names.session_lease_key(lease.session_id)
+        return bool(self._release(keys=[key], args=[_lease_value(lease.worker_id, lease.token)]))
+
+    @redis_errors
+    def queued_before(self, at: float) -> list[tuple[str, float]]:
+        rows: list[tuple[str, float]] = self._r.zrangebyscore(
+            names.QUEUED_SESSIONS_KEY, "-inf", at, withscores=True
+        )
+        return [(str(sid), float(score)) for sid, score in rows]
 
     # ------------------------------------------------------------ helpers
     def _next(
@@ -255,12 +289,14 @@ class RedisSessionStore:
         *,
         reason: str | None,
         lease: Lease | None,
+        expect: SessionState | None,
         fields: dict[str, Any],
     ) -> Session:
         """Read (under WATCH) and compute the next version of a session, checking the lease."""
         current = self._load(pipe, session_id)
         if current is None:
             raise NotFound(f"session {session_id} not found")
+        check_expected(current, expect)
         if lease is None:
             return apply_transition(current, target, reason=reason, fields=fields)
         if pipe.get(names.session_lease_key(session_id)) != _lease_value(lease.worker_id, lease.token):
@@ -287,6 +323,10 @@ class RedisSessionStore:
             pipe.set(key, session.model_dump_json())
             pipe.zadd(names.LIVE_SESSIONS_KEY, {session.id: session.created_at})
             pipe.sadd(names.tenant_live_key(session.tenant), session.id)
+        if session.state is SessionState.QUEUED:
+            pipe.zadd(names.QUEUED_SESSIONS_KEY, {session.id: session.updated_at})
+        else:
+            pipe.zrem(names.QUEUED_SESSIONS_KEY, session.id)
         if session.state is SessionState.QUEUED and session.routed_to is not None and not session.attempts:
             pipe.zadd(names.WARM_PENDING_KEY, {session.id: session.updated_at})
         else:

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from farm.domain import Session, SessionState
 from farm.errors import BackendUnavailable, FarmError, LeaseLost, RoomJoinFailed, UnknownGesture
@@ -177,6 +177,7 @@ class SessionRunner:
         self._meter = meter
         self._metered_minute = -1
         self._stop_requested = False  # set by the lease renewer (renew_and_check_stop)
+        self._abandoned = False  # the worker's liveness lapsed: its lease may have been revoked
         self._session: Session | None = None
 
     @property
@@ -237,6 +238,12 @@ class SessionRunner:
             self._close_renderer(wait=not self._stalled)
             with contextlib.suppress(FarmError):
                 self.store.release(self.lease)  # a stalled session is re-queued by the reaper at once
+
+    def abandon(self) -> None:
+        """Stop publishing now (any thread): this worker's liveness key lapsed, so the reaper may have
+        revoked the lease and re-queued the session. The revoked lease already stops the runner at
+        its next renewal; this is sooner, so no second publisher overlaps it."""
+        self._abandoned = True
 
     def request_handback(self) -> None:
         """Ask the runner (from any thread) to stop and return the session to the queue (drain)."""
@@ -484,11 +491,11 @@ class SessionRunner:
                 self._lost.set()
 
     def _check_lease(self) -> None:
-        if self._lost.is_set():
+        if self._lost.is_set() or self._abandoned:
             raise LeaseLost(f"lease on session {self.lease.session_id} was lost")
 
     # ------------------------------------------------------------ store
-    def _move(self, target: SessionState, reason: str, **fields: object) -> Session:
+    def _move(self, target: SessionState, reason: str, **fields: Any) -> Session:
         self._check_lease()
         return self.store.transition(self.lease.session_id, target, reason=reason, lease=self.lease, **fields)
 

@@ -38,6 +38,7 @@ from farm.errors import FarmError, PrewarmFailed
 from farm.render.base import AvatarSource
 from farm.render.pool import ModelPool, PoolState
 from farm.sessions.base import AgentStore, Lease, SessionQueue, SessionStore, WorkerRegistry
+from farm.sessions.liveness import Heart, WorkerLiveness
 from farm.sessions.runner import (
     DynamicsAttach,
     IoFactory,
@@ -81,6 +82,7 @@ class RuntimeParts:
     on_stop: Sequence[Callable[[], object]] = ()  # e.g. delete this worker's private queue
     close_pool_on_stop: bool = True  # False where the pool outlives the runtime (tests share one)
     metrics: SessionMetrics | None = None  # Prometheus (farm.observability.worker_metrics.WorkerMetrics)
+    liveness: WorkerLiveness | None = None  # the per-process liveness key (fast resume after a kill)
 
 
 class SessionMetrics(Protocol):
@@ -143,6 +145,7 @@ class WorkerRuntime:
         self.error: str | None = None  # why the runtime turned ERROR after prewarm (memory ceiling)
         self._ended_frames = 0  # frame counters of sessions that already left this process
         self._ended_late = 0
+        self._heart: Heart | None = None
 
     # ------------------------------------------------------------ lifecycle: prewarm → start → stop
     def prewarm(self) -> None:
@@ -168,6 +171,15 @@ class WorkerRuntime:
         """Start the event loop thread and the heartbeat; idempotent."""
         if self._thread is not None:
             return
+        if self.parts.liveness is not None:  # before the loop: no claim precedes the first beat
+            self._heart = Heart(
+                self.parts.liveness,
+                self.worker_id,
+                ttl_s=self.settings.liveness_ttl_s,
+                renew_s=self.settings.liveness_renew_s,
+                on_lapse=self.abandon_all,
+            )
+            self._heart.start()
         self._thread = threading.Thread(target=self._serve, name="farm-runtime", daemon=True)
         self._thread.start()
         self._loop_ready.wait()
@@ -187,6 +199,8 @@ class WorkerRuntime:
         if loop is not None and thread is not None:
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout=5)
+        if self._heart is not None:
+            self._heart.stop()  # what this process still held is re-queued by the next reaper pass
         with contextlib.suppress(FarmError):
             self.parts.registry.remove(self.worker_id)
         for hook in self.parts.on_stop:
@@ -402,6 +416,19 @@ class WorkerRuntime:
             runner.request_handback()
         if runners:
             log.warning("handing back live sessions", extra={**self._fields, "count": len(runners)})
+
+    def abandon_all(self) -> None:
+        """This process's liveness lapsed (the reaper may have taken its sessions): stop publishing."""
+        with self._lock:
+            runners = list(self._slots.runners.values())
+        for runner in runners:
+            runner.abandon()
+
+    @property
+    def liveness_steady(self) -> bool:
+        """True when this process's own liveness beats have held for a whole TTL (so Redis kept the
+        keys of others too): only then does its reaper pass judge other workers dead by theirs."""
+        return self._heart is not None and self._heart.steady
 
     # ------------------------------------------------------------ registry and heartbeat
     def frame_counters(self) -> tuple[int, int]:

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from farm.domain import Session, SessionState, StateChange, check_transition
+from farm.errors import IllegalTransition
 
 _IMMUTABLE = frozenset({"id", "tenant", "model", "state", "history", "created_at"})
 
@@ -40,6 +41,12 @@ def apply_transition(
     change = StateChange(state=target, at=at, reason=reason, worker_id=worker_id or data.get("worker_id"))
     data["history"].append(change.model_dump())
     return Session.model_validate(data)
+
+
+def check_expected(session: Session, expect: SessionState | None) -> None:
+    """IllegalTransition unless ``session`` is in state ``expect`` (None: any state)."""
+    if expect is not None and session.state is not expect:
+        raise IllegalTransition(f"the session is {session.state}, no longer {expect}")
 
 
 def apply_claim(session: Session, worker_id: str, *, now: float | None = None) -> Session:

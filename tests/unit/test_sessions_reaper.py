@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -9,8 +10,10 @@ import redis
 
 from farm.contracts import RunSessionMessage
 from farm.domain import ModelKind, Session, SessionState
+from farm.errors import IllegalTransition, LeaseLost
+from farm.sessions.liveness import Heart, MemoryWorkerLiveness
 from farm.sessions.memory import MemorySessionStore
-from farm.sessions.reaper import LocalReaperLock, Reaper, RedisReaperLock
+from farm.sessions.reaper import LocalReaperLock, QueuePolicy, Reaper, RedisReaperLock
 
 
 class Clock:
@@ -92,3 +95,139 @@ def test_only_one_reaper_pass_runs_per_interval(redis_client: redis.Redis) -> No
     assert not second.acquire()
     store = MemorySessionStore()
     assert not Reaper(store, ListQueue(), second, max_attempts=3).run_once().ran
+
+
+# ---------------------------------------------------------------- dead holders (liveness)
+def liveness_world() -> tuple[Clock, MemorySessionStore, ListQueue, MemoryWorkerLiveness, Reaper]:
+    clock = Clock()
+    store, queue = MemorySessionStore(clock=clock), ListQueue()
+    liveness = MemoryWorkerLiveness(clock=clock)
+    reaper = Reaper(store, queue, LocalReaperLock(), max_attempts=3, liveness=liveness)
+    return clock, store, queue, liveness, reaper
+
+
+@pytest.mark.unit
+def test_a_session_whose_holder_lost_its_liveness_is_requeued_long_before_the_lease_expires() -> None:
+    clock, store, queue, liveness, reaper = liveness_world()
+    liveness.beat("w1", ttl_s=1.5)
+    sid = streaming_session(store)  # lease TTL 5 s, held by w1
+    assert reaper.run_once().requeued == []  # w1 is alive: nothing to do
+    clock.now += 1.6  # w1 was killed: its liveness key lapsed, the lease has 3.4 s left
+    report = reaper.run_once()
+    assert report.revoked == [sid] and report.requeued == [sid]
+    assert store.get(sid).state is SessionState.QUEUED
+    assert [m.session_id for m in queue.messages] == [sid]
+
+
+@pytest.mark.unit
+def test_a_revoked_holder_can_neither_renew_nor_write_the_session_again() -> None:
+    clock, store, _, liveness, reaper = liveness_world()
+    liveness.beat("w1", ttl_s=1.5)
+    session, _ = store.create(Session(id=uuid.uuid4().hex, tenant="t", model=ModelKind.ESSENCE))
+    stale = store.claim(session.id, "w1", ttl_s=5)
+    assert stale is not None
+    clock.now += 1.6
+    assert reaper.run_once().revoked == [session.id]
+    assert store.renew_and_check_stop(stale, 5) == (False, False)
+    with pytest.raises(LeaseLost):
+        store.transition(session.id, SessionState.STARTING, lease=stale)
+    fresh = store.claim(session.id, "w2", ttl_s=5)
+    assert fresh is not None and fresh.token > stale.token
+
+
+@pytest.mark.unit
+def test_holders_are_not_judged_by_liveness_while_the_reaper_distrusts_it() -> None:
+    clock = Clock()
+    store = MemorySessionStore(clock=clock)
+    liveness = MemoryWorkerLiveness(clock=clock)
+    reaper = Reaper(
+        store, ListQueue(), LocalReaperLock(), max_attempts=3, liveness=liveness, trust_liveness=lambda: False
+    )
+    sid = streaming_session(store)  # w1 never beat (e.g. Redis just restarted and lost every key)
+    assert reaper.run_once().requeued == []
+    assert store.get(sid).state is SessionState.STREAMING
+
+
+@pytest.mark.unit
+def test_a_heart_reports_a_lapse_and_forgets_its_key_on_stop() -> None:
+    clock = Clock()
+    liveness = MemoryWorkerLiveness(clock=clock)
+    lapses: list[str] = []
+    heart = Heart(liveness, "w1", ttl_s=1.5, renew_s=3600, on_lapse=lambda: lapses.append("w1"), clock=clock)
+    heart.start()
+    assert liveness.alive(["w1"]) == {"w1"} and not heart.steady
+    clock.now += 1.5
+    heart._beat(first=False)  # the thread's next beat finds the key gone (it was starved)
+    assert lapses == ["w1"] and not heart.steady
+    clock.now += 1.0
+    heart._beat(first=False)
+    clock.now += 1.0
+    assert heart.steady
+    heart.stop()
+    assert liveness.alive(["w1"]) == set()
+
+
+# ---------------------------------------------------------------- stuck in QUEUED
+def queued_world(
+    resubmit_after_s: float = 60.0, deadline_s: float = 300.0
+) -> tuple[Clock, MemorySessionStore, ListQueue, Reaper]:
+    clock = Clock()
+    clock.now = time.time()
+    store, queue = MemorySessionStore(), ListQueue()
+    policy = QueuePolicy(resubmit_after_s=resubmit_after_s, deadline_s=deadline_s)
+    reaper = Reaper(store, queue, LocalReaperLock(), max_attempts=3, queue_policy=policy, clock=clock)
+    return clock, store, queue, reaper
+
+
+@pytest.mark.unit
+def test_a_queued_session_whose_message_was_lost_is_resubmitted_once() -> None:
+    clock, store, queue, reaper = queued_world()
+    session, _ = store.create(Session(id=uuid.uuid4().hex, tenant="t", model=ModelKind.EXPRESSION))
+    assert reaper.run_once().resubmitted == []
+    clock.now += 61
+    assert reaper.run_once().resubmitted == [session.id]
+    assert [(m.session_id, m.model, m.worker_id) for m in queue.messages] == [
+        (session.id, ModelKind.EXPRESSION, None)
+    ]
+    clock.now += 30
+    assert reaper.run_once().resubmitted == []  # once per QUEUED episode
+    assert len(queue.messages) == 1
+
+
+@pytest.mark.unit
+def test_a_session_queued_past_its_deadline_fails_and_frees_the_tenants_slot() -> None:
+    clock, store, _, reaper = queued_world()
+    session, _ = store.create(Session(id=uuid.uuid4().hex, tenant="t", model=ModelKind.ESSENCE))
+    assert store.count_live("t") == 1
+    clock.now += 301
+    report = reaper.run_once()
+    assert report.timed_out == [session.id] and report.resubmitted == []
+    final = store.get(session.id)
+    assert final.state is SessionState.FAILED
+    assert final.failure is not None and final.failure["code"] == "QUEUE_TIMEOUT"
+    assert store.count_live("t") == 0
+    assert store.claim(session.id, "w1", ttl_s=5) is None  # a late duplicate delivery is a no-op
+
+
+@pytest.mark.unit
+def test_a_session_claimed_after_the_reapers_read_is_not_timed_out() -> None:
+    _, store, _, _ = queued_world()
+    session, _ = store.create(Session(id=uuid.uuid4().hex, tenant="t", model=ModelKind.ESSENCE))
+    assert store.claim(session.id, "w1", ttl_s=5) is not None
+    with pytest.raises(IllegalTransition):
+        store.transition(session.id, SessionState.FAILED, expect=SessionState.QUEUED)
+    assert store.get(session.id).state is SessionState.ASSIGNED
+
+
+@pytest.mark.unit
+def test_a_session_that_never_gets_past_starting_is_requeued_once_its_runner_gives_up() -> None:
+    clock = Clock()
+    store, queue = MemorySessionStore(clock=clock), ListQueue()
+    session, _ = store.create(Session(id=uuid.uuid4().hex, tenant="t", model=ModelKind.ESSENCE))
+    lease = store.claim(session.id, "w1", ttl_s=5)
+    assert lease is not None
+    store.transition(session.id, SessionState.STARTING, lease=lease)
+    store.release(lease)  # the runner's start_timeout_s passed: it gives the lease up
+    report = Reaper(store, queue, LocalReaperLock(), max_attempts=3).run_once()
+    assert report.requeued == [session.id]
+    assert store.get(session.id).state is SessionState.QUEUED

@@ -285,3 +285,29 @@ def test_a_redis_lease_expires_by_itself(redis_client: redis.Redis) -> None:
 def test_a_bytes_client_is_refused() -> None:
     with pytest.raises(ValueError, match="decode_responses"):
         RedisSessionStore(redis.Redis.from_url("redis://127.0.0.1:1/0"))
+
+
+def test_a_lease_scan_names_each_holder_and_a_revoked_lease_is_gone_for_good(harness: Harness) -> None:
+    session, _ = harness.store.create(new_session())
+    lease = harness.store.claim(session.id, "host:12|x", ttl_s=30)  # a '|' in a worker id is harmless
+    assert lease is not None
+    held = [h for h in harness.store.scan_leases().held if h.session_id == session.id]
+    assert held == [lease]
+    assert harness.store.revoke(lease)
+    assert not harness.store.revoke(lease)  # compare-and-delete: a second revoke finds nothing
+    assert not harness.store.renew(lease, ttl_s=30)
+    scan = harness.store.scan_leases()
+    assert session.id not in [h.session_id for h in scan.held] and session.id in scan.orphans
+
+
+def test_queued_sessions_are_indexed_by_when_they_entered_queued(harness: Harness) -> None:
+    session, _ = harness.store.create(new_session())
+    queued_at = harness.store.get(session.id).updated_at
+    assert (session.id, pytest.approx(queued_at)) in harness.store.queued_before(queued_at + 1)
+    assert session.id not in [sid for sid, _ in harness.store.queued_before(queued_at - 1)]
+    lease = harness.store.claim(session.id, "w1", ttl_s=30)
+    assert lease is not None
+    assert session.id not in [sid for sid, _ in harness.store.queued_before(time.time() + 1)]
+    harness.store.transition(session.id, SessionState.QUEUED, reason="handed back")
+    requeued_at = harness.store.get(session.id).updated_at
+    assert (session.id, pytest.approx(requeued_at)) in harness.store.queued_before(requeued_at + 1)

@@ -1,0 +1,168 @@
+"""Worker liveness: a short-TTL key per worker process, beaten by a dedicated thread.
+
+A session lease lives ``lease_ttl_s`` (seconds) so that a worker whose event loop is busy for a
+moment does not lose its sessions. A worker that DIES, though, must be noticed at once: each worker
+process beats ``names.worker_alive_key`` every ``liveness_renew_s`` from its own thread (a busy
+event loop cannot starve it) with a TTL of ``liveness_ttl_s``, and deletes it on a clean stop. The
+reaper treats a live session whose lease holder has no liveness key as orphaned: it revokes the
+lease (compare-and-delete on its value, so the dead holder can never renew it) and re-queues it.
+
+``Heart`` is the beating thread; ``WorkerLiveness`` the seam (Redis, in-memory).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+import redis
+
+from farm import names
+from farm.errors import FarmError
+from farm.redis_conn import redis_errors
+
+log = logging.getLogger(__name__)
+
+
+class WorkerLiveness(Protocol):
+    def beat(self, worker_id: str, ttl_s: float) -> bool:
+        """Refresh the worker's liveness key; False when it had lapsed (expired or deleted) before."""
+        ...
+
+    def forget(self, worker_id: str) -> None:
+        """Delete the key (clean stop): the worker's sessions are orphaned at once."""
+        ...
+
+    def alive(self, worker_ids: Iterable[str]) -> set[str]:
+        """Which of ``worker_ids`` have a liveness key now."""
+        ...
+
+
+class RedisWorkerLiveness:
+    """``names.worker_alive_key``: ``SET … PX ttl GET`` (one round trip tells a lapse too)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._r = client
+
+    @redis_errors
+    def beat(self, worker_id: str, ttl_s: float) -> bool:
+        previous = self._r.set(names.worker_alive_key(worker_id), "1", px=max(1, int(ttl_s * 1000)), get=True)
+        return previous is not None
+
+    @redis_errors
+    def forget(self, worker_id: str) -> None:
+        self._r.delete(names.worker_alive_key(worker_id))
+
+    @redis_errors
+    def alive(self, worker_ids: Iterable[str]) -> set[str]:
+        ids = sorted(set(worker_ids))
+        if not ids:
+            return set()
+        pipe = self._r.pipeline(transaction=False)
+        for worker_id in ids:
+            pipe.exists(names.worker_alive_key(worker_id))
+        return {w for w, found in zip(ids, pipe.execute(), strict=True) if found}
+
+
+class MemoryWorkerLiveness:
+    """In-memory liveness with an injectable clock (unit tests only)."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._until: dict[str, float] = {}
+
+    def beat(self, worker_id: str, ttl_s: float) -> bool:
+        with self._lock:
+            had = self._until.get(worker_id, 0.0) > self._clock()
+            self._until[worker_id] = self._clock() + ttl_s
+            return had
+
+    def forget(self, worker_id: str) -> None:
+        with self._lock:
+            self._until.pop(worker_id, None)
+
+    def alive(self, worker_ids: Iterable[str]) -> set[str]:
+        now = self._clock()
+        with self._lock:
+            return {w for w in worker_ids if self._until.get(w, 0.0) > now}
+
+
+class Heart:
+    """The beating thread of one worker process: ``start → stop``.
+
+    ``on_lapse`` runs (on this thread) when a beat finds the key had lapsed: the reaper may already
+    have taken this worker's sessions, so the runtime abandons them (the fenced lease would make
+    them stop at their next renewal anyway; this is sooner). ``steady`` is True once beats have
+    succeeded, without a lapse or a Redis error, for a whole TTL: a reaper trusts the liveness of
+    others only then (after a Redis restart every key is gone at once, and workers need a beat to
+    put theirs back).
+    """
+
+    def __init__(
+        self,
+        liveness: WorkerLiveness,
+        worker_id: str,
+        *,
+        ttl_s: float,
+        renew_s: float,
+        on_lapse: Callable[[], object] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._liveness = liveness
+        self._worker_id = worker_id
+        self._ttl_s = ttl_s
+        self._renew_s = renew_s
+        self._on_lapse = on_lapse
+        self._clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._ok_since: float | None = None
+
+    @property
+    def steady(self) -> bool:
+        ok_since = self._ok_since
+        return ok_since is not None and self._clock() - ok_since >= self._ttl_s
+
+    def start(self) -> None:
+        """Beat once (synchronously: no claim can precede the first beat), then from a thread."""
+        if self._thread is not None:
+            return
+        self._beat(first=True)
+        self._thread = threading.Thread(target=self._run, name="farm-liveness", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop beating and delete the key (the reaper re-queues what this worker still held)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        try:
+            self._liveness.forget(self._worker_id)
+        except FarmError:
+            log.warning("liveness key not deleted", extra={"worker_id": self._worker_id})
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._renew_s):
+            self._beat(first=False)
+
+    def _beat(self, *, first: bool) -> None:
+        try:
+            held = self._liveness.beat(self._worker_id, self._ttl_s)
+        except FarmError:
+            self._ok_since = None
+            log.warning("liveness beat failed", extra={"worker_id": self._worker_id})
+            return
+        if held or first:
+            if self._ok_since is None:
+                self._ok_since = self._clock()
+            return
+        self._ok_since = self._clock()
+        log.warning("liveness lapsed: abandoning its sessions", extra={"worker_id": self._worker_id})
+        try:
+            self._on_lapse()
+        except Exception:
+            log.exception("liveness lapse handler failed", extra={"worker_id": self._worker_id})
