@@ -218,7 +218,7 @@ class SessionRunner:
             return RunResult(session, self.frames)
         except LeaseLost:
             log.warning("lease lost, stopping", extra=self._log_fields())
-            await self._close()
+            await self._close(abandon=True)
             return RunResult(None, self.frames, lease_lost=True)
         except asyncio.CancelledError:
             if not self._stalled:
@@ -432,13 +432,19 @@ class SessionRunner:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._input_changed.wait(), timeout_s)
 
-    async def _close(self, *, strict: bool = False) -> None:
-        """Close input and sink; ``strict`` re-raises a sink that fails to finalise its output."""
+    async def _close(self, *, strict: bool = False, abandon: bool = False) -> None:
+        """Close input and sink; ``strict`` re-raises a sink that fails to finalise its output;
+        ``abandon`` (the lease is lost) discards a sink's unpublished output where it can (``abort``)."""
         io, self._io = self._io, None
         if io is None:
             return
         with contextlib.suppress(Exception):
             await io.input.aclose()
+        abort = getattr(io.sink, "abort", None) if abandon else None
+        if abort is not None:
+            with contextlib.suppress(Exception):
+                await abort()
+            return
         try:
             await io.sink.aclose()
         except Exception:

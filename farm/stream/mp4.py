@@ -8,6 +8,7 @@ name and moved into place on ``aclose``, so a reader never sees a half-written r
 from __future__ import annotations
 
 import os
+import uuid
 from fractions import Fraction
 from pathlib import Path
 
@@ -37,7 +38,8 @@ class Mp4Sink:
         self._bitrate = video_bitrate
         self._preset = preset
         self._threads = threads
-        self._part = self.path.with_name(self.path.name + ".part")
+        # One part file per sink: a worker that lost its lease never shares a file with the new holder.
+        self._part = self.path.with_name(f"{self.path.name}.{uuid.uuid4().hex[:8]}.part")
         self._container: OutputContainer | None = None
         self._video: VideoStream | None = None
         self._audio: AudioStream | None = None
@@ -87,6 +89,17 @@ class Mp4Sink:
         self._container.mux(self._audio.encode(aframe))
         self._samples += pcm.shape[1]
         self.frames_written += 1
+
+    async def abort(self) -> None:
+        """Close without publishing: the part file is deleted, ``path`` is left as it is (a holder
+        that lost its lease must not replace the new holder's output). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        container, self._container = self._container, None
+        if container is not None:
+            container.close()
+        self._part.unlink(missing_ok=True)
 
     async def aclose(self) -> None:
         """Flush both encoders, close the file and move it into place. Idempotent."""

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import time
+from pathlib import Path
 
 import av
 import pytest
 
+from farm import names
 from farm.contracts import RunSessionMessage
 from farm.domain import ModelKind, Session, SessionState
 from farm.redis_conn import connect
@@ -74,6 +77,109 @@ def test_a_killed_workers_session_is_requeued_and_finished_by_another_worker(
     with av.open(final.output) as container:
         frames = sum(1 for _ in container.decode(video=0))
     assert abs(frames - math.ceil(4.0 * 16_000 / SAMPLES_PER_FRAME)) <= 1
+
+
+@pytest.fixture
+def production_leases(settings: Settings, redis_url: str) -> Settings:
+    """The production lease, liveness and reaper settings: the resume time is the real one."""
+    defaults = Settings.model_validate({})
+    fields = ("lease_ttl_s", "lease_renew_s", "reaper_interval_s", "liveness_ttl_s", "liveness_renew_s")
+    return settings.model_copy(
+        update={"redis_url": redis_url, "heartbeat_s": 0.5, **{f: getattr(defaults, f) for f in fields}}
+    )
+
+
+def _claimed_by(session: Session, worker_id: str) -> float:
+    claims = [h for h in session.history if h.state is SessionState.ASSIGNED and h.worker_id == worker_id]
+    return claims[-1].at
+
+
+def _streaming_again(session: Session) -> float:
+    return [h.at for h in session.history if h.state is SessionState.STREAMING][-1]
+
+
+def test_a_killed_workers_session_resumes_within_its_liveness_ttl_not_its_lease_ttl(
+    production_leases: Settings, start_worker: StartWorker
+) -> None:
+    """kill -9 of the holder, twice: each session resumes on a survivor, exact frames, fenced."""
+    cfg = production_leases
+    slow = {"FARM_TEST_FRAME_DELAY_S": "0.04"}  # 100 frames take about 4 s: the kill lands mid-render
+    workers = [start_worker(cfg, "essence", env=slow) for _ in range(3)]
+    client = connect(str(cfg.redis_url))
+    store = RedisSessionStore(client)
+    queue = CelerySessionQueue(producer_app(cfg))
+    measured = []
+    for _ in range(2):
+        session = new_session(cfg, store, ModelKind.ESSENCE, seconds=4.0)
+        queue.submit(RunSessionMessage(session_id=session.id, model=session.model))
+
+        def streaming(sid: str = session.id) -> Session | None:
+            current = store.get(sid)
+            return current if current.state is SessionState.STREAMING else None
+
+        first = wait_until(streaming, deadline_s=30, what="the session to stream")
+        holder = next(w for w in workers if w.info is not None and w.info.worker_id == first.worker_id)
+        killed_at = time.time()
+        holder.kill()
+        workers.remove(holder)
+
+        final = wait_terminal(store, session.id, deadline_s=60)
+        assert final.state is SessionState.ENDED, final.failure
+        assert final.worker_id in {w.info.worker_id for w in workers if w.info is not None}
+        assert final.attempts == 2
+        assert client.get(names.session_fence_key(session.id)) == "2"  # one claim per holder, no third
+        assert final.output is not None
+        with av.open(final.output) as container:
+            frames = sum(1 for _ in container.decode(video=0))
+        assert frames == math.ceil(4.0 * 16_000 / SAMPLES_PER_FRAME)
+        measured.append(
+            {
+                "claimed_s": round(_claimed_by(final, final.worker_id) - killed_at, 3),
+                "streaming_s": round(_streaming_again(final) - killed_at, 3),
+            }
+        )
+    assert any("lease revoked: its worker is gone" in w.log() for w in workers)
+    print(json.dumps({"bench": "kill9_resume", "lease_ttl_s": cfg.lease_ttl_s, "kills": measured}))
+
+
+def test_a_frozen_holder_that_wakes_after_its_session_moved_on_stops_without_touching_it(
+    production_leases: Settings, start_worker: StartWorker
+) -> None:
+    """SIGSTOP (a wedged process, liveness thread included), resume elsewhere, SIGCONT mid-stream:
+    the woken holder finds its lease revoked and stops; the survivor's output is the one kept."""
+    cfg = production_leases
+    slow = {"FARM_TEST_FRAME_DELAY_S": "0.04"}
+    workers = [start_worker(cfg, "essence", env=slow) for _ in range(2)]
+    store = RedisSessionStore(connect(str(cfg.redis_url)))
+    session = new_session(cfg, store, ModelKind.ESSENCE, seconds=4.0)
+    message = RunSessionMessage(session_id=session.id, model=session.model)
+    CelerySessionQueue(producer_app(cfg)).submit(message)
+    first = wait_until(
+        lambda: (s := store.get(session.id)).state is SessionState.STREAMING and s,
+        deadline_s=30,
+        what="the session to stream",
+    )
+    frozen = next(w for w in workers if w.info is not None and w.info.worker_id == first.worker_id)
+    survivor = next(w for w in workers if w is not frozen)
+    assert survivor.info is not None
+    frozen.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(
+            lambda: (s := store.get(session.id)).state is SessionState.STREAMING and s.attempts == 2,
+            deadline_s=30,
+            what="the session to stream on the survivor",
+        )
+    finally:
+        frozen.proc.send_signal(signal.SIGCONT)  # wakes while the survivor still streams
+    wait_until(lambda: "lease lost, stopping" in frozen.log(), deadline_s=30, what="the woken holder to stop")
+    final = wait_terminal(store, session.id, deadline_s=60)
+    assert final.state is SessionState.ENDED, final.failure
+    assert final.worker_id == survivor.info.worker_id
+    assert final.output is not None
+    with av.open(final.output) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    assert frames == math.ceil(4.0 * 16_000 / SAMPLES_PER_FRAME)
+    assert not list(Path(final.output).parent.glob("*.part"))  # the woken holder's part was discarded
 
 
 def test_a_session_whose_workers_keep_dying_fails_with_lease_expired(
