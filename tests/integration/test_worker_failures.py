@@ -256,3 +256,50 @@ def test_a_worker_stopped_mid_session_hands_it_back_after_the_grace_period(
     assert "worker draining: handed back" in [h.reason for h in final.history]
     assert survivor.info is not None and final.worker_id == survivor.info.worker_id
     assert holder.proc.wait(20) == 0  # it exits cleanly once its session is handed back
+
+
+def test_a_queued_session_whose_message_was_lost_is_resubmitted_and_runs(
+    fast_settings: Settings, start_worker: StartWorker
+) -> None:
+    cfg = fast_settings.model_copy(update={"queue_resubmit_s": 1.0, "queue_deadline_s": 120.0})
+    worker = start_worker(cfg, "essence")
+    store = RedisSessionStore(connect(str(cfg.redis_url)))
+    session = new_session(cfg, store, ModelKind.ESSENCE, seconds=0.4)  # stored QUEUED, never sent
+    final = wait_terminal(store, session.id, deadline_s=30)
+    assert final.state is SessionState.ENDED, final.failure
+    assert worker.info is not None and final.worker_id == worker.info.worker_id
+    assert "queued session re-submitted: its message may be lost" in worker.log()
+
+
+def test_a_duplicate_message_for_a_session_is_a_harmless_no_op(
+    fast_settings: Settings, start_worker: StartWorker
+) -> None:
+    worker = start_worker(fast_settings, "essence")
+    client = connect(str(fast_settings.redis_url))
+    store = RedisSessionStore(client)
+    session = new_session(fast_settings, store, ModelKind.ESSENCE, seconds=0.4)
+    queue = CelerySessionQueue(producer_app(fast_settings))
+    message = RunSessionMessage(session_id=session.id, model=session.model)
+    queue.submit(message)
+    queue.submit(message)
+    final = wait_terminal(store, session.id, deadline_s=30)
+    wait_until(lambda: "duplicate delivery" in worker.log(), deadline_s=30, what="the duplicate delivery")
+    assert final.state is SessionState.ENDED
+    assert [h.state for h in final.history].count(SessionState.ASSIGNED) == 1
+    assert client.get(names.session_fence_key(session.id)) == "1"
+
+
+def test_a_session_nobody_takes_fails_at_its_queue_deadline_and_frees_its_slot(
+    fast_settings: Settings, start_worker: StartWorker
+) -> None:
+    cfg = fast_settings.model_copy(update={"queue_resubmit_s": 0.5, "queue_deadline_s": 2.0})
+    start_worker(cfg, "expression")  # runs the fleet's reaper; nobody serves the essence queue
+    store = RedisSessionStore(connect(str(cfg.redis_url)))
+    session = new_session(cfg, store, ModelKind.ESSENCE, seconds=0.4)
+    message = RunSessionMessage(session_id=session.id, model=session.model)
+    CelerySessionQueue(producer_app(cfg)).submit(message)
+    assert store.count_live(session.tenant) >= 1
+    final = wait_terminal(store, session.id, deadline_s=30)
+    assert final.state is SessionState.FAILED
+    assert final.failure is not None and final.failure["code"] == "QUEUE_TIMEOUT"
+    assert session.id not in {s.id for s in store.live_for_tenant(session.tenant)}
