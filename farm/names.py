@@ -184,11 +184,12 @@ def worker_queue(worker_id: str) -> str:
     return f"render.w.{worker_id}"
 
 
-WORKER_QUEUES_KEY: Final = f"{PREFIX}:workers:queues"
-"""ZSET worker_id → when its private queue was declared. No TTL. Cleaner: the reaper pass deletes
-the private queue (the LIST and kombu's ``_kombu.binding.<queue>`` SET) of every member without a
-registry entry (``worker_key`` expired: the worker died) and removes the member; a clean stop does
-both itself."""
+WORKER_QUEUES_KEY: Final = f"{PREFIX}:workers:broker"
+"""ZSET worker_id → boot time: every worker process that may hold broker state (its private queue,
+kombu's ``_kombu.binding.<queue>`` SET, its ``_kombu.binding.celery.pidbox`` member). No TTL.
+Cleaner: the reaper pass (``tasks.janitor``) removes that state, its ``WORKERS_INDEX_KEY`` member
+and this member for every worker without a registry entry (``worker_key`` expired: it died); a
+clean stop removes its own."""
 
 
 def session_rerouted_key(session_id: str) -> str:

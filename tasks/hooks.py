@@ -24,6 +24,7 @@ from typing import Any
 from celery import Celery, signals
 
 from farm.errors import FarmError
+from farm.redis_conn import connect
 from farm.sessions.redis_runtime import (
     EngineFactory,
     redis_runtime,
@@ -33,12 +34,14 @@ from farm.sessions.redis_runtime import (
 )
 from farm.sessions.runtime import WorkerRuntime
 from farm.settings import Settings
+from tasks.janitor import WorkerQueueJanitor
 from tasks.producer import CelerySessionQueue
 from tasks.routing import ALL_QUEUES, models_for_queues, worker_kombu_queue
 
 log = logging.getLogger(__name__)
 
 APP_ATTR = "farm_runtime"
+JANITOR_ATTR = "farm_queue_janitor"
 
 
 def current_runtime(app: Celery) -> WorkerRuntime | None:
@@ -62,6 +65,8 @@ def boot(
     """Build this process's runtime, prewarm (STARTING → READY | ERROR), start its loop and heartbeat."""
     queues = _selected_queues(app)
     session_queue = CelerySessionQueue(app)
+    assert settings.redis_url, "the worker needs settings.redis_url"
+    janitor = WorkerQueueJanitor(connect(settings.redis_url), session_queue.delete_worker_queue)
     runtime = redis_runtime(
         settings,
         session_queue,
@@ -70,6 +75,7 @@ def boot(
         models=models_for_queues(queues),
         capacity=capacity,
         engine_factory=engine_factory,
+        cleaners=(janitor.sweep,),
     )
 
     def delete_private_queue() -> None:
@@ -78,8 +84,15 @@ def boot(
             with contextlib.suppress(FarmError):
                 session_queue.delete_worker_queue(runtime.worker_id)
 
-    runtime.parts.on_stop = (*runtime.parts.on_stop, delete_private_queue)
+    def forget_worker() -> None:
+        with contextlib.suppress(FarmError):
+            janitor.remove(runtime.worker_id)
+
+    runtime.parts.on_stop = (*runtime.parts.on_stop, delete_private_queue, forget_worker)
     setattr(app, APP_ATTR, runtime)
+    setattr(app, JANITOR_ATTR, janitor)
+    with contextlib.suppress(FarmError):  # indexed before it declares anything in the broker
+        janitor.add(runtime.worker_id)
     runtime.prewarm()
     if runtime.ready:
         start_dynamics(runtime, settings)

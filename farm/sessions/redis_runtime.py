@@ -46,8 +46,11 @@ def redis_runtime(
     capacity: int,
     engine_factory: EngineFactory | None = None,
     on_stop: Sequence[Callable[[], object]] = (),
+    cleaners: Sequence[Callable[[], object]] = (),
 ) -> WorkerRuntime:
-    """The runtime of this process over ``settings.redis_url`` (not yet prewarmed or started)."""
+    """The runtime of this process over ``settings.redis_url`` (not yet prewarmed or started).
+
+    ``cleaners`` run in the fleet-wide reaper pass (the Celery layer's dead-worker queue sweep)."""
     assert settings.redis_url, "the worker needs settings.redis_url"
     client = connect(settings.redis_url)
     worker_id = f"{hostname}:{os.getpid()}"
@@ -67,6 +70,7 @@ def redis_runtime(
         trust_liveness=lambda: runtime.liveness_steady,
         queue_policy=QueuePolicy(settings.queue_resubmit_s, settings.queue_deadline_s),
         once=RedisOnce(client),
+        cleaners=cleaners,
     )
     rescuer = StrandedRescuer(client, registry, queue, settings.warm_route_max_wait_s)
     resolver = AvatarResolver(settings, agents, blobs)

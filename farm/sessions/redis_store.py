@@ -45,6 +45,7 @@ end
 return 0
 """
 _MAX_RETRIES = 50
+_INDEX_SLACK_S = 24 * 3600.0
 
 
 def _lease_value(worker_id: str, token: int) -> str:
@@ -78,6 +79,9 @@ class RedisSessionStore:
         self._r = require_text_client(client)
         self._idem_ttl_s = idempotency_ttl_s
         self._retention_s = retention_s
+        # A record lives at most: queued and run (bounded by the queue deadline and max_session_s,
+        # per attempt) + retention after it ends. A day of slack covers the first part.
+        self._index_span_s = retention_s + idempotency_ttl_s + _INDEX_SLACK_S
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
         self._renew_stop = client.register_script(_RENEW_STOP)
@@ -136,6 +140,9 @@ class RedisSessionStore:
         if not ids:
             return []
         raws: list[str | None] = self._r.mget([names.session_key(i) for i in ids])
+        expired = [sid for sid, raw in zip(ids, raws, strict=True) if raw is None]
+        if expired:  # records past their retention: drop them from the index too
+            self._r.zrem(names.tenant_sessions_key(tenant), *expired)
         return [Session.model_validate_json(raw) for raw in raws if raw is not None]
 
     @redis_errors
@@ -311,8 +318,11 @@ class RedisSessionStore:
     def _write(self, pipe: Pipeline, session: Session, *, created: bool = False) -> None:
         """Queue the writes that store ``session`` and keep the indexes in step (inside MULTI)."""
         key = names.session_key(session.id)
-        if created:
-            pipe.zadd(names.tenant_sessions_key(session.tenant), {session.id: session.created_at})
+        if created:  # the tenant's index: trimmed past the longest a record can live, and expiring
+            index = names.tenant_sessions_key(session.tenant)
+            pipe.zadd(index, {session.id: session.created_at})
+            pipe.zremrangebyscore(index, "-inf", f"({session.created_at - self._index_span_s}")
+            pipe.expire(index, int(self._index_span_s))
         if session.state in TERMINAL_STATES:
             retention = int(self._retention_s)
             pipe.set(key, session.model_dump_json(), ex=retention)

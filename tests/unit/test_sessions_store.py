@@ -311,3 +311,15 @@ def test_queued_sessions_are_indexed_by_when_they_entered_queued(harness: Harnes
     harness.store.transition(session.id, SessionState.QUEUED, reason="handed back")
     requeued_at = harness.store.get(session.id).updated_at
     assert (session.id, pytest.approx(requeued_at)) in harness.store.queued_before(requeued_at + 1)
+
+
+@pytest.mark.integration
+def test_a_tenants_session_index_expires_and_forgets_expired_records(redis_client: redis.Redis) -> None:
+    store = RedisSessionStore(redis_client, idempotency_ttl_s=60, retention_s=120)
+    kept, _ = store.create(new_session())
+    gone, _ = store.create(new_session())
+    index = names.tenant_sessions_key(kept.tenant)
+    assert 0 < redis_client.ttl(index) <= 120 + 60 + 24 * 3600
+    redis_client.delete(names.session_key(gone.id))  # its retention passed
+    assert [s.id for s in store.list_for_tenant(kept.tenant)] == [kept.id]
+    assert redis_client.zrange(index, 0, -1) == [kept.id]
