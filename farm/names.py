@@ -127,11 +127,27 @@ def worker_alive_key(worker_id: str) -> str:
     return f"{PREFIX}:alive:{worker_id}"
 
 
+def worker_leases_key(worker_id: str) -> str:
+    """SET of the session ids whose lease ``worker_id`` took (added by the claim, removed by its
+    release or a revoke): the reaper reads it only for holders whose liveness key is gone, so its
+    fast pass costs O(workers), not O(live sessions). No TTL. Cleaner: the reaper deletes it (and
+    the ``LEASE_HOLDERS_KEY`` member) once the holder is dead and its leases are dealt with."""
+    return f"{PREFIX}:worker:{worker_id}:leases"
+
+
+LEASE_HOLDERS_KEY: Final = f"{PREFIX}:lease-holders"
+"""SET of worker ids that claimed a lease and are not yet forgotten by the reaper (see
+``worker_leases_key``). No TTL; cleaner: the reaper removes dead holders."""
+
 WORKERS_INDEX_KEY: Final = f"{PREFIX}:workers"
 """ZSET worker_id → last heartbeat (unix s). Entries whose worker key expired are pruned on read."""
 
 REAPER_LOCK_KEY: Final = f"{PREFIX}:reaper:lock"
 """STRING worker_id, SET NX with TTL = reaper interval: one reaper pass at a time across the fleet."""
+
+REAPER_SCAN_LOCK_KEY: Final = f"{PREFIX}:reaper:scan-lock"
+"""STRING worker_id, SET NX with TTL = settings.orphan_scan_s: one scan of every live session's lease
+per interval across the fleet."""
 
 # ---------------------------------------------------------------- pub/sub topics
 DYNAMICS_TOPIC: Final = f"{PREFIX}:dynamics"

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     reaper_interval_s: float = Field(
         0.5, description="How often (fleet-wide) the reaper looks for orphaned and stuck sessions."
     )
+    orphan_scan_s: float = Field(
+        3.0, description="How often (fleet-wide) the reaper scans every live session for an expired lease."
+    )
     liveness_ttl_s: float = Field(
         1.5, description="TTL of a worker's liveness key; a dead worker's sessions resume after about this."
     )

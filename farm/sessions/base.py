@@ -106,6 +106,18 @@ class SessionStore(Protocol):
         never renew it again. True when it was deleted."""
         ...
 
+    def lease_holders(self) -> set[str]:
+        """Worker ids that took a lease and are not forgotten yet (the reaper's liveness check)."""
+        ...
+
+    def leases_of(self, worker_id: str) -> list[Lease]:
+        """The leases ``worker_id`` holds now."""
+        ...
+
+    def forget_holder(self, worker_id: str) -> None:
+        """Drop a dead holder from the holder index (its leases were revoked or expired)."""
+        ...
+
     def queued_before(self, at: float) -> list[tuple[str, float]]:
         """(session id, when it entered QUEUED) of the sessions waiting in QUEUED since before ``at``
         (unix seconds), oldest first."""

@@ -38,6 +38,7 @@ class MemorySessionStore:
         self._fences: dict[str, int] = {}
         self._stops: set[str] = set()
         self._idem: dict[str, str] = {}  # "tenant|scope" → session id
+        self._holders: set[str] = set()  # workers that claimed, until the reaper forgets them
 
     # ------------------------------------------------------------ records
     def create(
@@ -118,6 +119,7 @@ class MemorySessionStore:
             token = self._fences.get(session_id, 0) + 1
             self._fences[session_id] = token
             self._leases[session_id] = _LeaseEntry(worker_id, token, self._clock() + ttl_s)
+            self._holders.add(worker_id)
             self._sessions[session_id] = apply_claim(current, worker_id)
             return Lease(session_id=session_id, worker_id=worker_id, token=token)
 
@@ -157,12 +159,14 @@ class MemorySessionStore:
 
     def scan_leases(self) -> LeaseScan:
         with self._lock:
-            held = [
-                Lease(session_id=sid, worker_id=entry.worker_id, token=entry.token)
-                for sid in list(self._leases)
-                if self._sessions[sid].live and (entry := self._live_lease(sid)) is not None
-            ]
-            return LeaseScan(orphans=self.orphaned(), held=held)
+            return LeaseScan(orphans=self.orphaned(), held=self._held())
+
+    def _held(self) -> list[Lease]:  # caller holds the lock
+        return [
+            Lease(session_id=sid, worker_id=entry.worker_id, token=entry.token)
+            for sid in list(self._leases)
+            if self._sessions[sid].live and (entry := self._live_lease(sid)) is not None
+        ]
 
     def revoke(self, lease: Lease) -> bool:
         with self._lock:
@@ -170,6 +174,18 @@ class MemorySessionStore:
                 return False
             del self._leases[lease.session_id]
             return True
+
+    def lease_holders(self) -> set[str]:
+        with self._lock:
+            return {lease.worker_id for lease in self._held()} | self._holders
+
+    def leases_of(self, worker_id: str) -> list[Lease]:
+        with self._lock:
+            return [lease for lease in self._held() if lease.worker_id == worker_id]
+
+    def forget_holder(self, worker_id: str) -> None:
+        with self._lock:
+            self._holders.discard(worker_id)
 
     def queued_before(self, at: float) -> list[tuple[str, float]]:
         with self._lock:

@@ -3,11 +3,13 @@
 Every worker runs a pass from its heartbeat (every ``reaper_interval_s``), but one pass at a time
 runs across the fleet (``names.REAPER_LOCK_KEY``). A pass:
 
-* finds orphans: live sessions past QUEUED whose lease is gone (expired after ``lease_ttl_s``, or
-  released by a stalled runner) or whose lease HOLDER is dead (its liveness key,
-  ``farm.sessions.liveness``, expired: noticed within ``liveness_ttl_s`` of a kill -9). A dead
-  holder's lease is revoked first (compare-and-delete on its value), so that holder can never renew
-  it or write the session again (fencing);
+* finds orphans: live sessions whose lease HOLDER is dead (its liveness key,
+  ``farm.sessions.liveness``, expired: noticed within ``liveness_ttl_s`` of a kill -9; read from
+  the index of lease holders, so this costs O(workers) per pass), and, at most every
+  ``orphan_scan_s`` across the fleet (its own lock), live sessions past QUEUED whose lease is gone
+  (expired after ``lease_ttl_s`` — a wedged but living worker — or released by a stalled runner; a
+  scan of every live session's lease). A dead holder's lease is revoked first (compare-and-delete
+  on its value), so that holder can never renew it or write the session again (fencing);
 * re-queues each orphan (``→ QUEUED``, submitted again) until it has been claimed ``max_attempts``
   times; then it is FAILED with ``LEASE_EXPIRED``. ENDING sessions cannot be resumed and fail at once;
 * re-submits, once per QUEUED episode, the message of a session QUEUED longer than
@@ -33,7 +35,7 @@ from farm.contracts import RunSessionMessage
 from farm.domain import SessionState
 from farm.errors import FarmError, LeaseExpired, QueueTimeout
 from farm.redis_conn import redis_errors
-from farm.sessions.base import Lease, SessionQueue, SessionStore
+from farm.sessions.base import SessionQueue, SessionStore
 from farm.sessions.liveness import WorkerLiveness
 
 log = logging.getLogger(__name__)
@@ -46,16 +48,19 @@ class ReaperLock(Protocol):
 
 
 class RedisReaperLock:
-    """``SET farm:reaper:lock <worker_id> NX PX ttl``: one pass per interval across the fleet."""
+    """``SET <key> <worker_id> NX PX ttl``: one pass per interval across the fleet."""
 
-    def __init__(self, client: redis.Redis, worker_id: str, ttl_s: float) -> None:
+    def __init__(
+        self, client: redis.Redis, worker_id: str, ttl_s: float, *, key: str = names.REAPER_LOCK_KEY
+    ) -> None:
         self._r = client
         self._worker_id = worker_id
         self._ttl_ms = max(1, int(ttl_s * 1000))
+        self._key = key
 
     @redis_errors
     def acquire(self) -> bool:
-        return bool(self._r.set(names.REAPER_LOCK_KEY, self._worker_id, nx=True, px=self._ttl_ms))
+        return bool(self._r.set(self._key, self._worker_id, nx=True, px=self._ttl_ms))
 
 
 class LocalReaperLock:
@@ -136,6 +141,7 @@ class Reaper:
         queue_policy: QueuePolicy = QueuePolicy(),
         once: Once | None = None,
         cleaners: Sequence[Callable[[], object]] = (),
+        scan_lock: ReaperLock | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -147,14 +153,19 @@ class Reaper:
         self._policy = queue_policy
         self._once = once or LocalOnce()
         self.cleaners = cleaners
+        self._scan_lock = scan_lock
         self._clock = clock
 
     def run_once(self) -> ReapReport:
+        """The fast part every pass (dead holders: O(workers)); the scan of every live session's
+        lease (expired or released leases: O(live sessions)) only when ``scan_lock`` grants it."""
         if not self._lock.acquire():
             return ReapReport(ran=False)
         report = ReapReport(ran=True)
-        scan = self._store.scan_leases()
-        for session_id in [*scan.orphans, *self._revoke_dead_holders(scan.held, report)]:
+        orphans = self._revoke_dead_holders(report)
+        if self._scan_lock is None or self._scan_lock.acquire():
+            orphans += [sid for sid in self._store.scan_leases().orphans if sid not in orphans]
+        for session_id in orphans:
             try:
                 self._reap(session_id, report)
             except FarmError as exc:  # a concurrent move won; the next pass looks again
@@ -167,19 +178,22 @@ class Reaper:
                 log.exception("reaper cleaner failed")
         return report
 
-    def _revoke_dead_holders(self, held: list[Lease], report: ReapReport) -> list[str]:
-        """Revoke the leases whose holder has no liveness key; return their sessions."""
-        if self._liveness is None or not held or not self._trust_liveness():
+    def _revoke_dead_holders(self, report: ReapReport) -> list[str]:
+        """Revoke the leases of holders without a liveness key; return their sessions."""
+        if self._liveness is None or not self._trust_liveness():
             return []
-        alive = self._liveness.alive({lease.worker_id for lease in held})
-        for lease in held:
-            if lease.worker_id in alive or not self._store.revoke(lease):
-                continue
-            report.revoked.append(lease.session_id)
-            log.warning(
-                "lease revoked: its worker is gone",
-                extra={"session_id": lease.session_id, "worker_id": lease.worker_id},
-            )
+        holders = self._store.lease_holders()
+        if not holders:
+            return []
+        for worker_id in sorted(holders - self._liveness.alive(holders)):
+            for lease in self._store.leases_of(worker_id):
+                if self._store.revoke(lease):
+                    report.revoked.append(lease.session_id)
+                    log.warning(
+                        "lease revoked: its worker is gone",
+                        extra={"session_id": lease.session_id, "worker_id": worker_id},
+                    )
+            self._store.forget_holder(worker_id)
         return list(report.revoked)
 
     def _reap(self, session_id: str, report: ReapReport) -> None:

@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 
+from farm import names
 from farm.blobs import BlobStore
 from farm.contracts import SpeakMessage
 from farm.domain import ModelKind, Session
@@ -71,6 +72,9 @@ def redis_runtime(
         queue_policy=QueuePolicy(settings.queue_resubmit_s, settings.queue_deadline_s),
         once=RedisOnce(client),
         cleaners=cleaners,
+        scan_lock=RedisReaperLock(
+            client, worker_id, ttl_s=settings.orphan_scan_s, key=names.REAPER_SCAN_LOCK_KEY
+        ),
     )
     rescuer = StrandedRescuer(client, registry, queue, settings.warm_route_max_wait_s)
     resolver = AvatarResolver(settings, agents, blobs)

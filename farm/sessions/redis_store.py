@@ -39,6 +39,7 @@ end
 return 1
 """
 _RELEASE = """
+redis.call('SREM', KEYS[2], ARGV[2])
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
@@ -203,6 +204,8 @@ class RedisSessionStore:
                     claimed = apply_claim(current, worker_id)
                     pipe.multi()
                     pipe.set(lease_key, _lease_value(worker_id, token), px=_ms(ttl_s))
+                    pipe.sadd(names.worker_leases_key(worker_id), session_id)
+                    pipe.sadd(names.LEASE_HOLDERS_KEY, worker_id)
                     self._write(pipe, claimed)
                     pipe.execute()
                     return Lease(session_id=session_id, worker_id=worker_id, token=token)
@@ -230,8 +233,12 @@ class RedisSessionStore:
 
     @redis_errors
     def release(self, lease: Lease) -> None:
-        key = names.session_lease_key(lease.session_id)
-        self._release(keys=[key], args=[_lease_value(lease.worker_id, lease.token)])
+        self._compare_and_delete(lease)
+
+    def _compare_and_delete(self, lease: Lease) -> bool:
+        keys = [names.session_lease_key(lease.session_id), names.worker_leases_key(lease.worker_id)]
+        args = [_lease_value(lease.worker_id, lease.token), lease.session_id]
+        return bool(self._release(keys=keys, args=args))
 
     @redis_errors
     def request_stop(self, session_id: str) -> None:
@@ -277,8 +284,31 @@ class RedisSessionStore:
 
     @redis_errors
     def revoke(self, lease: Lease) -> bool:
-        key = names.session_lease_key(lease.session_id)
-        return bool(self._release(keys=[key], args=[_lease_value(lease.worker_id, lease.token)]))
+        return self._compare_and_delete(lease)
+
+    @redis_errors
+    def lease_holders(self) -> set[str]:
+        return {str(w) for w in self._r.smembers(names.LEASE_HOLDERS_KEY)}
+
+    @redis_errors
+    def leases_of(self, worker_id: str) -> list[Lease]:
+        ids = sorted(str(s) for s in self._r.smembers(names.worker_leases_key(worker_id)))
+        if not ids:
+            return []
+        values: list[str | None] = self._r.mget([names.session_lease_key(sid) for sid in ids])
+        leases = [_parse_lease(sid, value) for sid, value in zip(ids, values, strict=True)]
+        held = [lease for lease in leases if lease is not None and lease.worker_id == worker_id]
+        stale = set(ids) - {lease.session_id for lease in held}  # expired, or taken over since
+        if stale:
+            self._r.srem(names.worker_leases_key(worker_id), *stale)
+        return held
+
+    @redis_errors
+    def forget_holder(self, worker_id: str) -> None:
+        pipe = self._r.pipeline(transaction=True)
+        pipe.delete(names.worker_leases_key(worker_id))
+        pipe.srem(names.LEASE_HOLDERS_KEY, worker_id)
+        pipe.execute()
 
     @redis_errors
     def queued_before(self, at: float) -> list[tuple[str, float]]:

@@ -201,6 +201,9 @@ class WorkerRuntime:
             thread.join(timeout=5)
         if self._heart is not None:
             self._heart.stop()  # what this process still held is re-queued by the next reaper pass
+            with contextlib.suppress(FarmError):
+                if not self.parts.store.leases_of(self.worker_id):  # else the reaper forgets it
+                    self.parts.store.forget_holder(self.worker_id)
         with contextlib.suppress(FarmError):
             self.parts.registry.remove(self.worker_id)
         for hook in self.parts.on_stop:

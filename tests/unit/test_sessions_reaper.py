@@ -231,3 +231,36 @@ def test_a_session_that_never_gets_past_starting_is_requeued_once_its_runner_giv
     report = Reaper(store, queue, LocalReaperLock(), max_attempts=3).run_once()
     assert report.requeued == [session.id]
     assert store.get(session.id).state is SessionState.QUEUED
+
+
+class CountingStore(MemorySessionStore):
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.scans = 0
+
+    def scan_leases(self):  # type: ignore[no-untyped-def]
+        self.scans += 1
+        return super().scan_leases()
+
+
+class NeverLock:
+    def acquire(self) -> bool:
+        return False
+
+
+@pytest.mark.unit
+def test_the_fast_pass_reads_lease_holders_not_every_live_session() -> None:
+    clock = Clock()
+    store = CountingStore(clock=clock)
+    liveness = MemoryWorkerLiveness(clock=clock)
+    liveness.beat("w1", ttl_s=1.5)
+    reaper = Reaper(
+        store, ListQueue(), LocalReaperLock(), max_attempts=3, liveness=liveness, scan_lock=NeverLock()
+    )
+    sid = streaming_session(store)
+    store.scans = 0
+    assert reaper.run_once().requeued == []
+    clock.now += 1.6
+    assert reaper.run_once().requeued == [sid]  # found through the dead holder's own leases
+    assert store.scans == 0
+    assert "w1" not in store.lease_holders()  # forgotten once its leases were dealt with

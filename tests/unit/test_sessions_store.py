@@ -323,3 +323,19 @@ def test_a_tenants_session_index_expires_and_forgets_expired_records(redis_clien
     redis_client.delete(names.session_key(gone.id))  # its retention passed
     assert [s.id for s in store.list_for_tenant(kept.tenant)] == [kept.id]
     assert redis_client.zrange(index, 0, -1) == [kept.id]
+
+
+def test_lease_holders_are_indexed_by_claim_and_their_leases_listed_until_released(harness: Harness) -> None:
+    first, _ = harness.store.create(new_session())
+    second, _ = harness.store.create(new_session())
+    a = harness.store.claim(first.id, "w-a", ttl_s=30)
+    b = harness.store.claim(second.id, "w-b", ttl_s=30)
+    assert a is not None and b is not None
+    assert {"w-a", "w-b"} <= harness.store.lease_holders()
+    assert harness.store.leases_of("w-a") == [a]
+    harness.store.release(a)
+    assert harness.store.leases_of("w-a") == []
+    harness.store.forget_holder("w-a")
+    assert "w-a" not in harness.store.lease_holders()
+    assert harness.store.revoke(b)
+    assert harness.store.leases_of("w-b") == []
