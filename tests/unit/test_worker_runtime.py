@@ -195,6 +195,30 @@ def test_a_join_that_never_completes_fails_with_a_reason_and_frees_its_slot(sett
         f.worker.stop()
 
 
+def test_a_session_wedged_in_starting_gives_its_lease_up_and_the_reaper_requeues_it(
+    settings: Settings,
+) -> None:
+    cfg = settings.model_copy(
+        update={"join_timeout_s": 0.2, "start_timeout_s": 0.4, "lease_renew_s": 0.05, "lease_ttl_s": 5.0}
+    )
+    f = Farm(cfg)
+    wedged = threading.Event()
+    f.runtime.parts.resolve_avatar = lambda _s: wedged.wait() and AvatarSource(key="A1")  # never returns
+    f.worker.start()
+    try:
+        sid = f.submit()
+        result = f.worker.result(sid)
+        assert result.status == "stalled"
+        assert f.store.get(sid).state is SessionState.STARTING
+        assert f.runtime.active == 0 and f.runtime.free_slots == CAPACITY
+        report = f.reaper.run_once()  # released well before its 5 s lease would have expired
+        assert sid in report.requeued
+        assert f.store.get(sid).state is SessionState.QUEUED
+    finally:
+        wedged.set()
+        f.worker.stop()
+
+
 def test_a_wedged_renderer_gives_its_lease_up_and_the_reaper_requeues_the_session(settings: Settings) -> None:
     cfg = settings.model_copy(update={"stall_timeout_s": 0.3, "lease_renew_s": 0.05, "lease_ttl_s": 5.0})
     f = Farm(cfg, frame_delay_s=1.5)  # every frame takes 1.5 s: far past the stall bound
