@@ -1,7 +1,9 @@
 """Every external name the farm uses: queues, task names, Redis keys, topics, LiveKit names.
 
 Code builds keys only through this module, so that a grep here shows the whole footprint in Redis
-and on the wire. Each Redis key documents its type and TTL.
+and on the wire. Each Redis key documents its type and its TTL or its cleaner (what removes it); a
+key with neither is durable on purpose (API keys, agents, accounts) and grows with what a user
+creates, never with sessions or workers (``tests/integration/test_redis_footprint.py`` checks this).
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ PREFIX: Final = "farm"
 
 
 def session_key(session_id: str) -> str:
-    """STRING (JSON of domain.Session). No TTL while live; ``SESSION_RETENTION_S`` after it ends."""
+    """STRING (JSON of domain.Session). No TTL while live; ``SESSION_RETENTION_S`` after it ends.
+    Every live session reaches an end: its runner, the reaper (dead or wedged holder, max attempts)
+    or the queue deadline (settings.queue_deadline_s)."""
     return f"{PREFIX}:session:{session_id}"
 
 
@@ -59,7 +63,8 @@ RESCUER_LOCK_KEY: Final = f"{PREFIX}:rescuer:lock"
 """STRING worker_id, PX ~1 s: one worker in the fleet runs the stranded-session rescue per interval."""
 
 LIVE_SESSIONS_KEY: Final = f"{PREFIX}:sessions:live"
-"""ZSET session_id → created_at: every session not yet ENDED/FAILED. Scanned by the reaper. No TTL."""
+"""ZSET session_id → created_at: every session not yet ENDED/FAILED. Scanned by the reaper. No TTL;
+cleaner: the terminal write of each session removes its member."""
 
 
 QUEUED_SESSIONS_KEY: Final = f"{PREFIX}:sessions:queued"
@@ -94,7 +99,7 @@ def api_key_key(secret_hash: str) -> str:
 
 
 API_KEYS_INDEX_KEY: Final = f"{PREFIX}:apikeys"
-"""HASH key_id → secret_hash: every key, for ``farm keys list|revoke``. No TTL."""
+"""HASH key_id → secret_hash: every key, for ``farm keys list|revoke``. No TTL (durable)."""
 
 RUNTIME_KEY_SIGNING_KEY: Final = f"{PREFIX}:runtime-key-signing"
 """STRING (hex, 256 bits): the HMAC key that signs runtime keys; created once (SET NX), no TTL.
@@ -102,17 +107,18 @@ Deleting it invalidates every runtime key minted so far."""
 
 
 def agent_key(agent_id: str) -> str:
-    """STRING (JSON of domain.Agent). No TTL."""
+    """STRING (JSON of domain.Agent). No TTL (durable; deleted with the agent)."""
     return f"{PREFIX}:agent:{agent_id}"
 
 
 def tenant_agents_key(tenant: str) -> str:
-    """SET of agent ids a tenant owns. No TTL."""
+    """SET of agent ids a tenant owns. No TTL (durable; the member is removed with the agent)."""
     return f"{PREFIX}:tenant:{tenant}:agents"
 
 
 AGENT_USAGE_KEY: Final = f"{PREFIX}:agents:usage"
-"""ZSET agent_id → sessions started: the hot set a worker preloads. No TTL."""
+"""ZSET agent_id → sessions started: the hot set a worker preloads. No TTL (one member per agent,
+removed with the agent)."""
 
 
 def worker_key(worker_id: str) -> str:
@@ -171,7 +177,8 @@ HEADER_API_SECRET: Final = "api-secret"
 
 
 def tenant_live_key(tenant: str) -> str:
-    """SET of a tenant's session ids not yet ENDED/FAILED (concurrency limit). No TTL."""
+    """SET of a tenant's session ids not yet ENDED/FAILED (concurrency limit). No TTL; cleaner: the
+    terminal write of each session removes its member (an empty SET is no key)."""
     return f"{PREFIX}:tenant:{tenant}:live"
 
 
@@ -196,7 +203,8 @@ def dynamics_rules_key(agent_id: str) -> str:
 def worker_queue(worker_id: str) -> str:
     """Celery queue private to one render worker process (warm routing): sessions for an avatar it
     already holds. In Redis: a LIST of that name, declared with its own direct exchange and routing
-    key; deleted when the worker deregisters. Not a KEDA listName: KEDA scales on the shared queues."""
+    key; deleted when the worker deregisters, or by the reaper pass once a dead worker's registry
+    entry expired (``WORKER_QUEUES_KEY``). Not a KEDA listName: KEDA scales on the shared queues."""
     return f"render.w.{worker_id}"
 
 
