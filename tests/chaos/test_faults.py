@@ -1,0 +1,48 @@
+"""Faults a production farm meets, injected into a real one: a worker killed mid-session, Redis
+killed and restarted mid-stream, a soak of many sessions. Counts are asserted; times are reported."""
+
+from __future__ import annotations
+
+import pytest
+
+from farm.bench.chaos import ChaosFarm, redis_restart, soak, worker_kill
+from tests.chaos.conftest import Report
+
+pytestmark = pytest.mark.chaos
+
+
+def test_a_killed_workers_session_resumes_on_another_worker_with_the_same_frames(
+    farm: ChaosFarm, report: Report
+) -> None:
+    result = worker_kill(farm, trials=2, clip_s=3.0)
+    report(result)
+
+    for trial in result["trials"]:
+        assert trial["status"] == "ENDED"
+        assert trial["resumed_on"] != trial["killed"]
+        assert trial["frames"] == result["expected_frames"] == 75
+    assert result["frames_exact"] == "2/2"
+
+
+def test_a_redis_restart_loses_no_session_no_worker_and_answers_no_500(
+    farm: ChaosFarm, report: Report
+) -> None:
+    result = redis_restart(farm, sessions=3, clip_s=4.0, outage_s=3.0)
+    report(result)
+
+    assert result["api_500s"] == 0, result["api_answers_during_outage"]
+    assert result["api_answers_during_outage"].get("503", 0) > 0  # the outage was seen, and said so
+    assert result["workers_alive"] == "2/2" and not result["processes_restarted"]
+    assert result["lost"] == [] and result["stuck"] == []
+    assert result["new_session_after"] == "ENDED"
+
+
+def test_a_soak_of_many_sessions_loses_none_and_leaves_no_growing_keys(
+    farm: ChaosFarm, report: Report
+) -> None:
+    result = soak(farm, sessions=300, in_flight=8)
+    report(result)
+
+    assert result["ended"] == 300
+    assert result["lost"] == [] and result["stuck"] == [] and result["failed"] == {}
+    assert result["leaked_key_patterns"] == {}
