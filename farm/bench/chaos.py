@@ -43,6 +43,7 @@ import httpx
 
 from farm import names
 from farm.bench.common import emit, finish, sample_clip, sample_portrait_png, summary
+from farm.bench.roomfarm import add_livekit_args, livekit_target
 from farm.client import AvatarFarm, SessionInfo
 from farm.client.client import TERMINAL
 from farm.embedded_redis import EmbeddedRedis
@@ -110,8 +111,11 @@ def _wait(check: Callable[[], bool], deadline_s: float, what: str, poll_s: float
 
 
 @contextmanager
-def chaos_farm(workers: int = 2, concurrency: int = 2, root: Path | None = None) -> Iterator[ChaosFarm]:
-    """Start a private farm (see the module doc) and stop every part of it on exit."""
+def chaos_farm(
+    workers: int = 2, concurrency: int = 2, root: Path | None = None, **overrides: Any
+) -> Iterator[ChaosFarm]:
+    """Start a private farm (see the module doc) and stop every part of it on exit. ``overrides``
+    are Settings fields (e.g. ``livekit_url``)."""
     from farm.redis_conn import connect
     from farm.sessions.api_keys import RedisKeyStore
 
@@ -120,7 +124,12 @@ def chaos_farm(workers: int = 2, concurrency: int = 2, root: Path | None = None)
     redis = EmbeddedRedis(data_dir, port=free_port())
     url = redis.start()
     settings = Settings.from_env(
-        redis_url=url, data_dir=data_dir, output_dir=root / "out", api_port=free_port(), hot_avatars=4
+        redis_url=url,
+        data_dir=data_dir,
+        output_dir=root / "out",
+        api_port=free_port(),
+        hot_avatars=4,
+        **overrides,
     )
     local = LocalFarm(settings, dict(os.environ))
     local.start_redis()
@@ -415,7 +424,7 @@ def key_census(redis_url: str) -> dict[str, int]:
 # ---------------------------------------------------------------- CLI
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="farm bench chaos", description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", choices=["worker-kill", "redis-restart", "soak"])
+    parser.add_argument("scenario", choices=["worker-kill", "room-kill", "redis-restart", "soak"])
     parser.add_argument("--workers", type=int, default=2, help="Essence workers at the start")
     parser.add_argument("--concurrency", type=int, default=2, help="sessions per worker")
     parser.add_argument("--trials", type=int, default=3, help="worker-kill: kills")
@@ -426,20 +435,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=1000, help="soak: sessions; redis-restart: in flight")
     parser.add_argument("--in-flight", type=int, default=8, help="soak: concurrent sessions")
     parser.add_argument("--out", type=Path, help="also write the summary JSON here")
+    add_livekit_args(parser)
     args = parser.parse_args(list(argv or []))
-    workers = args.workers
     emit({"bench": "chaos", "scenario": args.scenario, "phase": "starting a private farm"})
-    with chaos_farm(workers=workers, concurrency=args.concurrency) as farm:
-        if args.scenario == "worker-kill":
-            result = worker_kill(farm, trials=args.trials, clip_s=args.clip_s)
-        elif args.scenario == "redis-restart":
-            result = redis_restart(
-                farm, sessions=min(args.sessions, 8), clip_s=args.clip_s, outage_s=args.outage_s
-            )
-        else:
-            result = soak(farm, sessions=args.sessions, in_flight=args.in_flight)
-    finish({"bench": "chaos", "workers": workers, "concurrency": args.concurrency, **result}, args.out)
+    if args.scenario == "room-kill":
+        result = _room_kill(args)
+    else:
+        with chaos_farm(workers=args.workers, concurrency=args.concurrency) as farm:
+            if args.scenario == "worker-kill":
+                result = worker_kill(farm, trials=args.trials, clip_s=args.clip_s)
+            elif args.scenario == "redis-restart":
+                sessions = min(args.sessions, 8)
+                result = redis_restart(farm, sessions=sessions, clip_s=args.clip_s, outage_s=args.outage_s)
+            else:
+                result = soak(farm, sessions=args.sessions, in_flight=args.in_flight)
+    finish({"bench": "chaos", "workers": args.workers, "concurrency": args.concurrency, **result}, args.out)
     return 0
+
+
+def _room_kill(args: argparse.Namespace) -> dict[str, Any]:
+    import asyncio
+
+    from farm.bench.chaos_room import room_kill
+
+    root = Path(tempfile.mkdtemp(prefix="farm-chaos-"))
+    with (
+        livekit_target(args.livekit_url, args.api_key, args.api_secret, root) as lk,
+        chaos_farm(workers=args.workers, concurrency=args.concurrency, root=root, livekit_url=lk.url) as farm,
+    ):
+        return asyncio.run(room_kill(farm, lk, trials=args.trials))
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ def _mean_ms(
     return (after[kind][delay] - old[delay]) / units * 1000.0 if units > 0 else None
 
 
-def _token(
+def livekit_token(
     key: str, secret: str, identity: str, room: str, *, kind: str, attrs: dict[str, str] | None = None
 ) -> str:
     token = (
@@ -153,7 +153,7 @@ class Bench:
     page_base: str = ""  # where the farm's viewer page is served over HTTP
 
     def token(self, identity: str, room: str, kind: str, attrs: dict[str, str] | None = None) -> str:
-        return _token(self.key, self.secret, identity, room, kind=kind, attrs=attrs)
+        return livekit_token(self.key, self.secret, identity, room, kind=kind, attrs=attrs)
 
     async def one(self, index: int, measure_av: bool) -> dict[str, Any]:
         room = f"bench-{uuid.uuid4().hex[:6]}-{index}"

@@ -1,11 +1,18 @@
-"""Faults a production farm meets, injected into a real one: a worker killed mid-session, Redis
-killed and restarted mid-stream, a soak of many sessions. Counts are asserted; times are reported."""
+"""Faults a production farm meets, injected into a real one: a worker killed mid-session (file and
+LiveKit room), Redis killed and restarted mid-stream, a soak of many sessions. Counts are
+asserted; times are reported."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 
-from farm.bench.chaos import ChaosFarm, redis_restart, soak, worker_kill
+from farm.bench.chaos import ChaosFarm, chaos_farm, redis_restart, soak, worker_kill
+from farm.bench.chaos_room import room_kill
+from farm.bench.roomfarm import livekit_target
+from farm.livekit_server import DEV_API_KEY, DEV_API_SECRET
 from tests.chaos.conftest import Report
 
 pytestmark = pytest.mark.chaos
@@ -46,3 +53,18 @@ def test_a_soak_of_many_sessions_loses_none_and_leaves_no_growing_keys(
     assert result["ended"] == 300
     assert result["lost"] == [] and result["stuck"] == [] and result["failed"] == {}
     assert result["leaked_key_patterns"] == {}
+
+
+def test_a_killed_room_publisher_is_replaced_by_exactly_one_new_publisher(
+    tmp_path: Path, report: Report
+) -> None:
+    with (
+        livekit_target(None, DEV_API_KEY, DEV_API_SECRET, tmp_path) as lk,
+        chaos_farm(workers=2, concurrency=2, root=tmp_path, livekit_url=lk.url) as farm,
+    ):
+        result = asyncio.run(room_kill(farm, lk, trials=1))
+    report(result)
+
+    (trial,) = result["trials"]
+    assert trial["status"] == "ENDED" and trial["attempts"] == 2
+    assert trial["most_live_tracks_after_resume"] == 1
