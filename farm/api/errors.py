@@ -1,6 +1,8 @@
 """Every error the API returns goes through here, in one envelope (``FarmError.envelope()``).
 
-FarmError → its own status and code; FastAPI's request validation → 400 VALIDATION_ERROR;
+FarmError → its own status and code; a Redis outage (connection refused, timeout, loading, read-only
+replica during a failover) that a store did not translate → 503 BACKEND_UNAVAILABLE with
+``Retry-After``; FastAPI's request validation → 400 VALIDATION_ERROR;
 Starlette HTTP errors (unknown route, wrong method) → their status with a stable code; anything
 else → 500 INTERNAL_ERROR without internals in the message (logged with the request id).
 """
@@ -14,7 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from farm.errors import FarmError, MalformedJson, ValidationError, error_body
+from farm.errors import BackendUnavailable, FarmError, MalformedJson, ValidationError, error_body
+from farm.redis_conn import UNAVAILABLE_ERRORS
 
 from .inputs import describe_errors
 
@@ -49,6 +52,11 @@ async def _farm_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc)
 
 
+async def _backend_down(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("redis unavailable", extra={"path": request.url.path, "error": type(exc).__name__})
+    return error_response(BackendUnavailable(f"redis is unavailable ({type(exc).__name__}); retry shortly"))
+
+
 async def _request_validation(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
@@ -75,6 +83,8 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     """Map every exception type to the one envelope."""
     app.add_exception_handler(FarmError, _farm_error)
+    for outage in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(outage, _backend_down)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
