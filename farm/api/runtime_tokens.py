@@ -23,6 +23,10 @@ queue for the next free slot.
 ``api_secret`` may be a full key or a runtime key (``POST /v1/runtime-tokens/mint``, see
 ``farm.sessions.runtime_keys``): short-lived and scoped, it is what should go into rooms.
 
+``livekit_url`` must be on the farm's allow-list (``farm.api.livekit_urls``: by default the configured
+``FARM_LIVEKIT_URL`` only), else 400 LIVEKIT_URL_NOT_ALLOWED: workers never connect to a host the
+caller picked.
+
 The caller's LiveKit token is read without verification (the farm does not hold the user's LiveKit
 secret; the LiveKit server checks it when the worker joins). Its attributes are public to the room,
 so the ``api_secret`` the plugin copies there is never accepted as a credential here.
@@ -42,6 +46,7 @@ from pydantic import BaseModel, Field
 from farm import media, names
 from farm.api import inputs
 from farm.api.deps import Caller, Services
+from farm.api.livekit_urls import check_livekit_url
 from farm.api.schemas import ERROR_RESPONSES
 from farm.domain import AgentStatus, ModelKind, Session, SessionState
 from farm.errors import (
@@ -58,8 +63,6 @@ from farm.sessions.runtime_keys import MAX_TTL_S, MIN_TTL_S, RuntimeKeyScope, is
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/runtime-tokens", tags=["bitHuman-compatible"], responses=ERROR_RESPONSES)
-
-_URL_SCHEMES = ("ws://", "wss://", "http://", "https://")
 
 
 @dataclass(frozen=True)
@@ -162,8 +165,7 @@ async def decode_request(request: Request, services: Services) -> RoomStartReque
         agent_id = _text(doc, "agent_id")
         mode = _text(doc, "mode")
     url = _text(doc, "livekit_url", required=True) or ""
-    if not url.startswith(_URL_SCHEMES):
-        raise ValidationError("livekit_url must be a ws(s):// or http(s):// URL")
+    check_livekit_url(url, settings)  # the allow-list: workers only join the farm's LiveKit servers
     return RoomStartRequest(
         livekit_url=url,
         livekit_token=_text(doc, "livekit_token", required=True) or "",
