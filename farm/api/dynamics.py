@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from farm.api.deps import Caller, Services
-from farm.api.schemas import ERROR_RESPONSES
+from farm.api.schemas import ERROR_RESPONSES, AgentIdPath, GesturePath, SessionIdPath
 from farm.contracts import DynamicsMessage
 from farm.domain import Agent, ModelKind, Session
 from farm.dynamics.base import DynamicsBus, broadcast
@@ -104,14 +104,14 @@ def session_gestures(session: Session, agent: Agent | None) -> tuple[str, ...]:
 
 
 @router.get(_CATALOGUE_PATH)
-def get_catalogue(agent_id: str, request: Request, farm: Services, key: Caller) -> dict[str, Any]:
+def get_catalogue(agent_id: AgentIdPath, request: Request, farm: Services, key: Caller) -> dict[str, Any]:
     """The agent's gestures and preview URLs; an agent without gestures answers ``url: null``."""
     agent = farm.agents.get_for_tenant(key.tenant, agent_id)
     return {"success": True, "data": catalogue_data(agent, _base_url(request, farm.settings.public_url))}
 
 
 @router.get("/v1/dynamics/{agent_id}/previews/{gesture}.mp4", response_class=FileResponse)
-def get_preview(agent_id: str, gesture: str, farm: Services, key: Caller) -> FileResponse:
+def get_preview(agent_id: AgentIdPath, gesture: GesturePath, farm: Services, key: Caller) -> FileResponse:
     """A short MP4 of one gesture, written when the agent's pack was built."""
     agent = farm.agents.get_for_tenant(key.tenant, agent_id)
     if gesture not in agent.gestures:
@@ -124,7 +124,7 @@ def get_preview(agent_id: str, gesture: str, farm: Services, key: Caller) -> Fil
 
 @router.post("/v1/dynamics/{agent_id}/trigger")
 def trigger_agent(
-    agent_id: str, body: TriggerBody, farm: Services, dynamics: Dynamics, key: Caller
+    agent_id: AgentIdPath, body: TriggerBody, farm: Services, dynamics: Dynamics, key: Caller
 ) -> dict[str, Any]:
     """Play a gesture on every live session of the agent, on every worker (best-effort count)."""
     agent = farm.agents.get_for_tenant(key.tenant, agent_id)
@@ -136,7 +136,7 @@ def trigger_agent(
 
 @router.post("/v1/sessions/{session_id}/dynamics")
 def trigger_session(
-    session_id: str, body: TriggerBody, farm: Services, dynamics: Dynamics, key: Caller
+    session_id: SessionIdPath, body: TriggerBody, farm: Services, dynamics: Dynamics, key: Caller
 ) -> dict[str, Any]:
     """Play a gesture on one live session; ``animation_triggered`` is null when no worker answered."""
     session = farm.store.get_for_tenant(key.tenant, session_id)
@@ -156,7 +156,7 @@ def trigger_session(
 
 
 @router.get("/v1/dynamics/{agent_id}/rules")
-def get_rules(agent_id: str, farm: Services, dynamics: Dynamics, key: Caller) -> dict[str, Any]:
+def get_rules(agent_id: AgentIdPath, farm: Services, dynamics: Dynamics, key: Caller) -> dict[str, Any]:
     """The agent's keyword rules and cooldown overrides (empty when none were stored)."""
     agent = farm.agents.get_for_tenant(key.tenant, agent_id)
     return {"success": True, "data": {"agent_id": agent.id, **dynamics.rules.get(agent.id).model_dump()}}
@@ -172,7 +172,7 @@ def get_rules(agent_id: str, farm: Services, dynamics: Dynamics, key: Caller) ->
     },
 )
 async def put_rules(
-    agent_id: str, request: Request, farm: Services, dynamics: Dynamics, key: Caller
+    agent_id: AgentIdPath, request: Request, farm: Services, dynamics: Dynamics, key: Caller
 ) -> dict[str, Any]:
     """Replace the agent's rules: ``{"rules": {phrase: gesture}, "cooldowns_s"?: {gesture: s}}``
     or a bare ``{phrase: gesture}`` mapping. Sessions started afterwards use them."""

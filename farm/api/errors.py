@@ -68,7 +68,9 @@ async def _request_validation(_: Request, exc: Exception) -> JSONResponse:
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
-    return envelope_response(exc.status_code, code, str(exc.detail))
+    response = envelope_response(exc.status_code, code, str(exc.detail))
+    response.headers.update(exc.headers or {})  # e.g. Allow on 405
+    return response
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
