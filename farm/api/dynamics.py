@@ -12,7 +12,6 @@ and rules) on first use, or in memory when no Redis URL is configured.
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -23,13 +22,14 @@ from pydantic import BaseModel, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from farm.api.deps import Caller, Services
+from farm.api.inputs import parse_json
 from farm.api.schemas import ERROR_RESPONSES, AgentIdPath, GesturePath, SessionIdPath
 from farm.contracts import DynamicsMessage
 from farm.domain import Agent, ModelKind, Session
 from farm.dynamics.base import DynamicsBus, broadcast
 from farm.dynamics.catalogue import EXPRESSION_GESTURES, catalogue_data, preview_path
 from farm.dynamics.rules import MAX_BODY_BYTES, DynamicsConfig, RulesStore, validate_config
-from farm.errors import Conflict, MalformedJson, NotFound, PayloadTooLarge, UnknownGesture, ValidationError
+from farm.errors import Conflict, NotFound, PayloadTooLarge, UnknownGesture, ValidationError
 
 router = APIRouter(tags=["dynamics"], responses=ERROR_RESPONSES)
 _CATALOGUE_PATH = "/v1/dynamics/{agent_id}"
@@ -196,10 +196,7 @@ async def _read_body(request: Request) -> bytes:
 
 def parse_rules_body(raw: bytes) -> DynamicsConfig:
     """Decode either body form into a DynamicsConfig (not yet validated against gestures)."""
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise MalformedJson("the request body is not valid JSON") from exc
+    body = parse_json(raw)
     if not isinstance(body, dict):
         raise ValidationError("the body must be a JSON object")
     if not isinstance(body.get("rules"), dict):

@@ -10,11 +10,13 @@ else → 500 INTERNAL_ERROR without internals in the message (logged with the re
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Route
 
 from farm.errors import BackendUnavailable, FarmError, MalformedJson, ValidationError, error_body
 from farm.redis_conn import UNAVAILABLE_ERRORS
@@ -65,12 +67,26 @@ async def _request_validation(_: Request, exc: Exception) -> JSONResponse:
     return error_response(ValidationError(describe_errors(errors)))
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
     response = envelope_response(exc.status_code, code, str(exc.detail))
-    response.headers.update(exc.headers or {})  # e.g. Allow on 405
+    response.headers.update(exc.headers or {})
+    if exc.status_code == 405:  # Starlette names only the first matching route's methods
+        response.headers["Allow"] = ", ".join(allowed_methods(request.app.router.routes, request.url.path))
     return response
+
+
+def allowed_methods(routes: Sequence[BaseRoute], path: str) -> list[str]:
+    """Every method some route serves at ``path`` (routers included by FastAPI are walked)."""
+    methods: set[str] = set()
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            methods.update(allowed_methods(included.routes, path))
+        elif isinstance(route, Route) and route.methods and route.path_regex.fullmatch(path):
+            methods.update(route.methods)
+    return sorted(methods)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -363,6 +363,8 @@ async def request_runtime_token(
 class MintRequest(BaseModel):
     """What a runtime key may do; every restriction is optional except its lifetime."""
 
+    model_config = ConfigDict(extra="forbid")
+
     ttl_s: int = Field(3600, ge=MIN_TTL_S, le=MAX_TTL_S, description="Lifetime in seconds.")
     room_name: str | None = Field(None, min_length=1, max_length=256, description="Only this room.")
     agent_id: str | None = Field(None, pattern=r"^[A-Z][A-Z0-9]{9}$", description="Only this agent.")
