@@ -38,10 +38,15 @@ Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip, newest first.")]
 
 
+def exactly_one_of(*fields: str) -> dict[str, Any]:
+    """JSON Schema for "exactly one of these (nullable) fields is given as a string"."""
+    return {"oneOf": [{"required": [f], "properties": {f: {"type": "string"}}} for f in fields]}
+
+
 class CreateSessionJson(BaseModel):
     """``POST /v1/sessions`` as JSON. Exactly one of ``avatar_id`` and ``avatar_image``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one_of("avatar_id", "avatar_image"))
 
     avatar_id: str | None = AGENT_ID_FIELD
     avatar_image: str | None = Field(None, description="Base64 PNG/JPEG of a face (no build step).")
@@ -273,7 +278,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 class GenerateVideoJson(BaseModel):
     """``POST /v1/video/generate``: one avatar (``agent_id`` | ``image``), one of ``text`` | ``audio``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"allOf": [exactly_one_of("agent_id", "image"), exactly_one_of("text", "audio")]},
+    )
 
     agent_id: str | None = AGENT_ID_FIELD
     image: str | None = Field(None, description="Base64 PNG/JPEG of a face instead of an agent.")
