@@ -161,13 +161,14 @@ class RoomStartJson(BaseModel):
     agent_id: str | None = Field(None, pattern=AGENT_ID_PATTERN, description="Agent code of yours.")
 
 
+_JSON_FIELDS: dict[str, Any] = RoomStartJson.model_json_schema()["properties"]
 _FORM_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["livekit_url", "livekit_token", "room_name"],
     "properties": {
-        "livekit_url": RoomStartJson.model_json_schema()["properties"]["livekit_url"],
-        "livekit_token": RoomStartJson.model_json_schema()["properties"]["livekit_token"],
-        "room_name": RoomStartJson.model_json_schema()["properties"]["room_name"],
+        "livekit_url": _JSON_FIELDS["livekit_url"],
+        "livekit_token": _JSON_FIELDS["livekit_token"],
+        "room_name": _JSON_FIELDS["room_name"],
         "model": {"type": "string", "enum": [kind.value for kind in ModelKind]},
         "async_mode": {"type": "string", "description": "Ignored: the answer never waits for the join."},
         "avatar_image": {"type": "string", "format": "binary", "description": "PNG/JPEG face"},
