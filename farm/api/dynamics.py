@@ -23,6 +23,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from farm.api.deps import Caller, Services
 from farm.api.inputs import parse_json
+from farm.api.routing import flat_routes
 from farm.api.schemas import ERROR_RESPONSES, AgentIdPath, GesturePath, SessionIdPath
 from farm.contracts import DynamicsMessage
 from farm.domain import Agent, ModelKind, Session
@@ -47,7 +48,7 @@ class DynamicsServices:
 def install_dynamics(app: FastAPI, dynamics: DynamicsServices) -> None:
     """Wire explicit dynamics services (tests, composition roots) and mount the routes."""
     app.state.dynamics = dynamics
-    if not any(getattr(route, "path", None) == _CATALOGUE_PATH for route in app.routes):
+    if not any(route.path == _CATALOGUE_PATH for route in flat_routes(app.routes)):
         app.include_router(router)
 
 

