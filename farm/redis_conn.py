@@ -19,6 +19,10 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, redis.ReadOnlyError)
+UNAVAILABLE_ERRORS = (*_UNAVAILABLE, redis.exceptions.OutOfMemoryError)  # type: ignore[attr-defined]  # stubs predate it
+"""Redis errors that mean "the backend is down, failing over or full", never a bug: 503
+BACKEND_UNAVAILABLE. The API maps them once, at the app (``farm.api.errors``), so no route can turn an
+outage into a 500."""
 
 
 def connect(url: str, *, socket_timeout_s: float = 5.0, health_check_interval_s: int = 30) -> redis.Redis:

@@ -101,6 +101,11 @@ class Settings(BaseSettings):
 
     # --- LiveKit (native sessions the farm mints tokens for)
     livekit_url: str | None = Field(None, description="LiveKit server URL for farm-minted tokens.")
+    livekit_url_allowlist: list[str] = Field(
+        [],
+        description="LiveKit servers a room-start request's `livekit_url` may name (URLs or bare hosts, JSON "
+        "list); empty: `livekit_url` only.",
+    )
     livekit_api_key: str | None = Field(None, description="LiveKit API key for farm-minted tokens.")
     livekit_api_secret: str | None = Field(None, description="LiveKit API secret for farm-minted tokens.")
 

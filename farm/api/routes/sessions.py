@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 
 from farm.api import inputs
 from farm.api.deps import Caller, Services
 from farm.api.schemas import (
     ERROR_RESPONSES,
     CreateSessionJson,
+    Limit,
+    Offset,
     SessionCreated,
+    SessionIdPath,
     SessionList,
     SessionView,
 )
@@ -57,8 +60,8 @@ async def create_session(request: Request, farm: Services, key: Caller) -> Sessi
 def list_sessions(
     farm: Services,
     key: Caller,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> SessionList:
     """Your sessions, newest first."""
     sessions = farm.sessions.list(key, limit=limit, offset=offset)
@@ -66,12 +69,12 @@ def list_sessions(
 
 
 @router.get("/{session_id}", response_model=SessionView)
-def get_session(session_id: str, farm: Services, key: Caller) -> SessionView:
+def get_session(session_id: SessionIdPath, farm: Services, key: Caller) -> SessionView:
     """One of your sessions (another tenant's is 404)."""
     return SessionView.of(farm.sessions.get(key, session_id))
 
 
 @router.delete("/{session_id}", response_model=SessionView)
-def stop_session(session_id: str, farm: Services, key: Caller) -> SessionView:
+def stop_session(session_id: SessionIdPath, farm: Services, key: Caller) -> SessionView:
     """Stop a session: QUEUED ends at once, a running one within a tick. An ended one is 409."""
     return SessionView.of(farm.sessions.stop(key, session_id))

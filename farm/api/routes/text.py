@@ -17,6 +17,7 @@ from farm.api.idempotency import remember, replay
 from farm.api.schemas import (
     ERROR_RESPONSES,
     GenerateVideoJson,
+    SessionIdPath,
     TtsJson,
     Validated,
     VideoGenerated,
@@ -72,7 +73,7 @@ async def generate_video(request: Request, farm: Services, key: Caller) -> Respo
 
 
 @router.get("/v1/sessions/{session_id}/video", response_class=FileResponse)
-def session_video(session_id: str, farm: Services, key: Caller) -> FileResponse:
+def session_video(session_id: SessionIdPath, farm: Services, key: Caller) -> FileResponse:
     """The MP4 of an ENDED file-output session (409 while it is still rendering)."""
     session = farm.sessions.get(key, session_id)
     if session.state is not SessionState.ENDED:
