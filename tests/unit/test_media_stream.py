@@ -18,29 +18,13 @@ from farm.render.essence import LoadedAvatar
 from farm.render.essence.renderer import EssenceRenderer
 from farm.stream.base import InputClosed, SegmentEnd, SpeechChunk
 from farm.stream.file_input import FileInput
+from tests.support.helpers import flac_bytes
 
 pytestmark = pytest.mark.unit
 
 
 def flac(seconds: float, rate: int, channels: int = 1) -> bytes:
-    """A speech-ish FLAC: a few tones, quiet noise, pauses (deterministic)."""
-    n = int(seconds * rate)
-    t = np.arange(n) / rate
-    rng = np.random.default_rng(rate)
-    syllables = np.sin(2 * np.pi * 3 * t) > 0
-    voice = 0.3 * np.sin(2 * np.pi * 180 * t) * syllables + 0.01 * rng.standard_normal(n)
-    pcm = np.repeat((voice * 32767).astype(np.int16)[None, :], channels, axis=0)
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="flac") as container:
-        stream = container.add_stream("flac", rate=rate)
-        stream.layout = "mono" if channels == 1 else "stereo"
-        frame = av.AudioFrame.from_ndarray(pcm.T.reshape(1, -1).copy(), format="s16", layout=stream.layout)
-        frame.sample_rate = rate
-        for packet in stream.encode(frame):
-            container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return buf.getvalue()
+    return flac_bytes(seconds, rate, channels, noise=0.01)
 
 
 def whole_clip_decode(data: bytes) -> np.ndarray:
