@@ -53,12 +53,19 @@ class FileInput:
         self._reader: PcmReader | None = None
         self._lock = threading.Lock()  # one decoding step or the close at a time
         self._closed = False
+        self._read_s = 0.0  # seconds_read once the reader is closed
 
     async def start(self) -> None:
         """Open the clip and check its limits (errors.InvalidAudio / PayloadTooLarge for bad files)."""
         if self._path is not None and self._reader is None:
             self._reader = await asyncio.to_thread(PcmReader, self._path, self._limits, chunk_s=self._chunk_s)
             self._rate = self._reader.rate
+
+    @property
+    def seconds_read(self) -> float:
+        """How much of a file has been decoded so far (0 for already decoded PCM)."""
+        reader = self._reader
+        return reader.samples_read / reader.rate if reader is not None else self._read_s
 
     async def events(self) -> AsyncIterator[InputEvent]:
         if self._pcm is None and self._reader is None:
@@ -101,5 +108,6 @@ class FileInput:
     def _close_reader(self) -> None:
         with self._lock:
             if self._reader is not None:
+                self._read_s = self._reader.samples_read / self._reader.rate
                 self._reader.close()
                 self._reader = None
