@@ -113,14 +113,20 @@ async def test_an_open_file_input_can_close_while_a_chunk_decodes(tmp_path: Path
 
 
 def frames_of(avatar: LoadedAvatar, chunks: list[np.ndarray], rate: int) -> list[tuple[bytes, bytes]]:
+    """Render as a file session's frame loop does: whatever is pending after each chunk arrives."""
     renderer = EssenceRenderer(avatar, "s")
+    out = []
+
+    def drain() -> None:
+        while renderer.pending_frames():
+            frame = renderer.next_frame()
+            out.append((frame.image.tobytes(), frame.audio.tobytes()))
+
     for chunk in chunks:
         renderer.push_audio(chunk, rate)
+        drain()
     renderer.flush()
-    out = []
-    while renderer.pending_frames():
-        frame = renderer.next_frame()
-        out.append((frame.image.tobytes(), frame.audio.tobytes()))
+    drain()
     return out
 
 
