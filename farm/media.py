@@ -93,7 +93,7 @@ class PcmReader:
             raise
 
     def rest_s(self) -> float:
-        """Decode the rest of the clip without keeping it; the whole clip's length in seconds."""
+        """Decode the clip without keeping any of it (instead of ``read``); its length in seconds."""
         _translated(lambda: sum(pcm.size for pcm in self._frames()))
         return self.samples_read / self.rate
 
@@ -131,14 +131,19 @@ class PcmReader:
     def _chunk_iter(self) -> Generator[np.ndarray]:
         pending: list[np.ndarray] = []
         held = 0
+        size = self.chunk_samples
         for pcm in self._frames():
             pending.append(pcm)
             held += pcm.size
-            while held >= self.chunk_samples:
-                joined = np.concatenate(pending)
-                yield joined[: self.chunk_samples]
-                rest = joined[self.chunk_samples :]
-                pending, held = ([rest] if rest.size else []), rest.size
+            if held < size:
+                continue
+            joined = np.concatenate(pending)
+            cut = 0
+            while held - cut >= size:
+                yield joined[cut : cut + size]
+                cut += size
+            rest = joined[cut:]
+            pending, held = ([rest] if rest.size else []), rest.size
         if held:
             yield np.concatenate(pending)
         self._container.close()

@@ -48,6 +48,14 @@ def test_chunks_are_bounded_and_add_up_to_the_whole_clip_decode(rate: int, chann
     assert np.array_equal(np.concatenate(chunks), whole_clip_decode(data))
 
 
+def test_chunks_smaller_than_a_codec_frame_add_up_too() -> None:
+    data = flac(0.3, 8_000)
+    with PcmReader(data, AudioLimits(max_s=10), chunk_s=0.001) as reader:
+        chunks = list(reader)
+    assert {c.size for c in chunks[:-1]} == {8}
+    assert np.array_equal(np.concatenate(chunks), whole_clip_decode(data))
+
+
 def test_a_sample_rate_over_the_limit_is_refused_before_decoding() -> None:
     with pytest.raises(PayloadTooLarge, match="96000 Hz, over the 48000 Hz limit"):
         PcmReader(flac(0.2, 96_000), AudioLimits(max_s=10, max_sample_rate_hz=48_000))
