@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(25_000_000, description="Decompression-bomb guard: max width×height.")
     max_audio_mb: float = Field(50.0, description="Largest accepted audio upload.")
     max_audio_s: float = Field(600.0, description="Longest accepted audio clip.")
+    max_audio_sample_rate_hz: int = Field(
+        192_000, ge=8_000, description="Highest accepted audio sample rate (checked before decoding)."
+    )
+    api_decode_concurrency: int = Field(
+        2, ge=1, description="Audio uploads the API decodes at once (off its event loop) to measure them."
+    )
     default_concurrency_limit: int = Field(
         50, description="Live sessions per tenant unless the key says otherwise."
     )

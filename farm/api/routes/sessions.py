@@ -51,7 +51,8 @@ def _status_url(request: Request, public_url: str | None, session_id: str) -> st
 async def create_session(request: Request, farm: Services, key: Caller) -> SessionCreated:
     """Queue a session on the model's queue. Returns at once; poll ``status_url``."""
     body = await inputs.session_request(request, farm.settings)
-    session = farm.sessions.create(key, body)
+    audio_s = await farm.sessions.measure_audio(body.audio)  # off the event loop, bounded concurrency
+    session = farm.sessions.create(key, body, audio_s=audio_s)
     url = _status_url(request, farm.settings.public_url, session.id)
     return SessionCreated(session_id=session.id, status=session.state, status_url=url)
 

@@ -48,6 +48,8 @@ async def generate_video(request: Request, farm: Services, key: Caller) -> Respo
     if replayed is not None:
         return replayed
     body: GenerateVideoJson = await inputs.json_body(request, farm.settings, GenerateVideoJson)
+    audio = inputs.b64(body.audio, "audio") if body.audio is not None else None
+    audio_s = await farm.sessions.measure_audio(audio) if audio is not None else None  # off the loop
     generated = farm.text.generate(
         key,
         GenerateRequest(
@@ -55,9 +57,10 @@ async def generate_video(request: Request, farm: Services, key: Caller) -> Respo
             avatar_id=body.agent_id,
             avatar_image=inputs.b64(body.image, "image") if body.image is not None else None,
             text=body.text,
-            audio=inputs.b64(body.audio, "audio") if body.audio is not None else None,
+            audio=audio,
             voice=body.voice,
         ),
+        audio_s=audio_s,
     )
     base = _base(request, farm.settings.public_url)
     sid = generated.session.id
