@@ -62,7 +62,11 @@ class ValkeyNode:
             cmd = [str(get_binary_path()), "--port", str(self.port), *self.args]
         cmd += ["--bind", "127.0.0.1", "--dir", str(self.dir), "--logfile", str(self.dir / "valkey.log")]
         self.proc = subprocess.Popen(cmd, cwd=self.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(self._answers, deadline_s=START_DEADLINE_S, what=f"valkey on port {self.port}")
+        try:
+            wait_until(self._answers, deadline_s=START_DEADLINE_S, what=f"valkey on port {self.port}")
+        except BaseException:
+            self.kill()
+            raise
         return self
 
     def _answers(self) -> bool:
@@ -101,18 +105,29 @@ class SentinelSet:
     sentinels: list[ValkeyNode] = field(default_factory=list)
 
     def start(self) -> SentinelSet:
-        primary = data_node(self.root / "node-0").start()
-        replica = data_node(self.root / "node-1", "--replicaof", "127.0.0.1", str(primary.port)).start()
-        self.nodes = [primary, replica]
+        """Start all five processes and wait until replication and the sentinels are up; on any
+        failure stop what did start."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> SentinelSet:
+        primary = data_node(self.root / "node-0")
+        self.nodes.append(primary)
+        primary.start()
+        self.nodes.append(data_node(self.root / "node-1", "--replicaof", "127.0.0.1", str(primary.port)))
+        self.nodes[1].start()
         conf = [
             f"sentinel monitor {MASTER_NAME} 127.0.0.1 {primary.port} 2",
             f"sentinel down-after-milliseconds {MASTER_NAME} {self.down_after_ms}",
             f"sentinel failover-timeout {MASTER_NAME} {self.failover_timeout_ms}",
             f"sentinel parallel-syncs {MASTER_NAME} 1",
         ]
-        self.sentinels = [
-            ValkeyNode(self.root / f"sentinel-{i}", args=conf, sentinel=True).start() for i in range(3)
-        ]
+        for i in range(3):
+            self.sentinels.append(ValkeyNode(self.root / f"sentinel-{i}", args=conf, sentinel=True))
+            self.sentinels[-1].start()
         wait_until(self._replicated, deadline_s=START_DEADLINE_S, what="the replica to sync")
         wait_until(self._sentinels_agree, deadline_s=START_DEADLINE_S, what="sentinels to see each other")
         return self
