@@ -1,22 +1,22 @@
 """The farm's kombu transports: kombu's Redis and Sentinel transports with one defect worked around.
 
-The defect (kombu 5.7.0, ``kombu/transport/redis.py``): when the broker connection breaks, Celery's
-consumer closes the kombu ``Connection``. Closing it detaches the transport
-(``transport.client = None``) and closing each channel drops the channel's redis-py connection pools.
-Messages delivered on that channel are still held by running tasks, though; when such a task ends,
-its ack (or a reject with requeue, or the restore of unacked messages) reaches the old channel, which
-rebuilds a pool from ``self.connection.client.hostname`` (``Channel._connparams``; the Sentinel
-channel also reads ``client.alt``). The client is None by then, so the ack raises
-``AttributeError: 'NoneType' object has no attribute 'hostname'``. That is not one of the
-transport's connection errors, so neither kombu's ``ack_log_error`` nor Celery's consumer loop
-handles it: it escapes the worker's event loop and the worker exits ("Unrecoverable error").
+The defect (kombu 5.7.0, ``kombu/transport/redis.py``): a channel builds its redis-py connection
+pool lazily, from its transport's kombu ``Connection`` (``Channel._connparams`` reads
+``self.connection.client.hostname``; the Sentinel channel also reads ``client.alt``). When the broker
+connection breaks, Celery's consumer closes that ``Connection``, which detaches the transport
+(``transport.client = None``) and drops each channel's pools. Messages delivered on such a channel
+are still held by running tasks (late acks); when one of them is acked, rejected with requeue, or
+restored (the "restoring unacked messages" path), the channel rebuilds its pool from the detached
+transport and raises ``AttributeError: 'NoneType' object has no attribute 'hostname'``. That is not
+one of the transport's connection errors, so neither kombu's ``ack_log_error`` nor Celery's consumer
+loop handles it: raised in the worker's event loop it ends the worker ("Unrecoverable error").
 
-The workaround is the smallest that restores the documented behaviour: a channel whose transport
-was detached raises ``redis.ConnectionError`` instead, which kombu logs ("Couldn't ack ...") and
-Celery treats as a lost connection (reconnect, keep the process). The message stays in kombu's
-unacked set and comes back after the visibility timeout, where the session's lease makes it a
-duplicate; the session itself never depended on the message: the reaper re-queues it from the
-store (see ``farm.sessions.reaper``).
+The workaround is the smallest that restores the documented behaviour: a channel whose transport was
+detached raises ``redis.ConnectionError`` instead, which kombu logs ("Couldn't ack ...") and Celery
+treats as a lost connection (reconnect, keep the process). The message stays in kombu's unacked set
+and comes back after the visibility timeout, where the session's lease makes it a duplicate; the
+session itself never depended on the message: once its lease lapses the reaper re-queues it from
+the store (``farm.sessions.reaper``).
 
 Celery selects these classes through ``broker_transport`` (``tasks.app.celery_config``).
 """

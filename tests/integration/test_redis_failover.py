@@ -11,14 +11,11 @@ recorded as JSON (``tests.support.figures``).
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from farm import names
 from farm.blobs import BlobStore
 from farm.client import AvatarFarm
 from farm.redis_conn import connect
@@ -27,7 +24,7 @@ from farm.settings import Settings
 from tests.integration.api_support import live_api
 from tests.integration.conftest import StartWorker
 from tests.integration.test_worker_sessions import ready_agent
-from tests.support.figures import record
+from tests.support.figures import StatusPoller, record
 from tests.support.helpers import wait_until, wav_bytes
 from tests.support.valkey import SentinelSet
 
@@ -42,23 +39,6 @@ def sentinel_set(tmp_path: Path) -> Iterator[SentinelSet]:
     sentinels = SentinelSet(tmp_path / "sentinel").start()
     yield sentinels
     sentinels.stop()
-
-
-class Poller:
-    """``GET /v1/sessions/{id}`` until it answers 200, counting the other answers by status."""
-
-    def __init__(self, url: str, secret: str) -> None:
-        self._http = httpx.Client(base_url=url, headers={names.HEADER_API_SECRET: secret}, timeout=10.0)
-        self.statuses: Counter[str] = Counter()
-
-    def answers(self, session_id: str) -> bool:
-        try:
-            status = self._http.get(f"/v1/sessions/{session_id}").status_code
-        except httpx.HTTPError as exc:
-            self.statuses[type(exc).__name__] += 1
-            return False
-        self.statuses[str(status)] += 1
-        return status == 200
 
 
 def test_the_farm_fails_over_to_the_replica_with_no_session_or_worker_lost(
@@ -81,16 +61,18 @@ def test_the_farm_fails_over_to_the_replica_with_no_session_or_worker_lost(
         old_primary = sentinel_set.primary()
         old_primary.kill()
         killed_at = time.monotonic()
-        poller = Poller(api.url, secret)
-        wait_until(lambda: poller.answers(ids[0]), deadline_s=60, interval_s=0.05, what="the API to answer")
+        poller = StatusPoller(api.url, secret, f"/v1/sessions/{ids[0]}")
+        wait_until(poller.ok, deadline_s=60, interval_s=0.05, what="the API to answer")
         api_back_s = time.monotonic() - killed_at
         wait_until(lambda: sentinel_set.primary() is not old_primary, deadline_s=30, what="a promotion")
 
         finals = [farm.wait_session(i, deadline_s=120) for i in ids]
+        all_ended_s = time.monotonic() - killed_at
         resumed = sum(1 for f in finals if "QUEUED" in [h["state"] for h in f.history[1:]])
+        submitted_at = time.monotonic()
         after = farm.create_session(audio=wav_bytes(0.6), avatar_id=agent_id)
         after_final = farm.wait_session(after.session_id, deadline_s=60)
-        new_session_s = time.monotonic() - killed_at
+        new_session_s = time.monotonic() - submitted_at
 
     lost = [f.session_id for f in finals if f.status != "ENDED"]
     workers_lost = int(worker.proc.poll() is not None)
@@ -101,8 +83,9 @@ def test_the_farm_fails_over_to_the_replica_with_no_session_or_worker_lost(
             "down_after_ms": sentinel_set.down_after_ms,
             "sessions": SESSIONS,
             "seconds_until_api_answers": round(api_back_s, 3),
-            "api_answers_until_then": dict(poller.statuses),  # by status code; 5xx other than 503 are bugs
-            "seconds_until_a_new_session_ended": round(new_session_s, 3),
+            "api_answers_from_kill_to_first_200": dict(poller.statuses),  # by status; only 503 is right
+            "seconds_until_every_session_ended": round(all_ended_s, 3),  # 6 s clips, resumed from the start
+            "seconds_a_new_session_took_after_failover": round(new_session_s, 3),  # a 0.6 s clip
             "sessions_lost": len(lost),
             "sessions_resumed": resumed,
             "workers_lost": workers_lost,
