@@ -13,8 +13,15 @@ from redis.sentinel import SentinelConnectionPool
 from farm.redis_conn import SentinelTarget, connect, parse_sentinel_url, sentinel_url
 from farm.sessions.runtime import RedisBackoff
 from farm.settings import Settings
-from tasks.app import celery_config
-from tasks.broker import REDIS_TRANSPORT, SENTINEL_TRANSPORT
+from tasks.app import celery_config, create_app
+from tasks.broker import (
+    REDIS_TRANSPORT,
+    SENTINEL_TRANSPORT,
+    Channel,
+    RedisTransport,
+    SentinelChannel,
+    SentinelTransport,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -96,3 +103,16 @@ def test_heartbeat_calls_back_off_while_redis_fails_and_recover_at_once() -> Non
     assert [backoff.next_s(0.5, ok=False) for _ in range(5)] == [1.0, 2.0, 4.0, 5.0, 5.0]
     assert backoff.next_s(0.5, ok=True) == 0.5
     assert RedisBackoff(max_s=5.0).next_s(10.0, ok=False) == 10.0  # never below the normal interval
+
+
+@pytest.mark.parametrize(
+    ("settings", "transport"),
+    [
+        (Settings(redis_url="redis://r:6379/1"), RedisTransport),
+        (Settings(redis_sentinels=["s1:26379"], redis_sentinel_master="farm"), SentinelTransport),
+    ],
+)
+def test_celery_connects_through_the_farms_transport(settings: Settings, transport: type) -> None:
+    with create_app(settings).connection_for_write() as connection:  # lazy: nothing is dialled
+        assert isinstance(connection.transport, transport)
+        assert issubclass(connection.transport.Channel, (Channel, SentinelChannel))
