@@ -125,3 +125,36 @@ def test_workers_keep_their_processes_and_sessions_resume_after_redis_is_killed_
     assert store.orphaned() == []
     assert [w.pid for w in workers] == pids
     assert after_final.state is SessionState.ENDED
+
+
+def test_a_redis_blip_shorter_than_the_lease_leaves_sessions_running_on_their_worker(
+    outage_settings: Settings, redis_node: ValkeyNode, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """Redis is back before any lease lapses: the sessions' tasks end after the broker reconnected,
+    so their acks reach channels of the closed connection (the path ``tasks.broker`` guards)."""
+    cfg = outage_settings.model_copy(update={"lease_ttl_s": 4.0})
+    worker = start_worker(cfg, "essence", env=SLOW)
+    store = RedisSessionStore(connect(redis_node.url))
+    sessions = [submit(cfg, store, seconds=6.0) for _ in range(2)]
+    wait_until(lambda: all_streaming(store, sessions), deadline_s=60, what="both sessions to stream")
+
+    redis_node.kill()
+    wait_until(lambda: "Connection to broker lost" in worker.log(), deadline_s=30, what="the outage")
+    redis_node.start()
+
+    finals = [wait_terminal(store, s.id, deadline_s=120) for s in sessions]
+    after = submit(cfg, store, seconds=0.6)
+    after_final = wait_terminal(store, after.id, deadline_s=60)
+    record(
+        "redis-blip",
+        {
+            "sessions": len(sessions),
+            "sessions_ended": sum(1 for f in finals if f.state is SessionState.ENDED),
+            "sessions_resumed": sum(1 for f in finals if f.attempts > 1),
+            "workers_lost": int(worker.proc.poll() is not None),
+        },
+        tmp_path,
+    )
+    assert [f.state for f in finals] == [SessionState.ENDED] * len(sessions), [f.failure for f in finals]
+    assert worker.proc.poll() is None and "Unrecoverable error" not in worker.log()
+    assert after_final.state is SessionState.ENDED
