@@ -5,11 +5,12 @@ Every field maps to an environment variable with the ``FARM_`` prefix, e.g. ``FA
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from farm.redis_conn import sentinel_url
 
@@ -21,7 +22,7 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None, description="Redis URL (broker, store, pub/sub). None: `farm up` starts an embedded server."
     )
-    redis_sentinels: list[str] = Field(
+    redis_sentinels: Annotated[list[str], NoDecode] = Field(  # NoDecode: the env value may be a CSV
         [],
         description="Redis Sentinel addresses (`host:port`, JSON list or comma-separated); when set, "
         "the farm asks them for the primary of `redis_sentinel_master` and follows failovers.",
@@ -147,6 +148,8 @@ class Settings(BaseSettings):
     @field_validator("redis_sentinels", mode="before")
     @classmethod
     def _split_sentinels(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            return json.loads(value)
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value

@@ -39,6 +39,20 @@ def test_sentinel_settings_become_a_sentinel_url_that_parses_back() -> None:
     )
 
 
+@pytest.mark.parametrize("value", ["s1:26379,s2:26379", '["s1:26379", "s2:26379"]'])
+def test_sentinels_come_from_the_environment_as_csv_or_json(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("FARM_REDIS_SENTINELS", value)
+    monkeypatch.setenv("FARM_REDIS_SENTINEL_MASTER", "farm")
+    monkeypatch.delenv("FARM_REDIS_URL", raising=False)
+
+    settings = Settings.from_env()
+
+    assert settings.redis_sentinels == ["s1:26379", "s2:26379"]
+    assert settings.redis_url == "redis+sentinel://s1:26379,s2:26379/0?master=farm"
+
+
 def test_an_explicit_redis_url_wins_over_sentinels() -> None:
     settings = Settings(redis_url="redis://cache:6379/2", redis_sentinels=["s:26379"])
     assert settings.redis_url == "redis://cache:6379/2"
