@@ -154,6 +154,7 @@ class WorkerRuntime:
         self._stopping = threading.Event()
         self._tick_at = time.monotonic()
         self._heartbeat: Future[None] | None = None
+        self._ticker: Future[None] | None = None
         self._drain_timer: threading.Timer | None = None
         self._drain_expired = False
         self.error: str | None = None  # why the runtime turned ERROR after prewarm (memory ceiling)
@@ -190,6 +191,7 @@ class WorkerRuntime:
         self._thread.start()
         self._loop_ready.wait()
         self._heartbeat = asyncio.run_coroutine_threadsafe(self._beat(), self._require_loop())
+        self._ticker = asyncio.run_coroutine_threadsafe(self._tick(), self._require_loop())
 
     def stop(self) -> None:
         """Stop heartbeat and loop, deregister, release the pool. Idempotent; live sessions are the
@@ -199,8 +201,9 @@ class WorkerRuntime:
         self._stopping.set()
         if self._drain_timer is not None:
             self._drain_timer.cancel()
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
+        for beat in (self._heartbeat, self._ticker):
+            if beat is not None:
+                beat.cancel()
         loop, thread = self._loop, self._thread
         if loop is not None and thread is not None:
             loop.call_soon_threadsafe(loop.stop)
@@ -475,8 +478,16 @@ class WorkerRuntime:
         else:
             self._publish_quietly()
 
+    async def _tick(self) -> None:
+        """The loop's own liveness tick, apart from the heartbeat: a Redis call that hangs (a
+        partition: connect timeouts and redis-py's retries) delays the heartbeat, not liveness;
+        only a blocked loop stops ticking."""
+        while not self._stopping.is_set():
+            self._tick_at = time.monotonic()
+            await asyncio.sleep(_TICK_S)
+
     async def _beat(self) -> None:
-        """Tick, publish the registry entry and run maintenance until stopped.
+        """Publish the registry entry and run maintenance until stopped.
 
         Redis being down (an outage, a failover) is transient here: each step logs, and while Redis
         keeps failing the publish and maintenance intervals back off (doubling, capped at
@@ -486,7 +497,6 @@ class WorkerRuntime:
         interval_s = min(self.settings.heartbeat_s, self.settings.reaper_interval_s, _TICK_S)
         next_publish = next_maintenance = time.monotonic()
         while not self._stopping.is_set():
-            self._tick_at = time.monotonic()
             now = time.monotonic()
             try:
                 if now >= next_publish:
