@@ -316,8 +316,8 @@ def redis_restart(farm: ChaosFarm, *, sessions: int, clip_s: float, outage_s: fl
         "api_ready_after_restart_s": round(api_back_s, 2),
         "api_answers_during_outage": dict(statuses),
         "api_500s": sum(n for code, n in statuses.items() if code == "500"),
-        "workers_alive": f"{sum(1 for n in alive if n.startswith('worker'))}/"
-        f"{sum(1 for n in pids if n.startswith('worker'))}",
+        "workers": sum(1 for name in pids if name.startswith("worker")),
+        "workers_alive": sum(1 for name in alive if name.startswith("worker")),
         "processes_restarted": sorted(set(pids) - set(alive)),
         "new_session_after": after,
         **_outcomes(ids, seen),
