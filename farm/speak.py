@@ -20,12 +20,11 @@ from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
-import redis
 from pydantic import ValidationError as PydanticValidationError
 
 from farm import media, names
 from farm.contracts import SCHEMA_VERSION, SpeakMessage
-from farm.redis_conn import translate_errors
+from farm.redis_conn import TRANSIENT_ERRORS, connect, translate_errors
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +76,7 @@ class RedisSpeakBus:
     def __init__(self, url: str, *, max_backoff_s: float = 2.0) -> None:
         self._url = url
         self._max_backoff_s = max_backoff_s
-        self._client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5.0)
+        self._client = connect(url)
         self._stop = threading.Event()
         self._subscribed = threading.Event()
         self._thread: threading.Thread | None = None
@@ -110,7 +109,7 @@ class RedisSpeakBus:
             try:
                 self._listen()
                 return
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            except TRANSIENT_ERRORS as exc:
                 self._subscribed.clear()
                 log.warning("speak subscription lost; resubscribing", extra={"error": type(exc).__name__})
             if self._stop.wait(backoff_s):
@@ -118,7 +117,7 @@ class RedisSpeakBus:
             backoff_s = min(backoff_s * 2, self._max_backoff_s)
 
     def _listen(self) -> None:
-        client = redis.Redis.from_url(self._url, decode_responses=True)
+        client = connect(self._url, retries=0, health_check_interval_s=10, socket_keepalive=True)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             pubsub.subscribe(names.SPEAK_TOPIC)

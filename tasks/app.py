@@ -9,15 +9,36 @@ tasks and the process hooks on top. Settings come in as an object; the environme
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from celery import Celery
 
 from farm.errors import BackendUnavailable
+from farm.redis_conn import parse_sentinel_url
 from farm.settings import Settings
+from tasks.broker import REDIS_TRANSPORT, SENTINEL_TRANSPORT
 from tasks.routing import declare_queues, route_task
 
 VISIBILITY_MARGIN_S = 600.0
 """How much longer than the longest session an unacked message stays invisible before redelivery."""
+
+
+def broker(redis_url: str, transport_options: dict[str, Any]) -> dict[str, Any]:
+    """Broker URL, transport class and options for ``redis_url`` (either form of
+    ``farm.redis_conn``): a sentinel URL becomes kombu's ``sentinel://`` list with ``master_name``."""
+    target = parse_sentinel_url(redis_url)
+    if target is None:
+        return {
+            "broker_url": redis_url,
+            "broker_transport": REDIS_TRANSPORT,
+            "broker_transport_options": transport_options,
+        }
+    auth = f":{quote(target.password, safe='')}@" if target.password else ""
+    urls = ";".join(f"sentinel://{auth}{host}:{port}/{target.db}" for host, port in target.sentinels)
+    options = {**transport_options, "master_name": target.master}
+    if target.password:
+        options["sentinel_kwargs"] = {"password": target.password}
+    return {"broker_url": urls, "broker_transport": SENTINEL_TRANSPORT, "broker_transport_options": options}
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -26,13 +47,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     if not settings.redis_url:
         raise BackendUnavailable("FARM_REDIS_URL is not set (farm up starts an embedded server)")
     visibility_s = int(settings.max_session_s + VISIBILITY_MARGIN_S)
-    transport = {"visibility_timeout": visibility_s}
     return {
-        "broker_url": settings.redis_url,
-        "result_backend": settings.redis_url,
-        "broker_transport_options": transport,
-        "result_backend_transport_options": transport,
+        **broker(settings.redis_url, {"visibility_timeout": visibility_s}),
+        # A Redis outage or failover never ends a worker: retry the broker for as long as it takes
+        # (the default gives up after 100 attempts, about 50 minutes, and exits).
         "broker_connection_retry_on_startup": True,
+        "broker_connection_retry": True,
+        "broker_connection_max_retries": None,
         "task_queues": declare_queues(),
         "task_default_queue": "essence",
         "task_default_exchange": "essence",
@@ -52,8 +73,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Flower sees everything.
         "worker_send_task_events": True,
         "task_send_sent_event": True,
-        "task_track_started": True,
-        "result_expires": 24 * 3600,
+        # No result backend: the farm reads a session's outcome from its store, never from Celery.
+        # (A result write during a Redis outage also failed outside the task body and left the
+        # request "active" for ever, so the worker stopped consuming after the outage.)
+        "task_ignore_result": True,
+        # A live session outlasts a broker blip: its lease in the store decides whether it goes on
+        # (renewed in time) or is re-queued by the reaper; cancelling it on the blip would not help.
         "worker_cancel_long_running_tasks_on_connection_loss": False,
     }
 

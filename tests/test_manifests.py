@@ -8,6 +8,8 @@ that consumes that queue, whose termination grace covers the worker's drain.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -203,3 +205,159 @@ def test_docker_compose_runs_redis_api_every_worker_and_flower() -> None:
         command = " ".join(services[f"worker-{queue}"]["command"])
         assert f"--queue {queue}" in command
     assert "nvidia" in str(services["worker-expression"].get("deploy", ""))
+
+
+# ------------------------------------------------------------------ k8s-ha/: Redis with Sentinel
+K8S_HA = ROOT / "k8s-ha"
+HA_KUSTOMIZATION = yaml.safe_load((K8S_HA / "kustomization.yaml").read_text())
+HA_DOCS = [d for d in yaml.safe_load_all((K8S_HA / "redis-ha.yaml").read_text()) if d]
+NAMESPACE = yaml.safe_load((K8S / "kustomization.yaml").read_text())["namespace"]
+
+
+def _ha(kind: str, name: str) -> dict[str, Any]:
+    return next(d for d in HA_DOCS if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+def _ha_patches() -> list[dict[str, Any]]:
+    patches = []
+    for entry in HA_KUSTOMIZATION["patches"]:
+        text = entry["patch"] if "patch" in entry else (K8S_HA / entry["path"]).read_text()
+        patches.extend(d for d in yaml.safe_load_all(text) if d)
+    return patches
+
+
+def _sentinel_addresses() -> list[str]:
+    sentinels = _ha("StatefulSet", "redis-sentinel")
+    service = sentinels["spec"]["serviceName"]
+    return [
+        f"redis-sentinel-{i}.{service}.{NAMESPACE}.svc:26379" for i in range(sentinels["spec"]["replicas"])
+    ]
+
+
+def _script(name: str) -> str:
+    (container,) = _ha("StatefulSet", name)["spec"]["template"]["spec"]["containers"]
+    return " ".join(container["args"])
+
+
+@pytest.mark.parametrize("doc", HA_DOCS, ids=lambda d: d["kind"] + "/" + d["metadata"]["name"])
+def test_ha_manifests_pass_strict_schema_validation(doc: dict[str, Any]) -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate")
+    kubernetes_validate.validate(doc, "1.30", strict=True)
+
+
+def test_ha_overlay_builds_on_the_base_and_removes_only_the_single_redis() -> None:
+    assert HA_KUSTOMIZATION["resources"] == ["../k8s", "redis-ha.yaml"]
+    deleted = {(p["kind"], p["metadata"]["name"]) for p in _ha_patches() if p.get("$patch") == "delete"}
+    assert deleted == {
+        ("StatefulSet", "redis"),
+        ("Service", "redis"),
+        ("PodDisruptionBudget", "redis"),
+        ("NetworkPolicy", "redis-from-farm"),
+    }
+    base_ids = {(d["kind"], d["metadata"]["name"]) for d in DOCS}
+    assert deleted <= base_ids
+    assert not {(d["kind"], d["metadata"]["name"]) for d in HA_DOCS} & base_ids
+
+
+def test_every_container_that_used_the_single_redis_reaches_the_sentinels_instead() -> None:
+    def uses_redis_url(container: dict[str, Any]) -> bool:
+        return any(e["name"] == "FARM_REDIS_URL" for e in container.get("env", []))
+
+    in_base = {
+        (name, c["name"])
+        for name, spec in _pod_specs().items()
+        for c in spec["containers"] + spec.get("initContainers", [])
+        if uses_redis_url(c)
+    }
+    patched = set()
+    for patch in _ha_patches():
+        if patch["kind"] != "Deployment":
+            continue
+        spec = patch["spec"]["template"]["spec"]
+        for container in spec.get("containers", []) + spec.get("initContainers", []):
+            env = {e["name"]: e for e in container["env"]}
+            assert env["FARM_REDIS_URL"] == {"name": "FARM_REDIS_URL", "$patch": "delete"}
+            secret = env["FARM_REDIS_SENTINEL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+            assert secret == {"name": "farm-redis", "key": "password"}
+            patched.add((patch["metadata"]["name"], container["name"]))
+    assert patched == in_base
+    assert "FARM_REDIS_URL" not in " ".join(_container(_by_kind("Deployment")["flower"])["args"])
+
+
+def test_the_farm_config_names_every_sentinel_and_the_monitored_master() -> None:
+    (config,) = [p for p in _ha_patches() if p["kind"] == "ConfigMap"]
+    data = config["data"]
+    settings = Settings(
+        redis_sentinels=data["FARM_REDIS_SENTINELS"], redis_sentinel_master=data["FARM_REDIS_SENTINEL_MASTER"]
+    )
+    assert settings.redis_sentinels == _sentinel_addresses()
+    master = settings.redis_sentinel_master
+    assert f"sentinel monitor {master} $primary 6379 2" in _script("redis-sentinel")
+    assert f"get-master-addr-by-name {master}" in _script("redis-node")
+    (build,) = [p for p in _ha_patches() if p["kind"] == "ScaledObject"]
+    (trigger,) = build["spec"]["triggers"]
+    assert trigger["type"] == "redis-sentinel" and trigger["metadata"]["sentinelMaster"] == master
+    assert trigger["metadata"]["addresses"] == data["FARM_REDIS_SENTINELS"]
+    assert trigger["metadata"]["listName"] == names.QUEUE_BUILD
+
+
+def test_sentinels_and_data_nodes_agree_on_names_ports_and_quorum() -> None:
+    nodes, sentinels = _ha("StatefulSet", "redis-node"), _ha("StatefulSet", "redis-sentinel")
+    for sts, port in ((nodes, 6379), (sentinels, 26379)):
+        service = _ha("Service", sts["spec"]["serviceName"])
+        assert service["spec"]["clusterIP"] == "None" and service["spec"]["publishNotReadyAddresses"] is True
+        assert service["spec"]["selector"] == sts["spec"]["selector"]["matchLabels"]
+        (container,) = sts["spec"]["template"]["spec"]["containers"]
+        (declared,) = container["ports"]
+        assert declared["containerPort"] == port == service["spec"]["ports"][0]["port"]
+        hosts = next(e["value"] for e in container["env"] if e["name"] == "SENTINELS").split()
+        assert hosts == [a.rsplit(":", 1)[0] for a in _sentinel_addresses()]
+    first_node = f"redis-node-0.{nodes['spec']['serviceName']}.{NAMESPACE}.svc"
+    assert first_node in _script("redis-node") and first_node in _script("redis-sentinel")
+    quorum = 2
+    assert sentinels["spec"]["replicas"] // 2 < quorum <= sentinels["spec"]["replicas"] - 1
+    assert nodes["spec"]["replicas"] >= 2
+
+
+def test_ha_redis_persists_never_evicts_and_authenticates_everywhere() -> None:
+    node = _script("redis-node")
+    for flag in ("--appendonly yes", "--maxmemory-policy noeviction", "--maxmemory 1536mb"):
+        assert flag in node
+    assert '--requirepass "$REDIS_PASSWORD"' in node and '--masterauth "$REDIS_PASSWORD"' in node
+    sentinel = _script("redis-sentinel")
+    assert "requirepass $REDIS_PASSWORD" in sentinel and "sentinel auth-pass" in sentinel
+    for name in ("redis-node", "redis-sentinel"):
+        spec = _ha("StatefulSet", name)["spec"]["template"]["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        (container,) = spec["containers"]
+        assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+        env = {e["name"]: e for e in container["env"]}
+        assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "farm-redis"
+        budget = _ha("PodDisruptionBudget", name)
+        assert budget["spec"]["maxUnavailable"] == 1 and budget["spec"]["selector"]["matchLabels"] == {
+            "app": name
+        }
+
+
+def test_ha_redis_is_reachable_from_farm_pods_and_from_itself_only() -> None:
+    policy = _ha("NetworkPolicy", "redis-ha-from-farm")
+    (selector,) = policy["spec"]["podSelector"]["matchExpressions"]
+    assert set(selector["values"]) == {"redis-node", "redis-sentinel"}
+    (rule,) = policy["spec"]["ingress"]
+    allowed = set(rule["from"][0]["podSelector"]["matchExpressions"][0]["values"])
+    farm_apps = {"api", "worker-essence", "worker-expression", "worker-build", "flower"}
+    assert allowed == farm_apps | {"redis-node", "redis-sentinel"}
+    assert {p["port"] for p in rule["ports"]} == {6379, 26379}
+
+
+def test_the_ha_overlay_renders_without_the_single_redis() -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not installed: the overlay's files are checked above, the render here")
+    rendered = subprocess.run([kubectl, "kustomize", str(K8S_HA)], capture_output=True, text=True, check=True)
+    docs = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+    ids = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert ("StatefulSet", "redis") not in ids and ("Service", "redis") not in ids
+    assert {("StatefulSet", "redis-node"), ("StatefulSet", "redis-sentinel")} <= ids
+    assert "FARM_REDIS_URL" not in rendered.stdout and "@redis:6379" not in rendered.stdout
+    assert all(d["metadata"].get("namespace") == NAMESPACE for d in docs if d["kind"] != "Namespace")

@@ -26,6 +26,7 @@ from .deps import FarmServices
 from .errors import install_error_handlers
 from .idempotency import MemoryReplayStore, ReplayStore
 from .metrics import ApiMetrics, install_middleware
+from .openapi import install_openapi
 from .ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter, install_rate_headers
 from .routes import agents as agent_routes
 from .routes import health as health_routes
@@ -101,6 +102,7 @@ def create_app(
     ):
         app.include_router(area.router)
     app.add_api_route("/metrics", metrics.render, methods=["GET"], include_in_schema=False)
+    install_openapi(app)
     return app
 
 

@@ -84,13 +84,15 @@ def services(request: Request) -> FarmServices:
     return farm
 
 
-_api_secret = APIKeyHeader(name=names.HEADER_API_SECRET, auto_error=False, description="Your API secret.")
+api_secret_header = APIKeyHeader(
+    name=names.HEADER_API_SECRET, auto_error=False, description="Your API secret (or a runtime key)."
+)
 
 
 def authenticate(
     request: Request,
     farm: Annotated[FarmServices, Depends(services)],
-    secret: Annotated[str | None, Security(_api_secret)],
+    secret: Annotated[str | None, Security(api_secret_header)],
 ) -> ApiKey:
     """The caller's key; 401 UNAUTHORIZED for a missing, unknown or revoked ``api-secret``.
 

@@ -12,7 +12,6 @@ and rules) on first use, or in memory when no Redis URL is configured.
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -23,13 +22,15 @@ from pydantic import BaseModel, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from farm.api.deps import Caller, Services
-from farm.api.schemas import ERROR_RESPONSES
+from farm.api.inputs import parse_json
+from farm.api.routing import flat_routes
+from farm.api.schemas import ERROR_RESPONSES, AgentIdPath, GesturePath, SessionIdPath
 from farm.contracts import DynamicsMessage
 from farm.domain import Agent, ModelKind, Session
 from farm.dynamics.base import DynamicsBus, broadcast
 from farm.dynamics.catalogue import EXPRESSION_GESTURES, catalogue_data, preview_path
 from farm.dynamics.rules import MAX_BODY_BYTES, DynamicsConfig, RulesStore, validate_config
-from farm.errors import Conflict, MalformedJson, NotFound, PayloadTooLarge, UnknownGesture, ValidationError
+from farm.errors import Conflict, NotFound, PayloadTooLarge, UnknownGesture, ValidationError
 
 router = APIRouter(tags=["dynamics"], responses=ERROR_RESPONSES)
 _CATALOGUE_PATH = "/v1/dynamics/{agent_id}"
@@ -47,7 +48,7 @@ class DynamicsServices:
 def install_dynamics(app: FastAPI, dynamics: DynamicsServices) -> None:
     """Wire explicit dynamics services (tests, composition roots) and mount the routes."""
     app.state.dynamics = dynamics
-    if not any(getattr(route, "path", None) == _CATALOGUE_PATH for route in app.routes):
+    if not any(route.path == _CATALOGUE_PATH for route in flat_routes(app.routes)):
         app.include_router(router)
 
 
@@ -104,14 +105,14 @@ def session_gestures(session: Session, agent: Agent | None) -> tuple[str, ...]:
 
 
 @router.get(_CATALOGUE_PATH)
-def get_catalogue(agent_id: str, request: Request, farm: Services, key: Caller) -> dict[str, Any]:
+def get_catalogue(agent_id: AgentIdPath, request: Request, farm: Services, key: Caller) -> dict[str, Any]:
     """The agent's gestures and preview URLs; an agent without gestures answers ``url: null``."""
     agent = farm.agents.get_for_tenant(key.tenant, agent_id)
     return {"success": True, "data": catalogue_data(agent, _base_url(request, farm.settings.public_url))}
 
 
 @router.get("/v1/dynamics/{agent_id}/previews/{gesture}.mp4", response_class=FileResponse)
-def get_preview(agent_id: str, gesture: str, farm: Services, key: Caller) -> FileResponse:
+def get_preview(agent_id: AgentIdPath, gesture: GesturePath, farm: Services, key: Caller) -> FileResponse:
     """A short MP4 of one gesture, written when the agent's pack was built."""
     agent = farm.agents.get_for_tenant(key.tenant, agent_id)
     if gesture not in agent.gestures:
@@ -124,7 +125,7 @@ def get_preview(agent_id: str, gesture: str, farm: Services, key: Caller) -> Fil
 
 @router.post("/v1/dynamics/{agent_id}/trigger")
 def trigger_agent(
-    agent_id: str, body: TriggerBody, farm: Services, dynamics: Dynamics, key: Caller
+    agent_id: AgentIdPath, body: TriggerBody, farm: Services, dynamics: Dynamics, key: Caller
 ) -> dict[str, Any]:
     """Play a gesture on every live session of the agent, on every worker (best-effort count)."""
     agent = farm.agents.get_for_tenant(key.tenant, agent_id)
@@ -136,7 +137,7 @@ def trigger_agent(
 
 @router.post("/v1/sessions/{session_id}/dynamics")
 def trigger_session(
-    session_id: str, body: TriggerBody, farm: Services, dynamics: Dynamics, key: Caller
+    session_id: SessionIdPath, body: TriggerBody, farm: Services, dynamics: Dynamics, key: Caller
 ) -> dict[str, Any]:
     """Play a gesture on one live session; ``animation_triggered`` is null when no worker answered."""
     session = farm.store.get_for_tenant(key.tenant, session_id)
@@ -156,7 +157,7 @@ def trigger_session(
 
 
 @router.get("/v1/dynamics/{agent_id}/rules")
-def get_rules(agent_id: str, farm: Services, dynamics: Dynamics, key: Caller) -> dict[str, Any]:
+def get_rules(agent_id: AgentIdPath, farm: Services, dynamics: Dynamics, key: Caller) -> dict[str, Any]:
     """The agent's keyword rules and cooldown overrides (empty when none were stored)."""
     agent = farm.agents.get_for_tenant(key.tenant, agent_id)
     return {"success": True, "data": {"agent_id": agent.id, **dynamics.rules.get(agent.id).model_dump()}}
@@ -172,7 +173,7 @@ def get_rules(agent_id: str, farm: Services, dynamics: Dynamics, key: Caller) ->
     },
 )
 async def put_rules(
-    agent_id: str, request: Request, farm: Services, dynamics: Dynamics, key: Caller
+    agent_id: AgentIdPath, request: Request, farm: Services, dynamics: Dynamics, key: Caller
 ) -> dict[str, Any]:
     """Replace the agent's rules: ``{"rules": {phrase: gesture}, "cooldowns_s"?: {gesture: s}}``
     or a bare ``{phrase: gesture}`` mapping. Sessions started afterwards use them."""
@@ -196,10 +197,7 @@ async def _read_body(request: Request) -> bytes:
 
 def parse_rules_body(raw: bytes) -> DynamicsConfig:
     """Decode either body form into a DynamicsConfig (not yet validated against gestures)."""
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise MalformedJson("the request body is not valid JSON") from exc
+    body = parse_json(raw)
     if not isinstance(body, dict):
         raise ValidationError("the body must be a JSON object")
     if not isinstance(body.get("rules"), dict):

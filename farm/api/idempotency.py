@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 from starlette.responses import Response
 
 from farm import names
+from farm.redis_conn import redis_errors
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -59,12 +60,14 @@ class RedisReplayStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
 
+    @redis_errors
     def get(self, tenant: str, scope: str, key: str) -> str | None:
         raw = self._redis.get(names.idempotent_response_key(tenant, scope, _digest(key)))
         if raw is None:
             return None
         return raw.decode() if isinstance(raw, bytes) else str(raw)
 
+    @redis_errors
     def put(self, tenant: str, scope: str, key: str, body: str) -> None:
         self._redis.set(
             names.idempotent_response_key(tenant, scope, _digest(key)),

@@ -80,11 +80,22 @@ async def json_body(request: Request, settings: Settings, model: type[pydantic.B
     return _json_model(await _read_body(request, body_limit_bytes(settings)), model)
 
 
-def _json_model(raw: bytes, model: type[pydantic.BaseModel]) -> Any:
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(raw: bytes) -> Any:
+    """Standard JSON or MALFORMED_JSON: also for invalid UTF-8, NaN/Infinity, integers too long to
+    convert, and nesting deeper than the parser's recursion limit (each a ValueError or a
+    RecursionError inside ``json.loads``, which must never reach the client as a 500)."""
     try:
-        doc = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MalformedJson("the request body is not valid JSON") from exc
+        return json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedJson("the request body is not valid JSON (or nests deeper than we parse)") from exc
+
+
+def _json_model(raw: bytes, model: type[pydantic.BaseModel]) -> Any:
+    doc = parse_json(raw)
     try:
         return model.model_validate(doc)
     except pydantic.ValidationError as exc:

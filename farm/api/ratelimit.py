@@ -26,6 +26,7 @@ from fastapi import FastAPI, Request, Response
 
 from farm import names
 from farm.errors import RateLimited
+from farm.redis_conn import redis_errors
 from farm.sessions.plans import Tier
 
 if TYPE_CHECKING:
@@ -129,6 +130,7 @@ class RedisRateLimiter:
         self._script = redis.register_script(_TAKE_LUA)
         self._clock = clock
 
+    @redis_errors
     def take(self, subject: str, tier: str, per_min: int) -> Decision:
         key = names.rate_bucket_key(subject, tier)
         allowed, tokens = self._script(keys=[key], args=[per_min, repr(self._clock()), _BUCKET_TTL_S])

@@ -23,6 +23,10 @@ queue for the next free slot.
 ``api_secret`` may be a full key or a runtime key (``POST /v1/runtime-tokens/mint``, see
 ``farm.sessions.runtime_keys``): short-lived and scoped, it is what should go into rooms.
 
+``livekit_url`` must be on the farm's allow-list (``farm.api.livekit_urls``: by default the configured
+``FARM_LIVEKIT_URL`` only), else 400 LIVEKIT_URL_NOT_ALLOWED: workers never connect to a host the
+caller picked.
+
 The caller's LiveKit token is read without verification (the farm does not hold the user's LiveKit
 secret; the LiveKit server checks it when the worker joins). Its attributes are public to the room,
 so the ``api_secret`` the plugin copies there is never accepted as a credential here.
@@ -33,16 +37,19 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import jwt
-from fastapi import APIRouter, Header, Request
-from pydantic import BaseModel, Field
+import pydantic
+from fastapi import APIRouter, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
 
 from farm import media, names
 from farm.api import inputs
-from farm.api.deps import Caller, Services
-from farm.api.schemas import ERROR_RESPONSES
+from farm.api.deps import Caller, Services, api_secret_header
+from farm.api.livekit_urls import check_livekit_url
+from farm.api.schemas import AGENT_ID_PATTERN, ERROR_RESPONSES
 from farm.domain import AgentStatus, ModelKind, Session, SessionState
 from farm.errors import (
     AgentNotReady,
@@ -58,8 +65,6 @@ from farm.sessions.runtime_keys import MAX_TTL_S, MIN_TTL_S, RuntimeKeyScope, is
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/runtime-tokens", tags=["bitHuman-compatible"], responses=ERROR_RESPONSES)
-
-_URL_SCHEMES = ("ws://", "wss://", "http://", "https://")
 
 
 @dataclass(frozen=True)
@@ -126,15 +131,70 @@ def token_identity(token: str, room_name: str) -> tuple[str, str | None]:
 # ---------------------------------------------------------------- decoding
 
 
-def _text(doc: Any, field: str, *, required: bool = False) -> str | None:
-    value = doc.get(field)
-    if value is None or value == "":
-        if required:
-            raise ValidationError(f"{field} is required")
-        return None
-    if not isinstance(value, str):
-        raise ValidationError(f"{field} must be a string")
-    return value
+class RoomStartJson(BaseModel):
+    """``POST /v1/runtime-tokens/request`` as JSON, as livekit-plugins-bithuman sends it.
+
+    Give ``agent_id`` or ``image`` (or both: the image animated under the agent). Other fields the
+    plugin sends are accepted and ignored.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    livekit_url: str = Field(
+        min_length=1,
+        max_length=2048,
+        pattern=r"^(wss?|https?)://",
+        description="The LiveKit server the avatar joins; must be on the farm's allow-list "
+        "(FARM_LIVEKIT_URL_ALLOWLIST, default FARM_LIVEKIT_URL), else 400 LIVEKIT_URL_NOT_ALLOWED.",
+    )
+    livekit_token: str = Field(
+        min_length=1,
+        max_length=16_384,
+        description="LiveKit JWT for the avatar participant; it must grant a join to `room_name`.",
+    )
+    room_name: str = Field(min_length=1, max_length=256, description="The room named in `livekit_token`.")
+    mode: Literal["cpu", "gpu"] | None = Field(None, description="cpu → essence, gpu → expression.")
+    model: ModelKind | None = Field(None, description="Wins over `mode`; exactly a model this farm serves.")
+    image: str | None = Field(
+        None, min_length=1, description="Base64 PNG/JPEG face (or a data URL); image URLs are refused."
+    )
+    agent_id: str | None = Field(None, pattern=AGENT_ID_PATTERN, description="Agent code of yours.")
+
+
+_JSON_FIELDS: dict[str, Any] = RoomStartJson.model_json_schema()["properties"]
+_FORM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["livekit_url", "livekit_token", "room_name"],
+    "properties": {
+        "livekit_url": _JSON_FIELDS["livekit_url"],
+        "livekit_token": _JSON_FIELDS["livekit_token"],
+        "room_name": _JSON_FIELDS["room_name"],
+        "model": {"type": "string", "enum": [kind.value for kind in ModelKind]},
+        "async_mode": {"type": "string", "description": "Ignored: the answer never waits for the join."},
+        "avatar_image": {"type": "string", "format": "binary", "description": "PNG/JPEG face"},
+        "avatar_image_url": {"type": "string", "description": "Refused: send the image bytes instead."},
+        "avatar_id": {"type": "string", "pattern": AGENT_ID_PATTERN},
+    },
+}
+_REQUEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": RoomStartJson.model_json_schema()},
+            "multipart/form-data": {"schema": _FORM_SCHEMA},
+            "application/x-www-form-urlencoded": {"schema": _FORM_SCHEMA},
+        },
+    }
+}
+
+
+def _validated(doc: dict[str, Any]) -> RoomStartJson:
+    """The known fields of ``doc`` (empty ones dropped: the plugin sends "" for unset fields), checked."""
+    known = {k: v for k, v in doc.items() if k in RoomStartJson.model_fields and v is not None and v != ""}
+    try:
+        return RoomStartJson.model_validate(known)
+    except pydantic.ValidationError as exc:
+        raise ValidationError(inputs.describe_errors(exc.errors())) from exc
 
 
 def _image_field(value: str | None) -> tuple[bytes | None, str | None]:
@@ -146,33 +206,28 @@ def _image_field(value: str | None) -> tuple[bytes | None, str | None]:
 
 
 async def decode_request(request: Request, services: Services) -> RoomStartRequest:
-    """The JSON or the multipart variant as one RoomStartRequest."""
+    """The JSON or the form variant as one RoomStartRequest."""
     settings = services.settings
     if inputs._is_form(request):
         form = await inputs._form(request, settings)
         image, _ = await inputs._file_or_b64(form, "avatar_image", settings.max_image_mb)
-        doc: Any = {k: v for k, v in form.items() if isinstance(v, str)}
-        image_url = _text(doc, "avatar_image_url")
-        agent_id = _text(doc, "avatar_id")
-        mode = None
+        doc: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
+        body = _validated({**doc, "agent_id": doc.get("avatar_id"), "mode": None, "image": None})
+        image_url = doc.get("avatar_image_url") or None
     else:
         raw = await inputs._read_body(request, inputs.body_limit_bytes(settings))
-        doc = inputs._json_model(raw, _AnyObject).root
-        image, image_url = _image_field(_text(doc, "image"))
-        agent_id = _text(doc, "agent_id")
-        mode = _text(doc, "mode")
-    url = _text(doc, "livekit_url", required=True) or ""
-    if not url.startswith(_URL_SCHEMES):
-        raise ValidationError("livekit_url must be a ws(s):// or http(s):// URL")
+        body = _validated(inputs._json_model(raw, _AnyObject).root)
+        image, image_url = _image_field(body.image)
+    check_livekit_url(body.livekit_url, settings)  # the allow-list: workers only join the farm's servers
     return RoomStartRequest(
-        livekit_url=url,
-        livekit_token=_text(doc, "livekit_token", required=True) or "",
-        room_name=_text(doc, "room_name", required=True) or "",
-        model=_text(doc, "model"),
-        mode=mode,
+        livekit_url=body.livekit_url,
+        livekit_token=body.livekit_token,
+        room_name=body.room_name,
+        model=body.model.value if body.model else None,
+        mode=body.mode,
         image=image,
         image_url=image_url,
-        agent_id=agent_id,
+        agent_id=body.agent_id,
     )
 
 
@@ -266,14 +321,15 @@ def _check_capacity(services: Services, model: ModelKind) -> None:
 # ---------------------------------------------------------------- the route
 
 
+_bearer = HTTPBearer(auto_error=False, description="The form variant: `Authorization: Bearer <api secret>`.")
+
+
 def _caller(
-    services: Services, api_secret: str | None, authorization: str | None
+    services: Services, api_secret: str | None, bearer: HTTPAuthorizationCredentials | None
 ) -> tuple[ApiKey, RuntimeKeyScope | None]:
     """``api-secret`` (JSON variant) or ``Authorization: Bearer`` (form variant): a full key, or a
     runtime key (then with its scope)."""
-    secret = api_secret
-    if not secret and authorization and authorization.lower().startswith("bearer "):
-        secret = authorization[7:].strip()
+    secret = api_secret or (bearer.credentials.strip() if bearer is not None else None)
     if not secret:
         raise Unauthorized("missing api-secret header or Authorization: Bearer token")
     if is_runtime_key(secret):
@@ -282,15 +338,15 @@ def _caller(
     return services.keys.authenticate(secret), None
 
 
-@router.post("/request", response_model=RoomStarted)
+@router.post("/request", response_model=RoomStarted, openapi_extra=_REQUEST_BODY)
 async def request_runtime_token(
     request: Request,
     services: Services,
-    api_secret: Annotated[str | None, Header(alias=names.HEADER_API_SECRET)] = None,
-    authorization: Annotated[str | None, Header()] = None,
+    api_secret: Annotated[str | None, Security(api_secret_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> RoomStarted:
     """Start (or find) the avatar for a LiveKit room; the worker joins right after this answers."""
-    key, scope = _caller(services, api_secret, authorization)
+    key, scope = _caller(services, api_secret, bearer)
     request.state.tenant = key.tenant
     body = await decode_request(request, services)
     session, created = start_room_session(services, key, body, scope)
@@ -307,6 +363,8 @@ async def request_runtime_token(
 
 class MintRequest(BaseModel):
     """What a runtime key may do; every restriction is optional except its lifetime."""
+
+    model_config = ConfigDict(extra="forbid")
 
     ttl_s: int = Field(3600, ge=MIN_TTL_S, le=MAX_TTL_S, description="Lifetime in seconds.")
     room_name: str | None = Field(None, min_length=1, max_length=256, description="Only this room.")

@@ -7,22 +7,46 @@ Media arrive either base64-encoded in JSON or as multipart files; both become ``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from farm.characters import BuildOptions
 from farm.domain import Agent, ModelKind, Session, SessionState, StateChange
 
+AGENT_ID_PATTERN = r"^[A-Z][A-Z0-9]{9}$"
+SESSION_ID_PATTERN = r"^[0-9a-f]{32}$"
+GESTURE_PATTERN = r"^[a-z0-9_]{1,64}$"
+MAX_OFFSET = 1_000_000
+"""Deepest page offset a list accepts (Redis range arguments must stay 64-bit; no tenant has more)."""
+
 AGENT_ID_FIELD = Field(
-    None, description="Agent code of a READY agent of yours, e.g. A78WKV4515 (^[A-Z][A-Z0-9]{9}$)."
+    None,
+    pattern=AGENT_ID_PATTERN,
+    description="Agent code of a READY agent of yours, e.g. A78WKV4515 (^[A-Z][A-Z0-9]{9}$).",
 )
+
+AgentIdPath = Annotated[
+    str, Path(pattern=AGENT_ID_PATTERN, description="Agent code, e.g. A78WKV4515.", examples=["A78WKV4515"])
+]
+SessionIdPath = Annotated[
+    str, Path(pattern=SESSION_ID_PATTERN, description="Session id (32 hex digits), from the create answer.")
+]
+GesturePath = Annotated[str, Path(pattern=GESTURE_PATTERN, description="Gesture name, e.g. head_tilt.")]
+Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip, newest first.")]
+
+
+def exactly_one_of(*fields: str) -> dict[str, Any]:
+    """JSON Schema for "exactly one of these (nullable) fields is given as a string"."""
+    return {"oneOf": [{"required": [f], "properties": {f: {"type": "string"}}} for f in fields]}
 
 
 class CreateSessionJson(BaseModel):
     """``POST /v1/sessions`` as JSON. Exactly one of ``avatar_id`` and ``avatar_image``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one_of("avatar_id", "avatar_image"))
 
     avatar_id: str | None = AGENT_ID_FIELD
     avatar_image: str | None = Field(None, description="Base64 PNG/JPEG of a face (no build step).")
@@ -222,17 +246,17 @@ class AgentList(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    code: str
-    message: str
-    httpStatus: int  # bitHuman's field name
+    code: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$", description="Stable code, e.g. VALIDATION_ERROR.")
+    message: str = Field(description="What went wrong and what to do about it.")
+    httpStatus: int = Field(ge=400, le=599)  # bitHuman's field name
 
 
 class ErrorEnvelope(BaseModel):
     """Every error: ``{"error": {...}, "status": "error", "status_code": N}``."""
 
     error: ErrorBody
-    status: str = "error"
-    status_code: int
+    status: Literal["error"] = "error"
+    status_code: int = Field(ge=400, le=599)
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -254,7 +278,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 class GenerateVideoJson(BaseModel):
     """``POST /v1/video/generate``: one avatar (``agent_id`` | ``image``), one of ``text`` | ``audio``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"allOf": [exactly_one_of("agent_id", "image"), exactly_one_of("text", "audio")]},
+    )
 
     agent_id: str | None = AGENT_ID_FIELD
     image: str | None = Field(None, description="Base64 PNG/JPEG of a face instead of an agent.")

@@ -1,9 +1,11 @@
 """The API's core: create, read and stop sessions; register agents. No HTTP in here.
 
 Order of a session request, so that bad input leaves nothing behind: validate the avatar reference,
-decode the audio, validate the image, check the tenant's concurrency limit; only then store the
-blobs, create the QUEUED session and submit it. If the submit fails the session is marked FAILED
-(nothing half-created stays live) and the caller gets BackendUnavailable.
+measure the audio (a streaming decode, never a whole-clip array; the routes run it off the event
+loop with ``measure_audio``, at most ``api_decode_concurrency`` at once), validate the image, check
+the tenant's concurrency limit; only then store the blobs, create the QUEUED session and submit it.
+If the submit fails the session is marked FAILED (nothing half-created stays live) and the caller
+gets BackendUnavailable.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ import contextlib
 import logging
 import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
+
+import anyio
+import anyio.to_thread
 
 from farm import media
 from farm.blobs import BlobStore
@@ -80,6 +85,7 @@ class SessionService:
     blobs: BlobStore
     router: WarmRouter | None = None  # warm routing; None: always the shared queue
     metering: Metering | None = None  # plans and credits; None: unmetered
+    _decode_slots: anyio.CapacityLimiter | None = field(default=None, init=False, repr=False)
 
     def concurrency_limit(self, key: ApiKey) -> int:
         """The key's own limit, else the tenant's plan's, else the settings default."""
@@ -91,10 +97,14 @@ class SessionService:
         if self.metering is not None:
             self.metering.require_credits(key.tenant, CREDITS_PER_MINUTE[model], f"a {model.value} session")
 
-    def create(self, key: ApiKey, request: SessionRequest) -> Session:
-        """Validate, store QUEUED, submit. Never waits for rendering."""
+    def create(self, key: ApiKey, request: SessionRequest, *, audio_s: float | None = None) -> Session:
+        """Validate, store QUEUED, submit. Never waits for rendering.
+
+        ``audio_s``: the clip's length from ``measure_audio`` (an async caller measures it first, off its
+        event loop); None measures it here, on the calling thread.
+        """
         agent = self._resolve_agent(key.tenant, request)
-        audio_s = self._validate_media(request)
+        audio_s = self._validate_media(request, audio_s)
         self._require_video(key, request.model, audio_s)
         limit = self.concurrency_limit(key)
         if self.store.count_live(key.tenant) >= limit:
@@ -170,14 +180,31 @@ class SessionService:
             raise AgentNotReady(f"agent {agent.id} is {agent.status.value}, not ready")
         return agent
 
-    def _validate_media(self, request: SessionRequest) -> float:
-        """Check the uploads; the clip's length in seconds."""
-        _check_size(request.audio, self.settings.max_audio_mb, "audio upload")
-        pcm, rate = media.decode_audio(request.audio, max_s=self.settings.max_audio_s)
+    async def measure_audio(self, audio: bytes) -> float:
+        """The clip's length in seconds, decoded as a stream on a worker thread: at most
+        ``api_decode_concurrency`` uploads at once per process (the rest wait their turn without holding
+        a thread), so the event loop keeps answering while large uploads are measured."""
+        _check_size(audio, self.settings.max_audio_mb, "audio upload")
+        if self._decode_slots is None:
+            self._decode_slots = anyio.CapacityLimiter(self.settings.api_decode_concurrency)
+        return await anyio.to_thread.run_sync(self.audio_seconds, audio, limiter=self._decode_slots)
+
+    def audio_seconds(self, audio: bytes) -> float:
+        """The clip's length in seconds (blocking; limits from the settings, checked before decoding)."""
+        limits = media.AudioLimits(
+            max_s=self.settings.max_audio_s,
+            max_mb=self.settings.max_audio_mb,
+            max_sample_rate_hz=self.settings.max_audio_sample_rate_hz,
+        )
+        return media.measure_audio(audio, limits)
+
+    def _validate_media(self, request: SessionRequest, audio_s: float | None) -> float:
+        """Check the uploads; the clip's length in seconds (``audio_s`` when already measured)."""
+        seconds = self.audio_seconds(request.audio) if audio_s is None else audio_s
         if request.avatar_image is not None:
             _check_size(request.avatar_image, self.settings.max_image_mb, "image upload")
             media.validate_image(request.avatar_image, max_pixels=self.settings.max_image_pixels)
-        return len(pcm) / rate
+        return seconds
 
     def _image_ref(self, request: SessionRequest, agent: Agent | None) -> str | None:
         if request.avatar_image is not None:

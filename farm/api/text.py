@@ -19,7 +19,6 @@ import logging
 import math
 from dataclasses import dataclass
 
-from farm import media
 from farm.contracts import SpeakMessage
 from farm.domain import Agent, AgentStatus, ModelKind, Session
 from farm.errors import (
@@ -76,7 +75,9 @@ class TextService:
     store: SessionStore
     speak_bus: SpeakBus
 
-    def generate(self, key: ApiKey, request: GenerateRequest) -> Generated:
+    def generate(self, key: ApiKey, request: GenerateRequest, *, audio_s: float | None = None) -> Generated:
+        """Reply, speak, queue. ``audio_s``: the uploaded audio's length, measured by an async caller
+        (``SessionService.measure_audio``, off its event loop); None measures it here."""
         if (request.avatar_id is None) == (request.avatar_image is None):
             raise ValidationError("give exactly one of agent_id and image")
         if (request.text is None) == (request.audio is None):
@@ -90,7 +91,7 @@ class TextService:
         else:
             assert request.audio is not None
             audio = request.audio
-        speech_s = self.check_length(audio)
+        speech_s = self.check_length(audio, audio_s if request.audio is not None else None)
         self._require_video_credits(key, request.model, speech_s)
         session = self.sessions.create(
             key,
@@ -101,6 +102,7 @@ class TextService:
                 avatar_id=request.avatar_id,
                 avatar_image=request.avatar_image,
             ),
+            audio_s=speech_s,
         )
         return Generated(session=session, reply_text=reply, speech_s=speech_s)
 
@@ -127,7 +129,7 @@ class TextService:
         """WAV of ``text`` in ``voice``, else the agent's voice, else the settings default."""
         wav = self.synthesizer.synthesize(text, voice=voice or (agent.voice if agent is not None else None))
         try:
-            media.decode_audio(wav, max_s=self.settings.max_audio_s)
+            self.sessions.audio_seconds(wav)  # a streaming decode: nothing but the WAV is held
         except InvalidAudio as exc:
             raise SpeechUnavailable("the speech service returned audio that could not be decoded") from exc
         return wav
@@ -174,10 +176,10 @@ class TextService:
         log.info("speech published", extra={"agent_id": agent.id, "sessions": len(rooms)})
         return delivered
 
-    def check_length(self, audio: bytes) -> float:
-        """The clip's length in seconds; over ``max_video_s`` is PAYLOAD_TOO_LARGE (nothing stored)."""
-        pcm, rate = media.decode_audio(audio, max_s=self.settings.max_audio_s)
-        seconds = len(pcm) / rate
+    def check_length(self, audio: bytes, measured_s: float | None = None) -> float:
+        """The clip's length in seconds (``measured_s`` when already measured); over ``max_video_s`` is
+        PAYLOAD_TOO_LARGE (nothing stored)."""
+        seconds = self.sessions.audio_seconds(audio) if measured_s is None else measured_s
         if seconds > self.settings.max_video_s:
             raise PayloadTooLarge(
                 f"the video would be {seconds:.1f} s long, over the {self.settings.max_video_s:g} s limit; "

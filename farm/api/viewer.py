@@ -24,7 +24,7 @@ import jwt
 from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from farm.api.deps import Caller, Services
 from farm.api.schemas import ERROR_RESPONSES
@@ -79,6 +79,8 @@ DEFAULT_VIEWER_TTL_S = 3600
 
 
 class ViewerRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     ttl_s: int = Field(
         DEFAULT_VIEWER_TTL_S, ge=60, le=24 * 3600, description="How long the link may join the room."
     )

@@ -49,6 +49,7 @@ from farm.bench.common import finish, summary
 from farm.bench.onsets import THUMB, MouthModel, audio_onset
 from farm.bench.roomfarm import AGENT_ID, RoomFarm, add_livekit_args, livekit_target, room_farm
 from farm.procs import free_port
+from farm.settings import Settings
 
 
 @dataclass
@@ -123,7 +124,7 @@ def _mean_ms(
     return (after[kind][delay] - old[delay]) / units * 1000.0 if units > 0 else None
 
 
-def _token(
+def livekit_token(
     key: str, secret: str, identity: str, room: str, *, kind: str, attrs: dict[str, str] | None = None
 ) -> str:
     token = (
@@ -153,7 +154,7 @@ class Bench:
     page_base: str = ""  # where the farm's viewer page is served over HTTP
 
     def token(self, identity: str, room: str, kind: str, attrs: dict[str, str] | None = None) -> str:
-        return _token(self.key, self.secret, identity, room, kind=kind, attrs=attrs)
+        return livekit_token(self.key, self.secret, identity, room, kind=kind, attrs=attrs)
 
     async def one(self, index: int, measure_av: bool) -> dict[str, Any]:
         room = f"bench-{uuid.uuid4().hex[:6]}-{index}"
@@ -280,7 +281,11 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         tempfile.TemporaryDirectory(prefix="bench-room-") as tmp,
         livekit_target(args.livekit_url, args.api_key, args.api_secret, Path(tmp)) as target,
     ):
-        farm = room_farm(Path(tmp), size=args.size, capacity=4)
+        workdir = Path(tmp)
+        settings = Settings.model_validate(  # livekit_url: the allow-list of the start requests
+            {"data_dir": workdir / "var", "output_dir": workdir / "out", "livekit_url": target.url}
+        )
+        farm = room_farm(workdir, size=args.size, capacity=4, settings=settings)
         http = await HttpApp(farm.app, free_port()).start()  # the viewer page, for the browser
         browser_version = None
         try:

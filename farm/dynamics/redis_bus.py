@@ -23,13 +23,11 @@ from typing import Any
 import redis
 from prometheus_client import Counter
 from pydantic import ValidationError as PydanticValidationError
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from farm import names
 from farm.contracts import SCHEMA_VERSION, DynamicsMessage
 from farm.dynamics.base import DynamicsAck, MessageHandler
-from farm.redis_conn import translate_errors
+from farm.redis_conn import TRANSIENT_ERRORS, connect, translate_errors
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +38,9 @@ MESSAGES = Counter(
 )
 RESUBSCRIBES = Counter("farm_dynamics_resubscribes_total", "Dynamics subscriptions re-established.")
 
-_CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+# Every transient error, including a failover's (a demoted primary answers READONLY, the sentinels
+# may know no primary for a moment): the subscriber waits it out and resubscribes.
+_CONNECTION_ERRORS = TRANSIENT_ERRORS
 _POLL_S = 0.25
 
 
@@ -83,7 +83,7 @@ class RedisDynamicsBus:
         self.worker_id = worker_id
         self._max_backoff_s = max_backoff_s
         self._health_check_interval_s = health_check_interval_s
-        self._client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5.0)
+        self._client = connect(url)
         self._handler: MessageHandler | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -153,11 +153,10 @@ class RedisDynamicsBus:
             backoff_s = min(backoff_s * 2, self._max_backoff_s)
 
     def _listen(self) -> None:
-        client = redis.Redis.from_url(
+        client = connect(
             self._url,
-            decode_responses=True,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=self._health_check_interval_s,
+            retries=0,
+            health_check_interval_s=self._health_check_interval_s,
             socket_keepalive=True,
             client_name=f"farm-dynamics-{self.worker_id}",
         )

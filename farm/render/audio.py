@@ -25,10 +25,17 @@ N_MELS = 80
 FMIN_HZ = 55.0
 FMAX_HZ = 7600.0
 LOG_FLOOR = 1e-10
+# Scratch arrays of the block-wise computations hold at most this many elements (16 MiB of float64),
+# so memory is bounded by the block, never by the length of the clip.
+_BLOCK_ELEMENTS = 1 << 21
 
 
 def to_mono_16k(pcm: np.ndarray, sample_rate: int, channels: int = 1) -> np.ndarray:
-    """Convert PCM (int16/int32/float, interleaved or (n, channels)) to float32 mono 16 kHz in [-1, 1]."""
+    """Convert PCM (int16/int32/float, interleaved or (n, channels)) to float32 mono 16 kHz in [-1, 1].
+
+    Memory is linear in ``pcm`` (``resample_poly`` filters without an (output x taps) matrix); callers
+    with a long clip stream it through ``Resampler`` in bounded chunks instead.
+    """
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     data = np.asarray(pcm)
@@ -180,7 +187,11 @@ class MelStream:
             return np.zeros((0, self._n_mels), dtype=np.float32)
         span = (count - 1) * SAMPLES_PER_FRAME + self._win_length
         windows = np.lib.stride_tricks.sliding_window_view(self._buffer[:span], self._win_length)
-        rows = _mel_rows(windows[::SAMPLES_PER_FRAME][:count], self._n_mels)
+        starts = windows[::SAMPLES_PER_FRAME][:count]  # a view: no copy of the audio
+        block = max(1, _BLOCK_ELEMENTS // self._win_length)
+        rows = np.empty((count, self._n_mels), np.float32)
+        for begin in range(0, count, block):
+            rows[begin : begin + block] = _mel_rows(starts[begin : begin + block], self._n_mels)
         self._buffer = self._buffer[count * SAMPLES_PER_FRAME :]
         self._emitted += count
         return rows
@@ -192,6 +203,8 @@ class Resampler:
     Feeding a clip in any chunking and then calling ``finish()`` yields the same samples as
     ``to_mono_16k`` on the whole clip (no clicks at chunk boundaries). Output sample ``n`` is
     emitted as soon as the input it depends on has arrived (about 10 input samples of look-ahead).
+    Outputs are computed in blocks of at most ``_BLOCK_ELEMENTS`` gathered inputs, so a push of any
+    length needs scratch memory of one block (plus the chunk itself), with bit-identical results.
     """
 
     def __init__(self, rate_in: int, rate_out: int = SAMPLE_RATE_HZ) -> None:
@@ -214,6 +227,7 @@ class Resampler:
             valid = idx <= 2 * self._half
             poly[r, valid] = taps[idx[valid]]
         self._poly = poly
+        self._block_out = max(1, _BLOCK_ELEMENTS // self._k)
         self._buffer = np.zeros(self._k, np.float64)
         self._offset = -self._k  # absolute input index of _buffer[0]
         self._n_in = 0
@@ -243,16 +257,24 @@ class Resampler:
         return self._emit(total)
 
     def _emit(self, upto: int) -> np.ndarray:
+        """Outputs ``[_n_out, upto)``, computed ``_block_out`` at a time (bounded scratch memory)."""
         if upto <= self._n_out:
             return np.zeros(0, np.float32)
-        n = np.arange(self._n_out, upto, dtype=np.int64)
-        t = n * self._down + self._half
-        jmax = t // self._up
-        cols = (jmax - self._offset)[:, None] - np.arange(self._k)[None, :]
-        out = (self._buffer[cols] * self._poly[t % self._up]).sum(axis=1)
+        out = np.empty(upto - self._n_out, np.float32)
+        for begin in range(self._n_out, upto, self._block_out):
+            end = min(upto, begin + self._block_out)
+            out[begin - self._n_out : end - self._n_out] = self._outputs(begin, end)
         self._n_out = upto
         next_min = (upto * self._down + self._half) // self._up - (self._k - 1)
         drop = max(0, next_min - self._offset)
         self._buffer = self._buffer[drop:]
         self._offset += drop
-        return out.astype(np.float32)
+        return out
+
+    def _outputs(self, begin: int, end: int) -> np.ndarray:
+        """Output samples ``[begin, end)``: each one a dot product of ``k`` inputs with its phase's taps."""
+        n = np.arange(begin, end, dtype=np.int64)
+        t = n * self._down + self._half
+        jmax = t // self._up
+        cols = (jmax - self._offset)[:, None] - np.arange(self._k)[None, :]
+        return (self._buffer[cols] * self._poly[t % self._up]).sum(axis=1).astype(np.float32)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from farm import names
 from farm.errors import NotFound, Unauthorized
+from farm.redis_conn import redis_errors
 from farm.sessions.base import ApiKey
 
 if TYPE_CHECKING:
@@ -88,11 +89,15 @@ def _revoked(key: ApiKey) -> ApiKey:
 
 
 class RedisKeyStore:
-    """KeyStore in Redis: HASH ``farm:apikey:<sha256>`` plus the index HASH ``farm:apikeys``."""
+    """KeyStore in Redis: HASH ``farm:apikey:<sha256>`` plus the index HASH ``farm:apikeys``.
+
+    Every method turns a Redis outage into BackendUnavailable (503), authentication included.
+    """
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
 
+    @redis_errors
     def create(self, tenant: str, name: str, concurrency_limit: int | None = None) -> tuple[ApiKey, str]:
         secret = new_secret()
         digest = hash_secret(secret)
@@ -112,6 +117,7 @@ class RedisKeyStore:
         pipe.execute()
         return key, secret
 
+    @redis_errors
     def authenticate(self, secret: str) -> ApiKey:
         if not secret:
             raise _unauthorized()
@@ -125,6 +131,7 @@ class RedisKeyStore:
             raise _unauthorized()
         return key
 
+    @redis_errors
     def list(self) -> list[ApiKey]:
         digests = _decode(self._redis.hgetall(names.API_KEYS_INDEX_KEY))
         pipe = self._redis.pipeline(transaction=False)
@@ -133,6 +140,7 @@ class RedisKeyStore:
         keys = [_from_record(_decode(raw)) for raw in pipe.execute() if raw]
         return sorted(keys, key=lambda k: k.created_at)
 
+    @redis_errors
     def revoke(self, key_id: str) -> None:
         digest = self._redis.hget(names.API_KEYS_INDEX_KEY, key_id)
         if digest is None:

@@ -34,7 +34,7 @@ from typing import Protocol
 
 from farm.contracts import RunSessionMessage, SessionTaskResult, WorkerInfo, WorkerState
 from farm.domain import AgentStatus, ModelKind, Session
-from farm.errors import FarmError, PrewarmFailed
+from farm.errors import BackendUnavailable, FarmError, PrewarmFailed
 from farm.render.base import AvatarSource
 from farm.render.pool import ModelPool, PoolState
 from farm.sessions.base import AgentStore, Lease, SessionQueue, SessionStore, WorkerRegistry
@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 TTFF_STAGES = ("queue_wait", "claim", "model_ready", "avatar_ready", "sink_ready")
 _TICK_S = 0.5  # the loop's own liveness tick (a blocked loop stops ticking)
+_MAX_BACKOFF_S = 5.0  # longest pause between heartbeat Redis calls while Redis keeps failing
 
 
 def rss_mb_now() -> float:
@@ -100,6 +101,21 @@ class SessionMetrics(Protocol):
 
 
 @dataclass
+class RedisBackoff:
+    """Intervals of the heartbeat's Redis calls: the normal one while Redis answers, doubling per
+    consecutive failure (capped at ``max_s``, never below the normal one) while it does not."""
+
+    max_s: float = _MAX_BACKOFF_S
+    failures: int = 0
+
+    def next_s(self, normal_s: float, ok: bool) -> float:
+        self.failures = 0 if ok else self.failures + 1
+        if not self.failures:
+            return normal_s
+        return max(normal_s, min(self.max_s, normal_s * 2**self.failures))
+
+
+@dataclass
 class _Slots:
     capacity: int
     runners: dict[str, SessionRunner] = field(default_factory=dict)
@@ -140,9 +156,12 @@ class WorkerRuntime:
         self._stopping = threading.Event()
         self._tick_at = time.monotonic()
         self._heartbeat: Future[None] | None = None
+        self._ticker: Future[None] | None = None
         self._drain_timer: threading.Timer | None = None
         self._drain_expired = False
         self.error: str | None = None  # why the runtime turned ERROR after prewarm (memory ceiling)
+        self._publish_backoff = RedisBackoff()
+        self._maintain_backoff = RedisBackoff()
         self._ended_frames = 0  # frame counters of sessions that already left this process
         self._ended_late = 0
         self._heart: Heart | None = None
@@ -184,6 +203,7 @@ class WorkerRuntime:
         self._thread.start()
         self._loop_ready.wait()
         self._heartbeat = asyncio.run_coroutine_threadsafe(self._beat(), self._require_loop())
+        self._ticker = asyncio.run_coroutine_threadsafe(self._tick(), self._require_loop())
 
     def stop(self) -> None:
         """Stop heartbeat and loop, deregister, release the pool. Idempotent; live sessions are the
@@ -193,8 +213,9 @@ class WorkerRuntime:
         self._stopping.set()
         if self._drain_timer is not None:
             self._drain_timer.cancel()
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
+        for beat in (self._heartbeat, self._ticker):
+            if beat is not None:
+                beat.cancel()
         loop, thread = self._loop, self._thread
         if loop is not None and thread is not None:
             loop.call_soon_threadsafe(loop.stop)
@@ -468,11 +489,14 @@ class WorkerRuntime:
             late_frames=late,
         )
 
-    def _publish_quietly(self) -> None:
+    def _publish_quietly(self) -> bool:
+        """Publish this worker's registry entry; False (logged) when the registry is unavailable."""
         try:
             self.parts.registry.publish(self.info(), ttl_s=self.settings.worker_ttl_s)
-        except FarmError:
-            log.warning("registry publish failed", extra=self._fields)
+        except FarmError as exc:
+            log.warning("registry publish failed", extra={**self._fields, "code": exc.code})
+            return False
+        return True
 
     def _publish_soon(self) -> None:
         """Publish from a thread: never block the loop on Redis."""
@@ -484,20 +508,39 @@ class WorkerRuntime:
         else:
             self._publish_quietly()
 
+    async def _tick(self) -> None:
+        """The loop's own liveness tick, apart from the heartbeat: a Redis call that hangs (a
+        partition: connect timeouts and redis-py's retries) delays the heartbeat, not liveness;
+        only a blocked loop stops ticking."""
+        while not self._stopping.is_set():
+            self._tick_at = time.monotonic()
+            await asyncio.sleep(_TICK_S)
+
     async def _beat(self) -> None:
+        """Publish the registry entry and run maintenance until stopped.
+
+        Redis being down (an outage, a failover) is transient here: each step logs, and while Redis
+        keeps failing the publish and maintenance intervals back off (doubling, capped at
+        ``_MAX_BACKOFF_S``), so a long outage costs a few calls per worker, not a stream of them. No
+        error ends the heartbeat: a dead heartbeat would let the registry entry lapse for good.
+        """
         interval_s = min(self.settings.heartbeat_s, self.settings.reaper_interval_s, _TICK_S)
         next_publish = next_maintenance = time.monotonic()
         while not self._stopping.is_set():
-            self._tick_at = time.monotonic()
             now = time.monotonic()
-            if now >= next_publish:
-                next_publish = now + self.settings.heartbeat_s
-                self.check_memory()
-                self._metric_capacity()
-                await asyncio.to_thread(self._publish_quietly)
-            if now >= next_maintenance and self.ready:
-                next_maintenance = now + self.settings.reaper_interval_s
-                await asyncio.to_thread(self._maintain)
+            try:
+                if now >= next_publish:
+                    self.check_memory()
+                    self._metric_capacity()
+                    published = await asyncio.to_thread(self._publish_quietly)
+                    next_publish = now + self._publish_backoff.next_s(self.settings.heartbeat_s, published)
+                if now >= next_maintenance and self.ready:
+                    maintained = await asyncio.to_thread(self._maintain)
+                    next_maintenance = now + self._maintain_backoff.next_s(
+                        self.settings.reaper_interval_s, maintained
+                    )
+            except Exception:  # a bug in one step must not end the heartbeat
+                log.exception("heartbeat step failed", extra=self._fields)
             await asyncio.sleep(interval_s)
 
     def _metric_capacity(self) -> None:
@@ -521,12 +564,21 @@ class WorkerRuntime:
         self.hand_back_all()
         self._publish_soon()
 
-    def _maintain(self) -> None:
+    def _maintain(self) -> bool:
+        """Run each maintenance pass; False when Redis was unavailable for any of them."""
+        reachable = True
         for task in self.parts.maintenance:
             try:
                 task()
+            except BackendUnavailable as exc:  # transient: the next pass (backed off) tries again
+                reachable = False
+                log.warning(
+                    "maintenance pass skipped: redis unavailable",
+                    extra={**self._fields, "error": exc.message},
+                )
             except Exception:
                 log.exception("maintenance pass failed", extra=self._fields)
+        return reachable
 
     def _hot_avatars(self) -> list[tuple[ModelKind, AvatarSource]]:
         pool, hot_avatar = self.parts.pool, self.parts.hot_avatar

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from farm import names
 from farm.errors import KeyExpired, KeyOutOfScope, Unauthorized
+from farm.redis_conn import redis_errors
 from farm.sessions.base import ApiKey
 
 if TYPE_CHECKING:
@@ -105,7 +106,9 @@ class RuntimeKeySigner:
     def verify(self, secret: str) -> RuntimeKeyScope:
         """The key's scope; 401 UNAUTHORIZED when forged or malformed, 401 KEY_EXPIRED when expired."""
         body, _, signature = secret.removeprefix(RUNTIME_KEY_PREFIX).partition(".")
-        if not body or not signature or not hmac.compare_digest(signature, self._sign(body)):
+        # bytes, not str: compare_digest refuses non-ASCII text, and a header can carry any latin-1
+        expected = self._sign(body).encode()
+        if not body or not signature or not hmac.compare_digest(signature.encode(), expected):
             raise Unauthorized("invalid runtime key")
         try:
             claims = json.loads(_unb64(body))
@@ -132,6 +135,7 @@ def redis_signing_key(client: Redis) -> Callable[[], bytes]:
     cached: list[bytes] = []
     lock = threading.Lock()
 
+    @redis_errors
     def get() -> bytes:
         with lock:
             if not cached:

@@ -106,7 +106,12 @@ class FileSessionIo:
             raise ValidationError("this worker renders file-input sessions only (an uploaded clip)")
         out = self.output_path(session.id)
         clip = self._blobs.path(session.audio_ref)
-        source = FileInput(clip, max_s=self._settings.max_audio_s, chunk_s=None)
+        source = FileInput(
+            clip,
+            max_s=self._settings.max_audio_s,
+            max_mb=self._settings.max_audio_mb,
+            max_sample_rate_hz=self._settings.max_audio_sample_rate_hz,
+        )
         return SessionIO(input=source, sink=Mp4Sink(out, fps=self._settings.fps), output=str(out))
 
 

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import uvicorn
+from fastapi import FastAPI
 
 from farm.api.app import build_app
 from farm.procs import free_port
@@ -19,6 +20,7 @@ from farm.settings import Settings
 class LiveApi:
     url: str
     settings: Settings
+    app: FastAPI
 
 
 @contextmanager
@@ -26,9 +28,8 @@ def live_api(settings: Settings, *, start_deadline_s: float = 20.0) -> Iterator[
     """Serve ``build_app(settings)`` on a free loopback port in a thread; stop it on exit."""
     port = free_port()
     settings = settings.model_copy(update={"api_port": port, "api_host": "127.0.0.1"})
-    server = uvicorn.Server(
-        uvicorn.Config(build_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
+    app = build_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     end = time.monotonic() + start_deadline_s
@@ -37,7 +38,7 @@ def live_api(settings: Settings, *, start_deadline_s: float = 20.0) -> Iterator[
             raise AssertionError("the API server did not start")
         time.sleep(0.02)
     try:
-        yield LiveApi(f"http://127.0.0.1:{port}", settings)
+        yield LiveApi(f"http://127.0.0.1:{port}", settings, app)
     finally:
         server.should_exit = True
         thread.join(10)

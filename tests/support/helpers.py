@@ -1,4 +1,4 @@
-"""Small helpers every test layer shares: a WAV clip and a deadline-bounded wait."""
+"""Small helpers every test layer shares: a WAV clip, a FLAC clip and a deadline-bounded wait."""
 
 from __future__ import annotations
 
@@ -23,6 +23,31 @@ def wav_bytes(seconds: float = 0.5, rate: int = 16_000, freq_hz: float = 180.0) 
         w.setsampwidth(2)
         w.setframerate(rate)
         w.writeframes(pcm.tobytes())
+    return buf.getvalue()
+
+
+def flac_bytes(seconds: float, rate: int, channels: int = 1, noise: float = 0.0) -> bytes:
+    """Syllables of a 180 Hz tone (3 per second) and pauses as FLAC: without ``noise`` it compresses
+    to a small upload that decodes to a long clip."""
+    import av
+
+    n = int(seconds * rate)
+    t = np.arange(n) / rate
+    syllables = np.sin(2 * np.pi * 3 * t) > 0
+    voice = 0.3 * np.sin(2 * np.pi * 180 * t) * syllables
+    if noise:
+        voice += noise * np.random.default_rng(rate).standard_normal(n)
+    pcm = np.repeat((voice * 32767).astype(np.int16)[None, :], channels, axis=0)
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="flac") as container:
+        stream = container.add_stream("flac", rate=rate)
+        stream.layout = "mono" if channels == 1 else "stereo"
+        frame = av.AudioFrame.from_ndarray(pcm.T.reshape(1, -1).copy(), format="s16", layout=stream.layout)
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
     return buf.getvalue()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from farm.render import audio as audio_module
 from farm.render.audio import MelStream, Resampler, frame_energy, log_mel, n_frames, to_mono_16k
 
 pytestmark = pytest.mark.unit
@@ -86,3 +87,52 @@ def test_the_streaming_resampler_equals_whole_clip_resampling(rate: int) -> None
     whole = to_mono_16k(audio, rate)
     assert streamed.shape == whole.shape
     assert np.allclose(streamed, whole, atol=1e-5)
+
+
+def _resample(resampler: Resampler, audio: np.ndarray, sizes: list[int]) -> np.ndarray:
+    parts, start = [], 0
+    for size in sizes:
+        parts.append(resampler.push(audio[start : start + size]))
+        start += size
+    parts.append(resampler.push(audio[start:]))
+    parts.append(resampler.finish())
+    return np.concatenate(parts)
+
+
+@pytest.mark.parametrize("rate", [8_000, 16_000, 44_100, 48_000, 192_000])
+def test_block_wise_resampling_is_bit_identical_to_one_block(rate: int) -> None:
+    rng = np.random.default_rng(rate)
+    audio = (0.2 * rng.standard_normal(rate + 313)).astype(np.float32)
+    one_block = Resampler(rate)
+    one_block._block_out = 1 << 40  # the whole clip in one gather, as before blocks existed
+    small_blocks = Resampler(rate)
+    small_blocks._block_out = 97
+    whole = _resample(one_block, audio, [])
+    assert np.array_equal(_resample(small_blocks, audio, []), whole)
+    assert whole.shape == to_mono_16k(audio, rate).shape
+
+
+@pytest.mark.parametrize("rate", [8_000, 16_000, 44_100, 48_000, 192_000])
+def test_chunked_pushes_are_bit_identical_to_one_whole_clip_push(rate: int) -> None:
+    rng = np.random.default_rng(rate + 1)
+    audio = (0.2 * rng.standard_normal(2 * rate + 55)).astype(np.float32)
+    sizes = [int(s) for s in rng.integers(1, rate // 3, size=8)]
+    chunked = _resample(Resampler(rate), audio, sizes)
+    whole = _resample(Resampler(rate), audio, [])
+    assert np.array_equal(chunked, whole)
+    assert np.allclose(np.clip(whole, -1.0, 1.0), to_mono_16k(audio, rate), atol=1e-5)
+
+
+def test_resampler_scratch_is_bounded_by_its_block_not_by_the_clip() -> None:
+    for rate in (8_000, 22_050, 44_100, 48_000, 96_000, 192_000):
+        resampler = Resampler(rate)
+        assert resampler._block_out * resampler._k <= 1 << 21
+
+
+def test_mel_rows_of_a_long_push_are_computed_in_blocks_identically(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(3)
+    audio = (0.1 * rng.standard_normal(16_000 * 90 + 17)).astype(np.float32)  # > one block of rows
+    blocked = MelStream().push(audio)
+    monkeypatch.setattr(audio_module, "_BLOCK_ELEMENTS", 1 << 40)
+    assert np.array_equal(blocked, MelStream().push(audio))
+    assert np.allclose(blocked, log_mel(audio)[: blocked.shape[0]], atol=1e-4)

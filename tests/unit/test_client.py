@@ -58,7 +58,9 @@ def test_sdk_calls_raise_typed_errors(api: ApiHarness) -> None:
         _farm(api, None).list_sessions()
     farm = _farm(api, api.secret_a)
     with pytest.raises(NotFound):
-        farm.get_session("nope")
+        farm.get_session("0" * 32)
+    with pytest.raises(ValidationError):
+        farm.get_session("nope")  # not a session id at all
     with pytest.raises(ValidationError):
         farm.create_session(audio=b"not audio", avatar_image=png_bytes())
     with pytest.raises(FarmError):

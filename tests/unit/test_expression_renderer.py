@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from farm.bench.common import speech_like
 from farm.errors import BatcherClosed, InvalidAudio, InvalidImage, UnknownGesture
 from farm.render.audio import frame_energy
 from farm.render.base import SAMPLES_PER_FRAME, AvatarFrame, AvatarSource, Renderer
@@ -87,7 +88,8 @@ def test_pushed_audio_comes_back_frame_by_frame_with_the_segment_end(
         pcm = (speech * 32767).astype(np.int16)
         renderer.push_audio(pcm[:3000], RATE)
         renderer.push_audio(pcm[3000:], RATE)
-        assert renderer.pending_frames() == 10  # the partial tail waits for more audio or a flush
+        # the partial tail waits for more audio or a flush, the last two full frames for their look-ahead
+        assert renderer.pending_frames() == 8
         renderer.flush()
         assert renderer.pending_frames() == 11
         frames = _drain(renderer)
@@ -108,13 +110,13 @@ def test_a_flush_after_the_audio_was_played_still_delivers_the_segment_end(
     renderer = engine.open_session(avatar, "late-flush")
     try:
         renderer.push_audio(np.full(2 * SAMPLES_PER_FRAME, 0.1, np.float32), RATE)
-        first = _drain(renderer)
-        assert len(first) == 2 and not any(f.segment_end for f in first)
+        first = [renderer.next_frame() for _ in range(2)]  # a real-time loop plays them as they come
+        assert all(f.speaking for f in first) and not any(f.segment_end for f in first)
         renderer.flush()
         (end,) = _drain(renderer)
         assert end.segment_end and end.segment_id == first[0].segment_id and not end.audio.any()
         renderer.push_audio(np.full(SAMPLES_PER_FRAME, 0.1, np.float32), RATE)
-        (nxt,) = _drain(renderer)
+        nxt = renderer.next_frame()
         assert nxt.segment_id != first[0].segment_id  # a new segment after a flush
     finally:
         renderer.close()
@@ -275,3 +277,27 @@ def test_the_engine_reports_its_backend_and_falls_back_when_no_tensorrt_plan_exi
         assert eng.backend == "torch-cuda-compiled"
     finally:
         eng.close()
+
+
+def test_a_file_render_draws_the_same_frames_however_its_audio_is_chunked(
+    engine: ExpressionEngine, avatar: DeviceAvatar
+) -> None:
+    """As a file session's frame loop does: render whatever is pending after each chunk arrives."""
+    pcm = (speech_like(1.5, 44_100, seed=4) * 32767).astype(np.int16)
+
+    def render(chunk: int) -> list[tuple[bytes, bytes]]:
+        renderer = engine.open_session(avatar, "chunked")  # same session id: same motion seed
+        try:
+            frames = []
+            for start in range(0, pcm.shape[0], chunk):
+                renderer.push_audio(pcm[start : start + chunk], 44_100)
+                frames += _drain(renderer)
+            renderer.flush()
+            frames += _drain(renderer)
+            return [(f.image.tobytes(), f.audio.tobytes()) for f in frames]
+        finally:
+            renderer.close()
+
+    whole = render(pcm.shape[0])
+    assert len(whole) == -(-round(pcm.shape[0] * 16_000 / 44_100) // SAMPLES_PER_FRAME)
+    assert render(1_500) == whole

@@ -45,6 +45,15 @@ def test_an_unflushed_partial_frame_waits_and_lookahead_spans_segments() -> None
     assert queue.take_frame().segment_end
 
 
+def test_an_open_segment_holds_back_the_frames_whose_lookahead_has_not_arrived() -> None:
+    queue = SpeechQueue()
+    queue.push(_samples(5))
+    assert queue.pending_frames(hold=2 * SAMPLES_PER_FRAME) == 3
+    assert queue.pending_frames() == 5
+    queue.flush()
+    assert queue.pending_frames(hold=2 * SAMPLES_PER_FRAME) == 5  # a flushed segment holds nothing back
+
+
 def test_a_flush_with_nothing_pushed_is_ignored_and_clear_drops_everything() -> None:
     queue = SpeechQueue()
     queue.flush()

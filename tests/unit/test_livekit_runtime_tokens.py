@@ -16,12 +16,13 @@ from tests.unit.api_support import ApiHarness, b64, png_bytes
 pytestmark = pytest.mark.unit
 
 URL = "/v1/runtime-tokens/request"
+LK_URL = "wss://lk.example"  # the farm's configured LiveKit server: the default allow-list
 LK_SECRET = "users-livekit-secret-the-farm-never-sees-0123456789"
 
 
 @pytest.fixture
 def api_h(tmp_path: Path) -> ApiHarness:
-    harness = ApiHarness.build(tmp_path)
+    harness = ApiHarness.build(tmp_path, livekit_url=LK_URL)
     harness.registry.publish(
         WorkerInfo(
             worker_id="w1", hostname="h", pid=1, queues=["essence", "expression"], state="READY", capacity=4
@@ -47,7 +48,7 @@ def plugin_token(room: str = "room-1", identity: str = "bithuman-avatar-agent", 
 def json_body(harness: ApiHarness, **extra: object) -> dict[str, object]:
     agent = harness.agent()
     body: dict[str, object] = {
-        "livekit_url": "wss://lk.example",
+        "livekit_url": LK_URL,
         "livekit_token": plugin_token(),
         "room_name": "room-1",
         "mode": "cpu",
@@ -86,7 +87,7 @@ def test_retries_for_the_same_room_and_identity_return_the_same_session(api_h: A
 def test_the_multipart_variant_with_a_bearer_token_routes_an_uploaded_face_to_expression(
     api_h: ApiHarness,
 ) -> None:
-    form = {"livekit_url": "wss://lk.example", "livekit_token": plugin_token(), "room_name": "room-1"}
+    form = {"livekit_url": LK_URL, "livekit_token": plugin_token(), "room_name": "room-1"}
     form["model"] = "expression"
     response = api_h.client.post(
         URL,
@@ -102,7 +103,7 @@ def test_the_multipart_variant_with_a_bearer_token_routes_an_uploaded_face_to_ex
 
 def test_the_urlencoded_form_the_plugin_sends_for_an_expression_agent_is_accepted(api_h: ApiHarness) -> None:
     agent = api_h.agent()
-    form = {"livekit_url": "wss://lk.example", "livekit_token": plugin_token(), "room_name": "room-1"}
+    form = {"livekit_url": LK_URL, "livekit_token": plugin_token(), "room_name": "room-1"}
     form.update({"model": "expression", "avatar_id": agent.id})  # no file: aiohttp urlencodes it
     response = api_h.client.post(URL, data=form, headers={"Authorization": f"Bearer {api_h.secret_a}"})
 
@@ -170,7 +171,7 @@ def test_an_agent_still_building_is_409(api_h: ApiHarness) -> None:
 
 
 def test_no_free_worker_slot_is_503_and_leaves_no_live_session(tmp_path: Path) -> None:
-    harness = ApiHarness.build(tmp_path)  # no worker registered
+    harness = ApiHarness.build(tmp_path, livekit_url=LK_URL)  # no worker registered
     response = harness.client.post(URL, json=json_body(harness), headers=harness.headers())
 
     assert response.status_code == 503
@@ -289,3 +290,51 @@ def test_an_expired_or_forged_runtime_key_is_401_with_its_reason(api_h: ApiHarne
 def test_mint_requests_out_of_range_are_400(api_h: ApiHarness, body: dict[str, object]) -> None:
     response = api_h.client.post(MINT, json=body, headers=api_h.headers())
     assert response.status_code in (400, 422)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "wss://evil.example",
+        "wss://lk.example.evil.net",  # a string prefix of the allowed URL is not the allowed host
+        "wss://lk.example@evil.net",  # userinfo: the host is evil.net
+        "wss://lk.example:8443",  # another port
+        "ws://lk.example",  # plain text instead of TLS
+        "http://169.254.169.254/latest/meta-data",
+    ],
+)
+def test_a_livekit_url_off_the_allow_list_is_refused_and_queues_nothing(api_h: ApiHarness, url: str) -> None:
+    response = api_h.client.post(URL, json=json_body(api_h, livekit_url=url), headers=api_h.headers())
+
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "LIVEKIT_URL_NOT_ALLOWED"
+    assert LK_URL in error["message"] and "FARM_LIVEKIT_URL_ALLOWLIST" in error["message"]
+    assert api_h.queue.messages == [] and api_h.stored_nothing()
+
+
+def test_the_allow_list_setting_admits_its_hosts_and_urls_and_https_for_wss(tmp_path: Path) -> None:
+    harness = ApiHarness.build(
+        tmp_path, livekit_url=LK_URL, livekit_url_allowlist=["lk-2.example", "wss://cloud.example/project"]
+    )
+    harness.registry.publish(
+        WorkerInfo(worker_id="w1", hostname="h", pid=1, queues=["essence"], state="READY", capacity=4),
+        ttl_s=60,
+    )
+
+    def start(url: str, room: str) -> int:
+        body = json_body(harness, livekit_url=url, room_name=room, livekit_token=plugin_token(room=room))
+        return harness.client.post(URL, json=body, headers=harness.headers()).status_code
+
+    assert start("ws://lk-2.example:7880", "r1") == 200  # a bare host: any scheme and port
+    assert start("https://cloud.example/project/eu", "r2") == 200  # same security, a path under it
+    assert start("wss://cloud.example/projectx", "r3") == 400  # not under /project/
+    assert start(LK_URL, "r4") == 400  # the list replaces the default, it does not add to it
+
+
+def test_a_farm_without_a_livekit_server_configured_refuses_every_livekit_url(tmp_path: Path) -> None:
+    harness = ApiHarness.build(tmp_path)
+    response = harness.client.post(URL, json=json_body(harness), headers=harness.headers())
+
+    assert response.status_code == 400
+    assert "FARM_LIVEKIT_URL" in response.json()["error"]["message"]

@@ -6,9 +6,9 @@ is kept as an alias for clients written against bitHuman.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from farm.api import inputs
 from farm.api.deps import Caller, Services
@@ -19,9 +19,12 @@ from farm.api.schemas import (
     AgentCreated,
     AgentData,
     AgentDeleted,
+    AgentIdPath,
     AgentList,
     AgentView,
     CreateAgentJson,
+    Limit,
+    Offset,
     Pagination,
     SpeakJson,
     SpeakResult,
@@ -80,8 +83,8 @@ async def create_agent(request: Request, farm: Services, key: Caller) -> Respons
 def list_agents(
     farm: Services,
     key: Caller,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
     status: AgentStatus | None = None,
 ) -> AgentList:
     """Your agents, newest first (bitHuman's ``limit`` ≤ 100, ``offset``, ``status`` filter)."""
@@ -93,13 +96,13 @@ def list_agents(
 
 
 @router.get("/v1/agents/{agent_id}", response_model=AgentView)
-def get_agent(agent_id: str, farm: Services, key: Caller) -> AgentView:
+def get_agent(agent_id: AgentIdPath, farm: Services, key: Caller) -> AgentView:
     """One of your agents: ``processing`` → ``ready`` | ``failed``."""
     return AgentView(data=AgentData.of(farm.agent_service.get(key, agent_id)))
 
 
 @router.get("/v1/agent/status/{agent_id}", response_model=AgentView, include_in_schema=False)
-def get_agent_status(agent_id: str, farm: Services, key: Caller) -> AgentView:
+def get_agent_status(agent_id: AgentIdPath, farm: Services, key: Caller) -> AgentView:
     """bitHuman-compatible alias of ``GET /v1/agents/{agent_id}``."""
     return AgentView(data=AgentData.of(farm.agent_service.get(key, agent_id)))
 
@@ -115,33 +118,35 @@ async def _update(request: Request, farm: Services, key: Caller, agent_id: str) 
 
 
 @router.patch("/v1/agents/{agent_id}", response_model=AgentView, openapi_extra=json_body_doc(UpdateAgentJson))
-async def update_agent(agent_id: str, request: Request, farm: Services, key: Caller) -> AgentView:
+async def update_agent(agent_id: AgentIdPath, request: Request, farm: Services, key: Caller) -> AgentView:
     """Set the agent's ``system_prompt`` and/or ``voice`` (null clears)."""
     return await _update(request, farm, key, agent_id)
 
 
 @router.post("/v1/agent/{agent_id}", response_model=AgentView, openapi_extra=json_body_doc(UpdateAgentJson))
-async def update_agent_bithuman(agent_id: str, request: Request, farm: Services, key: Caller) -> AgentView:
+async def update_agent_bithuman(
+    agent_id: AgentIdPath, request: Request, farm: Services, key: Caller
+) -> AgentView:
     """bitHuman-compatible ``POST /v1/agent/{code}`` ``{system_prompt}``."""
     return await _update(request, farm, key, agent_id)
 
 
 @router.delete("/v1/agents/{agent_id}", response_model=AgentDeleted)
-def delete_agent(agent_id: str, farm: Services, key: Caller) -> AgentDeleted:
+def delete_agent(agent_id: AgentIdPath, farm: Services, key: Caller) -> AgentDeleted:
     """Delete the agent; 409 CONFLICT while any live session uses it."""
     farm.agent_service.delete(key, agent_id, farm.store)
     return AgentDeleted(agent_id=agent_id)
 
 
 @router.delete("/v1/agent/{agent_id}", response_model=AgentDeleted, include_in_schema=False)
-def delete_agent_bithuman(agent_id: str, farm: Services, key: Caller) -> AgentDeleted:
+def delete_agent_bithuman(agent_id: AgentIdPath, farm: Services, key: Caller) -> AgentDeleted:
     """bitHuman-compatible alias of ``DELETE /v1/agents/{agent_id}``."""
     farm.agent_service.delete(key, agent_id, farm.store)
     return AgentDeleted(agent_id=agent_id)
 
 
 @router.post("/v1/agent/{agent_id}/speak", response_model=SpeakResult, openapi_extra=json_body_doc(SpeakJson))
-async def speak(agent_id: str, request: Request, farm: Services, key: Caller) -> SpeakResult:
+async def speak(agent_id: AgentIdPath, request: Request, farm: Services, key: Caller) -> SpeakResult:
     """The avatar in a live room says ``message`` as given; 404 when the agent has no live room session."""
     body: SpeakJson = await inputs.json_body(request, farm.settings, SpeakJson)
     return SpeakResult(delivered_to_rooms=farm.text.speak_live(key, agent_id, body.message, body.room_id))

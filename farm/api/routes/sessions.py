@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 
 from farm.api import inputs
 from farm.api.deps import Caller, Services
 from farm.api.schemas import (
     ERROR_RESPONSES,
     CreateSessionJson,
+    Limit,
+    Offset,
     SessionCreated,
+    SessionIdPath,
     SessionList,
     SessionView,
 )
@@ -48,7 +51,8 @@ def _status_url(request: Request, public_url: str | None, session_id: str) -> st
 async def create_session(request: Request, farm: Services, key: Caller) -> SessionCreated:
     """Queue a session on the model's queue. Returns at once; poll ``status_url``."""
     body = await inputs.session_request(request, farm.settings)
-    session = farm.sessions.create(key, body)
+    audio_s = await farm.sessions.measure_audio(body.audio)  # off the event loop, bounded concurrency
+    session = farm.sessions.create(key, body, audio_s=audio_s)
     url = _status_url(request, farm.settings.public_url, session.id)
     return SessionCreated(session_id=session.id, status=session.state, status_url=url)
 
@@ -57,8 +61,8 @@ async def create_session(request: Request, farm: Services, key: Caller) -> Sessi
 def list_sessions(
     farm: Services,
     key: Caller,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> SessionList:
     """Your sessions, newest first."""
     sessions = farm.sessions.list(key, limit=limit, offset=offset)
@@ -66,12 +70,12 @@ def list_sessions(
 
 
 @router.get("/{session_id}", response_model=SessionView)
-def get_session(session_id: str, farm: Services, key: Caller) -> SessionView:
+def get_session(session_id: SessionIdPath, farm: Services, key: Caller) -> SessionView:
     """One of your sessions (another tenant's is 404)."""
     return SessionView.of(farm.sessions.get(key, session_id))
 
 
 @router.delete("/{session_id}", response_model=SessionView)
-def stop_session(session_id: str, farm: Services, key: Caller) -> SessionView:
+def stop_session(session_id: SessionIdPath, farm: Services, key: Caller) -> SessionView:
     """Stop a session: QUEUED ends at once, a running one within a tick. An ended one is 409."""
     return SessionView.of(farm.sessions.stop(key, session_id))

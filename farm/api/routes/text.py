@@ -17,6 +17,7 @@ from farm.api.idempotency import remember, replay
 from farm.api.schemas import (
     ERROR_RESPONSES,
     GenerateVideoJson,
+    SessionIdPath,
     TtsJson,
     Validated,
     VideoGenerated,
@@ -47,6 +48,8 @@ async def generate_video(request: Request, farm: Services, key: Caller) -> Respo
     if replayed is not None:
         return replayed
     body: GenerateVideoJson = await inputs.json_body(request, farm.settings, GenerateVideoJson)
+    audio = inputs.b64(body.audio, "audio") if body.audio is not None else None
+    audio_s = await farm.sessions.measure_audio(audio) if audio is not None else None  # off the loop
     generated = farm.text.generate(
         key,
         GenerateRequest(
@@ -54,9 +57,10 @@ async def generate_video(request: Request, farm: Services, key: Caller) -> Respo
             avatar_id=body.agent_id,
             avatar_image=inputs.b64(body.image, "image") if body.image is not None else None,
             text=body.text,
-            audio=inputs.b64(body.audio, "audio") if body.audio is not None else None,
+            audio=audio,
             voice=body.voice,
         ),
+        audio_s=audio_s,
     )
     base = _base(request, farm.settings.public_url)
     sid = generated.session.id
@@ -72,7 +76,7 @@ async def generate_video(request: Request, farm: Services, key: Caller) -> Respo
 
 
 @router.get("/v1/sessions/{session_id}/video", response_class=FileResponse)
-def session_video(session_id: str, farm: Services, key: Caller) -> FileResponse:
+def session_video(session_id: SessionIdPath, farm: Services, key: Caller) -> FileResponse:
     """The MP4 of an ENDED file-output session (409 while it is still rendering)."""
     session = farm.sessions.get(key, session_id)
     if session.state is not SessionState.ENDED:

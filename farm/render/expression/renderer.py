@@ -103,7 +103,9 @@ class ExpressionRenderer:
 
     def pending_frames(self) -> int:
         with self._lock:
-            return self._speech.pending_frames()
+            # A frame's mel window reads LOOKAHEAD_FRAMES of queued audio: a file render waits for
+            # them (or the flush), so its frames do not depend on how the clip was chunked.
+            return self._speech.pending_frames(hold=LOOKAHEAD_FRAMES * SAMPLES_PER_FRAME)
 
     def next_frame(self) -> AvatarFrame:
         with self._lock:

@@ -91,11 +91,17 @@ class SpeechQueue:
     def clear(self) -> None:
         self._segments.clear()
 
-    def pending_frames(self) -> int:
+    def pending_frames(self, hold: int = 0) -> int:
+        """Frames ready to take. An open (unflushed) segment keeps back a frame until the ``hold``
+        samples after it have arrived too, so a frame that reads ``hold`` samples of look-ahead sees
+        the same look-ahead however its audio was chunked."""
         total = 0
         for segment in self._segments:
-            full, rest = divmod(segment.length, SAMPLES_PER_FRAME)
-            total += full + (1 if segment.flushed and (rest or full == 0) else 0)
+            if segment.flushed:
+                full, rest = divmod(segment.length, SAMPLES_PER_FRAME)
+                total += full + (1 if rest or full == 0 else 0)
+            else:
+                total += max(0, segment.length - hold) // SAMPLES_PER_FRAME
         return total
 
     def take_frame(self) -> SpeechFrame:
