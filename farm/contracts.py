@@ -126,6 +126,17 @@ class WorkerInfo(Versioned):
         return max(0, self.capacity - self.active_sessions) if self.state == "READY" else 0
 
 
+class StopMessage(Versioned):
+    """API (the session store's ``request_stop``) → every render worker (Redis pub/sub ``farm:stop``).
+
+    A notice, not the truth: the durable stop flag (``names.session_stop_key``) is set in the same
+    transaction and is read with every lease renewal, so a worker that misses the notice still stops.
+    The worker holding session ``session_id`` stops it at its next frame; every other worker ignores it.
+    """
+
+    session_id: str
+
+
 class SpeakMessage(Versioned):
     """API (``POST /v1/agent/{code}/speak``) → every render worker (Redis pub/sub ``farm:speak``).
 

@@ -232,6 +232,10 @@ def idempotent_response_key(tenant: str, scope: str, key_digest: str) -> str:
 
 IDEMPOTENT_RESPONSE_TTL_S: Final = 24 * 3600
 
+STOP_TOPIC: Final = f"{PREFIX}:stop"
+"""Redis pub/sub channel of contracts.StopMessage: a client's stop request, fanned out to every worker
+so the holder stops within a frame instead of at its next lease renewal (the flag stays the truth)."""
+
 SPEAK_TOPIC: Final = f"{PREFIX}:speak"
 """Redis pub/sub channel of contracts.SpeakMessage: ``POST /v1/agent/{code}/speak`` speech for a live
 room session, fanned out to every worker; the worker holding that session plays it."""

@@ -31,6 +31,7 @@ from farm.sessions.redis_runtime import (
     start_dynamics,
     start_health,
     start_speech,
+    start_stop_notices,
 )
 from farm.sessions.runtime import WorkerRuntime
 from farm.settings import Settings
@@ -97,6 +98,7 @@ def boot(
     if runtime.ready:
         start_dynamics(runtime, settings)
         start_speech(runtime, settings)
+        start_stop_notices(runtime, settings)
     runtime.start()
     start_health(runtime, settings)
     log.info(

@@ -146,6 +146,25 @@ def start_speech(runtime: WorkerRuntime, settings: Settings) -> None:
     runtime.parts.on_stop = (*runtime.parts.on_stop, bus.close)
 
 
+def start_stop_notices(runtime: WorkerRuntime, settings: Settings) -> None:
+    """Subscribe a READY render process to ``farm:stop``: a client's stop request ends the session
+    this process holds at its next frame rather than at its next lease renewal."""
+    from farm.contracts import StopMessage
+    from farm.pubsub import RedisTopic
+
+    def handle(message: StopMessage) -> None:
+        if runtime.stop_session(message.session_id):
+            log.info("stop notice", extra={"session_id": message.session_id, **runtime._fields})
+
+    try:
+        topic = RedisTopic(str(settings.redis_url), names.STOP_TOPIC, StopMessage)
+        topic.start(handle)
+    except Exception:
+        log.exception("stop topic unavailable: stops wait for lease renewals here", extra=runtime._fields)
+        return
+    runtime.parts.on_stop = (*runtime.parts.on_stop, topic.close)
+
+
 def start_health(runtime: WorkerRuntime, settings: Settings) -> None:
     """Serve /startupz, /readyz, /livez, /drainz (and /metrics) for Kubernetes on ``health_port``.
 

@@ -16,6 +16,7 @@ import redis
 from redis.client import Pipeline
 
 from farm import names
+from farm.contracts import StopMessage
 from farm.domain import TERMINAL_STATES, Session, SessionState
 from farm.errors import ConcurrencyLimit, LeaseLost, NotFound
 from farm.redis_conn import redis_errors, require_text_client
@@ -242,8 +243,12 @@ class RedisSessionStore:
 
     @redis_errors
     def request_stop(self, session_id: str) -> None:
+        """Set the durable stop flag and publish a StopMessage so the holder stops at its next frame."""
         self.get(session_id)
-        self._r.set(names.session_stop_key(session_id), "1", ex=int(self._retention_s))
+        pipe = self._r.pipeline(transaction=True)
+        pipe.set(names.session_stop_key(session_id), "1", ex=int(self._retention_s))
+        pipe.publish(names.STOP_TOPIC, StopMessage(session_id=session_id).model_dump_json())
+        pipe.execute()
 
     @redis_errors
     def stop_requested(self, session_id: str) -> bool:

@@ -176,7 +176,7 @@ class SessionRunner:
         self._main: asyncio.Task[RunResult] | None = None
         self._meter = meter
         self._metered_minute = -1
-        self._stop_requested = False  # set by the lease renewer (renew_and_check_stop)
+        self._stop_requested = False  # set by a stop notice or the lease renewer (renew_and_check_stop)
         self._abandoned = False  # the worker's liveness lapsed: its lease may have been revoked
         self._session: Session | None = None
 
@@ -354,13 +354,18 @@ class SessionRunner:
             self.frames += 1
             await asyncio.sleep(0)  # let the input consumer and the lease renewer run
 
+    def request_stop(self) -> None:
+        """A stop notice for this session arrived (``names.STOP_TOPIC``): end at the next frame, as the
+        stop flag read at the next lease renewal would. Call on the runner's event loop."""
+        self._stop_requested = True
+
     def _ended_by_request(self, elapsed_s: float) -> EndReason | None:
-        """Hand-back, the duration cap, or a stop request (seen at the next lease renewal)."""
+        """Hand-back, the duration cap, or a stop request (its notice, or the flag at a lease renewal)."""
         if self._handback.is_set():
             return EndReason.HANDED_BACK
         if elapsed_s >= self.settings.max_session_s:
             return EndReason.MAX_DURATION
-        if self._stop_requested:  # read with every lease renewal: no extra Redis call per session
+        if self._stop_requested:  # a stop notice, or the flag read with a lease renewal
             return EndReason.STOP_REQUESTED
         return None
 

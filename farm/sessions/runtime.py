@@ -417,6 +417,17 @@ class WorkerRuntime:
         asyncio.run_coroutine_threadsafe(runner.speak(pcm, sample_rate), loop)
         return True
 
+    def stop_session(self, session_id: str) -> bool:
+        """A client asked to stop ``session_id``: if this process holds it, end it at its next frame
+        (any thread). Other processes ignore the request; the durable flag reaches the holder anyway."""
+        with self._lock:
+            runner = self._slots.runners.get(session_id)
+        loop = self._loop
+        if runner is None or loop is None:
+            return False
+        loop.call_soon_threadsafe(runner.request_stop)
+        return True
+
     # ------------------------------------------------------------ drain
     def draining(self) -> None:
         """Warm shutdown began: publish DRAINING; after ``drain_grace_s`` hand live sessions back."""
