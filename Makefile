@@ -14,7 +14,7 @@ EXTRAS := expression,e2e,dev
 # the ~190 MB CPU build instead; nothing else changes.
 TORCH_INDEX_URL ?=
 
-.PHONY: install demo demo-room test lint rules sim livekit-server web-assets unit integration e2e gpu up bench-dispatch clean system-deps
+.PHONY: install demo demo-room test lint rules sim livekit-server web-assets unit integration e2e chaos gpu up bench-dispatch clean system-deps
 
 # Debian packages: espeak-ng (the farm's local text-to-speech) and chromium (the browser the viewer
 # e2e test drives headless; ~20 s to install). Installed with apt when missing and apt is available
@@ -98,6 +98,9 @@ integration: $(STAMP)
 
 e2e: $(STAMP) $(WEB_ASSET) livekit-server
 	scripts/netns-run $(BIN)/pytest -q -m e2e
+
+chaos: $(STAMP) livekit-server
+	scripts/netns-run $(BIN)/pytest -q -m chaos
 
 gpu: $(STAMP)
 	@$(call PYTEST_OK_IF_EMPTY,-q -m gpu)

@@ -38,6 +38,11 @@ FIELDS = frozenset(
         "request_id",
         "route",
         "status",
+        "child",  # farm up supervision: which child, how it exited
+        "pid",
+        "exit_code",
+        "topic",  # pub/sub topic (farm:speak, farm:stop)
+        "error",  # an exception's type name, never its message
     }
 )
 
