@@ -51,6 +51,8 @@ T = TypeVar("T")
 _STOP_POLL_S = 0.25
 _STALLED_CLOSE_S = 5.0  # how long a stalled session may take to leave its room
 _MAX_LAG_FRAMES = 5  # realtime sinks: how far behind the 25 fps grid before it is reset
+_MOVE_RETRY_FIRST_S = 0.05  # a state change that meets a Redis blip is retried after this, doubling
+_MOVE_RETRY_MAX_S = 1.0
 
 
 class EndReason(enum.StrEnum):
@@ -203,18 +205,18 @@ class SessionRunner:
     async def _run(self) -> RunResult:
         renewer = asyncio.create_task(self._renew_loop(), name="lease-renew")
         try:
-            session = self._move(SessionState.STARTING, "starting")
+            session = await self._move(SessionState.STARTING, "starting")
             io, lane = await self._start(session)
-            session = self._move(
+            session = await self._move(
                 SessionState.STREAMING, "streaming", output=io.output, timings_ms=dict(self._timings)
             )
             self._session = session
             reason = await self._stream(io, lane)
             if reason is EndReason.HANDED_BACK:
                 return await self._hand_back()
-            session = self._move(SessionState.ENDING, str(reason))
+            session = await self._move(SessionState.ENDING, str(reason))
             await self._close(strict=True)
-            session = self._move(SessionState.ENDED, str(reason), timings_ms=self._final_timings())
+            session = await self._move(SessionState.ENDED, str(reason), timings_ms=self._final_timings())
             return RunResult(session, self.frames)
         except LeaseLost:
             log.warning("lease lost, stopping", extra=self._log_fields())
@@ -252,7 +254,7 @@ class SessionRunner:
     async def _hand_back(self) -> RunResult:
         """STREAMING → QUEUED, lease released, then re-submitted so another worker resumes it."""
         await self._close()
-        session = self._move(SessionState.QUEUED, str(EndReason.HANDED_BACK))
+        session = await self._move(SessionState.QUEUED, str(EndReason.HANDED_BACK))
         self.store.release(self.lease)
         log.info("session handed back", extra=self._log_fields())
         if self._on_handback is not None:
@@ -506,9 +508,29 @@ class SessionRunner:
             raise LeaseLost(f"lease on session {self.lease.session_id} was lost")
 
     # ------------------------------------------------------------ store
-    def _move(self, target: SessionState, reason: str, **fields: Any) -> Session:
-        self._check_lease()
-        return self.store.transition(self.lease.session_id, target, reason=reason, lease=self.lease, **fields)
+    async def _move(self, target: SessionState, reason: str, **fields: Any) -> Session:
+        """Record a state change under the lease. A Redis blip (BackendUnavailable) is retried with
+        backoff for as long as the lease can still be ours (``lease_ttl_s``), so a short outage costs
+        a pause, not a failed session re-rendered from the start elsewhere."""
+        session_id = self.lease.session_id
+        give_up_at = time.monotonic() + self.settings.lease_ttl_s
+        delay_s = _MOVE_RETRY_FIRST_S
+        while True:
+            self._check_lease()
+            try:
+                return self.store.transition(session_id, target, reason=reason, lease=self.lease, **fields)
+            except BackendUnavailable:
+                if time.monotonic() + delay_s > give_up_at:
+                    raise
+                log.warning(
+                    "state change waits for the backend", extra={**self._log_fields(), "state": target}
+                )
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, _MOVE_RETRY_MAX_S)
+            with contextlib.suppress(BackendUnavailable):  # the lost reply may hide a write that landed
+                current = self.store.get(session_id)
+                if current.state is target:
+                    return current
 
     def _fail(self, exc: Exception) -> Session | None:
         if isinstance(exc, FarmError):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from farm.domain import ModelKind, Session, SessionState
-from farm.errors import NotFound
+from farm.errors import BackendUnavailable, NotFound
 from farm.render.base import SAMPLES_PER_FRAME, AvatarFrame, AvatarSource
 from farm.render.pool import ModelPool
 from farm.sessions.base import Lease
@@ -352,3 +352,42 @@ async def test_an_unknown_gesture_is_ignored_not_fatal(settings: Settings) -> No
     io = SessionIO(ScriptedInput(events), ListSink(realtime=False))
     result = await runner(settings, store, pool, lease, io).run()
     assert result.session is not None and result.session.state is SessionState.ENDED
+
+
+class BlinkingStore(MemorySessionStore):
+    """A store whose first ``failures`` state changes meet a Redis outage (BackendUnavailable)."""
+
+    def __init__(self, failures: int, *, lands: bool = False) -> None:
+        super().__init__()
+        self.failures = failures
+        self.lands = lands  # the write lands but its reply is lost
+
+    def transition(self, session_id: str, target: SessionState, **kwargs: object) -> Session:  # type: ignore[override]
+        if self.failures > 0 and target is SessionState.STREAMING:
+            self.failures -= 1
+            if self.lands:
+                super().transition(session_id, target, **kwargs)  # type: ignore[arg-type]
+            raise BackendUnavailable("redis is unavailable: ConnectionError")
+        return super().transition(session_id, target, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("lands", [False, True], ids=["write lost", "reply lost"])
+async def test_a_redis_blip_during_a_state_change_pauses_the_session_instead_of_failing_it(
+    settings: Settings, tmp_path: Path, lands: bool
+) -> None:
+    store = BlinkingStore(failures=3, lands=lands)
+    pool = ModelPool([ModelKind.ESSENCE], lambda _: ToneEngine())
+    pool.prewarm(timeout_s=10)
+    session, _ = store.create(
+        Session(id=uuid.uuid4().hex, tenant="t", model=ModelKind.ESSENCE, avatar_id="A1")
+    )
+    lease = store.claim(session.id, "w1", ttl_s=settings.lease_ttl_s)
+    assert lease is not None
+    out = tmp_path / "s.mp4"
+    io = SessionIO(FileInput(pcm=tone(0.4), sample_rate=16_000), Mp4Sink(out), output=str(out))
+
+    result = await runner(settings, store, pool, lease, io).run()
+
+    assert store.failures == (2 if lands else 0)  # a write that landed is found, not repeated
+    assert [h.state for h in store.get(session.id).history] == LEGAL_PATH
+    assert result.frames == 10
