@@ -39,7 +39,7 @@ def test_a_redis_restart_loses_no_session_no_worker_and_answers_no_500(
 
     assert result["api_500s"] == 0, result["api_answers_during_outage"]
     assert result["api_answers_during_outage"].get("503", 0) > 0  # the outage was seen, and said so
-    assert result["workers_alive"] == result["workers"] == 3  # two Essence workers and the build worker
+    assert result["worker_processes_alive"] == result["worker_processes"] == 3  # 2 Essence + the build worker
     assert not result["processes_restarted"]
     assert result["lost"] == [] and result["stuck"] == []
     assert result["new_session_after"] == "ENDED"
