@@ -206,6 +206,7 @@ def _outcomes(ids: Sequence[str], seen: dict[str, SessionInfo]) -> dict[str, Any
     return {
         "sessions": len(ids),
         "ended": sum(1 for info in seen.values() if info.status == "ENDED"),
+        "claimed_again": sum(1 for info in seen.values() if int(info.raw.get("attempts") or 0) > 1),
         "failed": dict(failed),
         "stuck": sorted(i for i, info in seen.items() if info.status not in TERMINAL),
         "lost": sorted(i for i in ids if i not in seen),

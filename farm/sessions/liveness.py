@@ -121,6 +121,7 @@ class Heart:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._ok_since: float | None = None
+        self._unreachable = False  # the last beat failed (Redis unreachable)
 
     @property
     def steady(self) -> bool:
@@ -154,9 +155,15 @@ class Heart:
             held = self._liveness.beat(self._worker_id, self._ttl_s)
         except FarmError:
             self._ok_since = None
+            self._unreachable = True
             log.warning("liveness beat failed", extra={"worker_id": self._worker_id})
             return
-        if held or first:
+        after_outage, self._unreachable = self._unreachable, False
+        if held or first or after_outage:
+            # After beats failed (Redis down, restarted, failing over) the key lapsed for everyone
+            # at once, not because this worker was judged dead: reapers only judge once their own
+            # beats are steady for a TTL, and this beat is back sooner, so the sessions stay here.
+            # Had a reaper revoked a lease meanwhile, its holder still stops at its next renewal.
             if self._ok_since is None:
                 self._ok_since = self._clock()
             return

@@ -10,7 +10,7 @@ import redis
 
 from farm.contracts import RunSessionMessage
 from farm.domain import ModelKind, Session, SessionState
-from farm.errors import IllegalTransition, LeaseLost
+from farm.errors import BackendUnavailable, IllegalTransition, LeaseLost
 from farm.sessions.liveness import Heart, MemoryWorkerLiveness
 from farm.sessions.memory import MemorySessionStore
 from farm.sessions.reaper import LocalReaperLock, QueuePolicy, Reaper, RedisReaperLock
@@ -165,6 +165,38 @@ def test_a_heart_reports_a_lapse_and_forgets_its_key_on_stop() -> None:
     assert heart.steady
     heart.stop()
     assert liveness.alive(["w1"]) == set()
+
+
+class FlakyLiveness(MemoryWorkerLiveness):
+    """Liveness whose backend is down while ``down`` is set."""
+
+    down = False
+
+    def beat(self, worker_id: str, ttl_s: float) -> bool:
+        if self.down:
+            raise BackendUnavailable("redis is unavailable: ConnectionError")
+        return super().beat(worker_id, ttl_s)
+
+
+@pytest.mark.unit
+def test_a_lapse_caused_by_a_redis_outage_keeps_the_workers_sessions() -> None:
+    clock = Clock()
+    liveness = FlakyLiveness(clock=clock)
+    lapses: list[str] = []
+    heart = Heart(liveness, "w1", ttl_s=1.5, renew_s=3600, on_lapse=lambda: lapses.append("w1"), clock=clock)
+    heart.start()
+    liveness.down = True
+    clock.now += 1.0
+    heart._beat(first=False)  # Redis is down: the beat fails
+    clock.now += 4.0
+    liveness.down = False
+    heart._beat(first=False)  # back: the key lapsed during the outage, for every worker alike
+
+    assert lapses == [] and liveness.alive(["w1"]) == {"w1"}
+    clock.now += 1.0
+    heart._beat(first=False)
+    clock.now += 1.0
+    assert heart.steady and lapses == []
 
 
 # ---------------------------------------------------------------- stuck in QUEUED
