@@ -301,7 +301,7 @@ def redis_restart(farm: ChaosFarm, *, sessions: int, clip_s: float, outage_s: fl
     down_at = time.monotonic()
     prober.start()
     time.sleep(outage_s)
-    farm.redis.start()
+    farm.redis.restart()
     assert farm.redis.port == port, "Redis must come back on the same port"
     up_at = time.monotonic()
     _wait(farm.client.ready, 60.0, "the API ready again")
