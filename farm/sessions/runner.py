@@ -53,6 +53,7 @@ _STALLED_CLOSE_S = 5.0  # how long a stalled session may take to leave its room
 _MAX_LAG_FRAMES = 5  # realtime sinks: how far behind the 25 fps grid before it is reset
 _MOVE_RETRY_FIRST_S = 0.05  # a state change that meets a Redis blip is retried after this, doubling
 _MOVE_RETRY_MAX_S = 1.0
+_RENEW_RETRY_S = 0.5  # a lease renewal that met a Redis outage is retried this soon
 
 
 class EndReason(enum.StrEnum):
@@ -480,8 +481,10 @@ class SessionRunner:
         run is cancelled and its lease released, so the reaper re-queues it for another worker.
         """
         last_ok = time.monotonic()
+        wait_s = self.settings.lease_renew_s
         while not self._lost.is_set():
-            await asyncio.sleep(self.settings.lease_renew_s)
+            await asyncio.sleep(wait_s)
+            wait_s = self.settings.lease_renew_s
             limit_s = self.settings.stall_timeout_s if self._streaming else self.settings.start_timeout_s
             if time.monotonic() - self._progress_at > limit_s:
                 self._stalled = True
@@ -497,6 +500,9 @@ class SessionRunner:
                     self._stop_requested = True
             except BackendUnavailable:
                 ok = time.monotonic() - last_ok < self.settings.lease_ttl_s
+                wait_s = min(
+                    wait_s, _RENEW_RETRY_S
+                )  # renew as soon as Redis is back, before the TTL runs out
                 log.warning("lease renewal failed: backend unavailable", extra=self._log_fields())
             else:
                 last_ok = time.monotonic() if ok else last_ok
