@@ -500,9 +500,8 @@ class SessionRunner:
                     self._stop_requested = True
             except BackendUnavailable:
                 ok = time.monotonic() - last_ok < self.settings.lease_ttl_s
-                wait_s = min(
-                    wait_s, _RENEW_RETRY_S
-                )  # renew as soon as Redis is back, before the TTL runs out
+                # renew as soon as Redis is back, before the TTL runs out
+                wait_s = min(wait_s, _RENEW_RETRY_S)
                 log.warning("lease renewal failed: backend unavailable", extra=self._log_fields())
             else:
                 last_ok = time.monotonic() if ok else last_ok
