@@ -23,6 +23,7 @@ from farm.redis_conn import TRANSIENT_ERRORS, connect, translate_errors
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=Versioned)
+R = TypeVar("R")  # what a subscriber's handler returns (None; dynamics: its ack)
 _POLL_S = 0.25
 
 
@@ -31,7 +32,7 @@ class MemoryTopic(Generic[M]):
 
     def __init__(self) -> None:
         self.published: list[M] = []
-        self._handlers: list[Callable[[M], None]] = []
+        self._handlers: list[Callable[[M], object]] = []
 
     def publish(self, message: M) -> int:
         self.published.append(message)
@@ -39,33 +40,45 @@ class MemoryTopic(Generic[M]):
             handler(message)
         return len(self._handlers)
 
-    def start(self, handler: Callable[[M], None]) -> None:
+    def start(self, handler: Callable[[M], object]) -> None:
         self._handlers.append(handler)
 
     def close(self) -> None:
         self._handlers.clear()
 
 
-class RedisTopic(Generic[M]):
-    """One pub/sub channel of ``model`` messages; the subscriber runs on its own thread."""
+class RedisTopic(Generic[M, R]):
+    """One pub/sub channel of ``model`` messages; the subscriber runs on its own thread and calls a
+    handler returning ``R``."""
 
-    def __init__(self, url: str, channel: str, model: type[M], *, max_backoff_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        channel: str,
+        model: type[M],
+        *,
+        max_backoff_s: float = 2.0,
+        health_check_interval_s: int = 10,
+        client_name: str | None = None,
+    ) -> None:
         self._url = url
         self._channel = channel
         self._model = model
         self._max_backoff_s = max_backoff_s
+        self._health_check_interval_s = health_check_interval_s
+        self._client_name = client_name
         self._client = connect(url)
         self._stop = threading.Event()
         self._subscribed = threading.Event()
         self._thread: threading.Thread | None = None
-        self._handler: Callable[[M], None] | None = None
+        self._handler: Callable[[M], R] | None = None
 
     def publish(self, message: M) -> int:
         """Send to every subscribed process; how many processes it reached."""
         with translate_errors(f"{self._channel} topic"):
             return int(self._client.publish(self._channel, message.model_dump_json()))
 
-    def start(self, handler: Callable[[M], None]) -> None:
+    def start(self, handler: Callable[[M], R]) -> None:
         """Subscribe this process (once) and call ``handler`` for every message, on the topic's thread."""
         if self._thread is not None:
             raise RuntimeError(f"the {self._channel} topic already has a subscriber here")
@@ -91,20 +104,24 @@ class RedisTopic(Generic[M]):
                 return
             except TRANSIENT_ERRORS as exc:
                 self._subscribed.clear()
-                log.warning(
-                    "topic subscription lost; resubscribing",
-                    extra={"topic": self._channel, "error": type(exc).__name__},
-                )
+                self._on_lost(exc, backoff_s)
             if self._stop.wait(backoff_s):
                 return
             backoff_s = min(backoff_s * 2, self._max_backoff_s)
 
     def _listen(self) -> None:
-        client = connect(self._url, retries=0, health_check_interval_s=10, socket_keepalive=True)
+        client = connect(
+            self._url,
+            retries=0,  # a dropped connection surfaces here, to be counted and resubscribed
+            health_check_interval_s=self._health_check_interval_s,
+            socket_keepalive=True,
+            client_name=self._client_name,
+        )
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             pubsub.subscribe(self._channel)
-            pubsub.get_message(timeout=_POLL_S)
+            pubsub.get_message(timeout=_POLL_S)  # the subscribe confirmation: live from here
+            self._on_subscribed()
             self._subscribed.set()
             while not self._stop.is_set():
                 raw = pubsub.get_message(timeout=_POLL_S)
@@ -114,7 +131,19 @@ class RedisTopic(Generic[M]):
             pubsub.close()
             client.close()
 
+    # ------------------------------------------------------------ hooks (a topic with stats overrides them)
+    def _on_subscribed(self) -> None:
+        """The subscription is (re-)established."""
+
+    def _on_lost(self, exc: Exception, backoff_s: float) -> None:
+        """The subscription dropped; it is retried after ``backoff_s``."""
+        log.warning(
+            "topic subscription lost; resubscribing",
+            extra={"topic": self._channel, "error": type(exc).__name__},
+        )
+
     def _on_message(self, data: object) -> None:
+        """Validate one payload and hand it to the handler (malformed or foreign versions: logged)."""
         try:
             message = self._model.model_validate_json(data)  # type: ignore[arg-type]
         except (PydanticValidationError, ValueError, TypeError):

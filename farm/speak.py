@@ -48,7 +48,7 @@ class MemorySpeakBus(MemoryTopic[SpeakMessage]):
     """In-process SpeakBus for unit tests: publish calls every started handler at once."""
 
 
-class RedisSpeakBus(RedisTopic[SpeakMessage]):
+class RedisSpeakBus(RedisTopic[SpeakMessage, None]):
     """SpeakBus on Redis pub/sub (``names.SPEAK_TOPIC``); the subscriber runs on its own thread and
     resubscribes on loss."""
 

@@ -15,7 +15,6 @@ thread resubscribes with a capped backoff. Messages published meanwhile are lost
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +25,9 @@ from pydantic import ValidationError as PydanticValidationError
 
 from farm import names
 from farm.contracts import SCHEMA_VERSION, DynamicsMessage
-from farm.dynamics.base import DynamicsAck, MessageHandler
-from farm.redis_conn import TRANSIENT_ERRORS, connect, translate_errors
+from farm.dynamics.base import DynamicsAck
+from farm.pubsub import RedisTopic
+from farm.redis_conn import translate_errors
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +37,6 @@ MESSAGES = Counter(
     ["outcome"],  # routed | malformed | handler_error
 )
 RESUBSCRIBES = Counter("farm_dynamics_resubscribes_total", "Dynamics subscriptions re-established.")
-
-# Every transient error, including a failover's (a demoted primary answers READONLY, the sentinels
-# may know no primary for a moment): the subscriber waits it out and resubscribes.
-_CONNECTION_ERRORS = TRANSIENT_ERRORS
-_POLL_S = 0.25
 
 
 @dataclass
@@ -68,8 +63,12 @@ def decode_message(data: Any) -> DynamicsMessage | None:
     return message
 
 
-class RedisDynamicsBus:
-    """DynamicsBus on a Redis-protocol server at ``url``; ``worker_id`` names this process in acks."""
+class RedisDynamicsBus(RedisTopic[DynamicsMessage, DynamicsAck]):
+    """DynamicsBus on a Redis-protocol server at ``url``; ``worker_id`` names this process in acks.
+
+    The subscriber machinery (thread, resubscribe with capped backoff) is ``farm.pubsub.RedisTopic``;
+    this class adds the acks, the counters and their logs.
+    """
 
     def __init__(
         self,
@@ -79,23 +78,18 @@ class RedisDynamicsBus:
         max_backoff_s: float = 2.0,
         health_check_interval_s: int = 10,
     ) -> None:
-        self._url = url
+        super().__init__(
+            url,
+            names.DYNAMICS_TOPIC,
+            DynamicsMessage,
+            max_backoff_s=max_backoff_s,
+            health_check_interval_s=health_check_interval_s,
+            client_name=f"farm-dynamics-{worker_id}",
+        )
         self.worker_id = worker_id
-        self._max_backoff_s = max_backoff_s
-        self._health_check_interval_s = health_check_interval_s
-        self._client = connect(url)
-        self._handler: MessageHandler | None = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._subscribed = threading.Event()
-        self._pubsub_client: redis.Redis | None = None
         self.stats = SubscriberStats()
 
     # ------------------------------------------------------------ publisher side
-    def publish(self, message: DynamicsMessage) -> int:
-        with translate_errors("dynamics topic"):
-            return int(self._client.publish(names.DYNAMICS_TOPIC, message.model_dump_json()))
-
     def collect_acks(self, message_id: str, expected: int, wait_s: float) -> list[DynamicsAck]:
         """BLPOP up to ``expected`` acks within ``wait_s`` (fractional BLPOP timeouts, Redis ≥ 6)."""
         key = names.dynamics_ack_key(message_id)
@@ -115,64 +109,13 @@ class RedisDynamicsBus:
                     log.warning("malformed dynamics ack ignored", extra={"message_id": message_id})
         return acks
 
-    # ------------------------------------------------------------ subscriber side
-    def start(self, handler: MessageHandler) -> None:
-        """Start this process's subscriber thread (once; a second call is refused)."""
-        if self._thread is not None:
-            raise RuntimeError("this DynamicsBus already has a subscriber")
-        self._handler = handler
-        self._thread = threading.Thread(target=self._run, name="dynamics-subscriber", daemon=True)
-        self._thread.start()
-
-    def wait_subscribed(self, timeout_s: float) -> bool:
-        """True once the subscription is (re-)established; for readiness checks and tests."""
-        return self._subscribed.wait(timeout_s)
-
-    def close(self) -> None:
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout=_POLL_S * 3)
-        self._client.close()
-
-    def _run(self) -> None:
-        backoff_s = 0.05
-        while not self._stop.is_set():
-            try:
-                self._listen()
-                return  # stopped
-            except _CONNECTION_ERRORS as exc:
-                self._subscribed.clear()
-                self.stats.connection_losses += 1
-                log.warning(
-                    "dynamics subscription lost; resubscribing",
-                    extra={"worker_id": self.worker_id, "error": type(exc).__name__, "backoff_s": backoff_s},
-                )
-            if self._stop.wait(backoff_s):
-                return
-            backoff_s = min(backoff_s * 2, self._max_backoff_s)
-
-    def _listen(self) -> None:
-        client = connect(
-            self._url,
-            retries=0,
-            health_check_interval_s=self._health_check_interval_s,
-            socket_keepalive=True,
-            client_name=f"farm-dynamics-{self.worker_id}",
+    # ------------------------------------------------------------ subscriber side (RedisTopic hooks)
+    def _on_lost(self, exc: Exception, backoff_s: float) -> None:
+        self.stats.connection_losses += 1
+        log.warning(
+            "dynamics subscription lost; resubscribing",
+            extra={"worker_id": self.worker_id, "error": type(exc).__name__, "backoff_s": backoff_s},
         )
-        self._pubsub_client = client
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
-        try:
-            pubsub.subscribe(names.DYNAMICS_TOPIC)
-            pubsub.get_message(timeout=_POLL_S)  # the subscribe confirmation: we are live from here
-            self._on_subscribed()
-            while not self._stop.is_set():
-                raw = pubsub.get_message(timeout=_POLL_S)
-                if raw is not None and raw.get("type") == "message":
-                    self._on_message(raw.get("data"))
-        finally:
-            pubsub.close()
-            client.close()
 
     def _on_subscribed(self) -> None:
         self.stats.subscriptions += 1
@@ -181,9 +124,8 @@ class RedisDynamicsBus:
             log.warning("dynamics subscription re-established", extra={"worker_id": self.worker_id})
         else:
             log.info("dynamics subscription established", extra={"worker_id": self.worker_id})
-        self._subscribed.set()
 
-    def _on_message(self, data: Any) -> None:
+    def _on_message(self, data: object) -> None:
         self.stats.received += 1
         message = decode_message(data)
         if message is None:

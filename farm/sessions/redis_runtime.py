@@ -157,7 +157,9 @@ def start_stop_notices(runtime: WorkerRuntime, settings: Settings) -> None:
             log.info("stop notice", extra={"session_id": message.session_id, **runtime._fields})
 
     try:
-        topic = RedisTopic(str(settings.redis_url), names.STOP_TOPIC, StopMessage)
+        topic: RedisTopic[StopMessage, None] = RedisTopic(
+            str(settings.redis_url), names.STOP_TOPIC, StopMessage
+        )
         topic.start(handle)
     except Exception:
         log.exception("stop topic unavailable: stops wait for lease renewals here", extra=runtime._fields)
