@@ -190,20 +190,23 @@ class RedisSessionStore:
     def claim(self, session_id: str, worker_id: str, ttl_s: float) -> Lease | None:
         key = names.session_key(session_id)
         lease_key = names.session_lease_key(session_id)
+        fence_key = names.session_fence_key(session_id)
         with self._r.pipeline() as pipe:
             for _ in range(_MAX_RETRIES):
                 try:
-                    pipe.watch(key, lease_key)
+                    pipe.watch(key, lease_key, fence_key)
                     current = self._load(pipe, session_id)
                     if current is None:
                         raise NotFound(f"session {session_id} not found")
                     if current.state is not SessionState.QUEUED or pipe.exists(lease_key):
                         pipe.reset()
                         return None
-                    # A token burnt by a lost race is harmless: tokens only need to be monotonic.
-                    token = int(self._r.incr(names.session_fence_key(session_id)))
+                    # The fence is read under WATCH and written in the transaction, so a claim that
+                    # loses a race burns no token: the fence counts the holders a session has had.
+                    token = int(pipe.get(fence_key) or 0) + 1
                     claimed = apply_claim(current, worker_id)
                     pipe.multi()
+                    pipe.set(fence_key, token, keepttl=True)
                     pipe.set(lease_key, _lease_value(worker_id, token), px=_ms(ttl_s))
                     pipe.sadd(names.worker_leases_key(worker_id), session_id)
                     pipe.sadd(names.LEASE_HOLDERS_KEY, worker_id)

@@ -17,7 +17,7 @@ import redis
 from farm import names
 from farm.domain import ModelKind, Session, SessionState
 from farm.errors import ConcurrencyLimit, IllegalTransition, LeaseLost, NotFound
-from farm.sessions.base import SessionStore
+from farm.sessions.base import Lease, SessionStore
 from farm.sessions.memory import MemorySessionStore
 from farm.sessions.redis_store import RedisSessionStore
 
@@ -206,7 +206,13 @@ def test_concurrent_claims_have_exactly_one_winner(harness: Harness) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert sum(r is not None for r in results) == 1
+    winners = [r for r in results if isinstance(r, Lease)]
+    assert len(winners) == 1
+    # A claim that lost the race burnt no fencing token: the next holder's token is exactly 2.
+    harness.expire_lease(session.id)
+    harness.store.transition(session.id, SessionState.QUEUED, reason="lease expired")
+    again = harness.store.claim(session.id, "w-next", ttl_s=30)
+    assert winners[0].token == 1 and again is not None and again.token == 2
 
 
 def test_renew_and_release_need_the_current_token(harness: Harness) -> None:
