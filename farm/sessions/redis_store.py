@@ -203,7 +203,7 @@ class RedisSessionStore:
                         return None
                     # The fence is read under WATCH and written in the transaction, so a claim that
                     # loses a race burns no token: the fence counts the holders a session has had.
-                    token = int(pipe.get(fence_key) or 0) + 1
+                    token = int(cast("str | None", pipe.get(fence_key)) or 0) + 1
                     claimed = apply_claim(current, worker_id)
                     pipe.multi()
                     pipe.set(fence_key, token, keepttl=True)
