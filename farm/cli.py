@@ -82,9 +82,10 @@ def cmd_api(settings: Settings, _: argparse.Namespace) -> int:
     import uvicorn
 
     from farm.api.app import build_app
+    from farm.api.server import uvicorn_config
 
     settings = _with_redis(settings)
-    uvicorn.run(build_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
+    uvicorn.Server(uvicorn_config(build_app(settings), settings)).run()
     return 0
 
 

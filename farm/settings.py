@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     api_decode_concurrency: int = Field(
         2, ge=1, description="Audio uploads the API decodes at once (off its event loop) to measure them."
     )
+    api_max_header_bytes: int = Field(
+        65_536, ge=4_096, description="Largest request line + headers the API reads (else 431)."
+    )
+    api_max_headers: int = Field(100, ge=16, description="Most headers a request may carry (else 431).")
+    api_header_timeout_s: float = Field(
+        10.0, gt=0, description="Seconds a client has to send its request line and headers (else 408)."
+    )
     default_concurrency_limit: int = Field(
         50, description="Live sessions per tenant unless the key says otherwise."
     )

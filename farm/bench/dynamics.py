@@ -247,6 +247,7 @@ def api_trigger(
     import uvicorn
 
     from farm.api.app import build_app
+    from farm.api.server import uvicorn_config
     from farm.domain import Agent, AgentStatus, ModelKind, Session
     from farm.redis_conn import connect
     from farm.sessions.agents import RedisAgentStore
@@ -265,7 +266,7 @@ def api_trigger(
     for session_id in sessions:
         store.create(Session(id=session_id, tenant=TENANT, model=ModelKind.ESSENCE, avatar_id=agent_id))
     settings = Settings.model_validate({"redis_url": redis_url, "data_dir": data_dir})
-    config = uvicorn.Config(build_app(settings), host="127.0.0.1", port=0, log_level="warning")
+    config = uvicorn_config(build_app(settings), settings, host="127.0.0.1", port=0, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="bench-api", daemon=True)
     thread.start()

@@ -12,6 +12,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from farm.api.app import build_app
+from farm.api.server import uvicorn_config
 from farm.procs import free_port
 from farm.settings import Settings
 
@@ -29,7 +30,7 @@ def live_api(settings: Settings, *, start_deadline_s: float = 20.0) -> Iterator[
     port = free_port()
     settings = settings.model_copy(update={"api_port": port, "api_host": "127.0.0.1"})
     app = build_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn_config(app, settings, log_level="warning"))
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     end = time.monotonic() + start_deadline_s

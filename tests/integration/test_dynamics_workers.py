@@ -25,6 +25,7 @@ import redis
 import uvicorn
 
 from farm.api.app import build_app
+from farm.api.server import uvicorn_config
 from farm.contracts import DynamicsMessage
 from farm.domain import Agent, AgentStatus
 from farm.dynamics.base import broadcast
@@ -141,7 +142,7 @@ def api(redis_url: str, redis_client: redis.Redis, tmp_path: Path) -> Iterator[A
         agents.create(agent.model_copy(update={"gestures": GESTURES}))
     settings = Settings.model_validate({"redis_url": redis_url, "data_dir": tmp_path / "var"})
     server = uvicorn.Server(
-        uvicorn.Config(build_app(settings), host="127.0.0.1", port=0, log_level="warning")
+        uvicorn_config(build_app(settings), settings, host="127.0.0.1", port=0, log_level="warning")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
