@@ -233,14 +233,14 @@ class SessionRunner:
             return RunResult(None, self.frames, lease_lost=True, stalled=True)
         except Exception as exc:
             await self._close()
-            return RunResult(self._fail(exc), self.frames)
+            return RunResult(await self._fail(exc), self.frames)
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
             self._close_renderer(wait=not self._stalled)
-            with contextlib.suppress(FarmError):
-                self.store.release(self.lease)  # a stalled session is re-queued by the reaper at once
+            with contextlib.suppress(FarmError):  # a stalled session is re-queued by the reaper at once
+                await asyncio.to_thread(self.store.release, self.lease)
 
     def abandon(self) -> None:
         """Stop publishing now (any thread): this worker's liveness key lapsed, so the reaper may have
@@ -256,16 +256,20 @@ class SessionRunner:
         """STREAMING → QUEUED, lease released, then re-submitted so another worker resumes it."""
         await self._close()
         session = await self._move(SessionState.QUEUED, str(EndReason.HANDED_BACK))
-        self.store.release(self.lease)
+        await asyncio.to_thread(self.store.release, self.lease)
         log.info("session handed back", extra=self._log_fields())
         if self._on_handback is not None:
             try:
-                self._on_handback(session)
+                await asyncio.to_thread(self._on_handback, session)
             except Exception:
                 log.exception("hand-back submit failed", extra=self._log_fields())
                 failure = {"code": "BACKEND_UNAVAILABLE", "message": "the session could not be re-queued"}
-                session = self.store.transition(
-                    session.id, SessionState.FAILED, reason="hand-back failed", failure=failure
+                session = await asyncio.to_thread(
+                    self.store.transition,
+                    session.id,
+                    SessionState.FAILED,
+                    reason="hand-back failed",
+                    failure=failure,
                 )
         return RunResult(session, self.frames, handed_back=True)
 
@@ -523,7 +527,9 @@ class SessionRunner:
         while True:
             self._check_lease()
             try:
-                return self.store.transition(session_id, target, reason=reason, lease=self.lease, **fields)
+                return await asyncio.to_thread(
+                    self.store.transition, session_id, target, reason=reason, lease=self.lease, **fields
+                )
             except BackendUnavailable:
                 if time.monotonic() + delay_s > give_up_at:
                     raise
@@ -533,11 +539,11 @@ class SessionRunner:
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, _MOVE_RETRY_MAX_S)
             with contextlib.suppress(BackendUnavailable):  # the lost reply may hide a write that landed
-                current = self.store.get(session_id)
+                current = await asyncio.to_thread(self.store.get, session_id)
                 if current.state is target:
                     return current
 
-    def _fail(self, exc: Exception) -> Session | None:
+    async def _fail(self, exc: Exception) -> Session | None:
         if isinstance(exc, FarmError):
             failure = {"code": exc.code, "message": exc.message}
             log.warning("session failed", extra={**self._log_fields(), "code": exc.code})
@@ -545,7 +551,8 @@ class SessionRunner:
             failure = {"code": "INTERNAL_ERROR", "message": f"render failed: {type(exc).__name__}"}
             log.exception("session failed", extra=self._log_fields())
         try:
-            return self.store.transition(
+            return await asyncio.to_thread(
+                self.store.transition,
                 self.lease.session_id,
                 SessionState.FAILED,
                 reason=failure["code"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -391,3 +392,74 @@ async def test_a_redis_blip_during_a_state_change_pauses_the_session_instead_of_
     assert store.failures == (2 if lands else 0)  # a write that landed is found, not repeated
     assert [h.state for h in store.get(session.id).history] == LEGAL_PATH
     assert result.frames == 10
+
+
+class OffLoopStore(MemorySessionStore):
+    """Records every store call made on the event loop's thread: with many sessions on one loop, a
+    Redis call that blocks there (a partition: up to the socket timeout) would freeze them all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop_thread: int | None = None
+        self.on_loop: list[str] = []
+
+    def _note(self, name: str) -> None:
+        if threading.get_ident() == self.loop_thread:
+            self.on_loop.append(name)
+
+    def transition(self, session_id: str, target: SessionState, **kwargs: object) -> Session:  # type: ignore[override]
+        self._note(f"transition→{target.value}")
+        return super().transition(session_id, target, **kwargs)  # type: ignore[arg-type]
+
+    def get(self, session_id: str) -> Session:
+        self._note("get")
+        return super().get(session_id)
+
+    def release(self, lease: Lease) -> None:
+        self._note("release")
+        super().release(lease)
+
+    def renew_and_check_stop(self, lease: Lease, ttl_s: float) -> tuple[bool, bool]:
+        self._note("renew")
+        return super().renew_and_check_stop(lease, ttl_s)
+
+
+@pytest.mark.parametrize("path", ["ends", "fails", "handed back"])
+async def test_no_store_call_blocks_the_event_loop(settings: Settings, path: str) -> None:
+    store = OffLoopStore()
+    pool = ModelPool([ModelKind.ESSENCE], lambda _: ToneEngine())
+    pool.prewarm(timeout_s=10)
+    session, _ = store.create(
+        Session(id=uuid.uuid4().hex, tenant="t", model=ModelKind.ESSENCE, avatar_id="A1")
+    )
+    lease = store.claim(session.id, "w1", ttl_s=settings.lease_ttl_s)
+    assert lease is not None
+    sink = ListSink(realtime=path == "handed back")
+    io = SessionIO(FileInput(pcm=tone(30.0 if path == "handed back" else 0.4), sample_rate=16_000), sink)
+
+    def avatar(s: Session) -> AvatarSource:
+        if path == "fails":
+            raise NotFound("agent A1 has no pack")
+        return AvatarSource(key="A1")
+
+    resubmitted: list[Session] = []
+    store.loop_thread = threading.get_ident()  # from here on, only the runner calls the store
+    session_runner = SessionRunner(
+        lease=lease,
+        store=store,
+        pool=pool,
+        settings=settings.model_copy(update={"lease_renew_s": 0.05}),
+        io_factory=lambda *_: io,
+        resolve_avatar=avatar,
+        on_handback=resubmitted.append,
+    )
+    task = asyncio.create_task(session_runner.run())
+    if path == "handed back":
+        await asyncio.wait_for(sink.first.wait(), 5)
+        await asyncio.sleep(0.2)  # a few renewals
+        session_runner.request_handback()
+    result = await asyncio.wait_for(task, 10)
+
+    expected = {"ends": SessionState.ENDED, "fails": SessionState.FAILED, "handed back": SessionState.QUEUED}
+    assert result.session is not None and result.session.state is expected[path]
+    assert store.on_loop == []
