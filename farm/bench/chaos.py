@@ -16,6 +16,11 @@ avatar once. Scenarios:
 - ``soak``: ``--sessions`` short sessions through the API at ``--in-flight`` at a time. Reported:
   lost, stuck (not terminal by the deadline), failed by code, and the Redis keys left behind without
   a TTL, grouped by pattern (ids replaced by ``*``), before and after.
+- ``redis-freeze``: as ``redis-restart``, but Redis gets SIGSTOP and, ``--outage-s`` later, SIGCONT:
+  a hung primary or a network partition, where connections stay open and calls wait for their
+  socket timeout instead of failing at once. Keys with a TTL (leases, liveness) lapse during the
+  freeze by Redis's clock, so this also shows whether the fleet mistakes a paused Redis for dead
+  workers (``claimed_again``).
 
 Prints JSON lines (progress, then the summary); ``--out`` also writes the summary.
 """
@@ -279,9 +284,54 @@ def _after_session(farm: ChaosFarm) -> str:
         return f"{farm.client.get_session(created.session_id).status} after 60 s"
 
 
-# ---------------------------------------------------------------- redis-restart
+# ---------------------------------------------------------------- redis-restart, redis-freeze
 def redis_restart(farm: ChaosFarm, *, sessions: int, clip_s: float, outage_s: float) -> dict[str, Any]:
     """Kill Redis mid-stream, keep calling the API, restart it; see the module doc."""
+    port = farm.redis.port
+
+    def back() -> None:
+        farm.redis.restart()
+        assert farm.redis.port == port, "Redis must come back on the same port"
+
+    return _redis_outage(
+        farm,
+        "redis-restart",
+        down=farm.redis.kill,
+        up=back,
+        sessions=sessions,
+        clip_s=clip_s,
+        outage_s=outage_s,
+    )
+
+
+def redis_freeze(farm: ChaosFarm, *, sessions: int, clip_s: float, outage_s: float) -> dict[str, Any]:
+    """SIGSTOP Redis mid-stream (a hung primary, a partition: connections open, no answers), SIGCONT
+    it ``outage_s`` later; see the module doc."""
+    from farm.redis_conn import connect
+
+    pid = int(connect(farm.redis_url).info("server")["process_id"])
+    return _redis_outage(
+        farm,
+        "redis-freeze",
+        down=lambda: os.kill(pid, signal.SIGSTOP),
+        up=lambda: os.kill(pid, signal.SIGCONT),
+        sessions=sessions,
+        clip_s=clip_s,
+        outage_s=outage_s,
+    )
+
+
+def _redis_outage(
+    farm: ChaosFarm,
+    scenario: str,
+    *,
+    down: Callable[[], None],
+    up: Callable[[], None],
+    sessions: int,
+    clip_s: float,
+    outage_s: float,
+) -> dict[str, Any]:
+    """Start ``sessions``, take Redis ``down`` once one streams, probe the API, bring it ``up``."""
     audio = sample_clip(clip_s)
     ids = [
         farm.client.create_session(audio=audio, avatar_id=farm.agent_id).session_id for _ in range(sessions)
@@ -296,13 +346,11 @@ def redis_restart(farm: ChaosFarm, *, sessions: int, clip_s: float, outage_s: fl
     statuses: Counter[str] = Counter()
     stop = threading.Event()
     prober = threading.Thread(target=_probe_api, args=(farm, ids[0], audio, statuses, stop), daemon=True)
-    port = farm.redis.port
-    farm.redis.kill()
+    down()
     down_at = time.monotonic()
     prober.start()
     time.sleep(outage_s)
-    farm.redis.restart()
-    assert farm.redis.port == port, "Redis must come back on the same port"
+    up()
     up_at = time.monotonic()
     _wait(farm.client.ready, 60.0, "the API ready again")
     api_back_s = time.monotonic() - up_at
@@ -312,7 +360,7 @@ def redis_restart(farm: ChaosFarm, *, sessions: int, clip_s: float, outage_s: fl
     after = _after_session(farm)
     alive = {name: pid for name, pid in pids.items() if _alive(pid)}
     return {
-        "scenario": "redis-restart",
+        "scenario": scenario,
         "outage_s": round(up_at - down_at, 2),
         "api_ready_after_restart_s": round(api_back_s, 2),
         "api_answers_during_outage": dict(statuses),
@@ -425,13 +473,15 @@ def key_census(redis_url: str) -> dict[str, int]:
 # ---------------------------------------------------------------- CLI
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="farm bench chaos", description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", choices=["worker-kill", "room-kill", "redis-restart", "soak"])
+    parser.add_argument(
+        "scenario", choices=["worker-kill", "room-kill", "redis-restart", "redis-freeze", "soak"]
+    )
     parser.add_argument("--workers", type=int, default=2, help="Essence workers at the start")
     parser.add_argument("--concurrency", type=int, default=2, help="sessions per worker")
     parser.add_argument("--trials", type=int, default=3, help="worker-kill: kills")
     parser.add_argument("--clip-s", type=float, default=6.0, help="worker-kill/redis-restart: speech length")
     parser.add_argument(
-        "--outage-s", type=float, default=5.0, help="redis-restart: how long Redis stays down"
+        "--outage-s", type=float, default=5.0, help="redis-restart/redis-freeze: how long Redis stays down"
     )
     parser.add_argument("--sessions", type=int, default=1000, help="soak: sessions; redis-restart: in flight")
     parser.add_argument("--in-flight", type=int, default=8, help="soak: concurrent sessions")
@@ -445,9 +495,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with chaos_farm(workers=args.workers, concurrency=args.concurrency) as farm:
             if args.scenario == "worker-kill":
                 result = worker_kill(farm, trials=args.trials, clip_s=args.clip_s)
-            elif args.scenario == "redis-restart":
+            elif args.scenario in ("redis-restart", "redis-freeze"):
+                outage = redis_restart if args.scenario == "redis-restart" else redis_freeze
                 sessions = min(args.sessions, 8)
-                result = redis_restart(farm, sessions=sessions, clip_s=args.clip_s, outage_s=args.outage_s)
+                result = outage(farm, sessions=sessions, clip_s=args.clip_s, outage_s=args.outage_s)
             else:
                 result = soak(farm, sessions=args.sessions, in_flight=args.in_flight)
     finish({"bench": "chaos", "workers": args.workers, "concurrency": args.concurrency, **result}, args.out)

@@ -97,9 +97,9 @@ class Heart:
     ``on_lapse`` runs (on this thread) when a beat finds the key had lapsed: the reaper may already
     have taken this worker's sessions, so the runtime abandons them (the fenced lease would make
     them stop at their next renewal anyway; this is sooner). ``steady`` is True once beats have
-    succeeded, without a lapse or a Redis error, for a whole TTL: a reaper trusts the liveness of
-    others only then (after a Redis restart every key is gone at once, and workers need a beat to
-    put theirs back).
+    succeeded, without a lapse, a Redis error or a late answer, for a whole TTL: a reaper trusts the
+    liveness of others only then (after a Redis restart every key is gone at once, after a pause
+    they all lapse at once, and workers need a beat to put theirs back).
     """
 
     def __init__(
@@ -151,6 +151,7 @@ class Heart:
             self._beat(first=False)
 
     def _beat(self, *, first: bool) -> None:
+        sent_at = self._clock()
         try:
             held = self._liveness.beat(self._worker_id, self._ttl_s)
         except FarmError:
@@ -159,6 +160,12 @@ class Heart:
             log.warning("liveness beat failed", extra={"worker_id": self._worker_id})
             return
         after_outage, self._unreachable = self._unreachable, False
+        if self._clock() - sent_at > self._renew_s:
+            # Redis answered late (paused, failing over): keys lapsed by its clock while every beat
+            # waited, so a lapse now says nothing about this worker. Steadiness starts again.
+            log.warning("liveness beat answered late", extra={"worker_id": self._worker_id})
+            self._ok_since = self._clock()
+            return
         if held or first or after_outage:
             # After beats failed (Redis down, restarted, failing over) the key lapsed for everyone
             # at once, not because this worker was judged dead: reapers only judge once their own

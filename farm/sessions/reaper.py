@@ -138,6 +138,7 @@ class Reaper:
         max_attempts: int,
         liveness: WorkerLiveness | None = None,
         trust_liveness: Callable[[], bool] = lambda: True,
+        liveness_read_limit_s: float = 0.4,
         queue_policy: QueuePolicy = QueuePolicy(),
         once: Once | None = None,
         cleaners: Sequence[Callable[[], object]] = (),
@@ -150,6 +151,7 @@ class Reaper:
         self._max_attempts = max_attempts
         self._liveness = liveness
         self._trust_liveness = trust_liveness
+        self._liveness_read_limit_s = liveness_read_limit_s
         self._policy = queue_policy
         self._once = once or LocalOnce()
         self.cleaners = cleaners
@@ -182,10 +184,18 @@ class Reaper:
         """Revoke the leases of holders without a liveness key; return their sessions."""
         if self._liveness is None or not self._trust_liveness():
             return []
+        read_at = time.monotonic()
         holders = self._store.lease_holders()
         if not holders:
             return []
-        for worker_id in sorted(holders - self._liveness.alive(holders)):
+        dead = holders - self._liveness.alive(holders)
+        if time.monotonic() - read_at > self._liveness_read_limit_s or not self._trust_liveness():
+            # Redis answered late (paused, failing over, partitioned): keys lapse by ITS clock, so a
+            # missing key now may only mean a beat waited with this read. Judge on a prompt read.
+            if dead:
+                log.warning("liveness read too slow to judge", extra={"worker_id": sorted(dead)[0]})
+            return []
+        for worker_id in sorted(dead):
             for lease in self._store.leases_of(worker_id):
                 if self._store.revoke(lease):
                     report.revoked.append(lease.session_id)

@@ -1,5 +1,5 @@
 """Faults a production farm meets, injected into a real one: a worker killed mid-session (file and
-LiveKit room), Redis killed and restarted mid-stream, a soak of many sessions. Counts are
+LiveKit room), Redis killed and restarted or paused mid-stream, a soak of many sessions. Counts are
 asserted; times are reported."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from farm.bench.chaos import ChaosFarm, chaos_farm, redis_restart, soak, worker_kill
+from farm.bench.chaos import ChaosFarm, chaos_farm, redis_freeze, redis_restart, soak, worker_kill
 from farm.bench.chaos_room import room_kill
 from farm.bench.roomfarm import livekit_target
 from farm.livekit_server import DEV_API_KEY, DEV_API_SECRET
@@ -69,3 +69,17 @@ def test_a_killed_room_publisher_is_replaced_by_exactly_one_new_publisher(
     (trial,) = result["trials"]
     assert trial["status"] == "ENDED" and trial["attempts"] == 2
     assert trial["most_live_tracks_after_resume"] == 1
+
+
+def test_a_paused_redis_loses_no_session_and_costs_no_re_render(farm: ChaosFarm, report: Report) -> None:
+    """SIGSTOP, not SIGKILL: calls wait instead of failing, and TTL keys lapse by Redis's clock. A
+    freeze shorter than the lease's slack (lease TTL − renewal interval) must not look like dead
+    workers: before the Heart and the reaper checked for late answers, all 4 sessions re-rendered."""
+    result = redis_freeze(farm, sessions=4, clip_s=5.0, outage_s=3.0)
+    report(result)
+
+    assert result["api_500s"] == 0, result["api_answers_during_outage"]
+    assert result["worker_processes_alive"] == result["worker_processes"] == 3
+    assert result["lost"] == [] and result["stuck"] == [] and result["failed"] == {}
+    assert result["claimed_again"] == 0
+    assert result["new_session_after"] == "ENDED"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable
 
 import pytest
 import redis
@@ -197,6 +198,72 @@ def test_a_lapse_caused_by_a_redis_outage_keeps_the_workers_sessions() -> None:
     heart._beat(first=False)
     clock.now += 1.0
     assert heart.steady and lapses == []
+
+
+class PausedLiveness(MemoryWorkerLiveness):
+    """Liveness whose backend is paused (SIGSTOP, a partition) for ``pause_s`` at the next call: the
+    call waits, then runs on a clock that moved on, so the key has lapsed by then."""
+
+    pause_s = 0.0
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock=clock)
+        self.clock = clock
+
+    def beat(self, worker_id: str, ttl_s: float) -> bool:
+        self.clock.now += self.pause_s
+        self.pause_s = 0.0
+        return super().beat(worker_id, ttl_s)
+
+
+@pytest.mark.unit
+def test_a_lapse_seen_by_a_beat_that_waited_on_a_paused_redis_keeps_the_workers_sessions() -> None:
+    clock = Clock()
+    liveness = PausedLiveness(clock)
+    lapses: list[str] = []
+    heart = Heart(liveness, "w1", ttl_s=1.5, renew_s=0.4, on_lapse=lambda: lapses.append("w1"), clock=clock)
+    heart.start()
+    clock.now += 1.0
+    heart._beat(first=False)
+    clock.now += 0.5
+    assert heart.steady
+    liveness.pause_s = 4.0
+    heart._beat(first=False)  # answered 4 s late, and the key had lapsed by Redis's clock
+
+    assert lapses == [] and liveness.alive(["w1"]) == {"w1"}
+    assert not heart.steady  # this worker's reaper waits a TTL before it judges others again
+    clock.now += 1.0
+    heart._beat(first=False)
+    clock.now += 0.5
+    assert heart.steady and lapses == []
+
+
+class SlowAliveLiveness(MemoryWorkerLiveness):
+    """Liveness whose ``alive`` read takes ``read_s`` of real time (Redis answering late)."""
+
+    read_s = 0.0
+
+    def alive(self, worker_ids: Iterable[str]) -> set[str]:
+        time.sleep(self.read_s)
+        return super().alive(worker_ids)
+
+
+@pytest.mark.unit
+def test_a_reaper_judges_no_holder_on_a_liveness_read_that_came_back_late() -> None:
+    clock = Clock()
+    store = MemorySessionStore(clock=clock)
+    liveness = SlowAliveLiveness(clock=clock)
+    reaper = Reaper(
+        store, ListQueue(), LocalReaperLock(), max_attempts=3, liveness=liveness, liveness_read_limit_s=0.05
+    )
+    liveness.beat("w1", ttl_s=1.5)
+    sid = streaming_session(store)
+    clock.now += 1.6  # w1's key has lapsed...
+    liveness.read_s = 0.1  # ...but the read that says so came back late: no verdict on it
+    assert reaper.run_once().revoked == []
+    assert store.get(sid).state is SessionState.STREAMING
+    liveness.read_s = 0.0  # a prompt read that still finds no key: w1 is dead
+    assert reaper.run_once().revoked == [sid]
 
 
 # ---------------------------------------------------------------- stuck in QUEUED
