@@ -96,16 +96,18 @@ def connect(
     retries: int | None = None,
     client_name: str | None = None,
     socket_keepalive: bool = False,
+    retry_on_timeout: bool = True,
 ) -> redis.Redis:
     """A client for ``url`` (either form, see the module docstring); lazily connected, so this never
     fails fast. ``retries=0`` turns redis-py's own retry off (a subscriber that wants to see every
-    dropped connection); None keeps redis-py's default."""
+    dropped connection); None keeps redis-py's default. ``retry_on_timeout=False`` bounds a call on
+    a hung Redis to one ``socket_timeout_s`` (with it, redis-py waits that long twice)."""
     kwargs: dict[str, Any] = {
         "decode_responses": True,
         "socket_timeout": socket_timeout_s,
         "socket_connect_timeout": socket_timeout_s,
         "health_check_interval": health_check_interval_s,
-        "retry_on_timeout": True,
+        "retry_on_timeout": retry_on_timeout,
         "client_name": client_name,
         "socket_keepalive": socket_keepalive,
     }

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     api_header_timeout_s: float = Field(
         10.0, gt=0, description="Seconds a client has to send its request line and headers (else 408)."
     )
+    api_redis_timeout_s: float = Field(
+        2.0, gt=0, description="How long one Redis call of the API may wait (else 503 BACKEND_UNAVAILABLE)."
+    )
     default_concurrency_limit: int = Field(
         50, description="Live sessions per tenant unless the key says otherwise."
     )

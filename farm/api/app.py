@@ -145,7 +145,10 @@ def build_app(settings: Settings) -> FastAPI:
 
     if settings.redis_url is None:
         raise ValueError("build_app needs settings.redis_url (the entrypoint resolves it)")
-    client = connect(settings.redis_url)
+    # A hung Redis (paused, partitioned) answers 503 within api_redis_timeout_s, not redis-py's 2 × 5 s.
+    client = connect(
+        settings.redis_url, socket_timeout_s=settings.api_redis_timeout_s, retry_on_timeout=False
+    )
     celery = producer_app(settings)
     return create_app(
         settings,

@@ -79,6 +79,8 @@ def test_a_paused_redis_loses_no_session_and_costs_no_re_render(farm: ChaosFarm,
     report(result)
 
     assert result["api_500s"] == 0, result["api_answers_during_outage"]
+    # calls that waited longer than FARM_API_REDIS_TIMEOUT_S (2 s) were answered 503, not held
+    assert result["api_answers_during_outage"].get("503", 0) > 0
     assert result["worker_processes_alive"] == result["worker_processes"] == 3
     assert result["lost"] == [] and result["stuck"] == [] and result["failed"] == {}
     assert result["claimed_again"] == 0
