@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from pydantic import ValidationError as PydanticValidationError
+from starlette.concurrency import run_in_threadpool
 
 from farm.api.deps import Caller, Services
 from farm.api.inputs import parse_json
@@ -177,9 +178,9 @@ async def put_rules(
 ) -> dict[str, Any]:
     """Replace the agent's rules: ``{"rules": {phrase: gesture}, "cooldowns_s"?: {gesture: s}}``
     or a bare ``{phrase: gesture}`` mapping. Sessions started afterwards use them."""
-    agent = farm.agents.get_for_tenant(key.tenant, agent_id)
+    agent = await run_in_threadpool(farm.agents.get_for_tenant, key.tenant, agent_id)  # Redis: off the loop
     config = validate_config(parse_rules_body(await _read_body(request)), agent.gestures)
-    dynamics.rules.put(agent.id, config)
+    await run_in_threadpool(dynamics.rules.put, agent.id, config)
     return {"success": True, "data": {"agent_id": agent.id, **config.model_dump()}}
 
 

@@ -44,6 +44,7 @@ import pydantic
 from fastapi import APIRouter, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from farm import media, names
 from farm.api import inputs
@@ -346,10 +347,12 @@ async def request_runtime_token(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> RoomStarted:
     """Start (or find) the avatar for a LiveKit room; the worker joins right after this answers."""
-    key, scope = _caller(services, api_secret, bearer)
+    # Redis calls and image work run on the thread pool: on the event loop they would hold every
+    # other request (a hung Redis: up to api_redis_timeout_s each).
+    key, scope = await run_in_threadpool(_caller, services, api_secret, bearer)
     request.state.tenant = key.tenant
     body = await decode_request(request, services)
-    session, created = start_room_session(services, key, body, scope)
+    session, created = await run_in_threadpool(start_room_session, services, key, body, scope)
     livekit = session.livekit or {}
     return RoomStarted(
         session_id=session.id,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from farm.api import inputs
 from farm.api.deps import Caller, Services
@@ -68,15 +69,24 @@ async def create_agent(request: Request, farm: Services, key: Caller) -> Respons
     status ``processing`` until its pack is built. Honours ``Idempotency-Key`` (the first answer is
     replayed: no second build, no second charge)."""
     idem = request.headers.get(IDEMPOTENCY_HEADER)
-    replayed = replay(farm.replays, key.tenant, "agents.create", idem, 201)
+    replayed = await run_in_threadpool(replay, farm.replays, key.tenant, "agents.create", idem, 201)
     if replayed is not None:
         return replayed
     body = await inputs.agent_request(request, farm.settings)
-    agent = farm.agent_service.create(
-        key, body.image, body.options, model=body.model, system_prompt=body.system_prompt, voice=body.voice
-    )
-    created = AgentCreated(agent_id=agent.id, status=agent.status.value).model_dump_json()
-    return remember(farm.replays, key.tenant, "agents.create", idem, body=created, status=201)
+
+    def create() -> Response:  # image checks, blob write, Redis, broker: off the event loop
+        agent = farm.agent_service.create(
+            key,
+            body.image,
+            body.options,
+            model=body.model,
+            system_prompt=body.system_prompt,
+            voice=body.voice,
+        )
+        created = AgentCreated(agent_id=agent.id, status=agent.status.value).model_dump_json()
+        return remember(farm.replays, key.tenant, "agents.create", idem, body=created, status=201)
+
+    return await run_in_threadpool(create)
 
 
 @router.get("/v1/agents", response_model=AgentList)
@@ -112,9 +122,10 @@ async def _update(request: Request, farm: Services, key: Caller, agent_id: str) 
     changes = {name: getattr(body, name) for name in body.model_fields_set}
     if not changes:
         raise ValidationError("give system_prompt and/or voice")
-    if changes.get("voice"):
-        farm.text.speak("ok", voice=changes["voice"])  # an unknown voice is refused here, not at speak time
-    return AgentView(data=AgentData.of(farm.agent_service.update(key, agent_id, changes)))
+    if changes.get("voice"):  # an unknown voice is refused here, not at speak time (TTS: off the loop)
+        await run_in_threadpool(farm.text.speak, "ok", voice=changes["voice"])
+    updated = await run_in_threadpool(farm.agent_service.update, key, agent_id, changes)
+    return AgentView(data=AgentData.of(updated))
 
 
 @router.patch("/v1/agents/{agent_id}", response_model=AgentView, openapi_extra=json_body_doc(UpdateAgentJson))
@@ -149,4 +160,5 @@ def delete_agent_bithuman(agent_id: AgentIdPath, farm: Services, key: Caller) ->
 async def speak(agent_id: AgentIdPath, request: Request, farm: Services, key: Caller) -> SpeakResult:
     """The avatar in a live room says ``message`` as given; 404 when the agent has no live room session."""
     body: SpeakJson = await inputs.json_body(request, farm.settings, SpeakJson)
-    return SpeakResult(delivered_to_rooms=farm.text.speak_live(key, agent_id, body.message, body.room_id))
+    rooms = await run_in_threadpool(farm.text.speak_live, key, agent_id, body.message, body.room_id)  # TTS
+    return SpeakResult(delivered_to_rooms=rooms)

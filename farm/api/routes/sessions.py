@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 
 from farm.api import inputs
 from farm.api.deps import Caller, Services
@@ -52,7 +53,7 @@ async def create_session(request: Request, farm: Services, key: Caller) -> Sessi
     """Queue a session on the model's queue. Returns at once; poll ``status_url``."""
     body = await inputs.session_request(request, farm.settings)
     audio_s = await farm.sessions.measure_audio(body.audio)  # off the event loop, bounded concurrency
-    session = farm.sessions.create(key, body, audio_s=audio_s)
+    session = await run_in_threadpool(farm.sessions.create, key, body, audio_s=audio_s)  # Redis, broker
     url = _status_url(request, farm.settings.public_url, session.id)
     return SessionCreated(session_id=session.id, status=session.state, status_url=url)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from farm import names
 from farm.api import inputs
@@ -44,35 +45,40 @@ def _base(request: Request, public_url: str | None) -> str:
 async def generate_video(request: Request, farm: Services, key: Caller) -> Response:
     """Text (answered, then spoken) or audio → a queued MP4 render. Honours ``Idempotency-Key``."""
     idem = request.headers.get(IDEMPOTENCY_HEADER)
-    replayed = replay(farm.replays, key.tenant, _GENERATE_SCOPE, idem, 201)
+    replayed = await run_in_threadpool(replay, farm.replays, key.tenant, _GENERATE_SCOPE, idem, 201)
     if replayed is not None:
         return replayed
     body: GenerateVideoJson = await inputs.json_body(request, farm.settings, GenerateVideoJson)
     audio = inputs.b64(body.audio, "audio") if body.audio is not None else None
     audio_s = await farm.sessions.measure_audio(audio) if audio is not None else None  # off the loop
-    generated = farm.text.generate(
-        key,
-        GenerateRequest(
-            model=body.model,
-            avatar_id=body.agent_id,
-            avatar_image=inputs.b64(body.image, "image") if body.image is not None else None,
-            text=body.text,
-            audio=audio,
-            voice=body.voice,
-        ),
-        audio_s=audio_s,
-    )
     base = _base(request, farm.settings.public_url)
-    sid = generated.session.id
-    out = VideoGenerated(
-        session_id=sid,
-        status=generated.session.state,
-        status_url=f"{base}/v1/sessions/{sid}",
-        video_url=f"{base}/v1/sessions/{sid}/video",
-        reply_text=generated.reply_text,
-        duration_s=round(generated.speech_s, 3),
-    )
-    return remember(farm.replays, key.tenant, _GENERATE_SCOPE, idem, body=out.model_dump_json(), status=201)
+
+    def generate() -> Response:  # the chat model, TTS, Redis and the broker: off the event loop
+        generated = farm.text.generate(
+            key,
+            GenerateRequest(
+                model=body.model,
+                avatar_id=body.agent_id,
+                avatar_image=inputs.b64(body.image, "image") if body.image is not None else None,
+                text=body.text,
+                audio=audio,
+                voice=body.voice,
+            ),
+            audio_s=audio_s,
+        )
+        sid = generated.session.id
+        out = VideoGenerated(
+            session_id=sid,
+            status=generated.session.state,
+            status_url=f"{base}/v1/sessions/{sid}",
+            video_url=f"{base}/v1/sessions/{sid}/video",
+            reply_text=generated.reply_text,
+            duration_s=round(generated.speech_s, 3),
+        )
+        body_json = out.model_dump_json()
+        return remember(farm.replays, key.tenant, _GENERATE_SCOPE, idem, body=body_json, status=201)
+
+    return await run_in_threadpool(generate)
 
 
 @router.get("/v1/sessions/{session_id}/video", response_class=FileResponse)
@@ -98,7 +104,9 @@ def session_video(session_id: SessionIdPath, farm: Services, key: Caller) -> Fil
 async def text_to_speech(request: Request, farm: Services, key: Caller) -> Response:
     """Speech for ``text`` as a WAV (espeak-ng locally, or the configured OpenAI-compatible TTS)."""
     body: TtsJson = await inputs.json_body(request, farm.settings, TtsJson)
-    wav = farm.text.speech_for(key, body.text, voice=body.voice, agent_id=body.agent_id)
+    wav = await run_in_threadpool(
+        farm.text.speech_for, key, body.text, voice=body.voice, agent_id=body.agent_id
+    )
     return Response(wav, media_type="audio/wav")
 
 
