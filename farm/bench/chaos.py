@@ -11,8 +11,9 @@ avatar once. Scenarios:
   the resumed output is frame-for-frame the output of an undisturbed run (decoded frames hashed).
 - ``redis-restart``: Redis gets SIGKILL while sessions stream and API calls keep arriving; it comes
   back on the same port with the same data ``--outage-s`` later. Reported: worker processes alive
-  (same PIDs), API answers by status during the outage (500s must be 0), sessions lost (never
-  terminal, or gone) and failed (with their codes).
+  (same PIDs), API answers by status during the outage (500s must be 0), how long ``/healthz``
+  (no Redis) took meanwhile, sessions lost (never terminal, or gone), failed (with their codes) and
+  claimed again.
 - ``soak``: ``--sessions`` short sessions through the API at ``--in-flight`` at a time. Reported:
   lost, stuck (not terminal by the deadline), failed by code, and the Redis keys left behind without
   a TTL, grouped by pattern (ids replaced by ``*``), before and after.
@@ -28,6 +29,7 @@ Prints JSON lines (progress, then the summary); ``--out`` also writes the summar
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import re
@@ -346,9 +348,12 @@ def _redis_outage(
     statuses: Counter[str] = Counter()
     stop = threading.Event()
     prober = threading.Thread(target=_probe_api, args=(farm, ids[0], audio, statuses, stop), daemon=True)
+    liveness_s: list[float] = []
+    pulse = threading.Thread(target=_probe_healthz, args=(farm, liveness_s, stop), daemon=True)
     down()
     down_at = time.monotonic()
     prober.start()
+    pulse.start()
     time.sleep(outage_s)
     up()
     up_at = time.monotonic()
@@ -356,6 +361,7 @@ def _redis_outage(
     api_back_s = time.monotonic() - up_at
     stop.set()
     prober.join(10.0)
+    pulse.join(10.0)
     seen = _wait_terminal(farm.client, ids, deadline_s=180.0)
     after = _after_session(farm)
     alive = {name: pid for name, pid in pids.items() if _alive(pid)}
@@ -365,6 +371,7 @@ def _redis_outage(
         "api_ready_after_restart_s": round(api_back_s, 2),
         "api_answers_during_outage": dict(statuses),
         "api_500s": sum(n for code, n in statuses.items() if code == "500"),
+        "healthz_s": summary(liveness_s, digits=3),
         "worker_processes": sum(1 for name in pids if name.startswith("worker")),
         "worker_processes_alive": sum(1 for name in alive if name.startswith("worker")),
         "processes_restarted": sorted(set(pids) - set(alive)),
@@ -401,6 +408,18 @@ def _probe_api(
                     statuses[str(call(http).status_code)] += 1
                 except httpx.HTTPError:
                     statuses["conn"] += 1
+            time.sleep(0.05)
+
+
+def _probe_healthz(farm: ChaosFarm, seconds: list[float], stop: threading.Event) -> None:
+    """Time ``/healthz`` every 50 ms until ``stop``: it needs no Redis, so it stays fast only while no
+    request holds the API's event loop (a timeout counts as its 5 s)."""
+    with httpx.Client(base_url=api_url(farm.settings), timeout=5.0) as http:
+        while not stop.is_set():
+            started = time.monotonic()
+            with contextlib.suppress(httpx.HTTPError):
+                http.get("/healthz")
+            seconds.append(time.monotonic() - started)
             time.sleep(0.05)
 
 
