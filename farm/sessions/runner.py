@@ -22,15 +22,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from farm.domain import Session, SessionState
 from farm.errors import BackendUnavailable, FarmError, LeaseLost, RoomJoinFailed, UnknownGesture
-from farm.render.base import AvatarSource, Renderer
+from farm.render.base import AvatarSource
 from farm.render.pool import ModelPool
 from farm.sessions.base import Lease, SessionStore
+from farm.sessions.lane import RenderLane
+from farm.sessions.lease_keeper import LeaseKeeper
 from farm.settings import Settings
 from farm.stream.base import (
     ClearBuffer,
@@ -46,14 +47,12 @@ from farm.stream.base import (
 )
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 _STOP_POLL_S = 0.25
 _STALLED_CLOSE_S = 5.0  # how long a stalled session may take to leave its room
 _MAX_LAG_FRAMES = 5  # realtime sinks: how far behind the 25 fps grid before it is reset
 _MOVE_RETRY_FIRST_S = 0.05  # a state change that meets a Redis blip is retried after this, doubling
 _MOVE_RETRY_MAX_S = 1.0
-_RENEW_RETRY_S = 0.5  # a lease renewal that met a Redis outage is retried this soon
 
 
 class EndReason(enum.StrEnum):
@@ -89,42 +88,6 @@ started minute of a session once, fenced by the lease (``continue``, ``out_of_cr
 DynamicsAttach = Callable[[Session, Sequence[str], Callable[[str], None]], DynamicsAttachment | None]
 """(session, renderer gestures, deliver) → attachment, or None (no dynamics for this session);
 ``deliver`` is safe to call from any thread."""
-
-
-class RenderLane:
-    """Runs every call on one session's renderer on one dedicated thread, in order.
-
-    Renderers are not thread-safe, and ``next_frame`` may block (a cross-session batch), so neither
-    the event loop nor a second thread may touch the renderer while it renders.
-    """
-
-    def __init__(self, renderer: Renderer, name: str) -> None:
-        self.renderer = renderer
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-
-    async def call(self, fn: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def post(self, fn: Callable[..., object], *args: object) -> None:
-        """Fire and forget (gesture deliveries from the dynamics bus); failures are logged."""
-        future = self._executor.submit(fn, *args)
-        future.add_done_callback(_log_failure)
-
-    def close(self, *, wait: bool = True) -> None:
-        """Close the renderer on its own thread after every queued call; idempotent.
-
-        ``wait=False`` (a stalled renderer) queues the close and returns at once: the thread is left
-        to finish, or to stay blocked, without holding the event loop.
-        """
-        with contextlib.suppress(RuntimeError):  # already shut down
-            self._executor.submit(self.renderer.close)
-        self._executor.shutdown(wait=wait)
-
-
-def _log_failure(future: Future[object]) -> None:
-    exc = future.exception()
-    if exc is not None:
-        log.warning("renderer call failed", extra={"error": type(exc).__name__})
 
 
 @dataclass
@@ -165,7 +128,6 @@ class SessionRunner:
         self._t0 = time.perf_counter() if claimed_at is None else claimed_at
         self._timings: dict[str, float] = dict(timings_ms or {})
         self._io: SessionIO | None = None
-        self._lost = asyncio.Event()
         self._input_changed = asyncio.Event()
         self._input_closed = False
         self.frames = 0
@@ -180,6 +142,15 @@ class SessionRunner:
         self._meter = meter
         self._metered_minute = -1
         self._stop_requested = False  # set by a stop notice or the lease renewer (renew_and_check_stop)
+        self._keeper = LeaseKeeper(
+            store,
+            lease,
+            settings,
+            progress_at=lambda: self._progress_at,
+            streaming=lambda: self._streaming,
+            on_stall=self._on_stall,
+            on_stop=self.request_stop,
+        )
         self._abandoned = False  # the worker's liveness lapsed: its lease may have been revoked
         self._session: Session | None = None
 
@@ -204,7 +175,7 @@ class SessionRunner:
             return await self._main  # the stall path inside _run returns a result
 
     async def _run(self) -> RunResult:
-        renewer = asyncio.create_task(self._renew_loop(), name="lease-renew")
+        renewer = asyncio.create_task(self._keeper.run(), name="lease-renew")
         try:
             session = await self._move(SessionState.STARTING, "starting")
             io, lane = await self._start(session)
@@ -361,6 +332,12 @@ class SessionRunner:
             self.frames += 1
             await asyncio.sleep(0)  # let the input consumer and the lease renewer run
 
+    def _on_stall(self) -> None:
+        """No progress for too long (the keeper stopped renewing): cancel the run, release the lease."""
+        self._stalled = True
+        if self._main is not None:
+            self._main.cancel()
+
     def request_stop(self) -> None:
         """A stop notice for this session arrived (``names.STOP_TOPIC``): end at the next frame, as the
         stop flag read at the next lease renewal would. Call on the runner's event loop."""
@@ -477,43 +454,8 @@ class SessionRunner:
                 log.exception("closing renderer failed", extra=self._log_fields())
 
     # ------------------------------------------------------------ lease
-    async def _renew_loop(self) -> None:
-        """Renew every ``lease_renew_s``; a refused renewal, or none for a whole TTL, loses the lease.
-
-        Renewal proves progress, not only that this loop runs: a session whose last step forward is
-        older than ``stall_timeout_s`` (a renderer or a join that never returns) is not renewed; its
-        run is cancelled and its lease released, so the reaper re-queues it for another worker.
-        """
-        last_ok = time.monotonic()
-        wait_s = self.settings.lease_renew_s
-        while not self._lost.is_set():
-            await asyncio.sleep(wait_s)
-            wait_s = self.settings.lease_renew_s
-            limit_s = self.settings.stall_timeout_s if self._streaming else self.settings.start_timeout_s
-            if time.monotonic() - self._progress_at > limit_s:
-                self._stalled = True
-                self._lost.set()
-                if self._main is not None:
-                    self._main.cancel()
-                return
-            try:
-                ok, stop = await asyncio.to_thread(
-                    self.store.renew_and_check_stop, self.lease, self.settings.lease_ttl_s
-                )
-                if stop:
-                    self._stop_requested = True
-            except BackendUnavailable:
-                ok = time.monotonic() - last_ok < self.settings.lease_ttl_s
-                # renew as soon as Redis is back, before the TTL runs out
-                wait_s = min(wait_s, _RENEW_RETRY_S)
-                log.warning("lease renewal failed: backend unavailable", extra=self._log_fields())
-            else:
-                last_ok = time.monotonic() if ok else last_ok
-            if not ok:
-                self._lost.set()
-
     def _check_lease(self) -> None:
-        if self._lost.is_set() or self._abandoned:
+        if self._keeper.lost or self._abandoned:
             raise LeaseLost(f"lease on session {self.lease.session_id} was lost")
 
     # ------------------------------------------------------------ store
