@@ -132,6 +132,7 @@ class SessionRunner:
         self._input_closed = False
         self.frames = 0
         self.late_frames = 0  # realtime sinks: frames written > 1 frame period after their tick, or skipped
+        self.dropped_speech_s = 0.0  # speech refused because max_audio_s of it was already queued
         self._lane: RenderLane | None = None
         self._attach_dynamics = attach_dynamics
         self._attachment: DynamicsAttachment | None = None
@@ -390,8 +391,7 @@ class SessionRunner:
         renderer = lane.renderer
         async for event in io.input.events():
             if isinstance(event, SpeechChunk):
-                pcm = event.pcm if event.channels == 1 else event.pcm.reshape(-1, event.channels)
-                await lane.call(renderer.push_audio, pcm, event.sample_rate)
+                await self._speech(lane, event)
             elif isinstance(event, SegmentEnd):
                 await lane.call(renderer.flush)
             elif isinstance(event, ClearBuffer):
@@ -405,6 +405,18 @@ class SessionRunner:
                 return
         self._input_closed = True
         self._input_changed.set()
+
+    async def _speech(self, lane: RenderLane, chunk: SpeechChunk) -> None:
+        """Queue speech, unless ``max_audio_s`` of it already waits to be rendered: an agent may push
+        audio faster than real time, but not without bound (the excess is dropped and counted)."""
+        renderer = lane.renderer
+        if await lane.call(renderer.pending_frames) >= self.settings.max_audio_s * self.settings.fps:
+            if self.dropped_speech_s == 0.0:
+                log.warning("speech dropped: max_audio_s already queued", extra=self._log_fields())
+            self.dropped_speech_s += chunk.pcm.size / chunk.channels / chunk.sample_rate
+            return
+        pcm = chunk.pcm if chunk.channels == 1 else chunk.pcm.reshape(-1, chunk.channels)
+        await lane.call(renderer.push_audio, pcm, chunk.sample_rate)
 
     async def _gesture(self, lane: RenderLane, action: str) -> None:
         """A gesture goes through dynamics (debounce, dedup) when attached, else straight to the renderer."""

@@ -463,3 +463,27 @@ async def test_no_store_call_blocks_the_event_loop(settings: Settings, path: str
     expected = {"ends": SessionState.ENDED, "fails": SessionState.FAILED, "handed back": SessionState.QUEUED}
     assert result.session is not None and result.session.state is expected[path]
     assert store.on_loop == []
+
+
+async def test_speech_beyond_max_audio_s_queued_is_dropped_not_buffered(settings: Settings) -> None:
+    """An agent may push speech faster than real time, but at most ``max_audio_s`` of it waits."""
+    store, pool, _, lease = setup(settings)
+    chunks: list[InputEvent] = [SpeechChunk(tone(0.2), 16_000) for _ in range(15)]  # 3 s at once
+    io = SessionIO(ScriptedInput([*chunks, SegmentEnd(), InputClosed("done")]), ListSink(realtime=True))
+    capped = settings.model_copy(update={"max_audio_s": 1.0})
+    session_runner = SessionRunner(
+        lease=lease,
+        store=store,
+        pool=pool,
+        settings=capped,
+        io_factory=lambda *_: io,
+        resolve_avatar=lambda s: AvatarSource(key="A1"),
+    )
+
+    result = await asyncio.wait_for(session_runner.run(), 20)
+
+    assert result.session is not None and result.session.state is SessionState.ENDED
+    # about 1 s queued (5 chunks, one or two more as frames render meanwhile), the rest dropped;
+    # uncapped, nothing is dropped and all 3 s render
+    assert 1.0 <= session_runner.dropped_speech_s <= 2.0 + 1e-9
+    assert result.frames <= math.ceil(2.0 * 16_000 / SAMPLES_PER_FRAME)
