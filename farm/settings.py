@@ -43,7 +43,9 @@ class Settings(BaseSettings):
     max_image_mb: float = Field(10.0, description="Largest accepted image upload.")
     max_image_pixels: int = Field(25_000_000, description="Decompression-bomb guard: max width×height.")
     max_audio_mb: float = Field(50.0, description="Largest accepted audio upload.")
-    max_audio_s: float = Field(600.0, description="Longest accepted audio clip.")
+    max_audio_s: float = Field(
+        600.0, description="Longest accepted audio clip; also the most speech a session queues unrendered."
+    )
     max_audio_sample_rate_hz: int = Field(
         192_000, ge=8_000, description="Highest accepted audio sample rate (checked before decoding)."
     )
