@@ -30,6 +30,7 @@ def _exported() -> set[str]:
     worker.batch("essence", 1)
     worker.lease_lost("essence")
     worker.handed_back("essence")
+    worker.dropped_speech("essence", 1.5)
     worker.failed("essence", "X")
     worker.ttff("essence", 1.0, {"claim": 0.1})
     api = ApiMetrics()

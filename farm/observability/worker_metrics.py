@@ -101,6 +101,12 @@ class WorkerMetrics:
         self.failures = Counter(
             "farm_session_failures", "Sessions FAILED, by code", ["pool", "code"], registry=r
         )
+        self.speech_dropped = Counter(
+            "farm_speech_dropped_seconds",
+            "Speech refused because max_audio_s of it already waited to be rendered",
+            ["pool"],
+            registry=r,
+        )
 
     # ------------------------------------------------------------ the runtime's surface
     def session_started(self, pool: str, queue_wait_s: float) -> None:
@@ -138,6 +144,9 @@ class WorkerMetrics:
 
     def handed_back(self, pool: str) -> None:
         self.hand_backs.labels(pool).inc()
+
+    def dropped_speech(self, pool: str, seconds: float) -> None:
+        self.speech_dropped.labels(pool).inc(seconds)
 
     def failed(self, pool: str, code: str) -> None:
         self.failures.labels(pool, code).inc()

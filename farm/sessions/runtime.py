@@ -97,6 +97,7 @@ class SessionMetrics(Protocol):
     def frames(self, pool: str, rendered: int, late: int = 0) -> None: ...
     def lease_lost(self, pool: str) -> None: ...
     def handed_back(self, pool: str) -> None: ...
+    def dropped_speech(self, pool: str, seconds: float) -> None: ...
     def failed(self, pool: str, code: str) -> None: ...
 
 
@@ -360,6 +361,8 @@ class WorkerRuntime:
             return
         metrics.session_ended(pool)
         metrics.frames(pool, runner.frames, runner.late_frames)
+        if runner.dropped_speech_s:
+            metrics.dropped_speech(pool, runner.dropped_speech_s)
         session = result.session
         timings = (session.timings_ms or {}) if session is not None else {}
         if "first_frame" in timings:
