@@ -277,13 +277,15 @@ def _run_one(farm: ChaosFarm, audio: bytes) -> str:
     return str(done.raw["output"])
 
 
-def _after_session(farm: ChaosFarm) -> str:
-    """The status of one new short session once the fault is over (ENDED: the farm still works)."""
-    created = farm.client.create_session(audio=sample_clip(0.2), avatar_id=farm.agent_id)
+def _after_session(farm: ChaosFarm, session_id: str, since: float) -> tuple[str, float | None]:
+    """The status of a new short session created once the fault was over (ENDED: the farm still
+    works), and seconds from ``since`` (wall clock) to its claim (a worker consuming again)."""
     try:
-        return farm.client.wait_session(created.session_id, deadline_s=60.0).status
+        done = farm.client.wait_session(session_id, deadline_s=120.0)
     except TimeoutError:
-        return f"{farm.client.get_session(created.session_id).status} after 60 s"
+        return f"{farm.client.get_session(session_id).status} after 120 s", None
+    claimed = _first_at(done, "ASSIGNED", since)
+    return done.status, None if claimed is None else round(claimed - since, 2)
 
 
 # ---------------------------------------------------------------- redis-restart, redis-freeze
@@ -356,14 +358,15 @@ def _redis_outage(
     pulse.start()
     time.sleep(outage_s)
     up()
-    up_at = time.monotonic()
+    up_at, up_wall = time.monotonic(), time.time()
     _wait(farm.client.ready, 60.0, "the API ready again")
     api_back_s = time.monotonic() - up_at
     stop.set()
     prober.join(10.0)
     pulse.join(10.0)
+    probe = farm.client.create_session(audio=sample_clip(0.2), avatar_id=farm.agent_id).session_id
     seen = _wait_terminal(farm.client, ids, deadline_s=180.0)
-    after = _after_session(farm)
+    after, consuming_s = _after_session(farm, probe, up_wall)
     alive = {name: pid for name, pid in pids.items() if _alive(pid)}
     return {
         "scenario": scenario,
@@ -376,6 +379,7 @@ def _redis_outage(
         "worker_processes_alive": sum(1 for name in alive if name.startswith("worker")),
         "processes_restarted": sorted(set(pids) - set(alive)),
         "new_session_after": after,
+        "new_session_claimed_after_up_s": consuming_s,
         **_outcomes(ids, seen),
         "target": "0 × 500, 0 lost, workers alive",
     }

@@ -4,12 +4,14 @@ visibility timeout past the longest session, routing by model, and the worker co
 from __future__ import annotations
 
 import pytest
+from kombu.utils.imports import symbol_by_name
 
 from farm import names
 from farm.domain import ModelKind
 from farm.errors import BackendUnavailable
 from farm.settings import Settings
 from tasks.app import celery_config, create_app
+from tasks.consumer import FastReconnectConsumer
 from tasks.routing import models_for_queues, queue_for_model, route_task
 from tasks.worker import worker_argv
 
@@ -82,3 +84,28 @@ def test_undecodable_or_future_messages_are_dropped_not_requeued() -> None:
         assert refused.value.requeue is False
     with pytest.raises(Reject):
         _decode(RunSessionMessage, {"session_id": "s", "model": "essence", "schema_version": 99})
+
+
+class RecordingConnection:
+    """A broker connection that records how the consumer asks it to retry."""
+
+    def __init__(self) -> None:
+        self.retry: dict[str, object] = {}
+
+    def ensure_connection(self, *args: object, **kwargs: object) -> RecordingConnection:
+        self.retry = kwargs
+        return self
+
+
+def test_the_worker_reconnects_to_the_broker_every_2_s_at_most(cfg: Settings) -> None:
+    """kombu's default backoff grows to 30 s; the farm's consumer caps it at 2 s."""
+    app = create_app(cfg)
+    consumer_cls = symbol_by_name(app.conf.worker_consumer)
+    assert consumer_cls is FastReconnectConsumer
+    consumer = object.__new__(consumer_cls)  # only what ensure_connected reads
+    consumer.app, consumer.first_connection_attempt, consumer.broker_connection_retry_attempt = app, False, 0
+    conn = RecordingConnection()
+
+    assert consumer.ensure_connected(conn) is conn
+    assert conn.retry["interval_max"] == 2.0
+    assert conn.retry["interval_start"] == 0.5 and conn.retry["interval_step"] == 0.5
