@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 import uvicorn
@@ -24,6 +25,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from farm.errors import error_body
 from farm.settings import Settings
+
+log = logging.getLogger(__name__)
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
@@ -137,7 +140,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]
         head.append(b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body))
         head.append(b"connection: close\r\n\r\n")
-        self.logger.warning("request head rejected: %s %s", status, code)
+        log.warning("request head rejected", extra={"status": status, "code": code})
         self.transport.write(b"".join(head) + body)
         self.transport.close()
 
