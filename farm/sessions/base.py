@@ -66,12 +66,14 @@ class SessionStore(Protocol):
         reason: str | None = None,
         lease: Lease | None = None,
         expect: SessionState | None = None,
+        unleased: bool = False,
         **fields: Any,
     ) -> Session:
         """Move the session atomically; refuse illegal moves (IllegalTransition) and, with a lease,
         refuse a holder whose token is stale (LeaseLost); with ``expect``, refuse (IllegalTransition)
-        unless the session is in that state (a reaper acting on a stale read). ``fields`` updates
-        other Session fields."""
+        unless the session is in that state (a reaper acting on a stale read); with ``unleased``,
+        refuse (IllegalTransition) while anyone holds a lease on it (a reaper whose "no lease" read
+        raced a claim). ``fields`` updates other Session fields."""
         ...
 
     def claim(self, session_id: str, worker_id: str, ttl_s: float) -> Lease | None:

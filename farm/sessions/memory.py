@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from farm.domain import TERMINAL_STATES, Session, SessionState
-from farm.errors import ConcurrencyLimit, LeaseLost, NotFound
+from farm.errors import ConcurrencyLimit, IllegalTransition, LeaseLost, NotFound
 from farm.sessions.base import Lease, LeaseScan
 from farm.sessions.transitions import apply_claim, apply_transition, check_expected, initial
 
@@ -97,11 +97,14 @@ class MemorySessionStore:
         reason: str | None = None,
         lease: Lease | None = None,
         expect: SessionState | None = None,
+        unleased: bool = False,
         **fields: Any,
     ) -> Session:
         with self._lock:
             current = self.get(session_id)
             check_expected(current, expect)
+            if unleased and self._live_lease(session_id) is not None:
+                raise IllegalTransition(f"session {session_id} is leased again")
             if lease is not None and not self._holds(lease):
                 raise LeaseLost(f"lease on session {session_id} was lost", token=lease.token)
             worker_id = lease.worker_id if lease is not None else None

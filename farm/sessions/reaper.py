@@ -216,12 +216,17 @@ class Reaper:
                 session_id,
                 SessionState.FAILED,
                 reason="lease expired",
+                unleased=True,
                 failure={"code": error.code, "message": error.message},
             )
             report.failed.append(session_id)
             log.warning("session failed: lease expired", extra={"session_id": session_id})
             return
-        self._store.transition(session_id, SessionState.QUEUED, reason="lease expired: re-queued")
+        # unleased: the scan read "no lease", but a claim may have landed since (the session was
+        # QUEUED then); re-queueing it now would pull it from under its new holder.
+        self._store.transition(
+            session_id, SessionState.QUEUED, reason="lease expired: re-queued", unleased=True
+        )
         self._queue.submit(RunSessionMessage(session_id=session_id, model=session.model))
         report.requeued.append(session_id)
         log.warning(

@@ -18,7 +18,7 @@ from redis.client import Pipeline
 from farm import names
 from farm.contracts import StopMessage
 from farm.domain import TERMINAL_STATES, Session, SessionState
-from farm.errors import ConcurrencyLimit, LeaseLost, NotFound
+from farm.errors import ConcurrencyLimit, IllegalTransition, LeaseLost, NotFound
 from farm.redis_conn import redis_errors, require_text_client
 from farm.sessions.base import Lease, LeaseScan
 from farm.sessions.transitions import apply_claim, apply_transition, check_expected, initial
@@ -167,6 +167,7 @@ class RedisSessionStore:
         reason: str | None = None,
         lease: Lease | None = None,
         expect: SessionState | None = None,
+        unleased: bool = False,
         **fields: Any,
     ) -> Session:
         key = names.session_key(session_id)
@@ -175,6 +176,9 @@ class RedisSessionStore:
             for _ in range(_MAX_RETRIES):
                 try:
                     pipe.watch(key, lease_key)
+                    if unleased and pipe.exists(lease_key):
+                        pipe.reset()
+                        raise IllegalTransition(f"session {session_id} is leased again")
                     updated = self._next(
                         pipe, session_id, target, reason=reason, lease=lease, expect=expect, fields=fields
                     )

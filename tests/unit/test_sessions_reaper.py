@@ -12,6 +12,7 @@ import redis
 from farm.contracts import RunSessionMessage
 from farm.domain import ModelKind, Session, SessionState
 from farm.errors import BackendUnavailable, IllegalTransition, LeaseLost
+from farm.sessions.base import LeaseScan
 from farm.sessions.liveness import Heart, MemoryWorkerLiveness
 from farm.sessions.memory import MemorySessionStore
 from farm.sessions.reaper import LocalReaperLock, QueuePolicy, Reaper, RedisReaperLock
@@ -264,6 +265,36 @@ def test_a_reaper_judges_no_holder_on_a_liveness_read_that_came_back_late() -> N
     assert store.get(sid).state is SessionState.STREAMING
     liveness.read_s = 0.0  # a prompt read that still finds no key: w1 is dead
     assert reaper.run_once().revoked == [sid]
+
+
+class ClaimDuringScan(MemorySessionStore):
+    """The orphan scan reads "no lease" for a QUEUED session, a worker claims it, and then the scan
+    reads its state (ASSIGNED): the session looks orphaned though its new holder is alive."""
+
+    racing: str | None = None
+
+    def scan_leases(self) -> LeaseScan:
+        sid, self.racing = self.racing, None
+        if sid is None:
+            return super().scan_leases()
+        assert self.claim(sid, "w2", ttl_s=5) is not None  # lands between the scan's two reads
+        return LeaseScan(orphans=[sid], held=[])
+
+
+@pytest.mark.unit
+def test_a_session_claimed_during_the_orphan_scan_is_left_to_its_new_holder() -> None:
+    """Seen once in 300 soak sessions: the reaper re-queued a just-claimed session, and its worker's
+    next state change failed it with ILLEGAL_TRANSITION."""
+    store, queue = ClaimDuringScan(), ListQueue()
+    reaper = Reaper(store, queue, LocalReaperLock(), max_attempts=3)
+    session, _ = store.create(Session(id=uuid.uuid4().hex, tenant="t", model=ModelKind.ESSENCE))
+    store.racing = session.id
+
+    report = reaper.run_once()
+
+    assert report.requeued == [] and report.failed == [] and queue.messages == []
+    current = store.get(session.id)
+    assert current.state is SessionState.ASSIGNED and current.worker_id == "w2"
 
 
 # ---------------------------------------------------------------- stuck in QUEUED

@@ -242,6 +242,18 @@ def test_a_lost_lease_refuses_the_old_holder_and_orphans_the_session(harness: Ha
     assert harness.store.get(session.id).state is SessionState.STARTING
 
 
+def test_an_unleased_only_move_is_refused_while_a_lease_is_held(harness: Harness) -> None:
+    session, _ = harness.store.create(new_session())
+    lease = harness.store.claim(session.id, "w1", ttl_s=30)
+    assert lease is not None
+    with pytest.raises(IllegalTransition):
+        harness.store.transition(session.id, SessionState.QUEUED, reason="lease expired", unleased=True)
+    assert harness.store.get(session.id).state is SessionState.ASSIGNED
+    harness.expire_lease(session.id)
+    moved = harness.store.transition(session.id, SessionState.QUEUED, reason="lease expired", unleased=True)
+    assert moved.state is SessionState.QUEUED
+
+
 def test_a_requeued_session_gets_a_newer_token(harness: Harness) -> None:
     session, _ = harness.store.create(new_session())
     first = harness.store.claim(session.id, "w1", ttl_s=30)
