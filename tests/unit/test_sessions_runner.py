@@ -79,8 +79,9 @@ def tone(seconds: float, rate: int = 16_000) -> np.ndarray:
 Setup = tuple[MemorySessionStore, ModelPool, Session, Lease]
 
 
-def setup(settings: Settings, clock: Clock | None = None) -> Setup:
-    store = MemorySessionStore(clock=clock) if clock else MemorySessionStore()
+def setup(settings: Settings, clock: Clock | None = None, store: MemorySessionStore | None = None) -> Setup:
+    """A prewarmed ToneEngine pool and one session claimed by ``w1`` in ``store`` (a fresh one)."""
+    store = store or (MemorySessionStore(clock=clock) if clock else MemorySessionStore())
     pool = ModelPool([ModelKind.ESSENCE], lambda _: ToneEngine())
     pool.prewarm(timeout_s=10)
     new = Session(id=uuid.uuid4().hex, tenant="t", model=ModelKind.ESSENCE, avatar_id="A1")
@@ -377,13 +378,7 @@ async def test_a_redis_blip_during_a_state_change_pauses_the_session_instead_of_
     settings: Settings, tmp_path: Path, lands: bool
 ) -> None:
     store = BlinkingStore(failures=3, lands=lands)
-    pool = ModelPool([ModelKind.ESSENCE], lambda _: ToneEngine())
-    pool.prewarm(timeout_s=10)
-    session, _ = store.create(
-        Session(id=uuid.uuid4().hex, tenant="t", model=ModelKind.ESSENCE, avatar_id="A1")
-    )
-    lease = store.claim(session.id, "w1", ttl_s=settings.lease_ttl_s)
-    assert lease is not None
+    _, pool, session, lease = setup(settings, store=store)
     out = tmp_path / "s.mp4"
     io = SessionIO(FileInput(pcm=tone(0.4), sample_rate=16_000), Mp4Sink(out), output=str(out))
 
@@ -427,13 +422,7 @@ class OffLoopStore(MemorySessionStore):
 @pytest.mark.parametrize("path", ["ends", "fails", "handed back"])
 async def test_no_store_call_blocks_the_event_loop(settings: Settings, path: str) -> None:
     store = OffLoopStore()
-    pool = ModelPool([ModelKind.ESSENCE], lambda _: ToneEngine())
-    pool.prewarm(timeout_s=10)
-    session, _ = store.create(
-        Session(id=uuid.uuid4().hex, tenant="t", model=ModelKind.ESSENCE, avatar_id="A1")
-    )
-    lease = store.claim(session.id, "w1", ttl_s=settings.lease_ttl_s)
-    assert lease is not None
+    _, pool, _, lease = setup(settings, store=store)
     sink = ListSink(realtime=path == "handed back")
     io = SessionIO(FileInput(pcm=tone(30.0 if path == "handed back" else 0.4), sample_rate=16_000), sink)
 
