@@ -122,11 +122,21 @@ class Heart:
         self._thread: threading.Thread | None = None
         self._ok_since: float | None = None
         self._unreachable = False  # the last beat failed (Redis unreachable)
+        self._sent_at: float | None = None  # the beat waiting on Redis now, if any
+        # A beat answered later than this may have let the key lapse (renew_s after the last beat,
+        # plus this, is a whole TTL); shorter waits, a busy CPU's included, cannot have.
+        self._late_s = max(renew_s, ttl_s - renew_s)
 
     @property
     def steady(self) -> bool:
-        ok_since = self._ok_since
-        return ok_since is not None and self._clock() - ok_since >= self._ttl_s
+        """Beats succeeded on time for a whole TTL, and none is waiting on Redis for too long.
+
+        The second half matters right after a pause: Redis may answer other clients' reads before
+        this thread has seen its own late answer, so a beat still in flight counts as unsteady."""
+        now, sent_at, ok_since = self._clock(), self._sent_at, self._ok_since
+        if sent_at is not None and now - sent_at > self._late_s:
+            return False
+        return ok_since is not None and now - ok_since >= self._ttl_s
 
     def start(self) -> None:
         """Beat once (synchronously: no claim can precede the first beat), then from a thread."""
@@ -151,7 +161,13 @@ class Heart:
             self._beat(first=False)
 
     def _beat(self, *, first: bool) -> None:
-        sent_at = self._clock()
+        self._sent_at = self._clock()
+        try:
+            self._beat_once(self._sent_at, first=first)
+        finally:
+            self._sent_at = None  # only after the outcome (ok_since) is recorded
+
+    def _beat_once(self, sent_at: float, *, first: bool) -> None:
         try:
             held = self._liveness.beat(self._worker_id, self._ttl_s)
         except FarmError:
@@ -160,7 +176,7 @@ class Heart:
             log.warning("liveness beat failed", extra={"worker_id": self._worker_id})
             return
         after_outage, self._unreachable = self._unreachable, False
-        if self._clock() - sent_at > self._renew_s:
+        if self._clock() - sent_at > self._late_s:
             # Redis answered late (paused, failing over): keys lapsed by its clock while every beat
             # waited, so a lapse now says nothing about this worker. Steadiness starts again.
             log.warning("liveness beat answered late", extra={"worker_id": self._worker_id})

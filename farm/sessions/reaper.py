@@ -161,10 +161,11 @@ class Reaper:
     def run_once(self) -> ReapReport:
         """The fast part every pass (dead holders: O(workers)); the scan of every live session's
         lease (expired or released leases: O(live sessions)) only when ``scan_lock`` grants it."""
+        started = time.monotonic()  # before the lock: a lock call that waited on Redis counts too
         if not self._lock.acquire():
             return ReapReport(ran=False)
         report = ReapReport(ran=True)
-        orphans = self._revoke_dead_holders(report)
+        orphans = self._revoke_dead_holders(report, started)
         if self._scan_lock is None or self._scan_lock.acquire():
             orphans += [sid for sid in self._store.scan_leases().orphans if sid not in orphans]
         for session_id in orphans:
@@ -180,11 +181,10 @@ class Reaper:
                 log.exception("reaper cleaner failed")
         return report
 
-    def _revoke_dead_holders(self, report: ReapReport) -> list[str]:
+    def _revoke_dead_holders(self, report: ReapReport, read_at: float) -> list[str]:
         """Revoke the leases of holders without a liveness key; return their sessions."""
         if self._liveness is None or not self._trust_liveness():
             return []
-        read_at = time.monotonic()
         holders = self._store.lease_holders()
         if not holders:
             return []

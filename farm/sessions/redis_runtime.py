@@ -69,7 +69,10 @@ def redis_runtime(
         max_attempts=settings.max_attempts,
         liveness=liveness,
         trust_liveness=lambda: runtime.liveness_steady,
-        liveness_read_limit_s=settings.liveness_renew_s,
+        # a read slower than this may have outlasted a key's TTL: it judges nobody
+        liveness_read_limit_s=max(
+            settings.liveness_renew_s, settings.liveness_ttl_s - settings.liveness_renew_s
+        ),
         queue_policy=QueuePolicy(settings.queue_resubmit_s, settings.queue_deadline_s),
         once=RedisOnce(client),
         cleaners=cleaners,

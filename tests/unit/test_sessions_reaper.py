@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -237,6 +238,47 @@ def test_a_lapse_seen_by_a_beat_that_waited_on_a_paused_redis_keeps_the_workers_
     heart._beat(first=False)
     clock.now += 0.5
     assert heart.steady and lapses == []
+
+
+class BlockedLiveness(MemoryWorkerLiveness):
+    """Liveness whose next beat waits until ``release`` is set (Redis paused mid-call)."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock=clock)
+        self.block = False
+        self.waiting = threading.Event()
+        self.release = threading.Event()
+
+    def beat(self, worker_id: str, ttl_s: float) -> bool:
+        if self.block:
+            self.waiting.set()
+            self.release.wait(10)
+        return super().beat(worker_id, ttl_s)
+
+
+@pytest.mark.unit
+def test_a_heart_whose_beat_waits_on_redis_is_not_steady_before_the_answer_comes() -> None:
+    """Right after a pause, Redis may answer a reaper's reads before this heart's own late beat:
+    the beat in flight already makes the worker's reaper distrust liveness."""
+    clock = Clock()
+    liveness = BlockedLiveness(clock)
+    heart = Heart(liveness, "w1", ttl_s=1.5, renew_s=0.4, clock=clock)
+    heart.start()
+    clock.now += 1.0
+    heart._beat(first=False)
+    clock.now += 0.5
+    assert heart.steady
+    liveness.block = True
+    beating = threading.Thread(target=heart._beat, kwargs={"first": False})
+    beating.start()
+    assert liveness.waiting.wait(5)
+    clock.now += 1.0
+    assert heart.steady  # 1 s in flight: the key (1.5 s TTL, beaten 0.4 s apart) cannot have lapsed
+    clock.now += 0.3
+    assert not heart.steady  # 1.3 s in flight: it may have, and Redis is not answering
+    liveness.release.set()
+    beating.join(5)
+    assert not heart.steady  # the late answer restarted the steadiness clock
 
 
 class SlowAliveLiveness(MemoryWorkerLiveness):
