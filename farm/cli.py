@@ -19,9 +19,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from farm.errors import BackendUnavailable, FarmError
-from farm.names import QUEUE_BUILD, QUEUE_ESSENCE, QUEUE_EXPRESSION
-from farm.settings import Settings
+from farm.kernel.errors import BackendUnavailable, FarmError
+from farm.kernel.names import QUEUE_BUILD, QUEUE_ESSENCE, QUEUE_EXPRESSION
+from farm.kernel.settings import Settings
 
 log = logging.getLogger("farm")
 
@@ -43,7 +43,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     Supervises them meanwhile (``LocalFarm.supervise``): a crashed child is restarted with backoff,
     a dead embedded Redis comes back on the same port and data; a child that keeps crashing right
     after its start stops everything with its log's tail."""
-    from farm.procs import LocalFarm, api_url, flower_url
+    from farm.infra.procs import LocalFarm, api_url, flower_url
 
     farm = LocalFarm(settings, dict(os.environ), notify=lambda line: print(f"farm up: {line}", flush=True))
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -98,7 +98,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _with_redis(settings: Settings) -> Settings:
-    from farm.procs import resolve_redis_url
+    from farm.infra.procs import resolve_redis_url
 
     url = resolve_redis_url(settings)
     if url is None:
@@ -108,8 +108,8 @@ def _with_redis(settings: Settings) -> Settings:
 
 # ---------------------------------------------------------------- keys / agents
 def _key_store(settings: Settings):  # type: ignore[no-untyped-def]  # KeyStore, built lazily
-    from farm.redis_conn import connect
-    from farm.sessions.api_keys import RedisKeyStore
+    from farm.infra.redis_conn import connect
+    from farm.tenancy.api_keys import RedisKeyStore
 
     url = _with_redis(settings).redis_url
     assert url is not None
@@ -117,8 +117,8 @@ def _key_store(settings: Settings):  # type: ignore[no-untyped-def]  # KeyStore,
 
 
 def _metering(settings: Settings):  # type: ignore[no-untyped-def]  # Metering over Redis, built lazily
-    from farm.redis_conn import connect
-    from farm.sessions.metering import Metering, RedisLedger
+    from farm.infra.redis_conn import connect
+    from farm.tenancy.metering import Metering, RedisLedger
 
     url = _with_redis(settings).redis_url
     assert url is not None
@@ -148,7 +148,7 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _print_usage(metering, tenant: str) -> None:  # type: ignore[no-untyped-def]
-    from farm.domain import ModelKind
+    from farm.kernel.domain import ModelKind
 
     u = metering.usage(tenant)
     unlimited = "unlimited"
@@ -169,7 +169,7 @@ def cmd_tenants(settings: Settings, args: argparse.Namespace) -> int:
             u = metering.usage(tenant)
             print(f"{tenant:<24} {u.plan.name:<12} {'unlimited' if u.balance is None else u.balance}")
     elif args.tenants_command == "plans":
-        from farm.sessions.plans import PLANS
+        from farm.tenancy.plans import PLANS
 
         for plan in PLANS.values():
             credits = "unlimited" if plan.monthly_credits is None else plan.monthly_credits
@@ -188,7 +188,7 @@ def cmd_tenants(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_agents(settings: Settings, args: argparse.Namespace) -> int:
     """Build an Essence pack from a portrait locally (no Redis, no worker), showing progress."""
-    from farm.media import load_image_rgb
+    from farm.infra.media import load_image_rgb
     from farm.render.essence import build_pack
 
     started = time.monotonic()
@@ -212,7 +212,7 @@ def _numbers(text: str | None) -> list[float] | None:
 
 
 def _build_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # BuildOptions, imported lazily
-    from farm.characters import BuildOptions
+    from farm.kernel.characters import BuildOptions
 
     fields: dict[str, object] = {"mode": args.mode, "framing": args.framing, "crop_scale": args.crop_scale}
     if args.mouth_box is not None:
@@ -226,10 +226,10 @@ def _build_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]  #
 
 # ---------------------------------------------------------------- demo / bench
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from farm.demo import run_demo
+    from farm.devtools.demo import run_demo
 
     if args.room:
-        from farm.room_demo import run_room_demo
+        from farm.devtools.room_demo import run_room_demo
 
         return run_room_demo(settings, dict(os.environ), duration_s=args.duration)
     return run_demo(settings, dict(os.environ), out=Path(args.out), model=args.model)
@@ -237,7 +237,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_livekit_server(_: Settings, args: argparse.Namespace) -> int:
     """Find (or build with Go into the cache) the livekit-server binary; print its path and version."""
-    from farm.livekit_server import binary_version, ensure_binary
+    from farm.devtools.livekit_server import binary_version, ensure_binary
 
     binary = ensure_binary(
         os.environ.get("LIVEKIT_SERVER_BIN"), say=lambda line: print(line, file=sys.stderr)
@@ -395,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise
     settings = Settings.from_env()
     if settings.log_format != "text":  # FARM_LOG_FORMAT=json: one object per line, structured fields kept
-        from farm.observability.logs import configure
+        from farm.infra.logs import configure
 
         configure(settings.log_format, logging.DEBUG if args.verbose else logging.INFO)
     try:

@@ -13,9 +13,9 @@ from urllib.parse import quote
 
 from celery import Celery
 
-from farm.errors import BackendUnavailable
-from farm.redis_conn import parse_sentinel_url
-from farm.settings import Settings
+from farm.infra.redis_conn import parse_sentinel_url
+from farm.kernel.errors import BackendUnavailable
+from farm.kernel.settings import Settings
 from tasks.broker import REDIS_TRANSPORT, SENTINEL_TRANSPORT
 from tasks.routing import declare_queues, route_task
 
@@ -25,7 +25,7 @@ VISIBILITY_MARGIN_S = 600.0
 
 def broker(redis_url: str, transport_options: dict[str, Any]) -> dict[str, Any]:
     """Broker URL, transport class and options for ``redis_url`` (either form of
-    ``farm.redis_conn``): a sentinel URL becomes kombu's ``sentinel://`` list with ``master_name``."""
+    ``farm.infra.redis_conn``): a sentinel URL becomes kombu's ``sentinel://`` list with ``master_name``."""
     target = parse_sentinel_url(redis_url)
     if target is None:
         return {

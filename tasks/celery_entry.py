@@ -7,7 +7,7 @@ Example: ``FARM_REDIS_URL=redis://127.0.0.1:6379/0 celery -A tasks.celery_entry 
 
 from __future__ import annotations
 
-from farm.settings import Settings
+from farm.kernel.settings import Settings
 from tasks.worker import create_worker_app
 
 settings = Settings.from_env()

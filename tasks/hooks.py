@@ -23,9 +23,10 @@ from typing import Any
 
 from celery import Celery, signals
 
-from farm.errors import FarmError
-from farm.redis_conn import connect
-from farm.sessions.redis_runtime import (
+from farm.infra.redis_conn import connect
+from farm.kernel.errors import FarmError
+from farm.kernel.settings import Settings
+from farm.worker.redis_runtime import (
     EngineFactory,
     redis_runtime,
     start_dynamics,
@@ -33,8 +34,7 @@ from farm.sessions.redis_runtime import (
     start_speech,
     start_stop_notices,
 )
-from farm.sessions.runtime import WorkerRuntime
-from farm.settings import Settings
+from farm.worker.runtime import WorkerRuntime
 from tasks.janitor import WorkerQueueJanitor
 from tasks.producer import CelerySessionQueue
 from tasks.routing import ALL_QUEUES, models_for_queues, worker_kombu_queue

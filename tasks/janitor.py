@@ -19,10 +19,10 @@ from collections.abc import Callable
 
 import redis
 
-from farm import names
-from farm.contracts import WorkerInfo
-from farm.errors import FarmError
-from farm.redis_conn import redis_errors
+from farm.infra.redis_conn import redis_errors
+from farm.kernel import names
+from farm.kernel.contracts import WorkerInfo
+from farm.kernel.errors import FarmError
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from kombu import Queue
 from kombu.exceptions import KombuError, OperationalError
 from redis.exceptions import RedisError
 
-from farm import names
-from farm.contracts import BuildAgentMessage, RunSessionMessage
-from farm.errors import BackendUnavailable
-from farm.settings import Settings
+from farm.kernel import names
+from farm.kernel.contracts import BuildAgentMessage, RunSessionMessage
+from farm.kernel.errors import BackendUnavailable
+from farm.kernel.settings import Settings
 from tasks.app import create_app
 from tasks.routing import queue_for_model, worker_kombu_queue
 

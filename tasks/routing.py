@@ -11,8 +11,8 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
-from farm import names
-from farm.domain import ModelKind
+from farm.kernel import names
+from farm.kernel.domain import ModelKind
 
 ALL_QUEUES: tuple[str, ...] = (names.QUEUE_ESSENCE, names.QUEUE_EXPRESSION, names.QUEUE_BUILD)
 

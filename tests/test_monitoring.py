@@ -11,7 +11,7 @@ import yaml
 from prometheus_client import generate_latest
 
 from farm.api.metrics import ApiMetrics
-from farm.observability.worker_metrics import WorkerMetrics
+from farm.worker.metrics import WorkerMetrics
 
 pytestmark = pytest.mark.unit
 

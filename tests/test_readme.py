@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from farm.settings import Settings
+from farm.kernel.settings import Settings
 
 pytestmark = pytest.mark.unit
 

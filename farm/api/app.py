@@ -11,17 +11,15 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 
-from farm.blobs import BlobStore
-from farm.sessions.base import AgentStore, KeyStore, SessionQueue, SessionStore, WorkerRegistry
-from farm.sessions.metering import MemoryLedger, Metering
-from farm.sessions.runtime_keys import RuntimeKeySigner
-from farm.settings import Settings
-from farm.speak import MemorySpeakBus, SpeakBus
-from farm.speech import Responder, SpeechSynthesizer
+from farm.infra.blobs import BlobStore
+from farm.infra.speak import MemorySpeakBus, SpeakBus
+from farm.infra.speech import Responder, SpeechSynthesizer
+from farm.kernel.settings import Settings
+from farm.sessions.base import AgentStore, SessionQueue, SessionStore, WorkerRegistry
+from farm.tenancy.base import KeyStore
+from farm.tenancy.metering import MemoryLedger, Metering
+from farm.tenancy.runtime_keys import RuntimeKeySigner
 
-from . import dynamics as dynamics_routes
-from . import runtime_tokens as runtime_token_routes
-from . import viewer as viewer_routes
 from .deps import FarmServices
 from .errors import install_error_handlers
 from .idempotency import MemoryReplayStore, ReplayStore
@@ -29,10 +27,13 @@ from .metrics import ApiMetrics, install_middleware
 from .openapi import install_openapi
 from .ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter, install_rate_headers
 from .routes import agents as agent_routes
+from .routes import dynamics as dynamics_routes
 from .routes import health as health_routes
+from .routes import runtime_tokens as runtime_token_routes
 from .routes import sessions as session_routes
 from .routes import text as text_routes
 from .routes import usage as usage_routes
+from .routes import viewer as viewer_routes
 from .service import BuildQueue
 
 DESCRIPTION = """\
@@ -133,14 +134,14 @@ def install_offline_docs(app: FastAPI) -> None:
 def build_app(settings: Settings) -> FastAPI:
     """The production app: Redis stores and registry, Celery producer (``tasks.producer``)."""
     from farm.api.idempotency import RedisReplayStore
-    from farm.redis_conn import connect, ping
+    from farm.infra.redis_conn import connect, ping
+    from farm.infra.speak import RedisSpeakBus
     from farm.sessions.agents import RedisAgentStore
-    from farm.sessions.api_keys import RedisKeyStore
-    from farm.sessions.metering import RedisLedger
     from farm.sessions.redis_store import RedisSessionStore
     from farm.sessions.registry import RedisWorkerRegistry
-    from farm.sessions.runtime_keys import redis_signing_key
-    from farm.speak import RedisSpeakBus
+    from farm.tenancy.api_keys import RedisKeyStore
+    from farm.tenancy.metering import RedisLedger
+    from farm.tenancy.runtime_keys import redis_signing_key
     from tasks.producer import CeleryBuildQueue, CelerySessionQueue, producer_app
 
     if settings.redis_url is None:

@@ -13,17 +13,18 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
-from farm import names
-from farm.blobs import BlobStore
-from farm.errors import KeyOutOfScope, Unauthorized
-from farm.sessions.base import AgentStore, ApiKey, KeyStore, SessionQueue, SessionStore, WorkerRegistry
-from farm.sessions.metering import MemoryLedger, Metering
-from farm.sessions.plans import FAILED_AUTH_PER_MIN
-from farm.sessions.runtime_keys import RuntimeKeySigner, is_runtime_key, memory_signing_key
+from farm.infra.blobs import BlobStore
+from farm.infra.speak import MemorySpeakBus, SpeakBus
+from farm.infra.speech import Responder, SpeechSynthesizer, responder_from, synthesizer_from
+from farm.kernel import names
+from farm.kernel.errors import KeyOutOfScope, Unauthorized
+from farm.kernel.settings import Settings
+from farm.sessions.base import AgentStore, SessionQueue, SessionStore, WorkerRegistry
 from farm.sessions.warm import WarmRouter
-from farm.settings import Settings
-from farm.speak import MemorySpeakBus, SpeakBus
-from farm.speech import Responder, SpeechSynthesizer, responder_from, synthesizer_from
+from farm.tenancy.base import ApiKey, KeyStore
+from farm.tenancy.metering import MemoryLedger, Metering
+from farm.tenancy.plans import FAILED_AUTH_PER_MIN
+from farm.tenancy.runtime_keys import RuntimeKeySigner, is_runtime_key, memory_signing_key
 
 from .idempotency import MemoryReplayStore, ReplayStore
 from .ratelimit import AUTH_FAILED_TIER, MemoryRateLimiter, RateLimiter, limit_request, tier_of

@@ -18,8 +18,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
-from farm.errors import BackendUnavailable, FarmError, MalformedJson, ValidationError, error_body
-from farm.redis_conn import UNAVAILABLE_ERRORS
+from farm.infra.redis_conn import UNAVAILABLE_ERRORS
+from farm.kernel.errors import BackendUnavailable, FarmError, MalformedJson, ValidationError, error_body
 
 from .inputs import describe_errors
 from .routing import flat_routes

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from starlette.responses import Response
 
-from farm import names
-from farm.redis_conn import redis_errors
+from farm.infra.redis_conn import redis_errors
+from farm.kernel import names
 
 if TYPE_CHECKING:
     from redis import Redis

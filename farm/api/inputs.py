@@ -17,10 +17,10 @@ import pydantic
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
-from farm.characters import BuildOptions
-from farm.domain import ModelKind
-from farm.errors import MalformedJson, PayloadTooLarge, ValidationError
-from farm.settings import Settings
+from farm.kernel.characters import BuildOptions
+from farm.kernel.domain import ModelKind
+from farm.kernel.errors import MalformedJson, PayloadTooLarge, ValidationError
+from farm.kernel.settings import Settings
 
 from .schemas import AgentRequest, CreateAgentJson, CreateSessionJson, SessionRequest
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
 
-from farm.errors import LiveKitUrlNotAllowed, ValidationError
-from farm.settings import Settings
+from farm.kernel.errors import LiveKitUrlNotAllowed, ValidationError
+from farm.kernel.settings import Settings
 
 _SECURE = {"wss": True, "https": True, "ws": False, "http": False}
 _DEFAULT_PORT = {True: 443, False: 80}

@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from farm.errors import FarmError
+from farm.kernel.errors import FarmError
 
 from .schemas import ErrorEnvelope
 

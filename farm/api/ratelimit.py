@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from fastapi import FastAPI, Request, Response
 
-from farm import names
-from farm.errors import RateLimited
-from farm.redis_conn import redis_errors
-from farm.sessions.plans import Tier
+from farm.infra.redis_conn import redis_errors
+from farm.kernel import names
+from farm.kernel.errors import RateLimited
+from farm.tenancy.plans import Tier
 
 if TYPE_CHECKING:
     from redis import Redis

@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from farm.characters import BuildOptions
-from farm.domain import Agent, ModelKind, Session, SessionState, StateChange
+from farm.kernel.characters import BuildOptions
+from farm.kernel.domain import Agent, ModelKind, Session, SessionState, StateChange
 
 AGENT_ID_PATTERN = r"^[A-Z][A-Z0-9]{9}$"
 SESSION_ID_PATTERN = r"^[0-9a-f]{32}$"

@@ -23,8 +23,8 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from farm.errors import error_body
-from farm.settings import Settings
+from farm.kernel.errors import error_body
+from farm.kernel.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -20,12 +20,12 @@ from typing import Protocol
 import anyio
 import anyio.to_thread
 
-from farm import media
-from farm.blobs import BlobStore
-from farm.characters import AvatarMode, BuildOptions
-from farm.contracts import BuildAgentMessage, RunSessionMessage
-from farm.domain import TERMINAL_STATES, Agent, AgentStatus, ModelKind, Session, SessionState
-from farm.errors import (
+from farm.infra import media
+from farm.infra.blobs import BlobStore
+from farm.kernel.characters import AvatarMode, BuildOptions
+from farm.kernel.contracts import BuildAgentMessage, RunSessionMessage
+from farm.kernel.domain import TERMINAL_STATES, Agent, AgentStatus, ModelKind, Session, SessionState
+from farm.kernel.errors import (
     AgentNotReady,
     BackendUnavailable,
     ConcurrencyLimit,
@@ -37,12 +37,13 @@ from farm.errors import (
     PayloadTooLarge,
     ValidationError,
 )
+from farm.kernel.settings import Settings
 from farm.sessions.agents import is_agent_id, new_agent_id
-from farm.sessions.base import AgentStore, ApiKey, SessionQueue, SessionStore
-from farm.sessions.metering import Metering
-from farm.sessions.plans import AGENT_BUILD_CREDITS, CREDITS_PER_MINUTE
+from farm.sessions.base import AgentStore, SessionQueue, SessionStore
 from farm.sessions.warm import WarmRouter
-from farm.settings import Settings
+from farm.tenancy.base import ApiKey
+from farm.tenancy.metering import Metering
+from farm.tenancy.plans import AGENT_BUILD_CREDITS, CREDITS_PER_MINUTE
 
 from .schemas import SessionRequest
 

@@ -19,9 +19,11 @@ import logging
 import math
 from dataclasses import dataclass
 
-from farm.contracts import SpeakMessage
-from farm.domain import Agent, AgentStatus, ModelKind, Session
-from farm.errors import (
+from farm.infra.speak import SpeakBus
+from farm.infra.speech import Responder, SpeechSynthesizer
+from farm.kernel.contracts import SpeakMessage
+from farm.kernel.domain import Agent, AgentStatus, ModelKind, Session
+from farm.kernel.errors import (
     AgentNotReady,
     InvalidAudio,
     NotFound,
@@ -29,12 +31,11 @@ from farm.errors import (
     SpeechUnavailable,
     ValidationError,
 )
+from farm.kernel.settings import Settings
 from farm.sessions.agents import is_agent_id
-from farm.sessions.base import AgentStore, ApiKey, SessionStore
-from farm.sessions.plans import CREDITS_PER_MINUTE
-from farm.settings import Settings
-from farm.speak import SpeakBus
-from farm.speech import Responder, SpeechSynthesizer
+from farm.sessions.base import AgentStore, SessionStore
+from farm.tenancy.base import ApiKey
+from farm.tenancy.plans import CREDITS_PER_MINUTE
 
 from .schemas import SessionRequest
 from .service import SessionService

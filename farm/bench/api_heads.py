@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from farm.bench.common import emit, finish
-from farm.procs import free_port
+from farm.infra.procs import free_port
 
 PROTOCOLS = ("farm", "uvicorn-httptools")
 _CHUNK = b"v" * 1_000_000
@@ -47,7 +47,7 @@ def _serve(protocol: str, port: int) -> None:
     import uvicorn
 
     from farm.api.server import uvicorn_config
-    from farm.settings import Settings
+    from farm.kernel.settings import Settings
 
     settings = Settings.from_env(api_host="127.0.0.1", api_port=port)
     http = {} if protocol == "farm" else {"http": "httptools"}

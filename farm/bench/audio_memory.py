@@ -33,7 +33,7 @@ import av
 import numpy as np
 
 from farm.bench.common import emit, finish, speech_like
-from farm.settings import Settings
+from farm.kernel.settings import Settings
 
 RATES_HZ = (8_000, 16_000, 44_100, 48_000, 192_000)
 TARGET_PEAK_MB = 1536.0
@@ -86,7 +86,7 @@ def _rss_mb() -> float:
 # ---------------------------------------------------------------- children
 def _worker_child(clip: Path, pack: Path, out_dir: Path, settings: Settings) -> dict[str, Any]:
     """Render ``clip`` as a worker does: SessionRunner + Essence engine + FileInput + Mp4Sink."""
-    from farm.domain import ModelKind, Session
+    from farm.kernel.domain import ModelKind, Session
     from farm.render.base import AvatarSource
     from farm.render.essence import EssenceEngine
     from farm.render.pool import ModelPool
@@ -136,7 +136,7 @@ def _worker_child(clip: Path, pack: Path, out_dir: Path, settings: Settings) -> 
 
 def _probe_child(clip: Path, settings: Settings) -> dict[str, Any]:
     """Measure ``clip`` as the API does: its bytes in memory, a streaming decode, no PCM kept."""
-    from farm import media
+    from farm.infra import media
 
     data = clip.read_bytes()
     baseline = _rss_mb()

@@ -1,6 +1,6 @@
 """A headless browser viewer for the room benches: Debian's Chromium driven by Playwright.
 
-The page is the farm's own viewer (``/view/{room}``, ``farm.api.viewer``), served here from the
+The page is the farm's own viewer (``/view/{room}``, ``farm.api.routes.viewer``), served here from the
 bench's in-process API app over HTTP. Its ``window.viewer`` reports, on the browser's wall clock
 (``performance.timeOrigin + now``, epoch ms, the same clock as the host's ``time.time()``): the
 first decoded frame (``requestVideoFrameCallback``), and while recording every presented frame as

@@ -48,14 +48,14 @@ from typing import Any
 
 import httpx
 
-from farm import names
 from farm.bench.common import emit, finish, sample_clip, sample_portrait_png, summary
 from farm.bench.roomfarm import add_livekit_args, livekit_target
 from farm.client import AvatarFarm, SessionInfo
 from farm.client.client import TERMINAL
-from farm.embedded_redis import EmbeddedRedis
-from farm.procs import Child, LocalFarm, api_url, free_port
-from farm.settings import Settings
+from farm.infra.embedded_redis import EmbeddedRedis
+from farm.infra.procs import Child, LocalFarm, api_url, free_port
+from farm.kernel import names
+from farm.kernel.settings import Settings
 
 LIVE_STATUSES = ("ASSIGNED", "STARTING", "STREAMING", "ENDING")
 _ID_LIKE = re.compile(r"(?<=[:|.])(?=[\w\-@]*\d)[\w\-@]{5,}")  # ids and hostnames, not words
@@ -85,7 +85,7 @@ class ChaosFarm:
 
     def worker_pid(self, worker_id: str) -> int | None:
         """The PID the worker registry gives for ``worker_id`` (its process runs the sessions)."""
-        from farm.redis_conn import connect
+        from farm.infra.redis_conn import connect
         from farm.sessions.registry import RedisWorkerRegistry
 
         for info in RedisWorkerRegistry(connect(self.redis_url)).list():
@@ -123,8 +123,8 @@ def chaos_farm(
 ) -> Iterator[ChaosFarm]:
     """Start a private farm (see the module doc) and stop every part of it on exit. ``overrides``
     are Settings fields (e.g. ``livekit_url``)."""
-    from farm.redis_conn import connect
-    from farm.sessions.api_keys import RedisKeyStore
+    from farm.infra.redis_conn import connect
+    from farm.tenancy.api_keys import RedisKeyStore
 
     root = root or Path(tempfile.mkdtemp(prefix="farm-chaos-"))
     data_dir = root / "var"
@@ -311,7 +311,7 @@ def redis_restart(farm: ChaosFarm, *, sessions: int, clip_s: float, outage_s: fl
 def redis_freeze(farm: ChaosFarm, *, sessions: int, clip_s: float, outage_s: float) -> dict[str, Any]:
     """SIGSTOP Redis mid-stream (a hung primary, a partition: connections open, no answers), SIGCONT
     it ``outage_s`` later; see the module doc."""
-    from farm.redis_conn import connect
+    from farm.infra.redis_conn import connect
 
     pid = int(connect(farm.redis_url).info("server")["process_id"])
     return _redis_outage(
@@ -478,7 +478,7 @@ def soak(farm: ChaosFarm, *, sessions: int, in_flight: int) -> dict[str, Any]:
 def key_census(redis_url: str) -> dict[str, int]:
     """Entries held by keys without a TTL, by key pattern (ids → ``*``): members of a set, sorted
     set, list or hash, 1 for a string, so an index that only grows shows up as well as new keys."""
-    from farm.redis_conn import connect
+    from farm.infra.redis_conn import connect
 
     client = connect(redis_url)
     sizes = {b"set": client.scard, b"zset": client.zcard, b"list": client.llen, b"hash": client.hlen}

@@ -23,12 +23,12 @@ from typing import Any
 import httpx
 from livekit import rtc
 
-from farm import names
 from farm.bench.chaos import ChaosFarm
 from farm.bench.common import emit, summary
 from farm.bench.room import livekit_token
 from farm.bench.roomfarm import LiveKitTarget
-from farm.procs import api_url
+from farm.infra.procs import api_url
+from farm.kernel import names
 
 FRAMES_BEFORE_KILL = 25  # a second of video: the avatar is really streaming
 

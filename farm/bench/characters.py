@@ -27,8 +27,8 @@ import cv2
 import numpy as np
 
 from farm.bench.common import finish, speech_like
-from farm.characters import AvatarMode, BuildOptions, Framing
-from farm.errors import FarmError
+from farm.kernel.characters import AvatarMode, BuildOptions, Framing
+from farm.kernel.errors import FarmError
 from farm.render.audio import frame_energy
 from farm.render.essence import EssenceRenderer, LoadedAvatar, build_pack, load_pack, sample_portrait
 from farm.render.essence.builder import locate_face

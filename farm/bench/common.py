@@ -97,13 +97,13 @@ def speech_like(seconds: float, rate: int = 16_000, seed: int = 0) -> np.ndarray
 def sample_clip(seconds: float = 0.2, rate: int = 16_000) -> bytes:
     """WAV bytes of a short voiced clip (the farm demo's synthesiser) for sessions whose length is
     not the point of the measurement."""
-    from farm.demo import synth_speech, wav_bytes
+    from farm.devtools.demo import synth_speech, wav_bytes
 
     return wav_bytes(synth_speech(seconds=seconds + 0.2)[: int(seconds * rate)], rate)
 
 
 def sample_portrait_png() -> bytes:
     """PNG bytes of the sample portrait (scikit-image's astronaut) for agent builds."""
-    from farm.demo import portrait_png
+    from farm.devtools.demo import portrait_png
 
     return portrait_png()

@@ -46,14 +46,14 @@ import numpy as np
 import psutil
 from livekit import api, rtc
 
-from farm import names
 from farm.bench.common import finish, sample_portrait_png, speech_like, summary
 from farm.bench.roomfarm import add_livekit_args, livekit_target
-from farm.procs import LocalFarm, free_port
-from farm.redis_conn import connect
-from farm.sessions.api_keys import RedisKeyStore
+from farm.infra.procs import LocalFarm, free_port
+from farm.infra.redis_conn import connect
+from farm.kernel import names
+from farm.kernel.settings import Settings
 from farm.sessions.registry import RedisWorkerRegistry
-from farm.settings import Settings
+from farm.tenancy.api_keys import RedisKeyStore
 
 SEGMENT_S = 2.0
 RATE = 24_000

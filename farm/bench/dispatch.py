@@ -28,8 +28,8 @@ from typing import Any
 
 from farm.bench.common import emit, finish, percentile, sample_clip, sample_portrait_png
 from farm.client import AvatarFarm, SessionInfo
-from farm.procs import free_port
-from farm.settings import Settings
+from farm.infra.procs import free_port
+from farm.kernel.settings import Settings
 
 DEFAULT_SESSIONS = 200
 WARMUP_SESSIONS = 10
@@ -96,9 +96,9 @@ def run(farm: AvatarFarm, avatar_id: str, sessions: int, *, pace: str = "idle") 
 
 def _own_farm(args: argparse.Namespace) -> tuple[Any, AvatarFarm, str]:
     """Start a private farm; return it, a client with a fresh key, and a READY sample agent id."""
-    from farm.procs import LocalFarm, api_url
-    from farm.redis_conn import connect
-    from farm.sessions.api_keys import RedisKeyStore
+    from farm.infra.procs import LocalFarm, api_url
+    from farm.infra.redis_conn import connect
+    from farm.tenancy.api_keys import RedisKeyStore
 
     root = Path(tempfile.mkdtemp(prefix="farm-bench-"))
     settings = Settings.from_env(

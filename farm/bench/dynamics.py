@@ -231,7 +231,9 @@ def embedded_redis(url: str | None) -> Iterator[str]:
     if url is not None:
         yield url
         return
-    from farm.embedded_redis import EmbeddedRedis  # the one embedded-Redis starter (farm up uses it too)
+    from farm.infra.embedded_redis import (
+        EmbeddedRedis,  # the one embedded-Redis starter (farm up uses it too)
+    )
 
     with tempfile.TemporaryDirectory(prefix="bench-valkey-") as tmp, EmbeddedRedis(Path(tmp)) as server:
         assert server.url is not None  # set by start()
@@ -248,12 +250,12 @@ def api_trigger(
 
     from farm.api.app import build_app
     from farm.api.server import uvicorn_config
-    from farm.domain import Agent, AgentStatus, ModelKind, Session
-    from farm.redis_conn import connect
+    from farm.infra.redis_conn import connect
+    from farm.kernel.domain import Agent, AgentStatus, ModelKind, Session
+    from farm.kernel.settings import Settings
     from farm.sessions.agents import RedisAgentStore
-    from farm.sessions.api_keys import RedisKeyStore
     from farm.sessions.redis_store import RedisSessionStore
-    from farm.settings import Settings
+    from farm.tenancy.api_keys import RedisKeyStore
 
     client = connect(redis_url)
     _, secret = RedisKeyStore(client).create(TENANT, "bench")
@@ -298,9 +300,9 @@ def api_trigger(
 @contextlib.contextmanager
 def bus_trigger(redis_url: str, agent_id: str) -> Iterator[Any]:
     """Yield ``trigger(session_id, action)`` publishing straight on the dynamics topic."""
-    from farm.contracts import DynamicsMessage
     from farm.dynamics.base import broadcast
     from farm.dynamics.redis_bus import RedisDynamicsBus
+    from farm.kernel.contracts import DynamicsMessage
 
     publisher = RedisDynamicsBus(redis_url)
 

@@ -29,18 +29,18 @@ from typing import Any, cast
 
 import redis
 
-from farm import names
 from farm.bench.dispatch import finish
-from farm.contracts import WorkerInfo
-from farm.domain import ModelKind, Session
-from farm.embedded_redis import EmbeddedRedis
-from farm.redis_conn import connect
+from farm.infra.embedded_redis import EmbeddedRedis
+from farm.infra.redis_conn import connect
+from farm.kernel import names
+from farm.kernel.contracts import WorkerInfo
+from farm.kernel.domain import ModelKind, Session
+from farm.kernel.settings import Settings
 from farm.sessions.base import Lease
 from farm.sessions.reaper import Reaper, RedisReaperLock
 from farm.sessions.redis_store import RedisSessionStore
 from farm.sessions.registry import RedisWorkerRegistry
 from farm.sessions.warm import StrandedRescuer
-from farm.settings import Settings
 
 
 class _NoQueue:

@@ -19,7 +19,7 @@ onset the first frame whose mouth region leaves the avatar's idle appearance (``
   ``av_offset_jb_corrected_ms`` = viewer offset + audio jitter buffer − video jitter buffer is the
   offset with the receiver's buffering difference taken out (a browser lip-syncs by RTP/RTCP time).
 
-LiveKit: by default a real ``livekit-server`` (``farm.livekit_server``) is started on this machine's
+LiveKit: by default a real ``livekit-server`` (``farm.devtools.livekit_server``) is started on this machine's
 non-loopback address (run under ``scripts/netns-run`` on a machine without one: libwebrtc ignores
 loopback); ``--livekit-url/--api-key/--api-secret`` use any other server. ``against`` in the JSON
 names the server and its version.
@@ -42,14 +42,14 @@ import cv2
 import numpy as np
 from livekit import api, rtc
 
-from farm import names
-from farm.api.viewer import viewer_path, viewer_token
+from farm.api.routes.viewer import viewer_path, viewer_token
 from farm.bench.browser import BrowserViewer, HttpApp, chromium, chromium_available, new_viewer
 from farm.bench.common import finish, summary
 from farm.bench.onsets import THUMB, MouthModel, audio_onset
 from farm.bench.roomfarm import AGENT_ID, RoomFarm, add_livekit_args, livekit_target, room_farm
-from farm.procs import free_port
-from farm.settings import Settings
+from farm.infra.procs import free_port
+from farm.kernel import names
+from farm.kernel.settings import Settings
 
 
 @dataclass

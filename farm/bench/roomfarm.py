@@ -22,28 +22,28 @@ import cv2
 import httpx
 
 from farm.api.app import create_app
-from farm.blobs import BlobStore
-from farm.contracts import RunSessionMessage, SessionTaskResult
-from farm.domain import Agent, AgentStatus, ModelKind, Session
-from farm.livekit_server import (
+from farm.devtools.livekit_server import (
     DEV_API_KEY,
     DEV_API_SECRET,
     LocalLiveKitServer,
     default_node_ip,
     ensure_binary,
 )
+from farm.infra.blobs import BlobStore
+from farm.kernel.contracts import RunSessionMessage, SessionTaskResult
+from farm.kernel.domain import Agent, AgentStatus, ModelKind, Session
+from farm.kernel.settings import Settings
 from farm.render.essence import EssenceEngine, LoadedAvatar, build_pack, sample_portrait
 from farm.render.pool import ModelPool
 from farm.sessions.agents import MemoryAgentStore
-from farm.sessions.api_keys import MemoryKeyStore
 from farm.sessions.memory import MemorySessionStore
 from farm.sessions.registry import MemoryWorkerRegistry
-from farm.sessions.runtime import RuntimeParts, WorkerRuntime
-from farm.sessions.wiring import AvatarResolver
-from farm.settings import Settings
 from farm.stream.base import RenderInfo, SessionIO
 from farm.stream.livekit import LiveKitRoomSession, RoomInput
 from farm.stream.livekit.wiring import RoomSessionIo
+from farm.tenancy.api_keys import MemoryKeyStore
+from farm.worker.runtime import RuntimeParts, WorkerRuntime
+from farm.worker.wiring import AvatarResolver
 
 AGENT_ID = "A0BENCH001"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from livekit import rtc
 
 from farm.bench.common import finish, speech_like
-from farm.domain import ModelKind
+from farm.kernel.domain import ModelKind
 from farm.render.base import AvatarSource
 from farm.render.essence import EssenceEngine, build_pack, sample_portrait
 from farm.render.pool import ModelPool

@@ -39,9 +39,9 @@ from typing import Any
 
 from farm.bench.common import emit, finish, percentile, sample_clip, sample_portrait_png
 from farm.client import AvatarFarm, SessionInfo
-from farm.procs import free_port
+from farm.infra.procs import free_port
+from farm.kernel.settings import Settings
 from farm.sessions.warm import REGISTRY_CACHE_S
-from farm.settings import Settings
 
 STEPS = ("api_accept", "queue_wait", "claim", "model_ready", "avatar_ready", "sink_ready", "first_frame")
 WORKER_READY_DEADLINE_S = 180.0
@@ -92,7 +92,7 @@ class TtffBench:
     """One private farm, two avatars, and the three conditions."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from farm.procs import LocalFarm
+        from farm.infra.procs import LocalFarm
 
         root = Path(tempfile.mkdtemp(prefix="farm-ttff-"))
         self.settings = Settings.from_env(
@@ -107,9 +107,9 @@ class TtffBench:
 
     # ------------------------------------------------------------ farm
     def start(self) -> None:
-        from farm.procs import api_url
-        from farm.redis_conn import connect
-        from farm.sessions.api_keys import RedisKeyStore
+        from farm.infra.procs import api_url
+        from farm.infra.redis_conn import connect
+        from farm.tenancy.api_keys import RedisKeyStore
 
         url = self.local.start_redis()
         self.local.start_api()
@@ -128,7 +128,7 @@ class TtffBench:
 
     def worker(self, name: str, env: dict[str, str]) -> tuple[Any, float]:
         """Start one essence worker; return it and the seconds from spawn to READY in the registry."""
-        from farm.redis_conn import connect
+        from farm.infra.redis_conn import connect
         from farm.sessions.registry import RedisWorkerRegistry
 
         started = time.monotonic()

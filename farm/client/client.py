@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
-from farm import names
-from farm.errors import FarmError
+from farm.kernel import names
+from farm.kernel.errors import FarmError
 
 TERMINAL = frozenset({"ENDED", "FAILED"})
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from farm import names
+from farm.kernel import names
 
 from .errors import AuthenticationError, AvatarError, NetworkError, RenderError, error_for, is_retryable
 

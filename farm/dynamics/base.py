@@ -20,7 +20,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from farm.contracts import DynamicsMessage, Versioned
+from farm.kernel.contracts import DynamicsMessage, Versioned
 
 SERVICE_NAME = "avatar-farm"
 """The ``service`` field of trigger_dynamics RPC replies (bitHuman answers ``bithuman-serve``)."""

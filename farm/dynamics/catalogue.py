@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from farm.domain import Agent, AgentStatus
+from farm.kernel.domain import Agent, AgentStatus
 
 EXPRESSION_GESTURES: tuple[str, ...] = ("talk_head_nod_subtle", "head_tilt", "smile")
 """The motion-program gestures every Expression session plays (no build step, no clips; face and

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import threading
 
-from farm.contracts import DynamicsMessage
 from farm.dynamics.base import DynamicsAck, MessageHandler
+from farm.kernel.contracts import DynamicsMessage
 
 
 class MemoryDynamicsBus:

@@ -23,11 +23,11 @@ import redis
 from prometheus_client import Counter
 from pydantic import ValidationError as PydanticValidationError
 
-from farm import names
-from farm.contracts import SCHEMA_VERSION, DynamicsMessage
 from farm.dynamics.base import DynamicsAck
-from farm.pubsub import RedisTopic
-from farm.redis_conn import translate_errors
+from farm.infra.pubsub import RedisTopic
+from farm.infra.redis_conn import translate_errors
+from farm.kernel import names
+from farm.kernel.contracts import SCHEMA_VERSION, DynamicsMessage
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def decode_message(data: Any) -> DynamicsMessage | None:
 class RedisDynamicsBus(RedisTopic[DynamicsMessage, DynamicsAck]):
     """DynamicsBus on a Redis-protocol server at ``url``; ``worker_id`` names this process in acks.
 
-    The subscriber machinery (thread, resubscribe with capped backoff) is ``farm.pubsub.RedisTopic``;
+    The subscriber machinery (thread, resubscribe with capped backoff) is ``farm.infra.pubsub.RedisTopic``;
     this class adds the acks, the counters and their logs.
     """
 

@@ -20,10 +20,10 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 
-from farm.contracts import DynamicsMessage
 from farm.dynamics.base import DynamicsAck, Reason, SessionOutcome, TriggerResult
 from farm.dynamics.debounce import DEDUP_WINDOW_S, Debouncer
-from farm.errors import MalformedJson, UnknownGesture, ValidationError
+from farm.kernel.contracts import DynamicsMessage
+from farm.kernel.errors import MalformedJson, UnknownGesture, ValidationError
 
 log = logging.getLogger(__name__)
 

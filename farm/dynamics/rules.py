@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel, Field
 
-from farm import names
-from farm.errors import PayloadTooLarge, UnknownGesture, ValidationError
-from farm.redis_conn import redis_errors
+from farm.infra.redis_conn import redis_errors
+from farm.kernel import names
+from farm.kernel.errors import PayloadTooLarge, UnknownGesture, ValidationError
 
 if TYPE_CHECKING:
     from redis import Redis

@@ -23,7 +23,7 @@ from farm.dynamics.base import DynamicsBus, TriggerResult
 from farm.dynamics.router import LocalSession, LocalSessions, handle_trigger_rpc, threadsafe_deliver
 from farm.dynamics.rules import DynamicsConfig, RulesStore
 from farm.dynamics.transcripts import TextStream, TranscriptWatcher, watch_text_stream, watcher_for
-from farm.errors import FarmError
+from farm.kernel.errors import FarmError
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class WorkerDynamics:
         """Subscribe this process to the dynamics topic of ``redis_url`` (in the background)."""
         from farm.dynamics.redis_bus import RedisDynamicsBus
         from farm.dynamics.rules import RedisRulesStore
-        from farm.redis_conn import connect
+        from farm.infra.redis_conn import connect
 
         dynamics = cls(
             LocalSessions(worker_id),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from farm.contracts import WorkerInfo
+from farm.kernel.contracts import WorkerInfo
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from farm.errors import BatcherClosed, BatchSizeMismatch
+from farm.kernel.errors import BatcherClosed, BatchSizeMismatch
 
 log = logging.getLogger(__name__)
 

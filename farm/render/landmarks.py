@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from farm.errors import FarmError, InvalidImage, NoFaceFound
+from farm.kernel.errors import FarmError, InvalidImage, NoFaceFound
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 

@@ -15,8 +15,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from farm.domain import ModelKind
-from farm.errors import FarmError, PrewarmFailed
+from farm.kernel.domain import ModelKind
+from farm.kernel.errors import FarmError, PrewarmFailed
 from farm.render.base import AvatarSource, RenderEngine, Renderer
 
 log = logging.getLogger(__name__)

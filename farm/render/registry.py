@@ -8,9 +8,9 @@ import importlib
 import inspect
 from typing import Any
 
-from farm.domain import ModelKind
+from farm.kernel.domain import ModelKind
+from farm.kernel.settings import Settings
 from farm.render.base import RenderEngine
-from farm.settings import Settings
 
 ENGINES: dict[ModelKind, str] = {
     ModelKind.ESSENCE: "farm.render.essence:EssenceEngine",

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import WatchError
 
-from farm import names
-from farm.domain import Agent, AgentStatus
-from farm.errors import Conflict, NotFound
+from farm.kernel import names
+from farm.kernel.domain import Agent, AgentStatus
+from farm.kernel.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
     from redis import Redis

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from farm.contracts import RunSessionMessage, WorkerInfo
-from farm.domain import Agent, AgentStatus, Session, SessionState
+from farm.kernel.contracts import RunSessionMessage, WorkerInfo
+from farm.kernel.domain import Agent, AgentStatus, Session, SessionState
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,30 +130,6 @@ class SessionQueue(Protocol):
     def submit(self, message: RunSessionMessage) -> None:
         """Enqueue on the queue named after ``message.model`` (raise BackendUnavailable on failure)."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class ApiKey:
-    key_id: str
-    tenant: str
-    name: str
-    created_at: float
-    revoked: bool = False
-    concurrency_limit: int | None = None
-
-
-class KeyStore(Protocol):
-    def create(self, tenant: str, name: str, concurrency_limit: int | None = None) -> tuple[ApiKey, str]:
-        """Return the key and its secret (shown once; only a hash is stored)."""
-        ...
-
-    def authenticate(self, secret: str) -> ApiKey:
-        """Raise errors.Unauthorized for an unknown or revoked secret (constant-time compare)."""
-        ...
-
-    def list(self) -> list[ApiKey]: ...
-
-    def revoke(self, key_id: str) -> None: ...
 
 
 class AgentStore(Protocol):

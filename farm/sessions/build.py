@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from farm.blobs import BlobStore
-from farm.contracts import BuildTaskResult
-from farm.domain import AgentStatus
-from farm.errors import FarmError
-from farm.media import load_image_rgb
+from farm.infra.blobs import BlobStore
+from farm.infra.media import load_image_rgb
+from farm.kernel.contracts import BuildTaskResult
+from farm.kernel.domain import AgentStatus
+from farm.kernel.errors import FarmError
+from farm.kernel.settings import Settings
 from farm.sessions.base import AgentStore
-from farm.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from farm.errors import BackendUnavailable
+from farm.kernel.errors import BackendUnavailable
+from farm.kernel.settings import Settings
 from farm.sessions.base import Lease, SessionStore
-from farm.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from typing import Protocol
 
 import redis
 
-from farm import names
-from farm.errors import FarmError
-from farm.redis_conn import redis_errors
+from farm.infra.redis_conn import redis_errors
+from farm.kernel import names
+from farm.kernel.errors import FarmError
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from farm.domain import TERMINAL_STATES, Session, SessionState
-from farm.errors import ConcurrencyLimit, IllegalTransition, LeaseLost, NotFound
+from farm.kernel.domain import TERMINAL_STATES, Session, SessionState
+from farm.kernel.errors import ConcurrencyLimit, IllegalTransition, LeaseLost, NotFound
 from farm.sessions.base import Lease, LeaseScan
 from farm.sessions.transitions import apply_claim, apply_transition, check_expected, initial
 

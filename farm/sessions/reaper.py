@@ -30,11 +30,11 @@ from typing import Protocol
 
 import redis
 
-from farm import names
-from farm.contracts import RunSessionMessage
-from farm.domain import SessionState
-from farm.errors import FarmError, LeaseExpired, QueueTimeout
-from farm.redis_conn import redis_errors
+from farm.infra.redis_conn import redis_errors
+from farm.kernel import names
+from farm.kernel.contracts import RunSessionMessage
+from farm.kernel.domain import SessionState
+from farm.kernel.errors import FarmError, LeaseExpired, QueueTimeout
 from farm.sessions.base import SessionQueue, SessionStore
 from farm.sessions.liveness import WorkerLiveness
 

@@ -1,6 +1,6 @@
 """RedisSessionStore: the production SessionStore.
 
-Keys (all from ``farm.names``): the session JSON, its lease (``"<worker_id>|<token>"`` with a TTL),
+Keys (all from ``farm.kernel.names``): the session JSON, its lease (``"<worker_id>|<token>"`` with a TTL),
 its fencing counter, its stop flag, the live ZSET, the warm-pending ZSET (the rescuer's index), the
 tenant's ZSET and live SET, and the idempotency key. Transitions and claims are optimistic
 transactions (WATCH/MULTI) over the session key and, when a lease is involved, the lease key, so a
@@ -15,11 +15,11 @@ from typing import Any, cast
 import redis
 from redis.client import Pipeline
 
-from farm import names
-from farm.contracts import StopMessage
-from farm.domain import TERMINAL_STATES, Session, SessionState
-from farm.errors import ConcurrencyLimit, IllegalTransition, LeaseLost, NotFound
-from farm.redis_conn import redis_errors, require_text_client
+from farm.infra.redis_conn import redis_errors, require_text_client
+from farm.kernel import names
+from farm.kernel.contracts import StopMessage
+from farm.kernel.domain import TERMINAL_STATES, Session, SessionState
+from farm.kernel.errors import ConcurrencyLimit, IllegalTransition, LeaseLost, NotFound
 from farm.sessions.base import Lease, LeaseScan
 from farm.sessions.transitions import apply_claim, apply_transition, check_expected, initial
 

@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import redis
 
-from farm import names
-from farm.contracts import WorkerInfo
-from farm.redis_conn import redis_errors, require_text_client
+from farm.infra.redis_conn import redis_errors, require_text_client
+from farm.kernel import names
+from farm.kernel.contracts import WorkerInfo
 
 
 class RedisWorkerRegistry:

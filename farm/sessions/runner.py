@@ -25,14 +25,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from farm.domain import Session, SessionState
-from farm.errors import BackendUnavailable, FarmError, LeaseLost, RoomJoinFailed, UnknownGesture
+from farm.kernel.domain import Session, SessionState
+from farm.kernel.errors import BackendUnavailable, FarmError, LeaseLost, RoomJoinFailed, UnknownGesture
+from farm.kernel.settings import Settings
 from farm.render.base import AvatarSource
 from farm.render.pool import ModelPool
 from farm.sessions.base import Lease, SessionStore
 from farm.sessions.lane import RenderLane
 from farm.sessions.lease_keeper import LeaseKeeper
-from farm.settings import Settings
 from farm.stream.base import (
     ClearBuffer,
     DynamicsAwareInput,
@@ -61,13 +61,13 @@ class EndReason(enum.StrEnum):
     MAX_DURATION = "max session duration reached"
     HANDED_BACK = "worker draining: handed back"
     STALLED = "no progress: lease given up"
-    OUT_OF_CREDITS = "out of credits"  # farm.sessions.metering.OUT_OF_CREDITS_REASON
+    OUT_OF_CREDITS = "out of credits"  # farm.tenancy.metering.OUT_OF_CREDITS_REASON
 
 
 IoFactory = Callable[[Session, RenderInfo], SessionIO]
 """(session, the renderer's frame size and gestures) → the session's input and sink."""
 ResolveAvatar = Callable[[Session], AvatarSource]
-"""Session → the avatar it animates (``farm.sessions.wiring.AvatarResolver`` in production)."""
+"""Session → the avatar it animates (``farm.worker.wiring.AvatarResolver`` in production)."""
 
 
 class DynamicsAttachment(Protocol):
@@ -81,7 +81,7 @@ class DynamicsAttachment(Protocol):
 
 
 MinuteMeter = Callable[[Session, int, int], str]
-"""(session, minute index, lease token) → ``farm.sessions.metering.MinuteOutcome`` value: charges each
+"""(session, minute index, lease token) → ``farm.tenancy.metering.MinuteOutcome`` value: charges each
 started minute of a session once, fenced by the lease (``continue``, ``out_of_credits``,
 ``lease_lost``)."""
 

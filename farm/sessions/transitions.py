@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from farm.domain import Session, SessionState, StateChange, check_transition
-from farm.errors import IllegalTransition
+from farm.kernel.domain import Session, SessionState, StateChange, check_transition
+from farm.kernel.errors import IllegalTransition
 
 _IMMUTABLE = frozenset({"id", "tenant", "model", "state", "history", "created_at"})
 

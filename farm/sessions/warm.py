@@ -28,10 +28,10 @@ from dataclasses import dataclass
 
 import redis
 
-from farm import names
-from farm.contracts import RunSessionMessage, WorkerInfo
-from farm.domain import ModelKind, Session, SessionState
-from farm.redis_conn import redis_errors
+from farm.infra.redis_conn import redis_errors
+from farm.kernel import names
+from farm.kernel.contracts import RunSessionMessage, WorkerInfo
+from farm.kernel.domain import ModelKind, Session, SessionState
 from farm.sessions.base import SessionQueue, WorkerRegistry
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from farm.media import DEFAULT_CHUNK_S, AudioLimits, PcmReader
+from farm.infra.media import DEFAULT_CHUNK_S, AudioLimits, PcmReader
 from farm.stream.base import InputClosed, InputEvent, SegmentEnd, SpeechChunk
 
 

@@ -12,7 +12,7 @@ import pytest
 from farm.bench.chaos import ChaosFarm, chaos_farm, redis_freeze, redis_restart, soak, worker_kill
 from farm.bench.chaos_room import room_kill
 from farm.bench.roomfarm import livekit_target
-from farm.livekit_server import DEV_API_KEY, DEV_API_SECRET
+from farm.devtools.livekit_server import DEV_API_KEY, DEV_API_SECRET
 from tests.chaos.conftest import Report
 
 pytestmark = pytest.mark.chaos

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from livekit import rtc
 
-from farm import names
+from farm.kernel import names
 from tests.e2e.conftest import LkBackend
 
 TTS_FRAME_MS = 20

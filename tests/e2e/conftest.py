@@ -3,7 +3,7 @@ through the real worker runtime.
 
 The server, as ``lk_backend``:
 
-* by default a real ``livekit-server`` (``farm.livekit_server``: ``LIVEKIT_SERVER_BIN``, ``PATH``, or
+* by default a real ``livekit-server`` (``farm.devtools.livekit_server``: ``LIVEKIT_SERVER_BIN``, ``PATH``, or
   built into the cache by ``make test``) started for the test run on 10.77.0.1 inside the private
   network namespace that ``scripts/netns-run`` creates (libwebrtc ignores loopback);
 * any server given by LIVEKIT_URL / LIVEKIT_API_KEY / LIVEKIT_API_SECRET (LiveKit Cloud included).
@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from livekit import api
 
-from farm.domain import ModelKind, Session
-from farm.livekit_server import LocalLiveKitServer, ensure_binary
+from farm.devtools.livekit_server import LocalLiveKitServer, ensure_binary
+from farm.kernel.domain import ModelKind, Session
 from farm.render.base import AvatarSource
 from farm.render.essence import EssenceEngine, build_pack, sample_portrait
 from farm.render.pool import ModelPool

@@ -15,20 +15,20 @@ from pathlib import Path
 
 import numpy as np
 
-from farm import names
-from farm.contracts import RunSessionMessage, SessionTaskResult
-from farm.domain import ModelKind, Session
 from farm.dynamics.worker import AttachedSession, WorkerDynamics
+from farm.kernel import names
+from farm.kernel.contracts import RunSessionMessage, SessionTaskResult
+from farm.kernel.domain import ModelKind, Session
+from farm.kernel.settings import Settings
 from farm.render.essence import EssenceRenderer
 from farm.render.pool import ModelPool
 from farm.sessions.agents import MemoryAgentStore
 from farm.sessions.memory import MemorySessionStore
 from farm.sessions.registry import MemoryWorkerRegistry
-from farm.sessions.runtime import RuntimeParts, WorkerRuntime
-from farm.settings import Settings
 from farm.stream.base import RenderInfo, SessionIO
 from farm.stream.livekit import LiveKitRoomSession, RoomInput
 from farm.stream.livekit.wiring import RoomSessionIo
+from farm.worker.runtime import RuntimeParts, WorkerRuntime
 from tests.e2e.conftest import LkBackend, avatar_source, new_room_session
 from tests.support.stub_worker import StubQueue, StubWorker
 

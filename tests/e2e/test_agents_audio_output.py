@@ -25,9 +25,9 @@ import numpy as np
 import pytest
 from livekit import rtc
 
-from farm import names
+from farm.kernel import names
+from farm.kernel.settings import Settings
 from farm.render.pool import ModelPool
-from farm.settings import Settings
 from tests.e2e.actors import tone
 from tests.e2e.conftest import LkBackend
 from tests.e2e.harness import RoomRun, start_avatar

@@ -20,15 +20,15 @@ import pytest
 import uvicorn
 
 from farm.api.app import create_app
-from farm.api.viewer import VENDOR_DIR
+from farm.api.routes.viewer import VENDOR_DIR
 from farm.bench.browser import CHROMIUM, CHROMIUM_FLAGS
-from farm.blobs import BlobStore
-from farm.procs import free_port
+from farm.infra.blobs import BlobStore
+from farm.infra.procs import free_port
+from farm.kernel.settings import Settings
 from farm.render.pool import ModelPool
 from farm.sessions.agents import MemoryAgentStore
-from farm.sessions.api_keys import MemoryKeyStore
 from farm.sessions.registry import MemoryWorkerRegistry
-from farm.settings import Settings
+from farm.tenancy.api_keys import MemoryKeyStore
 from tests.e2e.actors import Agent, tone
 from tests.e2e.conftest import LkBackend
 from tests.e2e.harness import RoomRun, distance_to_avatar, idle_references, start_avatar

@@ -1,6 +1,6 @@
 """The real livekit-plugins-bithuman, in every mode, against a real farm and a real livekit-server.
 
-A real farm (``farm.procs.LocalFarm``: embedded Redis, the HTTP API, Celery workers for essence,
+A real farm (``farm.infra.procs.LocalFarm``: embedded Redis, the HTTP API, Celery workers for essence,
 expression and build) and a real livekit-agents worker (``tests/e2e/plugin_agent.py``) registered
 with the real server. Each test dispatches the agent into a fresh room through the server's
 AgentDispatch API; the agent's job runs ``bithuman.AvatarSession(api_url=<farm>, ...).start(...)``
@@ -27,11 +27,11 @@ import httpx
 import pytest
 from livekit import api
 
-from farm.procs import LocalFarm, free_port
-from farm.redis_conn import connect
+from farm.infra.procs import LocalFarm, free_port
+from farm.infra.redis_conn import connect
+from farm.kernel.settings import Settings
 from farm.render.essence import sample_portrait
-from farm.sessions.api_keys import RedisKeyStore
-from farm.settings import Settings
+from farm.tenancy.api_keys import RedisKeyStore
 from tests.e2e.conftest import LkBackend
 from tests.e2e.plugin_agent import AGENT_NAME, AVATAR_IDENTITY
 

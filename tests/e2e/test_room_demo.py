@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from farm.procs import free_port
+from farm.infra.procs import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 

@@ -22,8 +22,8 @@ from farm.dynamics.memory import MemoryDynamicsBus
 from farm.dynamics.router import LocalSessions
 from farm.dynamics.rules import DynamicsConfig, MemoryRulesStore
 from farm.dynamics.worker import AttachedSession, WorkerDynamics
+from farm.kernel.settings import Settings
 from farm.render.pool import ModelPool
-from farm.settings import Settings
 from tests.e2e.actors import Agent
 from tests.e2e.conftest import LkBackend
 from tests.e2e.harness import start_avatar

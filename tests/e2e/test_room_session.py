@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 from livekit import rtc
 
-from farm.contracts import RunSessionMessage
-from farm.domain import ModelKind, SessionState
+from farm.kernel.contracts import RunSessionMessage
+from farm.kernel.domain import ModelKind, SessionState
+from farm.kernel.settings import Settings
 from farm.render.pool import ModelPool
-from farm.settings import Settings
 from tests.e2e.actors import Agent, Viewer, tone
 from tests.e2e.conftest import NETNS_ADDRESS, LkBackend, new_room_session
 from tests.e2e.harness import RoomRun, distance_to_avatar, e2e_worker, idle_references, start_avatar

@@ -13,8 +13,8 @@ from fastapi import FastAPI
 
 from farm.api.app import build_app
 from farm.api.server import uvicorn_config
-from farm.procs import free_port
-from farm.settings import Settings
+from farm.infra.procs import free_port
+from farm.kernel.settings import Settings
 
 
 @dataclass(frozen=True)

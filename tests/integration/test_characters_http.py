@@ -19,16 +19,16 @@ import redis
 from PIL import Image
 from skimage import data
 
-from farm import names
 from farm.bench.characters import CAT_EYES, CAT_MOUTH_BOX, full_body_canvas
 from farm.bench.essence import speech_like
 from farm.client import AvatarFarm
-from farm.demo import wav_bytes
-from farm.errors import FarmError
+from farm.devtools.demo import wav_bytes
+from farm.kernel import names
+from farm.kernel.errors import FarmError
+from farm.kernel.settings import Settings
 from farm.render.audio import frame_energy
 from farm.render.essence import load_pack
-from farm.sessions.api_keys import RedisKeyStore
-from farm.settings import Settings
+from farm.tenancy.api_keys import RedisKeyStore
 from tests.integration.api_support import LiveApi, live_api
 from tests.integration.conftest import REAL_ENTRY, StartWorker
 

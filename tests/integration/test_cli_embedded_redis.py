@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from farm.embedded_redis import EmbeddedRedis, reachable, running_url
-from farm.procs import resolve_redis_url
-from farm.settings import Settings
+from farm.infra.embedded_redis import EmbeddedRedis, reachable, running_url
+from farm.infra.procs import resolve_redis_url
+from farm.kernel.settings import Settings
 
 pytestmark = pytest.mark.integration
 

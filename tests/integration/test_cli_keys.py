@@ -7,8 +7,8 @@ import re
 import pytest
 import redis
 
-from farm.errors import Unauthorized
-from farm.sessions.api_keys import RedisKeyStore
+from farm.kernel.errors import Unauthorized
+from farm.tenancy.api_keys import RedisKeyStore
 from tests.integration.cli_support import farm_env, run_farm
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,7 @@ def test_revoking_an_unknown_key_fails(redis_url: str) -> None:
 def test_a_key_created_with_a_plan_puts_its_tenant_on_that_plan_and_tenants_manage_credits(
     redis_url: str, redis_client: redis.Redis
 ) -> None:
-    from farm.sessions.metering import Metering, RedisLedger
+    from farm.tenancy.metering import Metering, RedisLedger
 
     env = farm_env(redis_url=redis_url)
     created = run_farm("keys", "create", "--tenant", "acme", "--plan", "free", env=env)

@@ -12,12 +12,12 @@ import httpx
 import pytest
 import redis
 
-from farm.embedded_redis import reachable
-from farm.errors import BackendUnavailable
-from farm.procs import LocalFarm, RestartPolicy
-from farm.redis_conn import connect
+from farm.infra.embedded_redis import reachable
+from farm.infra.procs import LocalFarm, RestartPolicy
+from farm.infra.redis_conn import connect
+from farm.kernel.errors import BackendUnavailable
+from farm.kernel.settings import Settings
 from farm.sessions.registry import RedisWorkerRegistry
-from farm.settings import Settings
 from tests.integration.api_support import free_port
 from tests.integration.cli_support import farm_env, run_farm, spawn_farm
 from tests.integration.conftest import wait_until

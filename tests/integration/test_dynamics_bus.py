@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from farm import names
-from farm.contracts import DynamicsMessage
 from farm.dynamics.base import DynamicsAck, broadcast
 from farm.dynamics.redis_bus import RedisDynamicsBus
 from farm.dynamics.router import LocalSessions
+from farm.kernel import names
+from farm.kernel.contracts import DynamicsMessage
 from tests.support.helpers import wait_until
 
 pytestmark = pytest.mark.integration

@@ -26,15 +26,15 @@ import uvicorn
 
 from farm.api.app import build_app
 from farm.api.server import uvicorn_config
-from farm.contracts import DynamicsMessage
-from farm.domain import Agent, AgentStatus
 from farm.dynamics.base import broadcast
 from farm.dynamics.catalogue import previews_dir
 from farm.dynamics.previews import write_gesture_previews
 from farm.dynamics.redis_bus import RedisDynamicsBus
+from farm.kernel.contracts import DynamicsMessage
+from farm.kernel.domain import Agent, AgentStatus
+from farm.kernel.settings import Settings
 from farm.sessions.agents import RedisAgentStore
-from farm.sessions.api_keys import RedisKeyStore
-from farm.settings import Settings
+from farm.tenancy.api_keys import RedisKeyStore
 
 pytestmark = pytest.mark.integration
 

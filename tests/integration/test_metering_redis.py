@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from farm.sessions.metering import RedisLedger
 from farm.sessions.redis_store import RedisSessionStore
+from farm.tenancy.metering import RedisLedger
 from tests.unit.test_metering import (  # noqa: F401  (collected here against Redis)
     JAN_15,
     World,

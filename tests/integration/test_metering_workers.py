@@ -10,13 +10,13 @@ import httpx
 import pytest
 import redis
 
-from farm import names
-from farm.domain import Session, SessionState
-from farm.redis_conn import connect
-from farm.sessions.api_keys import RedisKeyStore
-from farm.sessions.metering import RedisLedger
+from farm.infra.redis_conn import connect
+from farm.kernel import names
+from farm.kernel.domain import Session, SessionState
+from farm.kernel.settings import Settings
 from farm.sessions.redis_store import RedisSessionStore
-from farm.settings import Settings
+from farm.tenancy.api_keys import RedisKeyStore
+from farm.tenancy.metering import RedisLedger
 from tests.integration.api_support import LiveApi, live_api
 from tests.integration.conftest import StartWorker, wait_until
 from tests.integration.test_worker_sessions import wait_terminal

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from farm.blobs import BlobStore
 from farm.client import AvatarFarm
-from farm.redis_conn import connect
-from farm.sessions.api_keys import RedisKeyStore
-from farm.settings import Settings
+from farm.infra.blobs import BlobStore
+from farm.infra.redis_conn import connect
+from farm.kernel.settings import Settings
+from farm.tenancy.api_keys import RedisKeyStore
 from tests.integration.api_support import live_api
 from tests.integration.conftest import StartWorker
 from tests.integration.test_worker_sessions import ready_agent

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from farm.contracts import RunSessionMessage
-from farm.domain import ModelKind, Session, SessionState
-from farm.redis_conn import connect
-from farm.sessions.api_keys import RedisKeyStore
+from farm.infra.redis_conn import connect
+from farm.kernel.contracts import RunSessionMessage
+from farm.kernel.domain import ModelKind, Session, SessionState
+from farm.kernel.settings import Settings
 from farm.sessions.redis_store import RedisSessionStore
 from farm.sessions.registry import RedisWorkerRegistry
-from farm.settings import Settings
+from farm.tenancy.api_keys import RedisKeyStore
 from tasks.producer import CelerySessionQueue, producer_app
 from tests.integration.api_support import live_api
 from tests.integration.conftest import StartWorker, WorkerProcess

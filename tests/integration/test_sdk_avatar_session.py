@@ -17,14 +17,15 @@ import redis
 from PIL import Image
 
 import farm.client as bithuman
-from farm import media, names
 from farm.client import AsyncAvatarSession, AvatarFarm, AvatarResponse, AvatarSession
-from farm.redis_conn import connect
+from farm.infra import media
+from farm.infra.redis_conn import connect
+from farm.infra.speech import EspeakSynthesizer
+from farm.kernel import names
+from farm.kernel.settings import Settings
 from farm.render.landmarks import sample_portrait
-from farm.sessions.api_keys import RedisKeyStore
-from farm.sessions.metering import Metering, RedisLedger
-from farm.settings import Settings
-from farm.speech import EspeakSynthesizer
+from farm.tenancy.api_keys import RedisKeyStore
+from farm.tenancy.metering import Metering, RedisLedger
 from tests.integration.api_support import LiveApi, live_api
 from tests.integration.conftest import StartWorker
 

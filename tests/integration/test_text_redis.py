@@ -7,14 +7,14 @@ import threading
 import pytest
 import redis
 
-from farm import names
 from farm.api.idempotency import RedisReplayStore
-from farm.contracts import SpeakMessage
-from farm.domain import Agent, ModelKind, Session, SessionState
-from farm.errors import NotFound
+from farm.infra.speak import RedisSpeakBus
+from farm.kernel import names
+from farm.kernel.contracts import SpeakMessage
+from farm.kernel.domain import Agent, ModelKind, Session, SessionState
+from farm.kernel.errors import NotFound
 from farm.sessions.agents import RedisAgentStore, new_agent_id
 from farm.sessions.redis_store import RedisSessionStore
-from farm.speak import RedisSpeakBus
 
 pytestmark = pytest.mark.integration
 

@@ -11,15 +11,15 @@ import av
 import pytest
 from PIL import Image
 
-from farm.blobs import BlobStore
-from farm.contracts import BuildAgentMessage, RunSessionMessage
-from farm.domain import Agent, AgentStatus, ModelKind, Session, SessionState
-from farm.redis_conn import connect
+from farm.infra.blobs import BlobStore
+from farm.infra.redis_conn import connect
+from farm.kernel.contracts import BuildAgentMessage, RunSessionMessage
+from farm.kernel.domain import Agent, AgentStatus, ModelKind, Session, SessionState
+from farm.kernel.settings import Settings
 from farm.render.base import SAMPLES_PER_FRAME
 from farm.render.landmarks import sample_portrait
 from farm.sessions.agents import RedisAgentStore, new_agent_id
 from farm.sessions.redis_store import RedisSessionStore
-from farm.settings import Settings
 from tasks.producer import CelerySessionQueue, producer_app, submit_build
 from tests.integration.conftest import REAL_ENTRY, StartWorker, wait_until
 from tests.integration.test_worker_sessions import LEGAL_PATH, wait_terminal, wav_bytes

@@ -9,13 +9,13 @@ import uuid
 import av
 import pytest
 
-from farm.blobs import BlobStore
-from farm.contracts import RunSessionMessage
-from farm.domain import ModelKind, Session, SessionState
-from farm.redis_conn import connect
+from farm.infra.blobs import BlobStore
+from farm.infra.redis_conn import connect
+from farm.kernel.contracts import RunSessionMessage
+from farm.kernel.domain import ModelKind, Session, SessionState
+from farm.kernel.settings import Settings
 from farm.render.base import SAMPLES_PER_FRAME
 from farm.sessions.redis_store import RedisSessionStore
-from farm.settings import Settings
 from tasks.producer import CelerySessionQueue, producer_app
 from tests.integration.conftest import REAL_ENTRY, StartWorker
 from tests.integration.test_worker_essence import portrait_png

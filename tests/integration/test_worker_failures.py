@@ -12,14 +12,14 @@ from pathlib import Path
 import av
 import pytest
 
-from farm import names
-from farm.contracts import RunSessionMessage
-from farm.domain import ModelKind, Session, SessionState
-from farm.redis_conn import connect
+from farm.infra.redis_conn import connect
+from farm.kernel import names
+from farm.kernel.contracts import RunSessionMessage
+from farm.kernel.domain import ModelKind, Session, SessionState
+from farm.kernel.settings import Settings
 from farm.render.base import SAMPLES_PER_FRAME
 from farm.sessions.redis_store import RedisSessionStore
 from farm.sessions.registry import RedisWorkerRegistry
-from farm.settings import Settings
 from tasks.producer import CelerySessionQueue, producer_app
 from tests.integration.conftest import StartWorker, wait_until
 from tests.integration.test_worker_sessions import new_session, wait_terminal

@@ -13,17 +13,17 @@ import av
 import pytest
 import redis
 
-from farm.blobs import BlobStore
-from farm.contracts import DynamicsMessage, RunSessionMessage
-from farm.domain import Agent, AgentStatus, ModelKind, Session, SessionState
 from farm.dynamics.base import broadcast
 from farm.dynamics.redis_bus import RedisDynamicsBus
-from farm.redis_conn import connect
+from farm.infra.blobs import BlobStore
+from farm.infra.redis_conn import connect
+from farm.kernel.contracts import DynamicsMessage, RunSessionMessage
+from farm.kernel.domain import Agent, AgentStatus, ModelKind, Session, SessionState
+from farm.kernel.settings import Settings
 from farm.render.base import SAMPLES_PER_FRAME
 from farm.sessions.agents import RedisAgentStore, new_agent_id
 from farm.sessions.redis_store import RedisSessionStore
 from farm.sessions.registry import RedisWorkerRegistry
-from farm.settings import Settings
 from tasks.producer import CelerySessionQueue, producer_app
 from tests.integration.conftest import StartWorker, wait_until
 from tests.support.helpers import wav_bytes

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import redis
 
-from farm.contracts import RunSessionMessage
-from farm.domain import ModelKind, SessionState
+from farm.kernel.contracts import RunSessionMessage
+from farm.kernel.domain import ModelKind, SessionState
+from farm.kernel.settings import Settings
 from farm.sessions.redis_store import RedisSessionStore
-from farm.settings import Settings
 from tasks.producer import CelerySessionQueue, producer_app
 from tests.integration.conftest import StartWorker, wait_until
 from tests.integration.test_worker_sessions import new_session, wait_terminal

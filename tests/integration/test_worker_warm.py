@@ -8,16 +8,16 @@ import uuid
 
 import pytest
 
-from farm import names
-from farm.blobs import BlobStore
-from farm.contracts import RunSessionMessage, WorkerInfo
-from farm.domain import ModelKind, Session, SessionState
-from farm.redis_conn import connect
+from farm.infra.blobs import BlobStore
+from farm.infra.redis_conn import connect
+from farm.kernel import names
+from farm.kernel.contracts import RunSessionMessage, WorkerInfo
+from farm.kernel.domain import ModelKind, Session, SessionState
+from farm.kernel.settings import Settings
 from farm.sessions.agents import RedisAgentStore
 from farm.sessions.redis_store import RedisSessionStore
 from farm.sessions.registry import RedisWorkerRegistry
 from farm.sessions.warm import WarmRouter
-from farm.settings import Settings
 from tasks.producer import CelerySessionQueue, producer_app
 from tests.integration.conftest import StartWorker, WorkerProcess, wait_until
 from tests.integration.test_worker_sessions import ready_agent, wait_terminal, wav_bytes

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 
-from farm.domain import ModelKind
+from farm.kernel.domain import ModelKind
+from farm.kernel.settings import Settings
 from farm.render.base import RenderEngine
-from farm.settings import Settings
 from tasks.worker import create_worker_app
 from tests.support.tone_engine import ToneEngine
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from farm import names
+from farm.kernel import names
 
 FIGURES_DIR_ENV = "FARM_TEST_FIGURES_DIR"
 

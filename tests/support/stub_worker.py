@@ -13,8 +13,8 @@ import threading
 from collections import deque
 from concurrent.futures import Future
 
-from farm.contracts import RunSessionMessage, SessionTaskResult
-from farm.sessions.runtime import WorkerRuntime
+from farm.kernel.contracts import RunSessionMessage, SessionTaskResult
+from farm.worker.runtime import WorkerRuntime
 
 
 class StubQueue:

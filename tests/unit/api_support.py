@@ -15,15 +15,15 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from farm.api.app import create_app
-from farm.blobs import BlobStore
-from farm.contracts import BuildAgentMessage, RunSessionMessage
-from farm.domain import Agent, AgentStatus
-from farm.errors import BackendUnavailable
+from farm.infra.blobs import BlobStore
+from farm.kernel.contracts import BuildAgentMessage, RunSessionMessage
+from farm.kernel.domain import Agent, AgentStatus
+from farm.kernel.errors import BackendUnavailable
+from farm.kernel.settings import Settings
 from farm.sessions.agents import MemoryAgentStore, new_agent_id
-from farm.sessions.api_keys import MemoryKeyStore
 from farm.sessions.memory import MemorySessionStore
 from farm.sessions.registry import MemoryWorkerRegistry
-from farm.settings import Settings
+from farm.tenancy.api_keys import MemoryKeyStore
 from tests.support.helpers import wav_bytes
 
 

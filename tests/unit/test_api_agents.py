@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from farm.contracts import BuildAgentMessage
-from farm.domain import AgentStatus
+from farm.kernel.contracts import BuildAgentMessage
+from farm.kernel.domain import AgentStatus
 from farm.sessions.agents import is_agent_id
 from tests.unit.api_support import ApiHarness, b64, png_bytes
 

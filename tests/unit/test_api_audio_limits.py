@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from farm import media
+from farm.infra import media
 from tests.support.helpers import flac_bytes
 from tests.unit.api_support import ApiHarness, b64
 

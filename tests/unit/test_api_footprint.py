@@ -18,7 +18,7 @@ pytestmark = pytest.mark.unit
 PROBE = """
 import json, sys
 from farm.api.app import build_app
-from farm.settings import Settings
+from farm.kernel.settings import Settings
 build_app(Settings(redis_url="redis://127.0.0.1:1/0"))
 heavy = ("torch", "onnxruntime", "farm.render", "farm.stream", "livekit.rtc", "dlib", "cv2")
 print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in heavy or m.startswith(heavy))))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from farm.contracts import WorkerInfo
+from farm.kernel.contracts import WorkerInfo
 from tests.unit.api_support import ApiHarness
 
 pytestmark = pytest.mark.unit

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import redis
 
-from farm import names
-from farm.errors import NotFound, Unauthorized
-from farm.sessions.api_keys import MemoryKeyStore, RedisKeyStore, hash_secret
-from farm.sessions.base import KeyStore
+from farm.kernel import names
+from farm.kernel.errors import NotFound, Unauthorized
+from farm.tenancy.api_keys import MemoryKeyStore, RedisKeyStore, hash_secret
+from farm.tenancy.base import KeyStore
 
 pytestmark = pytest.mark.unit
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from farm.api.dynamics import DynamicsServices, install_dynamics
-from farm.contracts import WorkerInfo
+from farm.api.routes.dynamics import DynamicsServices, install_dynamics
 from farm.dynamics.memory import MemoryDynamicsBus
 from farm.dynamics.rules import MemoryRulesStore
+from farm.kernel.contracts import WorkerInfo
 from tests.unit.api_support import ApiHarness, b64, png_bytes
 from tests.unit.test_livekit_runtime_tokens import LK_URL, plugin_token
 

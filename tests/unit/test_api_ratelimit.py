@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from farm.api.ratelimit import MemoryRateLimiter, tier_of
-from farm.sessions.plans import Tier
+from farm.tenancy.plans import Tier
 from tests.unit.api_support import ApiHarness, b64, png_bytes, wav_bytes
 
 pytestmark = pytest.mark.unit

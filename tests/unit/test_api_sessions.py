@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from farm.contracts import RunSessionMessage, WorkerInfo
-from farm.domain import AgentStatus, ModelKind, SessionState
+from farm.kernel.contracts import RunSessionMessage, WorkerInfo
+from farm.kernel.domain import AgentStatus, ModelKind, SessionState
 from tests.unit.api_support import ApiHarness, b64, png_bytes, wav_bytes
 
 pytestmark = pytest.mark.unit

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from farm import media
-from farm.domain import AgentStatus, SessionState
+from farm.infra import media
+from farm.kernel.domain import AgentStatus, SessionState
 from tests.unit.api_support import ApiHarness, b64, png_bytes, wav_bytes
 
 pytestmark = pytest.mark.unit
@@ -187,7 +187,7 @@ def test_the_agents_voice_is_used_for_its_speech(api: ApiHarness) -> None:
 
 
 def _live_room_session(api: ApiHarness, agent_id: str, room: str) -> str:
-    from farm.domain import Session
+    from farm.kernel.domain import Session
 
     session = Session(
         id=f"s-{room}",
@@ -216,7 +216,7 @@ def test_an_agent_with_live_sessions_cannot_be_deleted_and_one_without_can(api: 
 
 
 def test_speak_without_a_live_room_is_404_and_with_one_publishes_the_speech(api: ApiHarness) -> None:
-    from farm.speak import MemorySpeakBus, decode_speech
+    from farm.infra.speak import MemorySpeakBus, decode_speech
 
     agent = api.agent()
     none = api.client.post(f"/v1/agent/{agent.id}/speak", json={"message": "Hi"}, headers=api.headers())

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from farm.sessions.metering import Metering
+from farm.tenancy.metering import Metering
 from tests.unit.api_support import ApiHarness, b64, png_bytes, wav_bytes
 
 pytestmark = pytest.mark.unit

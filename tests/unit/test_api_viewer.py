@@ -9,8 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 import jwt
 import pytest
 
-from farm.api.viewer import VENDOR_DIR
-from farm.domain import ModelKind, Session
+from farm.api.routes.viewer import VENDOR_DIR
+from farm.kernel.domain import ModelKind, Session
 from tests.unit.api_support import ApiHarness
 
 pytestmark = pytest.mark.unit

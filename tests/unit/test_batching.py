@@ -8,7 +8,7 @@ from concurrent.futures import Future
 
 import pytest
 
-from farm.errors import BatcherClosed, BatchSizeMismatch
+from farm.kernel.errors import BatcherClosed, BatchSizeMismatch
 from farm.render.batching import FrameBatcher
 
 pytestmark = pytest.mark.unit

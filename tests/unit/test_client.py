@@ -7,8 +7,15 @@ from pathlib import Path
 import pytest
 
 from farm.client import AvatarFarm, error_from_envelope
-from farm.domain import AgentStatus, SessionState
-from farm.errors import AgentNotReady, FarmError, NotFound, PayloadTooLarge, Unauthorized, ValidationError
+from farm.kernel.domain import AgentStatus, SessionState
+from farm.kernel.errors import (
+    AgentNotReady,
+    FarmError,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    ValidationError,
+)
 from tests.unit.api_support import ApiHarness, png_bytes, wav_bytes
 
 pytestmark = pytest.mark.unit

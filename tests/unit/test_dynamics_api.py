@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from httpx import Response
 
-from farm.api.dynamics import DynamicsServices, install_dynamics
-from farm.domain import Agent, AgentStatus, ModelKind, Session, SessionState
+from farm.api.routes.dynamics import DynamicsServices, install_dynamics
 from farm.dynamics.catalogue import EXPRESSION_GESTURES, preview_path
 from farm.dynamics.memory import MemoryDynamicsBus
 from farm.dynamics.router import LocalSessions
 from farm.dynamics.rules import MAX_BODY_BYTES, MemoryRulesStore
+from farm.kernel.domain import Agent, AgentStatus, ModelKind, Session, SessionState
 from farm.sessions.agents import new_agent_id
 from tests.unit.api_support import ApiHarness
 

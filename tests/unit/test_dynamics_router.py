@@ -9,11 +9,11 @@ from collections.abc import Callable
 
 import pytest
 
-from farm.contracts import DynamicsMessage
 from farm.dynamics.base import broadcast
 from farm.dynamics.memory import MemoryDynamicsBus
 from farm.dynamics.router import LocalSessions, handle_trigger_rpc, parse_rpc_payload, threadsafe_deliver
-from farm.errors import MalformedJson, UnknownGesture, ValidationError
+from farm.kernel.contracts import DynamicsMessage
+from farm.kernel.errors import MalformedJson, UnknownGesture, ValidationError
 
 pytestmark = pytest.mark.unit
 

@@ -17,7 +17,7 @@ from farm.dynamics.rules import (
     validate_config,
 )
 from farm.dynamics.transcripts import TranscriptWatcher, watch_text_stream, watcher_for
-from farm.errors import PayloadTooLarge, UnknownGesture, ValidationError
+from farm.kernel.errors import PayloadTooLarge, UnknownGesture, ValidationError
 
 pytestmark = pytest.mark.unit
 

@@ -9,13 +9,13 @@ from typing import ClassVar
 
 import pytest
 
-from farm.contracts import DynamicsMessage
 from farm.dynamics.base import broadcast
 from farm.dynamics.memory import MemoryDynamicsBus
 from farm.dynamics.router import LocalSessions
 from farm.dynamics.rules import DynamicsConfig, MemoryRulesStore
 from farm.dynamics.worker import WorkerDynamics
-from farm.errors import BackendUnavailable
+from farm.kernel.contracts import DynamicsMessage
+from farm.kernel.errors import BackendUnavailable
 
 pytestmark = pytest.mark.unit
 

@@ -14,8 +14,8 @@ from skimage import data
 
 from farm.bench.characters import CAT_EYES, CAT_MOUTH_BOX, cartoon, full_body_canvas
 from farm.bench.common import speech_like
-from farm.characters import AvatarMode, BuildOptions, Framing
-from farm.errors import MouthTooSmall, PointsOutsideImage, PointsRequired, ValidationError
+from farm.kernel.characters import AvatarMode, BuildOptions, Framing
+from farm.kernel.errors import MouthTooSmall, PointsOutsideImage, PointsRequired, ValidationError
 from farm.render.audio import frame_energy
 from farm.render.base import AvatarFrame
 from farm.render.essence import EssenceRenderer, LoadedAvatar, build_pack, load_pack

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from farm.errors import PackError
+from farm.kernel.errors import PackError
 from farm.render.base import AvatarSource, Renderer
 from farm.render.essence import EssenceEngine, LoadedAvatar
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from farm.errors import NoFaceFound, PackError, PackVersionMismatch
+from farm.kernel.errors import NoFaceFound, PackError, PackVersionMismatch
 from farm.render.essence import PACK_VERSION, LoadedAvatar, build_pack, load_pack
 
 pytestmark = pytest.mark.unit
@@ -122,7 +122,7 @@ def test_the_builder_reports_progress_up_to_done(tmp_path: Path) -> None:
 def test_a_grey_landscape_photo_is_framed_into_a_square_pack(tmp_path: Path) -> None:
     from skimage.color import rgb2gray
 
-    from farm.errors import InvalidImage
+    from farm.kernel.errors import InvalidImage
     from farm.render.essence import sample_portrait
 
     grey = (rgb2gray(sample_portrait())[40:340, 60:460] * 255).astype(np.uint8)  # 300x400, face off-centre

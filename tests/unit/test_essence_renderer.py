@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from farm.bench.common import speech_like
-from farm.errors import UnknownGesture
+from farm.kernel.errors import UnknownGesture
 from farm.render.audio import frame_energy
 from farm.render.base import AvatarFrame, Renderer
 from farm.render.essence import EssenceRenderer, LoadedAvatar
@@ -231,7 +231,7 @@ def test_the_same_input_gives_the_same_frames_whatever_the_chunking(essence_avat
 
 
 def test_empty_pushes_and_bad_rates_are_handled(essence_avatar: LoadedAvatar) -> None:
-    from farm.errors import InvalidAudio
+    from farm.kernel.errors import InvalidAudio
 
     renderer = EssenceRenderer(essence_avatar, "s")
     renderer.push_audio(np.zeros(0, np.int16), 24_000)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from farm.bench.common import speech_like
-from farm.errors import BatcherClosed, InvalidAudio, InvalidImage, UnknownGesture
+from farm.kernel.errors import BatcherClosed, InvalidAudio, InvalidImage, UnknownGesture
 from farm.render.audio import frame_energy
 from farm.render.base import SAMPLES_PER_FRAME, AvatarFrame, AvatarSource, Renderer
 from farm.render.expression import ExpressionEngine

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from farm.errors import UnknownGesture
+from farm.kernel.errors import UnknownGesture
 from farm.render.base import SAMPLES_PER_FRAME
 from farm.render.expression.motion import BLINK, FPS, GESTURES, PITCH, PROGRAMS, ROLL, SMILE, MotionState
 from farm.render.expression.speech import SpeechQueue

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from farm.domain import ModelKind, Session, SessionState
+from farm.kernel.domain import ModelKind, Session, SessionState
+from farm.kernel.settings import Settings
 from farm.render.base import AvatarFrame, AvatarSource
 from farm.render.pool import ModelPool
 from farm.sessions.memory import MemorySessionStore
 from farm.sessions.runner import SessionRunner
-from farm.settings import Settings
 from farm.stream.base import SessionIO
 from farm.stream.file_input import FileInput
 from tests.support.helpers import flac_bytes

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from farm.contracts import WorkerInfo
 from farm.fleet.scaling import PoolDemand, desired_replicas, pool_demand, scaling_value
+from farm.kernel.contracts import WorkerInfo
 from tests.unit.api_support import ApiHarness
 
 pytestmark = pytest.mark.unit

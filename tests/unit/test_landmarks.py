@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from farm.errors import NoFaceFound
+from farm.kernel.errors import NoFaceFound
 from farm.render.landmarks import detect_face, sample_portrait
 
 pytestmark = pytest.mark.unit
@@ -48,7 +48,7 @@ def test_a_large_photo_is_searched_downscaled_and_answered_in_its_own_pixels() -
 
 
 def test_without_dlib_the_haar_fallback_answers_or_says_no_detector(monkeypatch: pytest.MonkeyPatch) -> None:
-    from farm.errors import FarmError
+    from farm.kernel.errors import FarmError
     from farm.render import landmarks
 
     monkeypatch.setattr(landmarks, "_dlib_models", lambda: None)

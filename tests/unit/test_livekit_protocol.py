@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from livekit import api
 
-from farm import names
-from farm.errors import UnknownGesture, ValidationError
-from farm.settings import Settings
+from farm.kernel import names
+from farm.kernel.errors import UnknownGesture, ValidationError
+from farm.kernel.settings import Settings
 from farm.stream.livekit.protocol import PcmDecoder, dynamics_reply, stream_format
 from farm.stream.livekit.token import join_for_session, join_from_token, mint_token
 

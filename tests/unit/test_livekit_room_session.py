@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from livekit import rtc
 
-from farm import names
+from farm.kernel import names
+from farm.kernel.settings import Settings
 from farm.render.base import SAMPLES_PER_FRAME, AvatarFrame
-from farm.settings import Settings
 from farm.stream.base import ClearBuffer, Gesture, InputClosed, InputEvent, SegmentEnd, SpeechChunk
 from farm.stream.livekit import LiveKitRoomSession, RoomJoin
 

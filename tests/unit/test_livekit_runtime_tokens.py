@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from livekit import api
 
-from farm import names
-from farm.contracts import WorkerInfo
-from farm.domain import AgentStatus, ModelKind, SessionState
-from farm.sessions.runtime_keys import RuntimeKeySigner, memory_signing_key
+from farm.kernel import names
+from farm.kernel.contracts import WorkerInfo
+from farm.kernel.domain import AgentStatus, ModelKind, SessionState
+from farm.tenancy.runtime_keys import RuntimeKeySigner, memory_signing_key
 from tests.unit.api_support import ApiHarness, b64, png_bytes
 
 pytestmark = pytest.mark.unit

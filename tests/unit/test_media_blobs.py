@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from farm.blobs import BlobStore
-from farm.errors import InvalidAudio, InvalidImage, NotFound, PayloadTooLarge, ValidationError
-from farm.media import decode_audio, load_image_rgb, validate_image
+from farm.infra.blobs import BlobStore
+from farm.infra.media import decode_audio, load_image_rgb, validate_image
+from farm.kernel.errors import InvalidAudio, InvalidImage, NotFound, PayloadTooLarge, ValidationError
 
 pytestmark = pytest.mark.unit
 

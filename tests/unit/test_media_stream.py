@@ -12,8 +12,8 @@ import av
 import numpy as np
 import pytest
 
-from farm.errors import PayloadTooLarge
-from farm.media import AudioLimits, PcmReader, measure_audio
+from farm.infra.media import AudioLimits, PcmReader, measure_audio
+from farm.kernel.errors import PayloadTooLarge
 from farm.render.essence import LoadedAvatar
 from farm.render.essence.renderer import EssenceRenderer
 from farm.stream.base import InputClosed, SegmentEnd, SpeechChunk

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from farm.domain import ModelKind, Session, SessionState
-from farm.errors import InsufficientBalance
+from farm.kernel.domain import ModelKind, Session, SessionState
+from farm.kernel.errors import InsufficientBalance
 from farm.sessions.base import Lease, SessionStore
 from farm.sessions.memory import MemorySessionStore
-from farm.sessions.metering import (
+from farm.tenancy.metering import (
     Ledger,
     MemoryLedger,
     Metering,
@@ -24,7 +24,7 @@ from farm.sessions.metering import (
     Outcome,
     meter_minute,
 )
-from farm.sessions.plans import AGENT_BUILD_CREDITS
+from farm.tenancy.plans import AGENT_BUILD_CREDITS
 
 pytestmark = pytest.mark.unit
 
@@ -177,7 +177,7 @@ def test_one_time_charges_are_idempotent_per_item(world: World) -> None:
 
 
 def test_plans_are_assigned_per_tenant_and_unknown_ones_refused(world: World) -> None:
-    from farm.errors import ValidationError
+    from farm.kernel.errors import ValidationError
 
     world.ledger.set_plan("t", "pro")
     assert world.metering.plan_of("t").concurrent_sessions == 10

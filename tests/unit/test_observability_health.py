@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from farm.observability.health import HealthServer, WorkerHealth, verdict
+from farm.worker.health import HealthServer, WorkerHealth, verdict
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from farm.observability.logs import JsonFormatter, bind, configure
+from farm.infra.logs import JsonFormatter, bind, configure
 
 pytestmark = pytest.mark.unit
 

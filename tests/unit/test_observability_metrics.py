@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from farm.observability.worker_metrics import WorkerMetrics, render_latest
+from farm.worker.metrics import WorkerMetrics, render_latest
 
 pytestmark = pytest.mark.unit
 
@@ -59,7 +59,7 @@ def test_multiprocess_mode_sums_live_sessions_of_separate_processes(
 ) -> None:
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     child = (
-        "from farm.observability.worker_metrics import WorkerMetrics\n"
+        "from farm.worker.metrics import WorkerMetrics\n"
         "m = WorkerMetrics(); m.session_started('essence', 1.0); m.frames('essence', 10)\n"
     )
     for _ in range(2):

@@ -1,6 +1,6 @@
 """Where the farm's Redis clients and its Celery broker point: one server or a Sentinel set.
 
-Settings compose a ``redis+sentinel://`` URL from the sentinel settings; ``farm.redis_conn`` parses it
+Settings compose a ``redis+sentinel://`` URL from the sentinel settings; ``farm.infra.redis_conn`` parses it
 for redis-py's Sentinel and ``tasks.app`` turns it into kombu's ``sentinel://`` broker list. The
 Celery configuration keeps no task results and never gives up on the broker.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 from redis.sentinel import SentinelConnectionPool
 
-from farm.redis_conn import SentinelTarget, connect, parse_sentinel_url, sentinel_url
-from farm.sessions.runtime import RedisBackoff
-from farm.settings import Settings
+from farm.infra.redis_conn import SentinelTarget, connect, parse_sentinel_url, sentinel_url
+from farm.kernel.settings import Settings
+from farm.worker.runtime import RedisBackoff
 from tasks.app import celery_config, create_app
 from tasks.broker import (
     REDIS_TRANSPORT,

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from farm.domain import ModelKind
-from farm.errors import PrewarmFailed
+from farm.kernel.domain import ModelKind
+from farm.kernel.errors import PrewarmFailed
 from farm.render.base import AvatarSource, RenderEngine
 from farm.render.pool import ModelPool, PoolState
 from tests.support.tone_engine import ToneEngine

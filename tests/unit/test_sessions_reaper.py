@@ -10,9 +10,9 @@ from collections.abc import Iterable
 import pytest
 import redis
 
-from farm.contracts import RunSessionMessage
-from farm.domain import ModelKind, Session, SessionState
-from farm.errors import BackendUnavailable, IllegalTransition, LeaseLost
+from farm.kernel.contracts import RunSessionMessage
+from farm.kernel.domain import ModelKind, Session, SessionState
+from farm.kernel.errors import BackendUnavailable, IllegalTransition, LeaseLost
 from farm.sessions.base import LeaseScan
 from farm.sessions.liveness import Heart, MemoryWorkerLiveness
 from farm.sessions.memory import MemorySessionStore

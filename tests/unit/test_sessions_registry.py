@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 import redis
 
-from farm.contracts import WorkerInfo, WorkerState
+from farm.kernel.contracts import WorkerInfo, WorkerState
 from farm.sessions.base import WorkerRegistry
 from farm.sessions.registry import MemoryWorkerRegistry, RedisWorkerRegistry
 

@@ -10,9 +10,9 @@ import uuid
 import pytest
 import redis
 
-from farm import names
-from farm.contracts import RunSessionMessage
-from farm.domain import ModelKind, Session, SessionState
+from farm.kernel import names
+from farm.kernel.contracts import RunSessionMessage
+from farm.kernel.domain import ModelKind, Session, SessionState
 from farm.sessions.memory import MemorySessionStore
 from farm.sessions.redis_store import RedisSessionStore
 from farm.sessions.registry import MemoryWorkerRegistry

@@ -14,14 +14,14 @@ import av
 import numpy as np
 import pytest
 
-from farm.domain import ModelKind, Session, SessionState
-from farm.errors import BackendUnavailable, NotFound
+from farm.kernel.domain import ModelKind, Session, SessionState
+from farm.kernel.errors import BackendUnavailable, NotFound
+from farm.kernel.settings import Settings
 from farm.render.base import SAMPLES_PER_FRAME, AvatarFrame, AvatarSource
 from farm.render.pool import ModelPool
 from farm.sessions.base import Lease
 from farm.sessions.memory import MemorySessionStore
 from farm.sessions.runner import SessionRunner
-from farm.settings import Settings
 from farm.stream.base import Gesture, InputClosed, InputEvent, SegmentEnd, SessionIO, SpeechChunk
 from farm.stream.file_input import FileInput
 from farm.stream.mp4 import Mp4Sink

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import pytest
 import redis
 
-from farm import names
-from farm.domain import ModelKind, Session, SessionState
-from farm.errors import ConcurrencyLimit, IllegalTransition, LeaseLost, NotFound
+from farm.kernel import names
+from farm.kernel.domain import ModelKind, Session, SessionState
+from farm.kernel.errors import ConcurrencyLimit, IllegalTransition, LeaseLost, NotFound
 from farm.sessions.base import Lease, SessionStore
 from farm.sessions.memory import MemorySessionStore
 from farm.sessions.redis_store import RedisSessionStore

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from farm.contracts import WorkerInfo
-from farm.domain import ModelKind, Session, SessionState
+from farm.kernel.contracts import WorkerInfo
+from farm.kernel.domain import ModelKind, Session, SessionState
 from farm.sessions.registry import MemoryWorkerRegistry
 from farm.sessions.warm import WarmRouter, stranded
 

@@ -6,14 +6,14 @@ import uuid
 
 import pytest
 
-from farm.blobs import BlobStore
-from farm.domain import Agent, AgentStatus, ModelKind, Session
-from farm.errors import AgentNotReady, ValidationError
+from farm.infra.blobs import BlobStore
+from farm.kernel.domain import Agent, AgentStatus, ModelKind, Session
+from farm.kernel.errors import AgentNotReady, ValidationError
+from farm.kernel.settings import Settings
 from farm.sessions.agents import MemoryAgentStore, new_agent_id
-from farm.sessions.wiring import AvatarResolver, FileSessionIo
-from farm.settings import Settings
 from farm.stream.file_input import FileInput
 from farm.stream.mp4 import Mp4Sink
+from farm.worker.wiring import AvatarResolver, FileSessionIo
 
 pytestmark = pytest.mark.unit
 

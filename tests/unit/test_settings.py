@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from farm.settings import Settings
+from farm.kernel.settings import Settings
 
 pytestmark = pytest.mark.unit
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from farm import media
-from farm.errors import SpeechUnavailable, ValidationError
-from farm.settings import Settings
-from farm.speech import (
+from farm.infra import media
+from farm.infra.speech import (
     EchoResponder,
     EspeakSynthesizer,
     OpenAiChatResponder,
@@ -15,6 +13,8 @@ from farm.speech import (
     responder_from,
     synthesizer_from,
 )
+from farm.kernel.errors import SpeechUnavailable, ValidationError
+from farm.kernel.settings import Settings
 from tests.support.openai_server import SECONDS_PER_CHAR, openai_server
 
 pytestmark = pytest.mark.unit

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from kombu.utils.imports import symbol_by_name
 
-from farm import names
-from farm.domain import ModelKind
-from farm.errors import BackendUnavailable
-from farm.settings import Settings
+from farm.kernel import names
+from farm.kernel.domain import ModelKind
+from farm.kernel.errors import BackendUnavailable
+from farm.kernel.settings import Settings
 from tasks.app import celery_config, create_app
 from tasks.consumer import FastReconnectConsumer
 from tasks.routing import models_for_queues, queue_for_model, route_task
@@ -73,7 +73,7 @@ def test_the_worker_command_line_defaults_to_threads_and_capacity(cfg: Settings)
 def test_undecodable_or_future_messages_are_dropped_not_requeued() -> None:
     from celery.exceptions import Reject
 
-    from farm.contracts import RunSessionMessage
+    from farm.kernel.contracts import RunSessionMessage
     from tasks.tasks import _decode
 
     ok = _decode(RunSessionMessage, {"session_id": "s", "model": "essence"})

@@ -7,12 +7,12 @@ import uuid
 
 import pytest
 
-from farm.blobs import BlobStore
-from farm.domain import ModelKind, Session
-from farm.sessions.wiring import WorkerSessionIo
-from farm.settings import Settings
+from farm.infra.blobs import BlobStore
+from farm.kernel.domain import ModelKind, Session
+from farm.kernel.settings import Settings
 from farm.stream.base import RenderInfo
 from farm.stream.mp4 import Mp4Sink
+from farm.worker.wiring import WorkerSessionIo
 
 pytestmark = pytest.mark.unit
 

@@ -13,18 +13,18 @@ from collections.abc import AsyncIterator, Iterator
 import numpy as np
 import pytest
 
-from farm.contracts import RunSessionMessage
-from farm.domain import ModelKind, Session, SessionState
+from farm.kernel.contracts import RunSessionMessage
+from farm.kernel.domain import ModelKind, Session, SessionState
+from farm.kernel.settings import Settings
 from farm.render.base import AvatarFrame, AvatarSource
 from farm.render.pool import ModelPool
 from farm.sessions.agents import MemoryAgentStore
 from farm.sessions.memory import MemorySessionStore
-from farm.sessions.metering import MemoryLedger, Metering, meter_minute
 from farm.sessions.reaper import LocalReaperLock, Reaper
 from farm.sessions.registry import MemoryWorkerRegistry
-from farm.sessions.runtime import RuntimeParts, WorkerRuntime
-from farm.settings import Settings
 from farm.stream.base import InputClosed, InputEvent, RenderInfo, SessionIO, SpeechChunk
+from farm.tenancy.metering import MemoryLedger, Metering, meter_minute
+from farm.worker.runtime import RuntimeParts, WorkerRuntime
 from tests.support.helpers import wait_until
 from tests.support.stub_worker import StubQueue, StubWorker
 from tests.support.tone_engine import ToneEngine
@@ -310,7 +310,7 @@ def test_speech_for_a_live_session_reaches_its_renderer_on_the_runtime_loop(farm
 def test_the_runtime_reports_sessions_frames_and_failures_to_prometheus(settings: Settings) -> None:
     from prometheus_client import CollectorRegistry
 
-    from farm.observability.worker_metrics import WorkerMetrics
+    from farm.worker.metrics import WorkerMetrics
 
     registry = CollectorRegistry()
     f = Farm(settings.model_copy(update={"join_timeout_s": 0.3}))

@@ -11,14 +11,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from farm.contracts import WorkerInfo
-from farm.errors import BackendUnavailable
+from farm.kernel.contracts import WorkerInfo
+from farm.kernel.errors import BackendUnavailable
+from farm.kernel.settings import Settings
 from farm.render.base import AvatarSource
 from farm.sessions.agents import MemoryAgentStore
 from farm.sessions.memory import MemorySessionStore
 from farm.sessions.registry import MemoryWorkerRegistry
-from farm.sessions.runtime import RuntimeParts, WorkerRuntime
-from farm.settings import Settings
+from farm.worker.runtime import RuntimeParts, WorkerRuntime
 from tests.support.helpers import wait_until
 from tests.support.stub_worker import StubQueue
 

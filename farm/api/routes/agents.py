@@ -32,8 +32,8 @@ from farm.api.schemas import (
     UpdateAgentJson,
     json_body_doc,
 )
-from farm.domain import AgentStatus
-from farm.errors import ValidationError
+from farm.kernel.domain import AgentStatus
+from farm.kernel.errors import ValidationError
 
 router = APIRouter(tags=["agents"], responses=ERROR_RESPONSES)
 

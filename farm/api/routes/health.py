@@ -14,10 +14,10 @@ from pydantic import BaseModel
 from farm.api.deps import Caller, Services
 from farm.api.errors import error_response
 from farm.api.schemas import ERROR_RESPONSES
-from farm.contracts import WorkerInfo
-from farm.errors import BackendUnavailable, NotFound
 from farm.fleet.scaling import pool_demand, scaling_value
-from farm.names import RENDER_QUEUES
+from farm.kernel.contracts import WorkerInfo
+from farm.kernel.errors import BackendUnavailable, NotFound
+from farm.kernel.names import RENDER_QUEUES
 
 router = APIRouter(tags=["health"])
 

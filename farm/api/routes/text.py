@@ -10,7 +10,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from farm import names
 from farm.api import inputs
 from farm.api.deps import Caller, Services
 from farm.api.idempotency import HEADER as IDEMPOTENCY_HEADER
@@ -25,8 +24,9 @@ from farm.api.schemas import (
     json_body_doc,
 )
 from farm.api.text import GenerateRequest
-from farm.domain import SessionState
-from farm.errors import Conflict, NotFound, Unauthorized
+from farm.kernel import names
+from farm.kernel.domain import SessionState
+from farm.kernel.errors import Conflict, NotFound, Unauthorized
 
 router = APIRouter(tags=["text"], responses=ERROR_RESPONSES)
 _GENERATE_SCOPE = "video.generate"

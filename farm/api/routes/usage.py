@@ -7,8 +7,8 @@ from pydantic import BaseModel
 
 from farm.api.deps import Caller, Services
 from farm.api.schemas import ERROR_RESPONSES
-from farm.domain import ModelKind
-from farm.sessions.plans import CREDITS_PER_MINUTE
+from farm.kernel.domain import ModelKind
+from farm.tenancy.plans import CREDITS_PER_MINUTE
 
 router = APIRouter(tags=["usage"], responses=ERROR_RESPONSES)
 

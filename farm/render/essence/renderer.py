@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from farm.errors import InvalidAudio, UnknownGesture
+from farm.kernel.errors import InvalidAudio, UnknownGesture
 from farm.render.audio import Resampler, frame_energy, log_mel
 from farm.render.base import SAMPLES_PER_FRAME, AvatarFrame
 from farm.render.essence.pack import EssencePack

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from farm.errors import InvalidImage, PrewarmFailed
+from farm.kernel.errors import InvalidImage, PrewarmFailed
+from farm.kernel.settings import Settings
 from farm.render.base import AvatarSource
 from farm.render.batching import FrameBatcher
 from farm.render.expression.prepare import PreparedAvatar, image_hash, load_image, prepare_avatar
 from farm.render.expression.renderer import ExpressionRenderer, FrameRequest
-from farm.settings import Settings
 
 if TYPE_CHECKING:
     from farm.render.expression.backends import Backend

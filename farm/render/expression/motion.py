@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from farm.errors import UnknownGesture
+from farm.kernel.errors import UnknownGesture
 
 FPS = 25
 CONTROLS = ("blink", "yaw", "pitch", "roll", "smile", "brow")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from farm.errors import InvalidImage
+from farm.kernel.errors import InvalidImage
 from farm.render.landmarks import FaceLandmarks, detect_face
 
 # Canonical alignment: eye centres at these fractions of the crop (the model's geometry assumes it).

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from farm.errors import BatcherClosed, InvalidAudio
+from farm.kernel.errors import BatcherClosed, InvalidAudio
 from farm.render.audio import Resampler, log_mel, to_mono_16k
 from farm.render.base import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME, AvatarFrame
 from farm.render.batching import BatchClient

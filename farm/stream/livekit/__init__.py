@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from farm.domain import Session
-from farm.errors import ValidationError
-from farm.settings import Settings
+from farm.kernel.domain import Session
+from farm.kernel.errors import ValidationError
+from farm.kernel.settings import Settings
 from farm.stream.livekit.session import LiveKitRoomSession, RoomInput, RoomSink
 from farm.stream.livekit.token import RoomJoin, join_for_session, join_from_token, mint_token
 

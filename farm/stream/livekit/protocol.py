@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from farm.dynamics.router import parse_rpc_payload
-from farm.errors import UnknownGesture, ValidationError
+from farm.kernel.errors import UnknownGesture, ValidationError
 
 SERVICE_NAME = "avatar-farm"
 MAX_SAMPLE_RATE_HZ = 192_000

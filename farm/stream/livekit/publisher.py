@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from livekit import rtc
 
-from farm import names
+from farm.kernel import names
 from farm.render.base import FPS, SAMPLE_RATE_HZ, AvatarFrame
 from farm.stream.livekit.playback import FRAME_S, Finished, PlaybackEvent, PlaybackTracker, Started
 

@@ -27,10 +27,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 from livekit import rtc
 
-from farm import names
-from farm.errors import FarmError, RoomJoinFailed, UnknownGesture, ValidationError
+from farm.kernel import names
+from farm.kernel.errors import FarmError, RoomJoinFailed, UnknownGesture, ValidationError
+from farm.kernel.settings import Settings
 from farm.render.base import AvatarFrame
-from farm.settings import Settings
 from farm.stream.base import (
     ClearBuffer,
     Gesture,

@@ -18,9 +18,9 @@ from typing import Any
 import jwt
 from livekit import api
 
-from farm import names
-from farm.errors import ValidationError
-from farm.settings import Settings
+from farm.kernel import names
+from farm.kernel.errors import ValidationError
+from farm.kernel.settings import Settings
 
 TOKEN_TTL_MARGIN_S = 300.0  # the join may wait in a queue before the session clock starts
 

@@ -6,8 +6,8 @@ list of the renderer the runner already opened (``RenderInfo``).
 
 from __future__ import annotations
 
-from farm.domain import Session
-from farm.settings import Settings
+from farm.kernel.domain import Session
+from farm.kernel.settings import Settings
 from farm.stream.base import RenderInfo, SessionIO
 from farm.stream.livekit import room_output, room_session_for
 

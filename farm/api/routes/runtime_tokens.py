@@ -1,0 +1,403 @@
+"""``POST /v1/runtime-tokens/request``: the drop-in front door for ``livekit-plugins-bithuman``.
+
+Point the plugin at the farm (``api_url="https://farm.example/v1/runtime-tokens/request"`` or
+``BITHUMAN_API_URL``) and pass a farm key as ``api_secret``; nothing else changes. The plugin sends
+(``livekit/plugins/bithuman/avatar.py`` of livekit-plugins-bithuman 1.8.9):
+
+* JSON with header ``api-secret``: ``livekit_url``, ``livekit_token``, ``room_name``, ``mode``
+  (``cpu|gpu``), optional ``model``, ``image`` (base64), ``agent_id``;
+* a form with ``Authorization: Bearer <secret>`` (custom URL + ``expression*`` model):
+  ``livekit_url``, ``livekit_token``, ``room_name``, optional ``model``, ``async_mode``,
+  ``avatar_image`` (file), ``avatar_image_url``, ``avatar_id``. aiohttp sends it as multipart when
+  a file is attached and as ``application/x-www-form-urlencoded`` when not; both are accepted.
+
+The route validates, creates a room session and queues it like any other session, and answers 200
+at once (the plugin has no read timeout and ignores the body); the worker joins the room
+afterwards. Routing: ``model`` wins (exactly ``essence`` or ``expression``: names of models the farm
+does not serve, like ``essence-3``, are refused with 400, never mapped to another model); else
+``mode`` (cpu → essence, gpu → expression); an image without a model → expression. One live
+session per (room, avatar identity) per tenant: the plugin's retries get the same session back.
+No READY worker for the model at all → 503; when every worker is full the session waits in the
+queue for the next free slot.
+
+``api_secret`` may be a full key or a runtime key (``POST /v1/runtime-tokens/mint``, see
+``farm.tenancy.runtime_keys``): short-lived and scoped, it is what should go into rooms.
+
+``livekit_url`` must be on the farm's allow-list (``farm.api.livekit_urls``: by default the configured
+``FARM_LIVEKIT_URL`` only), else 400 LIVEKIT_URL_NOT_ALLOWED: workers never connect to a host the
+caller picked.
+
+The caller's LiveKit token is read without verification (the farm does not hold the user's LiveKit
+secret; the LiveKit server checks it when the worker joins). Its attributes are public to the room,
+so the ``api_secret`` the plugin copies there is never accepted as a credential here.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import jwt
+import pydantic
+from fastapi import APIRouter, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from farm.api import inputs
+from farm.api.deps import Caller, Services, api_secret_header
+from farm.api.livekit_urls import check_livekit_url
+from farm.api.schemas import AGENT_ID_PATTERN, ERROR_RESPONSES
+from farm.infra import media
+from farm.kernel import names
+from farm.kernel.domain import AgentStatus, ModelKind, Session, SessionState
+from farm.kernel.errors import (
+    AgentNotReady,
+    FarmError,
+    NoCapacity,
+    Unauthorized,
+    ValidationError,
+)
+from farm.sessions.agents import is_agent_id
+from farm.tenancy.base import ApiKey
+from farm.tenancy.runtime_keys import MAX_TTL_S, MIN_TTL_S, RuntimeKeyScope, is_runtime_key
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1/runtime-tokens", tags=["bitHuman-compatible"], responses=ERROR_RESPONSES)
+
+
+@dataclass(frozen=True)
+class RoomStartRequest:
+    """A decoded start request, whichever variant it came in."""
+
+    livekit_url: str
+    livekit_token: str
+    room_name: str
+    model: str | None
+    mode: str | None
+    image: bytes | None
+    image_url: str | None
+    agent_id: str | None
+
+
+class RoomStarted(BaseModel):
+    """The 200 body (the bitHuman plugin ignores it; it is for humans and other clients)."""
+
+    status: str = "success"
+    session_id: str
+    state: SessionState
+    model: ModelKind
+    room_name: str
+    identity: str
+    created: bool
+
+
+def route_model(model: str | None, mode: str | None, has_image: bool) -> ModelKind:
+    """``model`` wins; else ``mode``; else an image means Expression; default Essence."""
+    if model:
+        served = [kind.value for kind in ModelKind]
+        if model not in served:
+            raise ValidationError(
+                f"model {model!r} is not served by this farm: use one of {', '.join(served)}"
+            )
+        return ModelKind(model)
+    if mode:
+        if mode not in ("cpu", "gpu"):
+            raise ValidationError("mode must be 'cpu' or 'gpu'")
+        return ModelKind.EXPRESSION if mode == "gpu" else ModelKind.ESSENCE
+    return ModelKind.EXPRESSION if has_image else ModelKind.ESSENCE
+
+
+def token_identity(token: str, room_name: str) -> tuple[str, str | None]:
+    """(identity, publish-on-behalf agent) of the avatar token; it must grant a join to ``room_name``."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise ValidationError("livekit_token is not a JWT") from exc
+    video = claims.get("video") if isinstance(claims, dict) else None
+    if not isinstance(video, dict) or not video.get("roomJoin") or not video.get("room"):
+        raise ValidationError("livekit_token grants no room join")
+    if room_name and video["room"] != room_name:
+        raise ValidationError("room_name does not match the room in livekit_token")
+    identity = claims.get("sub")
+    if not isinstance(identity, str) or not identity:
+        raise ValidationError("livekit_token has no identity")
+    attrs = claims.get("attributes")
+    agent = attrs.get(names.LK_ATTR_PUBLISH_ON_BEHALF) if isinstance(attrs, dict) else None
+    return identity, agent or None
+
+
+# ---------------------------------------------------------------- decoding
+
+
+class RoomStartJson(BaseModel):
+    """``POST /v1/runtime-tokens/request`` as JSON, as livekit-plugins-bithuman sends it.
+
+    Give ``agent_id`` or ``image`` (or both: the image animated under the agent). Other fields the
+    plugin sends are accepted and ignored.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    livekit_url: str = Field(
+        min_length=1,
+        max_length=2048,
+        pattern=r"^(wss?|https?)://",
+        description="The LiveKit server the avatar joins; must be on the farm's allow-list "
+        "(FARM_LIVEKIT_URL_ALLOWLIST, default FARM_LIVEKIT_URL), else 400 LIVEKIT_URL_NOT_ALLOWED.",
+    )
+    livekit_token: str = Field(
+        min_length=1,
+        max_length=16_384,
+        description="LiveKit JWT for the avatar participant; it must grant a join to `room_name`.",
+    )
+    room_name: str = Field(min_length=1, max_length=256, description="The room named in `livekit_token`.")
+    mode: Literal["cpu", "gpu"] | None = Field(None, description="cpu → essence, gpu → expression.")
+    model: ModelKind | None = Field(None, description="Wins over `mode`; exactly a model this farm serves.")
+    image: str | None = Field(
+        None, min_length=1, description="Base64 PNG/JPEG face (or a data URL); image URLs are refused."
+    )
+    agent_id: str | None = Field(None, pattern=AGENT_ID_PATTERN, description="Agent code of yours.")
+
+
+_JSON_FIELDS: dict[str, Any] = RoomStartJson.model_json_schema()["properties"]
+_FORM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["livekit_url", "livekit_token", "room_name"],
+    "properties": {
+        "livekit_url": _JSON_FIELDS["livekit_url"],
+        "livekit_token": _JSON_FIELDS["livekit_token"],
+        "room_name": _JSON_FIELDS["room_name"],
+        "model": {"type": "string", "enum": [kind.value for kind in ModelKind]},
+        "async_mode": {"type": "string", "description": "Ignored: the answer never waits for the join."},
+        "avatar_image": {"type": "string", "format": "binary", "description": "PNG/JPEG face"},
+        "avatar_image_url": {"type": "string", "description": "Refused: send the image bytes instead."},
+        "avatar_id": {"type": "string", "pattern": AGENT_ID_PATTERN},
+    },
+}
+_REQUEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": RoomStartJson.model_json_schema()},
+            "multipart/form-data": {"schema": _FORM_SCHEMA},
+            "application/x-www-form-urlencoded": {"schema": _FORM_SCHEMA},
+        },
+    }
+}
+
+
+def _validated(doc: dict[str, Any]) -> RoomStartJson:
+    """The known fields of ``doc`` (empty ones dropped: the plugin sends "" for unset fields), checked."""
+    known = {k: v for k, v in doc.items() if k in RoomStartJson.model_fields and v is not None and v != ""}
+    try:
+        return RoomStartJson.model_validate(known)
+    except pydantic.ValidationError as exc:
+        raise ValidationError(inputs.describe_errors(exc.errors())) from exc
+
+
+def _image_field(value: str | None) -> tuple[bytes | None, str | None]:
+    if value is None:
+        return None, None
+    if value.startswith(("http://", "https://")):
+        return None, value
+    return inputs._b64(value, "image"), None
+
+
+async def decode_request(request: Request, services: Services) -> RoomStartRequest:
+    """The JSON or the form variant as one RoomStartRequest."""
+    settings = services.settings
+    if inputs._is_form(request):
+        form = await inputs._form(request, settings)
+        image, _ = await inputs._file_or_b64(form, "avatar_image", settings.max_image_mb)
+        doc: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
+        body = _validated({**doc, "agent_id": doc.get("avatar_id"), "mode": None, "image": None})
+        image_url = doc.get("avatar_image_url") or None
+    else:
+        raw = await inputs._read_body(request, inputs.body_limit_bytes(settings))
+        body = _validated(inputs._json_model(raw, _AnyObject).root)
+        image, image_url = _image_field(body.image)
+    check_livekit_url(body.livekit_url, settings)  # the allow-list: workers only join the farm's servers
+    return RoomStartRequest(
+        livekit_url=body.livekit_url,
+        livekit_token=body.livekit_token,
+        room_name=body.room_name,
+        model=body.model.value if body.model else None,
+        mode=body.mode,
+        image=image,
+        image_url=image_url,
+        agent_id=body.agent_id,
+    )
+
+
+class _AnyObject(BaseModel):
+    """A JSON object body, fields checked by ``decode_request``."""
+
+    model_config = {"extra": "allow"}
+
+    @property
+    def root(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+# ---------------------------------------------------------------- the use case
+
+
+def start_room_session(
+    services: Services, key: ApiKey, req: RoomStartRequest, scope: RuntimeKeyScope | None = None
+) -> tuple[Session, bool]:
+    """Validate, then create (or find) the room session and queue it. Never waits for the join."""
+    if scope is not None:
+        scope.check(room=req.room_name, agent_id=req.agent_id)
+    identity, agent_identity = token_identity(req.livekit_token, req.room_name)
+    if req.image_url is not None:
+        raise ValidationError("image URLs are not fetched by the farm: send the image bytes (base64 or file)")
+    model = route_model(req.model, req.mode, req.image is not None)
+    services.sessions.require_minute(key, model)  # out of credits: INSUFFICIENT_BALANCE, nothing stored
+    image_ref = _avatar(services, key, req, model)
+    warm = services.sessions.warm_worker(model, req.agent_id) if req.image is None else None
+    session = Session(
+        id=uuid.uuid4().hex,
+        tenant=key.tenant,
+        model=model,
+        avatar_id=req.agent_id,
+        image_ref=image_ref,
+        livekit={
+            "url": req.livekit_url,
+            "token": req.livekit_token,
+            "room": req.room_name,
+            "identity": identity,
+            "agent_identity": agent_identity,
+        },
+        routed_to=warm,
+    )
+    limit = services.sessions.concurrency_limit(key)  # the key, else its plan, else the default
+    if scope is not None and scope.max_concurrency is not None:
+        limit = min(limit, scope.max_concurrency)
+    session, created = services.store.create(
+        session, idempotency_scope=f"room:{req.room_name}:{identity}", max_live=limit
+    )
+    if not created:
+        return session, False  # a retry or a repeated start: the same avatar, never a second one
+    try:
+        _check_capacity(services, model)
+    except FarmError as exc:
+        services.store.transition(session.id, SessionState.FAILED, reason=exc.code)
+        raise
+    services.sessions.enqueue(session)
+    return session, True
+
+
+def _avatar(services: Services, key: ApiKey, req: RoomStartRequest, model: ModelKind) -> str | None:
+    """The image blob to animate, or the agent's; an Essence agent must have a READY pack.
+
+    An image with an Essence model is fine: the worker builds (and keeps) a pack for that portrait.
+    """
+    if req.image is not None:
+        media.validate_image(req.image, max_pixels=services.settings.max_image_pixels)
+        if req.agent_id is None:
+            return services.blobs.put(req.image, ".jpg")
+    if req.agent_id is None:
+        raise ValidationError("give agent_id or an image")
+    if not is_agent_id(req.agent_id):
+        raise ValidationError("agent_id must be an agent code like A78WKV4515")
+    agent = services.agents.get_for_tenant(key.tenant, req.agent_id)
+    if model is ModelKind.ESSENCE and agent.status is not AgentStatus.READY:
+        raise AgentNotReady(f"agent {agent.id} is {agent.status.value}, not ready")
+    if req.image is not None:
+        return services.blobs.put(req.image, ".jpg")
+    return agent.image_ref
+
+
+def _check_capacity(services: Services, model: ModelKind) -> None:
+    """503 when no READY worker serves ``model`` at all. Workers that are merely full are fine: the
+    session waits in the queue for the next free slot (and the scaler counts it as demand)."""
+    ready = [w for w in services.registry.list() if model.value in w.queues and w.state == "READY"]
+    if not ready:
+        raise NoCapacity(f"no {model.value} worker is running; retry shortly")
+
+
+# ---------------------------------------------------------------- the route
+
+
+_bearer = HTTPBearer(auto_error=False, description="The form variant: `Authorization: Bearer <api secret>`.")
+
+
+def _caller(
+    services: Services, api_secret: str | None, bearer: HTTPAuthorizationCredentials | None
+) -> tuple[ApiKey, RuntimeKeyScope | None]:
+    """``api-secret`` (JSON variant) or ``Authorization: Bearer`` (form variant): a full key, or a
+    runtime key (then with its scope)."""
+    secret = api_secret or (bearer.credentials.strip() if bearer is not None else None)
+    if not secret:
+        raise Unauthorized("missing api-secret header or Authorization: Bearer token")
+    if is_runtime_key(secret):
+        scope = services.runtime_keys.verify(secret)
+        return scope.as_key(), scope
+    return services.keys.authenticate(secret), None
+
+
+@router.post("/request", response_model=RoomStarted, openapi_extra=_REQUEST_BODY)
+async def request_runtime_token(
+    request: Request,
+    services: Services,
+    api_secret: Annotated[str | None, Security(api_secret_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> RoomStarted:
+    """Start (or find) the avatar for a LiveKit room; the worker joins right after this answers."""
+    # Redis calls and image work run on the thread pool: on the event loop they would hold every
+    # other request (a hung Redis: up to api_redis_timeout_s each).
+    key, scope = await run_in_threadpool(_caller, services, api_secret, bearer)
+    request.state.tenant = key.tenant
+    body = await decode_request(request, services)
+    session, created = await run_in_threadpool(start_room_session, services, key, body, scope)
+    livekit = session.livekit or {}
+    return RoomStarted(
+        session_id=session.id,
+        state=session.state,
+        model=session.model,
+        room_name=str(livekit.get("room", body.room_name)),
+        identity=str(livekit.get("identity", "")),
+        created=created,
+    )
+
+
+class MintRequest(BaseModel):
+    """What a runtime key may do; every restriction is optional except its lifetime."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ttl_s: int = Field(3600, ge=MIN_TTL_S, le=MAX_TTL_S, description="Lifetime in seconds.")
+    room_name: str | None = Field(None, min_length=1, max_length=256, description="Only this room.")
+    agent_id: str | None = Field(None, pattern=r"^[A-Z][A-Z0-9]{9}$", description="Only this agent.")
+    max_concurrency: int | None = Field(None, ge=1, le=100_000, description="Live sessions at most.")
+
+
+class RuntimeKeyMinted(BaseModel):
+    runtime_key: str = Field(description="Give this to the plugin as api_secret; shown once.")
+    expires_at: float = Field(description="Unix time after which it is refused (401 KEY_EXPIRED).")
+    room_name: str | None
+    agent_id: str | None
+    max_concurrency: int | None
+
+
+@router.post("/mint", response_model=RuntimeKeyMinted)
+def mint_runtime_key(body: MintRequest, key: Caller, services: Services) -> RuntimeKeyMinted:
+    """A short-lived key that can only start room sessions for your tenant (safe to put in rooms)."""
+    secret, scope = services.runtime_keys.mint(
+        key,
+        ttl_s=body.ttl_s,
+        room=body.room_name,
+        agent_id=body.agent_id,
+        max_concurrency=body.max_concurrency,
+    )
+    return RuntimeKeyMinted(
+        runtime_key=secret,
+        expires_at=scope.expires_at,
+        room_name=scope.room,
+        agent_id=scope.agent_id,
+        max_concurrency=scope.max_concurrency,
+    )

@@ -1,0 +1,120 @@
+"""Domain objects: sessions and their state machine, agents, models.
+
+The state machine is explicit: one comment per state, a transitions table, illegal moves refused by
+``check_transition`` (used by every SessionStore implementation).
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from farm.kernel.characters import BuildOptions
+from farm.kernel.errors import IllegalTransition
+
+
+class ModelKind(enum.StrEnum):
+    """Which engine renders a session; equals the Celery queue name."""
+
+    ESSENCE = "essence"
+    EXPRESSION = "expression"
+
+
+class SessionState(enum.StrEnum):
+    QUEUED = "QUEUED"  # accepted by the API, waiting in a Celery queue for a warm worker
+    ASSIGNED = "ASSIGNED"  # a worker claimed it under a lease (fencing token issued)
+    STARTING = "STARTING"  # the worker loads the avatar and opens its sink (file or room)
+    STREAMING = "STREAMING"  # frames are being rendered and published
+    ENDING = "ENDING"  # input finished or stop requested; flushing and closing the sink
+    ENDED = "ENDED"  # terminal: finished cleanly, outputs complete
+    FAILED = "FAILED"  # terminal: failed; ``Session.failure`` says why
+
+
+LIVE_STATES = frozenset(
+    {
+        SessionState.QUEUED,
+        SessionState.ASSIGNED,
+        SessionState.STARTING,
+        SessionState.STREAMING,
+        SessionState.ENDING,
+    }
+)
+TERMINAL_STATES = frozenset({SessionState.ENDED, SessionState.FAILED})
+
+TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
+    SessionState.QUEUED: frozenset({SessionState.ASSIGNED, SessionState.ENDED, SessionState.FAILED}),
+    # ASSIGNED/STARTING/STREAMING → QUEUED: the reaper re-queues a session whose lease expired.
+    SessionState.ASSIGNED: frozenset({SessionState.STARTING, SessionState.QUEUED, SessionState.FAILED}),
+    SessionState.STARTING: frozenset(
+        {SessionState.STREAMING, SessionState.ENDING, SessionState.QUEUED, SessionState.FAILED}
+    ),
+    SessionState.STREAMING: frozenset({SessionState.ENDING, SessionState.QUEUED, SessionState.FAILED}),
+    SessionState.ENDING: frozenset({SessionState.ENDED, SessionState.FAILED}),
+    SessionState.ENDED: frozenset(),
+    SessionState.FAILED: frozenset(),
+}
+
+
+def check_transition(current: SessionState, target: SessionState) -> None:
+    """Raise IllegalTransition unless ``current → target`` is in TRANSITIONS."""
+    if target not in TRANSITIONS[current]:
+        raise IllegalTransition(f"a session in state {current} cannot move to {target}")
+
+
+class StateChange(BaseModel):
+    state: SessionState
+    at: float
+    reason: str | None = None
+    worker_id: str | None = None
+
+
+class Session(BaseModel):
+    """The truth about a session; lives in the SessionStore, not in the broker."""
+
+    id: str
+    tenant: str
+    model: ModelKind
+    state: SessionState = SessionState.QUEUED
+    avatar_id: str | None = None
+    image_ref: str | None = None  # blob path of an uploaded face image (expression / ad-hoc)
+    audio_ref: str | None = None  # blob path of the uploaded speech (file-input sessions)
+    output: str | None = None  # where the sink wrote (MP4 path) or "livekit://room/identity"
+    livekit: dict[str, Any] | None = None  # {url, token, room, identity, agent_identity} for room sessions
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)
+    worker_id: str | None = None
+    routed_to: str | None = None  # warm routing: the worker whose private queue got it (None: shared)
+    attempts: int = 0  # claims so far (re-queues after a lost lease count)
+    failure: dict[str, str] | None = None  # {"code", "message"} when FAILED
+    history: list[StateChange] = Field(default_factory=list)
+    timings_ms: dict[str, float] = Field(default_factory=dict)  # breakdown for benchmarks
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_STATES
+
+
+class AgentStatus(enum.StrEnum):
+    PROCESSING = "processing"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class Agent(BaseModel):
+    """A registered avatar (agent code) and the state of its Essence pack build."""
+
+    id: str
+    tenant: str
+    status: AgentStatus = AgentStatus.PROCESSING
+    image_ref: str
+    build: BuildOptions = Field(default_factory=BuildOptions)  # mode, framing, user-given points
+    pack_ref: str | None = None
+    gestures: list[str] = Field(default_factory=list)
+    error_message: str | None = None
+    system_prompt: str | None = None  # the answering model's system turn (text in)
+    voice: str | None = None  # speech synthesis voice (backend-specific name); None = settings default
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)

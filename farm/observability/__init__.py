@@ -1,1 +1,0 @@
-"""Worker-process observability: health endpoint, Prometheus metrics, JSON logs."""
