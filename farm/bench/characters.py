@@ -118,7 +118,7 @@ def lip_sync(avatar: LoadedAvatar, seconds: float = SPEECH_S, seed: int = 0) -> 
     while renderer.pending_frames():
         frame = renderer.next_frame()
         base = pack.base_frame("idle", i % pack.clip_length("idle")).astype(np.float32)
-        diff = np.abs(frame.image.astype(np.float32) - base).sum(axis=2)
+        diff = np.abs(frame.pixels.astype(np.float32) - base).sum(axis=2)
         openness.append(frame.mouth_open)
         change.append(float(diff[y0:y1, x0:x1].mean()))
         if diff.sum() > 0:
@@ -148,14 +148,14 @@ def contact_sheet(avatar: LoadedAvatar, name: str, path: Path, tile_h: int = 180
     idle = EssenceRenderer(avatar, "sheet-idle")
     idle_frames = [idle.next_frame() for _ in range(pack.clip_length("idle"))]
     picks = [0, 20, 24, 40, 60, 90]
-    row1 = [(f"idle {i}", idle_frames[i].image) for i in picks]
+    row1 = [(f"idle {i}", idle_frames[i].pixels) for i in picks]
     talk = EssenceRenderer(avatar, "sheet-speech")
     talk.push_audio(speech_like(4.0), 16_000)
     talk.flush()
     by_open: dict[float, tuple[str, np.ndarray]] = {}
     while talk.pending_frames():
         frame = talk.next_frame()
-        by_open.setdefault(frame.mouth_open, (f"speech open={frame.mouth_open:.2f}", frame.image))
+        by_open.setdefault(frame.mouth_open, (f"speech open={frame.mouth_open:.2f}", frame.pixels))
     opens = sorted(by_open)
     chosen = [opens[round(k * (len(opens) - 1) / 5)] for k in range(6)] if opens else []
     row2 = [by_open[o] for o in chosen]

@@ -127,7 +127,7 @@ def contact_sheet(avatar: LoadedAvatar, path: Path, tile: int = 256) -> Path:
     for i in range(96):
         frame = idle.next_frame()
         if i in (0, 24, 25):
-            tiles.append((f"idle {i}", frame.image))
+            tiles.append((f"idle {i}", frame.pixels))
     talk = EssenceRenderer(avatar, "sheet-talk")
     talk.push_audio(speech_like(4.0), 16_000)
     talk.flush()
@@ -136,7 +136,7 @@ def contact_sheet(avatar: LoadedAvatar, path: Path, tile: int = 256) -> Path:
         frame = talk.next_frame()
         if frame.mouth_open not in seen:
             seen.add(frame.mouth_open)
-            tiles.append((f"speech open={frame.mouth_open:.2f}", frame.image))
+            tiles.append((f"speech open={frame.mouth_open:.2f}", frame.pixels))
     for name in avatar.gestures:
         renderer = EssenceRenderer(avatar, f"sheet-{name}")
         renderer.push_audio(speech_like(3.0, seed=1), 16_000)
@@ -145,7 +145,7 @@ def contact_sheet(avatar: LoadedAvatar, path: Path, tile: int = 256) -> Path:
         for i in range(length):
             frame = renderer.next_frame()
             if i in (length // 3, length // 2):
-                tiles.append((f"{name} {i}", frame.image))
+                tiles.append((f"{name} {i}", frame.pixels))
     cols = 6
     rows = -(-len(tiles) // cols)
     grid = np.full((rows * tile, cols * tile, 3), 255, np.uint8)

@@ -218,7 +218,7 @@ def write_sheet(
     for n, idx in enumerate(picks):
         frame = frames[int(idx)]
         x, y = (n % columns) * size, (n // columns) * (size + 18)
-        sheet.paste(Image.fromarray(frame.image), (x, y))
+        sheet.paste(Image.fromarray(frame.pixels), (x, y))
         label = f"#{frame.index} open {frame.mouth_open:.2f} {frame.gesture or ''}"
         draw.text((x + 4, y + size + 3), label, fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,7 @@ class MouthModel:
         x1 = -(-max(p.x1 for p in places) * THUMB // width)
         y1 = -(-max(p.y1 for p in places) * THUMB // height)
         renderer = EssenceRenderer(avatar, "bench-idle")
-        idle = [cv2.resize(renderer.next_frame().image, (THUMB, THUMB)) for _ in range(250)]
+        idle = [cv2.resize(renderer.next_frame().pixels, (THUMB, THUMB)) for _ in range(250)]
         return cls((x0, y0, x1, y1), [cls._crop(i, (x0, y0, x1, y1)) for i in idle[::2]])
 
     @staticmethod

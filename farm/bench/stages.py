@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             frame = renderer.next_frame()
             t1 = time.perf_counter()
-            video = to_video_frame(frame.image)
+            video = to_video_frame(frame.pixels)
             t2 = time.perf_counter()
             video.convert(rtc.VideoBufferType.I420)
             t3 = time.perf_counter()

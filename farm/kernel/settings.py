@@ -128,6 +128,11 @@ class Settings(BaseSettings):
     avatar_cache_mb: float = Field(512.0, description="LRU bound of the per-process avatar cache.")
     expression_max_batch: int = Field(16, description="Largest batch the Expression batcher forms.")
     expression_size: int = Field(512, description="Expression output frame size (square).")
+    expression_weights: Path | None = Field(
+        None,
+        description="Directory of the learned Expression graphs the operator brings (`expression-2`); "
+        "validated at prewarm. None: the learned model is not served.",
+    )
     warm_route_max_wait_s: float = Field(
         5.0, description="A warm-routed session unclaimed this long is re-sent to the shared queue."
     )

@@ -25,13 +25,20 @@ class AvatarFrame:
     """One 40 ms tick of a session: a video frame and exactly the audio that plays with it."""
 
     index: int  # frame number since the renderer opened, from 0
-    image: np.ndarray  # (H, W, 3) uint8 RGB
+    image: np.ndarray | None  # (H, W, 3) uint8 RGB; None when the frame was skipped (render=False)
     audio: np.ndarray  # (SAMPLES_PER_FRAME,) int16 at SAMPLE_RATE_HZ; zeros when idle
     speaking: bool  # this frame carries audio of a speech segment
     segment_id: int | None  # which flushed/unflushed segment the audio belongs to
     segment_end: bool  # last frame of a flushed segment: its playback finishes with this frame
     gesture: str | None  # gesture clip (or motion program) visible in this frame
     mouth_open: float  # 0..1 openness the engine chose (observability and tests)
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """The image of a rendered frame; ValueError for a skipped one (``next_frame(render=False)``)."""
+        if self.image is None:
+            raise ValueError(f"frame {self.index} was skipped: it has no image")
+        return self.image
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +82,13 @@ class Renderer(Protocol):
         """Frames of queued audio not yet rendered."""
         ...
 
-    def next_frame(self) -> AvatarFrame:
-        """Render the next 40 ms (idle when no audio is queued). Never blocks on input."""
+    def next_frame(self, render: bool = True) -> AvatarFrame:
+        """Advance 40 ms (idle when no audio is queued) and render its image. Never blocks on input.
+
+        ``render=False`` advances exactly as a rendered frame would (its audio is taken, the mouth,
+        blink and gesture state step) but draws no pixels: ``image`` is None. The frame pump uses it
+        to keep up with the audio clock when rendering falls behind (audio is never stretched: late
+        images are skipped and the viewer sees the previous one a little longer)."""
         ...
 
     def close(self) -> None:

@@ -45,6 +45,7 @@ class Mp4Sink:
         self._audio: AudioStream | None = None
         self._samples = 0
         self.frames_written = 0
+        self._last_image: np.ndarray | None = None
         self._closed = False
 
     @property
@@ -72,11 +73,15 @@ class Mp4Sink:
     async def write(self, frame: AvatarFrame) -> None:
         if self._container is None or self._closed:
             raise RuntimeError("Mp4Sink.write before start() or after aclose()")
-        height, width = frame.image.shape[:2]
+        image = frame.image if frame.image is not None else self._last_image  # a skipped frame repeats
+        if image is None:
+            raise RuntimeError("Mp4Sink: the first frame of a recording must carry an image")
+        self._last_image = image
+        height, width = image.shape[:2]
         if self._video is None:
             self._open_streams(width, height)
         assert self._video is not None and self._audio is not None
-        image = frame.image[: self._video.height, : self._video.width]
+        image = image[: self._video.height, : self._video.width]
         vframe = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         vframe.pts = self.frames_written
         vframe.time_base = Fraction(1, self.fps)

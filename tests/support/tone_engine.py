@@ -59,8 +59,8 @@ class ToneRenderer:
     def pending_frames(self) -> int:
         return math.ceil(self._audio.size / SAMPLES_PER_FRAME)
 
-    def next_frame(self) -> AvatarFrame:
-        if self._delay_s:
+    def next_frame(self, render: bool = True) -> AvatarFrame:
+        if self._delay_s and render:
             time.sleep(self._delay_s)  # simulated render cost (kill-mid-render tests)
         chunk = self._audio[:SAMPLES_PER_FRAME]
         speaking = chunk.size > 0
@@ -73,7 +73,8 @@ class ToneRenderer:
             self._segment_end_at -= SAMPLES_PER_FRAME
             if self._segment_end_at <= 0:
                 segment_end, self._segment_end_at = True, None
-        image = np.full((self._size, self._size, 3), int(40 + 200 * min(1.0, level * 4)), np.uint8)
+        shade = int(40 + 200 * min(1.0, level * 4))
+        image = np.full((self._size, self._size, 3), shade, np.uint8) if render else None
         frame = AvatarFrame(
             index=self._index,
             image=image,

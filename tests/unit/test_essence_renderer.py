@@ -239,3 +239,26 @@ def test_empty_pushes_and_bad_rates_are_handled(essence_avatar: LoadedAvatar) ->
     assert renderer.pending_frames() == 0 and not renderer.next_frame().speaking
     with pytest.raises(InvalidAudio):
         renderer.push_audio(np.zeros(10, np.int16), 0)
+
+
+def test_a_skipped_frame_advances_audio_and_mouth_exactly_like_a_rendered_one(
+    essence_avatar: LoadedAvatar,
+) -> None:
+    rendered, skipping = EssenceRenderer(essence_avatar, "a"), EssenceRenderer(essence_avatar, "b")
+    for renderer in (rendered, skipping):
+        renderer.push_audio(speech_like(1.0), 16_000)
+        renderer.flush()
+    for index in range(30):
+        full, skipped = rendered.next_frame(), skipping.next_frame(render=index % 3 == 0)
+        assert skipped.audio.tobytes() == full.audio.tobytes()
+        assert (skipped.mouth_open, skipped.segment_id, skipped.segment_end) == (
+            full.mouth_open,
+            full.segment_id,
+            full.segment_end,
+        )
+        if index % 3:
+            assert skipped.image is None
+            with pytest.raises(ValueError, match="skipped"):
+                _ = skipped.pixels
+        else:
+            assert skipped.pixels.tobytes() == full.pixels.tobytes()

@@ -135,6 +135,25 @@ def test_interrupt_drops_queued_speech(engine: ExpressionEngine, avatar: DeviceA
         renderer.close()
 
 
+def test_a_skipped_frame_takes_its_audio_and_enters_no_batch(
+    engine: ExpressionEngine, avatar: DeviceAvatar
+) -> None:
+    renderer = engine.open_session(avatar, "skip")
+    try:
+        renderer.push_audio(_speech(1.0), RATE)
+        renderer.flush()
+        items_before = engine.batcher.stats.items
+        pending = renderer.pending_frames()
+        skipped = [renderer.next_frame(render=False) for _ in range(5)]
+        assert all(f.image is None and f.speaking for f in skipped)
+        assert any(f.audio.any() for f in skipped)
+        assert renderer.pending_frames() == pending - 5
+        assert engine.batcher.stats.items == items_before
+        assert renderer.next_frame().pixels.shape == (SIZE, SIZE, 3)
+    finally:
+        renderer.close()
+
+
 def test_other_sample_rates_are_resampled_to_16k_without_chunk_edges(
     engine: ExpressionEngine, avatar: DeviceAvatar
 ) -> None:

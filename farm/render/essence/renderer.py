@@ -179,17 +179,19 @@ class EssenceRenderer:
     def pending_frames(self) -> int:
         return sum(s.frames_ready() for s in self._segments)
 
-    def next_frame(self) -> AvatarFrame:
+    def next_frame(self, render: bool = True) -> AvatarFrame:
         audio, segment_id, segment_end = self._take_audio()
         speaking = segment_id is not None
-        image, clip, pos = self._base_frame()
         if speaking:
             mel = log_mel(audio)[0]
             shape = self._selector.step(float(frame_energy(audio)[0]), mel)
         else:
             shape = self._selector.step(0.0, _SILENT_ROW)
-        if shape != self.avatar.closed:
-            self._paste_mouth(image, clip, pos, shape)
+        image: np.ndarray | None = None
+        if render:
+            image, clip, pos = self._base_frame()
+            if shape != self.avatar.closed:
+                self._paste_mouth(image, clip, pos, shape)
         frame = AvatarFrame(
             index=self._index,
             image=image,

@@ -107,7 +107,7 @@ class ExpressionRenderer:
             # them (or the flush), so its frames do not depend on how the clip was chunked.
             return self._speech.pending_frames(hold=LOOKAHEAD_FRAMES * SAMPLES_PER_FRAME)
 
-    def next_frame(self) -> AvatarFrame:
+    def next_frame(self, render: bool = True) -> AvatarFrame:
         with self._lock:
             if self._closed:
                 raise BatcherClosed("the renderer is closed", session_id=self.session_id)
@@ -123,8 +123,10 @@ class ExpressionRenderer:
             controls, gesture = self._motion.step(opening)
             index = self._index
             self._index += 1
-        future = self._client.submit(FrameRequest(self._avatar, mel, controls))
-        image = future.result(timeout=self._frame_wait_s)
+        image: np.ndarray | None = None
+        if render:  # a skipped frame never enters a batch (its peers' batches do not wait for it)
+            future = self._client.submit(FrameRequest(self._avatar, mel, controls))
+            image = future.result(timeout=self._frame_wait_s)
         audio = np.clip(np.round(speech.samples * 32767.0), -32768, 32767).astype(np.int16)
         return AvatarFrame(
             index=index,

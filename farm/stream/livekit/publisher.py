@@ -163,8 +163,9 @@ class RoomPublisher:
                 self._speech_writes.append(self.last_speech_frame_at)
         pcm = np.ascontiguousarray(audio, dtype=np.int16)
         onset = next((e.segment.key for e in events if isinstance(e, Started)), None)
-        self._video.marks.append(onset)
-        await self._sync.push(to_video_frame(frame.image))
+        if frame.image is not None:  # a skipped frame: the viewer keeps the previous picture
+            self._video.marks.append(onset)
+            await self._sync.push(to_video_frame(frame.image))
         await self._sync.push(rtc.AudioFrame(pcm.tobytes(), SAMPLE_RATE_HZ, 1, pcm.shape[0]))
         if onset is not None:  # this frame's audio starts after what was queued before it
             self._audio_onsets[onset] = time.perf_counter() + self._audio.queued_duration - FRAME_S
