@@ -1,16 +1,16 @@
 """SessionRunner: owns the state machine of one running session on a worker.
 
-``ASSIGNED → STARTING`` (avatar through the ModelPool, input and sink opened) ``→ STREAMING`` (input
-events drive the Renderer; frames go to the sink, paced at 25 fps for real-time sinks, as fast as
-rendered for files) ``→ ENDING → ENDED``; ``FAILED`` with ``failure = {code, message}`` on errors.
+``ASSIGNED → STARTING`` (avatar through the ModelPool, input and sink opened) ``→ STREAMING`` (the
+session's ``FramePump`` drives its renderer into its sink: audio is the clock for rooms, files render
+every frame) ``→ ENDING → ENDED``; ``FAILED`` with ``failure = {code, message}`` on errors.
 The lease is renewed in the background; once it is lost the runner stops writing at once and
 touches the session no more (another worker owns it now). Stop requests and ``max_session_s`` end
 the session cleanly; a draining worker hands it back (``→ QUEUED``, re-submitted) instead.
 
-Every call on the renderer runs on the session's own render thread (``RenderLane``): renderers are
-not thread-safe and ``next_frame`` may block on a cross-session batch, while the event loop must
-keep renewing the lease and reading input. Gestures go through the worker's dynamics router
-(debounce, dedup) when one is attached. Timings (ms since the claim) are recorded for benchmarks.
+The runner only wires a session: the pump (``farm.stream.pump``) owns frames, speech and interrupts;
+the runner owns the state machine, the lease, credits, stop and hand-back, which it hands the pump
+as one ``should_end`` check per frame. Gestures go through the worker's dynamics router (debounce,
+dedup) when one is attached. Timings (ms since the claim) are recorded for benchmarks.
 """
 
 from __future__ import annotations
@@ -25,38 +25,28 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
+
 from farm.kernel.domain import Session, SessionState
-from farm.kernel.errors import BackendUnavailable, FarmError, LeaseLost, RoomJoinFailed, UnknownGesture
+from farm.kernel.errors import BackendUnavailable, FarmError, LeaseLost, RoomJoinFailed
 from farm.kernel.settings import Settings
 from farm.render.base import AvatarSource
 from farm.render.pool import ModelPool
 from farm.sessions.base import Lease, SessionStore
-from farm.sessions.lane import RenderLane
 from farm.sessions.lease_keeper import LeaseKeeper
-from farm.stream.base import (
-    ClearBuffer,
-    DynamicsAwareInput,
-    FrameSink,
-    Gesture,
-    InputClosed,
-    RenderInfo,
-    SegmentEnd,
-    SessionDynamics,
-    SessionIO,
-    SpeechChunk,
-)
+from farm.stream.base import DynamicsAwareInput, RenderInfo, SessionDynamics, SessionIO
+from farm.stream.lane import RenderLane
+from farm.stream.pump import FramePump, PumpEnd, PumpStats
 
 log = logging.getLogger(__name__)
 
-_STOP_POLL_S = 0.25
 _STALLED_CLOSE_S = 5.0  # how long a stalled session may take to leave its room
-_MAX_LAG_FRAMES = 5  # realtime sinks: how far behind the 25 fps grid before it is reset
 _MOVE_RETRY_FIRST_S = 0.05  # a state change that meets a Redis blip is retried after this, doubling
 _MOVE_RETRY_MAX_S = 1.0
 
 
 class EndReason(enum.StrEnum):
-    INPUT_CLOSED = "input closed"
+    INPUT_CLOSED = PumpEnd.INPUT_CLOSED.value
     STOP_REQUESTED = "stop requested"
     MAX_DURATION = "max session duration reached"
     HANDED_BACK = "worker draining: handed back"
@@ -128,15 +118,11 @@ class SessionRunner:
         self._t0 = time.perf_counter() if claimed_at is None else claimed_at
         self._timings: dict[str, float] = dict(timings_ms or {})
         self._io: SessionIO | None = None
-        self._input_changed = asyncio.Event()
-        self._input_closed = False
-        self.frames = 0
-        self.late_frames = 0  # realtime sinks: frames written > 1 frame period after their tick, or skipped
-        self.dropped_speech_s = 0.0  # speech refused because max_audio_s of it was already queued
+        self._pump: FramePump | None = None
         self._lane: RenderLane | None = None
         self._attach_dynamics = attach_dynamics
         self._attachment: DynamicsAttachment | None = None
-        self._progress_at = time.monotonic()  # last proof of progress (start step or frame-loop turn)
+        self._progress_at = time.monotonic()  # last proof of progress before streaming (start steps)
         self._stalled = False
         self._streaming = False
         self._main: asyncio.Task[RunResult] | None = None
@@ -147,7 +133,7 @@ class SessionRunner:
             store,
             lease,
             settings,
-            progress_at=lambda: self._progress_at,
+            progress_at=lambda: self.progress_at,
             streaming=lambda: self._streaming,
             on_stall=self._on_stall,
             on_stop=self.request_stop,
@@ -158,7 +144,25 @@ class SessionRunner:
     @property
     def progress_at(self) -> float:
         """``time.monotonic()`` of the session's last step forward (the worker's liveness reads it)."""
-        return self._progress_at
+        return self._pump.progress_at if self._pump is not None else self._progress_at
+
+    @property
+    def stats(self) -> PumpStats:
+        """What the session's pump did so far (frames, skipped images, render cost)."""
+        return self._pump.stats if self._pump is not None else PumpStats()
+
+    @property
+    def frames(self) -> int:
+        return self.stats.frames
+
+    @property
+    def late_frames(self) -> int:
+        """Images the viewer did not get in time (skipped to keep the voice real time) plus stalls."""
+        return self.stats.skipped + self.stats.resyncs
+
+    @property
+    def dropped_speech_s(self) -> float:
+        return self.stats.dropped_speech_s
 
     def _touch(self) -> None:
         self._progress_at = time.monotonic()
@@ -179,12 +183,13 @@ class SessionRunner:
         renewer = asyncio.create_task(self._keeper.run(), name="lease-renew")
         try:
             session = await self._move(SessionState.STARTING, "starting")
-            io, lane = await self._start(session)
+            io = await self._start(session)
             session = await self._move(
                 SessionState.STREAMING, "streaming", output=io.output, timings_ms=dict(self._timings)
             )
             self._session = session
-            reason = await self._stream(io, lane)
+            assert self._pump is not None
+            reason = await self._stream(io, self._pump)
             if reason is EndReason.HANDED_BACK:
                 return await self._hand_back()
             session = await self._move(SessionState.ENDING, str(reason))
@@ -246,7 +251,7 @@ class SessionRunner:
         return RunResult(session, self.frames, handed_back=True)
 
     # ------------------------------------------------------------ phases
-    async def _start(self, session: Session) -> tuple[SessionIO, RenderLane]:
+    async def _start(self, session: Session) -> SessionIO:
         # Blocking steps (engine load, pack build or load) run off the event loop so the lease
         # renewer keeps running however long they take.
         await asyncio.to_thread(self.pool.engine, session.model)
@@ -265,11 +270,19 @@ class SessionRunner:
         self._io = io
         if isinstance(self._attachment, SessionDynamics) and isinstance(io.input, DynamicsAwareInput):
             io.input.use_dynamics(self._attachment)  # RPC and keyword rules share the debounced path
+        self._pump = FramePump(
+            lane,
+            io.sink,
+            fps=self.settings.fps,
+            max_queued_s=self.settings.max_audio_s,
+            gesture_hook=self._attachment.trigger if self._attachment is not None else None,
+            log_fields=self._log_fields(),
+        )
         await self._open(session, io)
         self._mark("sink_ready")
         self._touch()
         self._check_lease()
-        return io, lane
+        return io
 
     async def _open(self, session: Session, io: SessionIO) -> None:
         """Start input and sink; a room join that does not complete in ``join_timeout_s`` fails."""
@@ -286,52 +299,29 @@ class SessionRunner:
                 f"joining the LiveKit room did not complete within {self.settings.join_timeout_s:g} s"
             ) from exc
 
-    async def _stream(self, io: SessionIO, lane: RenderLane) -> EndReason:
+    async def _stream(self, io: SessionIO, pump: FramePump) -> EndReason:
         self._streaming = True
         self._touch()
-        consumer = asyncio.create_task(self._consume(io, lane), name="session-input")
-        try:
-            return await self._frame_loop(io.sink, lane, consumer)
-        finally:
-            consumer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await consumer
+        started = asyncio.get_running_loop().time()
+        first_frame = False
 
-    async def _frame_loop(self, sink: FrameSink, lane: RenderLane, consumer: asyncio.Task[None]) -> EndReason:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        next_tick = started
-        frame_s = 1.0 / self.settings.fps
-        while True:
-            self._touch()
-            ended = self._ended_by_request(loop.time() - started)
+        async def should_end() -> str | None:
+            nonlocal first_frame
+            if not first_frame and pump.stats.frames:
+                first_frame = True
+                self._mark("first_frame")
+            ended = self._ended_by_request(asyncio.get_running_loop().time() - started)
             if ended is not None:
                 return ended
-            if consumer.done() and consumer.exception() is not None:
-                raise consumer.exception()  # type: ignore[misc]
-            pending = await lane.call(lane.renderer.pending_frames)
-            if self._input_closed and pending == 0:
-                return EndReason.INPUT_CLOSED
-            if sink.realtime:
-                next_tick = await self._pace(next_tick + frame_s, frame_s)
-            elif pending == 0:
-                await self._wait_for_input(_STOP_POLL_S)
-                continue
             self._check_lease()
-            if not await self._paid_for_this_minute():
+            if not await self._paid_for_this_minute(pump.stats.frames):
                 return EndReason.OUT_OF_CREDITS
-            frame = await lane.call(lane.renderer.next_frame)  # may wait on a cross-session batch
-            await sink.write(frame)
-            if sink.realtime and loop.time() - next_tick > frame_s:
-                # Handed to the sink more than one frame after its tick: late. Re-anchor the grid, so
-                # one stall counts once instead of leaving every later frame behind a shifted grid
-                # (the sink's audio back-pressure then keeps the pace at exactly 25 fps).
-                self.late_frames += 1
-                next_tick = loop.time()
-            if self.frames == 0:
-                self._mark("first_frame")
-            self.frames += 1
-            await asyncio.sleep(0)  # let the input consumer and the lease renewer run
+            return None
+
+        reason = await pump.run(io.input.events(), should_end)
+        if not first_frame and pump.stats.frames:
+            self._mark("first_frame")
+        return EndReason(reason)
 
     def _on_stall(self) -> None:
         """No progress for too long (the keeper stopped renewing): cancel the run, release the lease."""
@@ -354,10 +344,10 @@ class SessionRunner:
             return EndReason.STOP_REQUESTED
         return None
 
-    async def _paid_for_this_minute(self) -> bool:
+    async def _paid_for_this_minute(self, frames: int) -> bool:
         """Charge each started minute (by frames: idle time counts, a slow file render never pays
         past its prepaid minutes) once; False ends the session at this minute boundary."""
-        minute = self.frames // (60 * self.settings.fps)
+        minute = frames // (60 * self.settings.fps)
         if self._meter is None or self._session is None or minute <= self._metered_minute:
             return True
         outcome = await asyncio.to_thread(self._meter, self._session, minute, self.lease.token)
@@ -366,72 +356,10 @@ class SessionRunner:
         self._metered_minute = minute
         return outcome != "out_of_credits"
 
-    async def speak(self, pcm: object, sample_rate: int) -> None:
+    async def speak(self, pcm: np.ndarray, sample_rate: int) -> None:
         """Play speech the farm was asked to say (``POST /v1/agent/{code}/speak``) as the next utterance."""
-        lane = self._lane
-        if lane is None:
-            return
-        await lane.call(lane.renderer.push_audio, pcm, sample_rate)
-        await lane.call(lane.renderer.flush)
-        self._input_changed.set()
-
-    async def _pace(self, tick: float, frame_s: float) -> float:
-        """Sleep until ``tick`` on the 25 fps grid; after a stall of more than ``_MAX_LAG_FRAMES``,
-        restart the grid instead of bursting frames (the skipped frames count as late)."""
-        loop = asyncio.get_running_loop()
-        lag_s = loop.time() - tick
-        if lag_s > _MAX_LAG_FRAMES * frame_s:
-            self.late_frames += int(lag_s / frame_s)
-            tick = loop.time()
-        await asyncio.sleep(max(0.0, tick - loop.time()))
-        return tick
-
-    async def _consume(self, io: SessionIO, lane: RenderLane) -> None:
-        """Apply input events to the renderer (on its lane) until the input closes."""
-        renderer = lane.renderer
-        async for event in io.input.events():
-            if isinstance(event, SpeechChunk):
-                await self._speech(lane, event)
-            elif isinstance(event, SegmentEnd):
-                await lane.call(renderer.flush)
-            elif isinstance(event, ClearBuffer):
-                await lane.call(renderer.interrupt)
-            elif isinstance(event, Gesture):
-                await self._gesture(lane, event.action)
-            elif isinstance(event, InputClosed):
-                self._input_closed = True
-            self._input_changed.set()
-            if self._input_closed:
-                return
-        self._input_closed = True
-        self._input_changed.set()
-
-    async def _speech(self, lane: RenderLane, chunk: SpeechChunk) -> None:
-        """Queue speech, unless ``max_audio_s`` of it already waits to be rendered: an agent may push
-        audio faster than real time, but not without bound (the excess is dropped and counted)."""
-        renderer = lane.renderer
-        if await lane.call(renderer.pending_frames) >= self.settings.max_audio_s * self.settings.fps:
-            if self.dropped_speech_s == 0.0:
-                log.warning("speech dropped: max_audio_s already queued", extra=self._log_fields())
-            self.dropped_speech_s += chunk.pcm.size / chunk.channels / chunk.sample_rate
-            return
-        pcm = chunk.pcm if chunk.channels == 1 else chunk.pcm.reshape(-1, chunk.channels)
-        await lane.call(renderer.push_audio, pcm, chunk.sample_rate)
-
-    async def _gesture(self, lane: RenderLane, action: str) -> None:
-        """A gesture goes through dynamics (debounce, dedup) when attached, else straight to the renderer."""
-        if self._attachment is not None:
-            self._attachment.trigger(action)
-            return
-        try:
-            await lane.call(lane.renderer.trigger, action)
-        except UnknownGesture:
-            log.warning("unknown gesture ignored", extra={**self._log_fields(), "action": action})
-
-    async def _wait_for_input(self, timeout_s: float) -> None:
-        self._input_changed.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._input_changed.wait(), timeout_s)
+        if self._pump is not None:
+            await self._pump.speak(pcm, sample_rate)
 
     async def _close(self, *, strict: bool = False, abandon: bool = False) -> None:
         """Close input and sink; ``strict`` re-raises a sink that fails to finalise its output;
@@ -524,7 +452,15 @@ class SessionRunner:
 
     def _final_timings(self) -> dict[str, float]:
         self._mark("total")
-        return {**self._timings, "frames": float(self.frames), "late_frames": float(self.late_frames)}
+        stats = self.stats
+        return {
+            **self._timings,
+            "frames": float(stats.frames),
+            "late_frames": float(self.late_frames),
+            "skipped_images": float(stats.skipped),
+            "render_ms": round(stats.render_ms, 3),
+            "delivered_fps": round(stats.delivered_fps(), 2),
+        }
 
     def _log_fields(self) -> dict[str, object]:
         return {"session_id": self.lease.session_id, "worker_id": self.lease.worker_id}

@@ -32,6 +32,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
 from farm.kernel.contracts import RunSessionMessage, SessionTaskResult, WorkerInfo, WorkerState
 from farm.kernel.domain import AgentStatus, ModelKind, Session
 from farm.kernel.errors import BackendUnavailable, FarmError, PrewarmFailed
@@ -410,7 +412,7 @@ class WorkerRuntime:
     def _resubmit(self, session: Session) -> None:
         self.parts.queue.submit(RunSessionMessage(session_id=session.id, model=session.model))
 
-    def speak(self, session_id: str, pcm: object, sample_rate: int) -> bool:
+    def speak(self, session_id: str, pcm: np.ndarray, sample_rate: int) -> bool:
         """Play ``pcm`` on the live session ``session_id`` if this process holds it (any thread)."""
         with self._lock:
             runner = self._slots.runners.get(session_id)

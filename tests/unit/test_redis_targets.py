@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 from redis.sentinel import SentinelConnectionPool
 
-from farm.infra.redis_conn import SentinelTarget, connect, parse_sentinel_url, sentinel_url
-from farm.kernel.settings import Settings
+from farm.infra.redis_conn import SentinelTarget, connect, parse_sentinel_url
+from farm.kernel.settings import Settings, sentinel_url
 from farm.worker.runtime import RedisBackoff
 from tasks.app import celery_config, create_app
 from tasks.broker import (
