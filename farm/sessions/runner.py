@@ -266,7 +266,9 @@ class SessionRunner:
         if self._attach_dynamics is not None:
             deliver = lambda action: lane.post(renderer.trigger, action)  # noqa: E731
             self._attachment = self._attach_dynamics(session, renderer.gestures, deliver)
-        io = self._io_factory(session, RenderInfo(renderer.frame_size, tuple(renderer.gestures)))
+        # a room shows the avatar at rest from the moment its video track is published
+        poster = (await lane.call(renderer.next_frame)).image if session.livekit else None
+        io = self._io_factory(session, RenderInfo(renderer.frame_size, tuple(renderer.gestures), poster))
         self._io = io
         if isinstance(self._attachment, SessionDynamics) and isinstance(io.input, DynamicsAwareInput):
             io.input.use_dynamics(self._attachment)  # RPC and keyword rules share the debounced path

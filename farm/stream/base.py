@@ -110,6 +110,7 @@ class RenderInfo:
 
     frame_size: tuple[int, int]  # (width, height) of every frame the renderer produces
     gestures: tuple[str, ...]  # the gestures ``trigger_dynamics`` may start
+    poster: np.ndarray | None = None  # the avatar at rest, shown before the first frame (rooms)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from farm.kernel.domain import Session
 from farm.kernel.errors import ValidationError
 from farm.kernel.settings import Settings
@@ -21,12 +23,15 @@ def room_session_for(
     *,
     frame_size: tuple[int, int],
     gestures: Sequence[str] | None = None,
+    poster: np.ndarray | None = None,
 ) -> LiveKitRoomSession:
     """The room session of ``session``; ``Session.livekit`` is {url, token} or {room, identity, ...}."""
     if not session.livekit:
         raise ValidationError("this session has no LiveKit room", session_id=session.id)
     join = join_for_session(session.livekit, settings)
-    return LiveKitRoomSession(join, settings, frame_size=frame_size, gestures=gestures, session_id=session.id)
+    return LiveKitRoomSession(
+        join, settings, frame_size=frame_size, gestures=gestures, session_id=session.id, poster=poster
+    )
 
 
 def room_output(join: RoomJoin) -> str:

@@ -1,16 +1,18 @@
-"""The avatar's tracks in a room: audio (microphone source) + video (camera source), A/V synchronised.
+"""The avatar's tracks in a room: audio (microphone source) + video (camera source), the audio the clock.
 
 ``RoomPublisher`` publishes both tracks right after connect, so ``wait_for_join`` (video within 30 s)
-and ``wait_remote_track=KIND_VIDEO`` agents proceed at once; every ``AvatarFrame`` the runner writes
-goes through ``rtc.AVSynchronizer`` (video paced at 25 fps, audio through a 100 ms AudioSource queue,
-as in LiveKit's AvatarRunner). Video is one H.264 layer, no simulcast, 2 Mbps, 25 fps: LiveKit's
-default preset for a ~512² track (VP8 ~300 kbps, 20 fps cap, simulcast) decimates 25 fps and
-blurs the face (the default libwebrtc behaviour under CPU pressure).
+and ``wait_remote_track=KIND_VIDEO`` agents proceed at once. Each ``AvatarFrame`` the pump writes is
+40 ms of audio, captured into the AudioSource (its ``queue_ms`` queue is the whole jitter buffer and
+its back-pressure paces the pump), and, unless the pump skipped it, one picture, captured into the
+VideoSource at the moment its audio starts to play (``queued_duration`` after the capture), so
+sender-side A/V offset is zero by construction. Video is one H.264 layer, no simulcast, 2 Mbps,
+25 fps: LiveKit's default preset for a ~512² track (VP8 ~300 kbps, 20 fps cap, simulcast) decimates
+25 fps and blurs the face (the default libwebrtc behaviour under CPU pressure).
 
 It also plays the output half of the playback protocol: ``lk.playback_started`` when a segment's
-first frame is queued (sent once that audio reaches the head of the queue), exactly one
-``lk.playback_finished`` per segment after its last audio has played out, and, on
-``lk.clear_buffer``, interrupted reports for every unreported segment at once.
+first audio starts to play, exactly one ``lk.playback_finished`` per segment after its last audio
+has played out, and, on ``lk.clear_buffer``, interrupted reports for every unreported segment at
+once; the queued audio and the pictures not yet shown are dropped at the same moment.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 from livekit import rtc
@@ -34,7 +35,6 @@ from farm.stream.livekit.playback import FRAME_S, Finished, PlaybackEvent, Playb
 log = logging.getLogger(__name__)
 
 AUDIO_QUEUE_MS = 100
-VIDEO_QUEUE_MS = 100
 VIDEO_MAX_BITRATE = 2_000_000
 RPC_ATTEMPTS = 3
 RPC_RETRY_S = 0.1
@@ -64,21 +64,6 @@ def to_video_frame(image: np.ndarray) -> rtc.VideoFrame:
     return rtc.VideoFrame(width, height, rtc.VideoBufferType.RGBA, rgba.tobytes())
 
 
-class _MarkedVideoSource(rtc.VideoSource):
-    """A VideoSource that notes when marked frames (a segment's first speech frame) reach the encoder."""
-
-    def __init__(self, width: int, height: int) -> None:
-        super().__init__(width, height)
-        self.marks: deque[int | None] = deque()  # per frame pushed to the synchroniser: segment key or None
-        self.marked_at: dict[int, float] = {}
-
-    def capture_frame(self, frame: rtc.VideoFrame, **kwargs: Any) -> None:
-        marked = self.marks.popleft() if self.marks else None
-        super().capture_frame(frame, **kwargs)
-        if marked is not None:
-            self.marked_at[marked] = time.perf_counter()
-
-
 class RoomPublisher:
     """Publishes frames into a connected room and reports playback to the agent."""
 
@@ -90,35 +75,34 @@ class RoomPublisher:
         agent_identity: Callable[[], str | None],
         *,
         session_id: str = "",
+        audio_queue_ms: int = AUDIO_QUEUE_MS,
     ) -> None:
         self._room = room
         self._width, self._height = frame_size
         self._tracker = tracker
         self._agent_identity = agent_identity
         self._session_id = session_id
-        self._audio = rtc.AudioSource(SAMPLE_RATE_HZ, 1, queue_size_ms=AUDIO_QUEUE_MS)
-        self._video = _MarkedVideoSource(self._width, self._height)
-        self._sync: rtc.AVSynchronizer | None = None
+        self._audio = rtc.AudioSource(SAMPLE_RATE_HZ, 1, queue_size_ms=audio_queue_ms)
+        self._video = rtc.VideoSource(self._width, self._height)
+        self._shows: deque[asyncio.TimerHandle] = deque()  # pictures waiting for their audio to play
         self._tasks: set[asyncio.Task[None]] = set()
         self._send_started = True  # until the agent answers UNSUPPORTED_METHOD
+        self._published = False
         self.closed = False
         self.writable = True  # False once the room is gone: frames are dropped, reports skipped
         self.frames = 0
+        self.pictures = 0  # pictures handed to the video source (the viewer's frame rate)
         self.playback_reports: list[dict[str, float | bool]] = []  # what was sent (observability, tests)
         self._speech_writes: deque[float] = deque(maxlen=1000)  # perf_counter of audible speech frames
         self._audio_onsets: dict[int, float] = {}  # segment key -> when its first audio plays out
+        self._video_onsets: dict[int, float] = {}  # segment key -> when its first picture was shown
         self.last_speech_frame_at = 0.0  # perf_counter of the last speaking frame written
         self.last_clear_at = 0.0  # perf_counter of the last lk.clear_buffer
 
     # ------------------------------------------------------------------ lifecycle
-    async def publish(self) -> None:
-        """Publish both tracks (call right after connect)."""
-        self._sync = rtc.AVSynchronizer(
-            audio_source=self._audio,
-            video_source=self._video,
-            video_fps=FPS,
-            video_queue_size_ms=VIDEO_QUEUE_MS,
-        )
+    async def publish(self, first: np.ndarray | None = None) -> None:
+        """Publish both tracks (call right after connect); ``first`` is shown before any frame is
+        written (the avatar's idle picture), so a viewer never sees an empty or black track."""
         participant = self._room.local_participant
         audio_track = rtc.LocalAudioTrack.create_audio_track(names.TRACK_AUDIO_NAME, self._audio)
         video_track = rtc.LocalVideoTrack.create_video_track(names.TRACK_VIDEO_NAME, self._video)
@@ -126,6 +110,9 @@ class RoomPublisher:
             participant.publish_track(audio_track, audio_publish_options()),
             participant.publish_track(video_track, video_publish_options()),
         )
+        self._published = True
+        if first is not None:  # after publishing: a picture captured before it never decodes in Chromium
+            self._show(to_video_frame(first), None)
 
     async def aclose(self) -> None:
         """Report what is left as interrupted, stop the synchroniser. Idempotent."""
@@ -140,8 +127,7 @@ class RoomPublisher:
             await asyncio.wait(list(self._tasks), timeout=1.0)
         for task in list(self._tasks):
             task.cancel()
-        if self._sync is not None:
-            await self._sync.aclose()
+        self._cancel_shows()
         with contextlib.suppress(Exception):
             await self._audio.aclose()
         with contextlib.suppress(Exception):
@@ -149,8 +135,9 @@ class RoomPublisher:
 
     # ------------------------------------------------------------------ frames
     async def write(self, frame: AvatarFrame) -> None:
-        """Queue one frame (video + its 40 ms of audio); back-pressure comes from the audio queue."""
-        if self.closed or not self.writable or self._sync is None:
+        """Queue one frame's 40 ms of audio (back-pressure: the audio queue) and schedule its picture
+        for the moment that audio starts to play."""
+        if self.closed or not self.writable or not self._published:
             return
         audible = self._tracker.audible(frame.segment_id, frame.speaking)
         events = (
@@ -161,24 +148,43 @@ class RoomPublisher:
             self.last_speech_frame_at = time.perf_counter()  # a talking mouth, audible or muted
             if audible:
                 self._speech_writes.append(self.last_speech_frame_at)
+        picture = to_video_frame(frame.image) if frame.image is not None else None
         pcm = np.ascontiguousarray(audio, dtype=np.int16)
+        await self._audio.capture_frame(rtc.AudioFrame(pcm.tobytes(), SAMPLE_RATE_HZ, 1, pcm.shape[0]))
+        ends_in_s = self._audio.queued_duration  # this frame's audio has played out after this long
+        starts_in_s = max(0.0, ends_in_s - FRAME_S)
         onset = next((e.segment.key for e in events if isinstance(e, Started)), None)
-        if frame.image is not None:  # a skipped frame: the viewer keeps the previous picture
-            self._video.marks.append(onset)
-            await self._sync.push(to_video_frame(frame.image))
-        await self._sync.push(rtc.AudioFrame(pcm.tobytes(), SAMPLE_RATE_HZ, 1, pcm.shape[0]))
-        if onset is not None:  # this frame's audio starts after what was queued before it
-            self._audio_onsets[onset] = time.perf_counter() + self._audio.queued_duration - FRAME_S
+        if onset is not None:
+            self._audio_onsets[onset] = time.perf_counter() + starts_in_s
+        if picture is not None:
+            self._schedule_show(picture, starts_in_s, onset)
         self.frames += 1
-        if events:
-            delay_s = self._audio.queued_duration  # this frame's audio plays out after what is queued
-            for event in events:
-                self._spawn(self._after(delay_s, event))
+        for event in events:
+            self._spawn(self._after(starts_in_s if isinstance(event, Started) else ends_in_s, event))
+
+    def _schedule_show(self, picture: rtc.VideoFrame, delay_s: float, onset: int | None) -> None:
+        loop = asyncio.get_running_loop()
+        handle = loop.call_later(delay_s, self._show, picture, onset)
+        self._shows.append(handle)
+        while self._shows and (self._shows[0].cancelled() or self._shows[0].when() <= loop.time()):
+            self._shows.popleft()  # shown already
+
+    def _show(self, picture: rtc.VideoFrame, onset: int | None) -> None:
+        if self.closed:
+            return
+        self._video.capture_frame(picture)
+        self.pictures += 1
+        if onset is not None:
+            self._video_onsets[onset] = time.perf_counter()
+
+    def _cancel_shows(self) -> None:
+        while self._shows:
+            self._shows.popleft().cancel()
 
     def av_offsets_ms(self) -> list[float]:
-        """Per started segment: when its first video frame reached the encoder minus when its first
-        audio left the audio queue (positive = video late). The farm's side of A/V sync."""
-        video = self._video.marked_at
+        """Per started segment: when its first picture reached the video source minus when its first
+        audio started to play (positive = video late). The farm's side of A/V sync."""
+        video = self._video_onsets
         return [
             round((video[k] - at) * 1000.0, 1) for k, at in sorted(self._audio_onsets.items()) if k in video
         ]
@@ -188,12 +194,12 @@ class RoomPublisher:
         return sum(1 for at in self._speech_writes if at > since)
 
     async def clear(self) -> None:
-        """``lk.clear_buffer``: drop queued audio and video, report every unreported segment now."""
+        """``lk.clear_buffer``: drop queued audio and the pictures not yet shown, report every
+        unreported segment now."""
         self.last_clear_at = time.perf_counter()
         reports = self._tracker.clear(self._audio.queued_duration)
-        if self._sync is not None:
-            await self._sync.clear_queue()
-        self._video.marks.clear()  # the queued frames were dropped with their marks
+        self._audio.clear_queue()
+        self._cancel_shows()
         for report in reports:
             self._spawn(self._report(report))
 

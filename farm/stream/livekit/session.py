@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
+import numpy as np
 from livekit import rtc
 
 from farm.kernel import names
@@ -66,8 +67,10 @@ class LiveKitRoomSession:
         gestures: Sequence[str] | None = None,
         session_id: str = "",
         room_factory: RoomFactory = rtc.Room,
+        poster: np.ndarray | None = None,
     ) -> None:
         self.join = join
+        self._poster = poster
         self._settings = settings
         self._frame_size = frame_size
         self._gestures = tuple(gestures) if gestures is not None else None
@@ -150,7 +153,7 @@ class LiveKitRoomSession:
                 room, self._frame_size, self._tracker, lambda: self._agent, session_id=self._session_id
             )
             began = time.perf_counter()
-            await self._publisher.publish()
+            await self._publisher.publish(self._poster)
             self.timings_ms["publish"] = round((time.perf_counter() - began) * 1000.0, 1)
             self._started_at = self._last_audio_at = time.monotonic()
             self.connected_at = time.perf_counter()

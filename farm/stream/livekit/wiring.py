@@ -20,6 +20,10 @@ class RoomSessionIo:
 
     def __call__(self, session: Session, render: RenderInfo) -> SessionIO:
         room = room_session_for(
-            session, self._settings, frame_size=render.frame_size, gestures=render.gestures
+            session,
+            self._settings,
+            frame_size=render.frame_size,
+            gestures=render.gestures,
+            poster=render.poster,
         )
         return SessionIO(input=room.input, sink=room.sink, output=room_output(room.join))
