@@ -26,14 +26,8 @@ from celery import Celery, signals
 from farm.infra.redis_conn import connect
 from farm.kernel.errors import FarmError
 from farm.kernel.settings import Settings
-from farm.worker.redis_runtime import (
-    EngineFactory,
-    redis_runtime,
-    start_dynamics,
-    start_health,
-    start_speech,
-    start_stop_notices,
-)
+from farm.worker.middleware import WorkerMiddleware
+from farm.worker.redis_runtime import EngineFactory, redis_runtime
 from farm.worker.runtime import WorkerRuntime
 from tasks.janitor import WorkerQueueJanitor
 from tasks.producer import CelerySessionQueue
@@ -60,6 +54,49 @@ def _selected_queues(app: Celery) -> list[str]:
     return sorted(selected) if selected else list(ALL_QUEUES)
 
 
+class BrokerMiddleware(WorkerMiddleware):
+    """The Celery side of a worker process, as runtime middleware.
+
+    * Consumption follows admission: when the runtime's measured cost leaves no room although a
+      thread is free, the worker stops consuming its queues (remote control, handled by its own
+      consumer thread) and resumes when room comes back, so deliveries never bounce between a full
+      worker and the queue.
+    * On stop: this worker's private queue and its janitor entry are deleted.
+    """
+
+    name = "broker"
+
+    def __init__(self, app: Celery, session_queue: CelerySessionQueue, janitor: WorkerQueueJanitor) -> None:
+        self._app = app
+        self._queue = session_queue
+        self._janitor = janitor
+        self._paused = False
+
+    def on_tick(self, runtime: WorkerRuntime) -> None:
+        if not runtime.ready or runtime.parts.pool is None:
+            return
+        full = runtime.free_slots == 0 and runtime.active < runtime.capacity  # by cost, not by slots
+        if full == self._paused:
+            return
+        self._paused = full
+        queues = [*runtime.queues, *([runtime.warm_queue] if runtime.warm_queue else [])]
+        control = self._app.control
+        for queue in queues:
+            with contextlib.suppress(Exception):
+                if full:
+                    control.cancel_consumer(queue, destination=[runtime.hostname])
+                else:
+                    control.add_consumer(queue, destination=[runtime.hostname])
+        log.info("consumption " + ("paused" if full else "resumed"), extra=runtime.fields)
+
+    def on_stop(self, runtime: WorkerRuntime) -> None:
+        if runtime.warm_queue is not None:
+            with contextlib.suppress(FarmError):
+                self._queue.delete_worker_queue(runtime.worker_id)
+        with contextlib.suppress(FarmError):
+            self._janitor.remove(runtime.worker_id)
+
+
 def boot(
     app: Celery, settings: Settings, *, hostname: str, capacity: int, engine_factory: EngineFactory | None
 ) -> WorkerRuntime:
@@ -76,31 +113,15 @@ def boot(
         models=models_for_queues(queues),
         capacity=capacity,
         engine_factory=engine_factory,
+        middleware=[BrokerMiddleware(app, session_queue, janitor)],
         cleaners=(janitor.sweep,),
     )
-
-    def delete_private_queue() -> None:
-        if runtime.warm_queue is not None:
-            runtime.warm_queue = None
-            with contextlib.suppress(FarmError):
-                session_queue.delete_worker_queue(runtime.worker_id)
-
-    def forget_worker() -> None:
-        with contextlib.suppress(FarmError):
-            janitor.remove(runtime.worker_id)
-
-    runtime.parts.on_stop = (*runtime.parts.on_stop, delete_private_queue, forget_worker)
     setattr(app, APP_ATTR, runtime)
     setattr(app, JANITOR_ATTR, janitor)
     with contextlib.suppress(FarmError):  # indexed before it declares anything in the broker
         janitor.add(runtime.worker_id)
     runtime.prewarm()
-    if runtime.ready:
-        start_dynamics(runtime, settings)
-        start_speech(runtime, settings)
-        start_stop_notices(runtime, settings)
     runtime.start()
-    start_health(runtime, settings)
     log.info(
         "worker ready" if runtime.ready else "worker prewarm failed: taking no sessions",
         extra={"worker_id": runtime.worker_id, "state": runtime.state},

@@ -16,6 +16,7 @@ import pydantic
 from celery import Celery, Task
 from celery.exceptions import Reject
 
+from farm.infra.backoff import capped_delay_s
 from farm.infra.blobs import BlobStore
 from farm.kernel import names
 from farm.kernel.contracts import (
@@ -33,8 +34,10 @@ from tasks.hooks import current_runtime
 log = logging.getLogger(__name__)
 
 NOT_READY_BACKOFF_S = 1.0
+NO_SLOT_BACKOFF_S = 0.25
 MAX_RETRIES = 3
-RETRY_BACKOFF_S = (1.0, 2.0, 4.0)
+RETRY_FIRST_S = 1.0  # then 2 s, then 4 s (farm.infra.backoff)
+RETRY_MAX_S = 4.0
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -63,7 +66,7 @@ def _retry(task: Task, exc: FarmError, fields: dict[str, str]) -> Exception:
     attempt = task.request.retries
     if not exc.retryable or attempt >= MAX_RETRIES:
         return exc
-    countdown = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
+    countdown = capped_delay_s(attempt, first_s=RETRY_FIRST_S, max_s=RETRY_MAX_S)
     log.warning("task failed, retrying", extra={**fields, "code": exc.code, "attempt": attempt + 1})
     return task.retry(exc=exc, countdown=countdown)
 
@@ -83,6 +86,7 @@ def register_tasks(app: Celery) -> None:
         except FarmError as exc:
             raise _retry(self, exc, fields) from exc
         if result.status == "no_slot":
+            time.sleep(NO_SLOT_BACKOFF_S)  # let a worker with room take it before this one asks again
             raise Reject("no free slot in this worker", requeue=True)
         return result.model_dump(mode="json")
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import httpx
 
+from farm.infra.backoff import capped_delay_s
 from farm.infra.embedded_redis import EmbeddedRedis, running_url
 from farm.kernel.errors import BackendUnavailable
 from farm.kernel.names import QUEUE_BUILD, QUEUE_ESSENCE, QUEUE_EXPRESSION
@@ -100,7 +101,7 @@ class RestartPolicy:
     """Give up (stop everything) after this many fast crashes in a row."""
 
     def delay_s(self, crashes_in_a_row: int) -> float:
-        return min(self.max_backoff_s, self.backoff_s * 2 ** max(0, crashes_in_a_row - 1))
+        return capped_delay_s(max(0, crashes_in_a_row - 1), first_s=self.backoff_s, max_s=self.max_backoff_s)
 
 
 @dataclass

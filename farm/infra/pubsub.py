@@ -17,6 +17,7 @@ from typing import Generic, TypeVar
 
 from pydantic import ValidationError as PydanticValidationError
 
+from farm.infra.backoff import Backoff
 from farm.infra.redis_conn import TRANSIENT_ERRORS, connect, translate_errors
 from farm.kernel.contracts import SCHEMA_VERSION, Versioned
 
@@ -97,17 +98,18 @@ class RedisTopic(Generic[M, R]):
         self._client.close()
 
     def _run(self) -> None:
-        backoff_s = 0.05
+        backoff = Backoff(first_s=0.05, max_s=self._max_backoff_s)
         while not self._stop.is_set():
+            delay_s = 0.0
             try:
                 self._listen()
                 return
             except TRANSIENT_ERRORS as exc:
                 self._subscribed.clear()
-                self._on_lost(exc, backoff_s)
-            if self._stop.wait(backoff_s):
+                delay_s = backoff.next_s()
+                self._on_lost(exc, delay_s)
+            if self._stop.wait(delay_s):
                 return
-            backoff_s = min(backoff_s * 2, self._max_backoff_s)
 
     def _listen(self) -> None:
         client = connect(

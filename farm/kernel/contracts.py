@@ -118,12 +118,17 @@ class WorkerInfo(Versioned):
     started_at: float = Field(default_factory=time.time)
     ready_at: float | None = None  # when it became READY (it consumes nothing before)
     frames_rendered: int = 0  # frames handed to sinks (room and file sessions) since the process started
-    late_frames: int = 0  # of those, late (> 1 frame period after their tick) or skipped
+    late_frames: int = 0  # of those, shown without a new picture (skipped to keep the voice real time)
+    admissible: int | None = None  # sessions it takes now: its measured cost may leave fewer than its slots
     heartbeat_at: float = Field(default_factory=time.time)
 
     @property
     def free_slots(self) -> int:
-        return max(0, self.capacity - self.active_sessions) if self.state == "READY" else 0
+        """Sessions this worker would take now (0 unless READY)."""
+        if self.state != "READY":
+            return 0
+        free = max(0, self.capacity - self.active_sessions)
+        return free if self.admissible is None else min(free, max(0, self.admissible))
 
 
 class StopMessage(Versioned):

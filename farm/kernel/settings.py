@@ -113,6 +113,20 @@ class Settings(BaseSettings):
     idle_timeout_s: float = Field(300.0, description="A room session with no agent audio for this long ends.")
 
     # --- workers
+    worker_cpu_target: float = Field(
+        0.85,
+        gt=0.0,
+        le=1.0,
+        description="Admission by measured cost: a worker takes another session only while one more of "
+        "its measured average cost fits under this share of the cores it may use (affinity, cgroup quota).",
+    )
+    worker_late_share: float = Field(
+        0.01,
+        ge=0.0,
+        le=1.0,
+        description="A worker whose live sessions skipped more than this share of their pictures in the "
+        "last heartbeat window (to keep their voices on the audio clock) takes no new session.",
+    )
     worker_capacity: int = Field(
         4, description="Concurrent sessions per worker process (Celery concurrency)."
     )

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from farm.infra.backoff import Backoff
 from farm.kernel.domain import Session, SessionState
 from farm.kernel.errors import BackendUnavailable, FarmError, LeaseLost, RoomJoinFailed
 from farm.kernel.settings import Settings
@@ -407,9 +408,10 @@ class SessionRunner:
         a pause, not a failed session re-rendered from the start elsewhere."""
         session_id = self.lease.session_id
         give_up_at = time.monotonic() + self.settings.lease_ttl_s
-        delay_s = _MOVE_RETRY_FIRST_S
+        backoff = Backoff(first_s=_MOVE_RETRY_FIRST_S, max_s=_MOVE_RETRY_MAX_S)
         while True:
             self._check_lease()
+            delay_s = backoff.next_s()
             try:
                 return await asyncio.to_thread(
                     self.store.transition, session_id, target, reason=reason, lease=self.lease, **fields
@@ -421,7 +423,6 @@ class SessionRunner:
                     "state change waits for the backend", extra={**self._log_fields(), "state": target}
                 )
             await asyncio.sleep(delay_s)
-            delay_s = min(delay_s * 2, _MOVE_RETRY_MAX_S)
             with contextlib.suppress(BackendUnavailable):  # the lost reply may hide a write that landed
                 current = await asyncio.to_thread(self.store.get, session_id)
                 if current.state is target:

@@ -116,6 +116,9 @@ class FramePump:
         self._clock = clock or LoopClock()
         self._input_changed = asyncio.Event()
         self._input_closed = False
+        # Held from taking a frame until it is written: an interrupt waits for the frame in flight,
+        # so every frame written after the interrupt was rendered after it (the sink's barrier).
+        self._turn = asyncio.Lock()
         self.stats = PumpStats()
         self.progress_at = time.monotonic()  # last step forward (the lease keeper's stall check)
 
@@ -160,8 +163,8 @@ class FramePump:
                 continue
             else:
                 render = True
-            frame = await self._next(render)
-            await self._write(frame)
+            async with self._turn:
+                await self._write(await self._next(render))
             index += 1
             await asyncio.sleep(0)  # let the input consumer and the lease keeper run
 
@@ -214,7 +217,8 @@ class FramePump:
             elif isinstance(event, SegmentEnd):
                 await self._lane.call(renderer.flush)
             elif isinstance(event, ClearBuffer):
-                await self._lane.call(renderer.interrupt)
+                async with self._turn:
+                    await self._lane.call(renderer.interrupt)
             elif isinstance(event, Gesture):
                 await self._gesture(event.action)
             elif isinstance(event, InputClosed):

@@ -9,10 +9,11 @@ Gauges use ``livesum`` (sessions, free slots) or ``liveall`` (READY) so dead pro
 Labels are bounded: ``pool`` (a render queue), ``code`` (a ``FarmError`` code), ``stage`` (a TTFF
 breakdown stage). Never a session id or tenant: those go to the JSON logs.
 
-The runtime's calls:
+``MetricsMiddleware`` makes the calls from the runtime's hooks:
   ``session_started(pool, queue_wait_s)``, ``session_ended(pool)``, ``set_capacity(pool, free_slots)``,
   ``set_ready(pool, ready)``, ``ttff(pool, total_s, stages={"claim": s, "avatar": s, ...})``,
-  ``frames(pool, rendered, late)``, ``av_offset(pool, seconds)``, ``batch(pool, size)``,
+  ``frames(pool, rendered, late, skipped=, resyncs=)``, ``delivered_fps(pool, fps)``,
+  ``av_offset(pool, seconds)``, ``batch(pool, size)``,
   ``lease_lost(pool)``, ``handed_back(pool)``, ``failed(pool, code)``.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -31,6 +33,13 @@ from prometheus_client import (
     multiprocess,
 )
 
+from farm.kernel.contracts import RunSessionMessage
+from farm.worker.middleware import WorkerMiddleware
+
+if TYPE_CHECKING:
+    from farm.sessions.runner import RunResult, SessionRunner
+    from farm.worker.runtime import WorkerRuntime
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -38,6 +47,7 @@ _LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30)
 _WAIT_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 _OFFSET_BUCKETS = (-0.2, -0.1, -0.045, -0.02, 0, 0.02, 0.045, 0.1, 0.2)
 _BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64)
+_FPS_BUCKETS = (5, 10, 15, 20, 22, 24, 24.5, 25, 26)
 
 
 class WorkerMetrics:
@@ -79,8 +89,34 @@ class WorkerMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.rendered = Counter("farm_frames_rendered", "Frames rendered", ["pool"], registry=r)
-        self.late = Counter("farm_frames_late", "Frames past their 40 ms tick", ["pool"], registry=r)
+        self.rendered = Counter(
+            "farm_frames_rendered", "Frames published with a new picture", ["pool"], registry=r
+        )
+        self.late = Counter(
+            "farm_frames_late",
+            "Frames without a new picture in time (skipped) or after a stall",
+            ["pool"],
+            registry=r,
+        )
+        self.skipped = Counter(
+            "farm_frames_skipped",
+            "Pictures skipped to keep the voice on the audio clock (the viewer kept the previous one)",
+            ["pool"],
+            registry=r,
+        )
+        self.resyncs = Counter(
+            "farm_audio_resyncs",
+            "Stalls past the pump's lag bound: a gap in a session's audio",
+            ["pool"],
+            registry=r,
+        )
+        self.fps = Histogram(
+            "farm_session_delivered_fps",
+            "Pictures per second a session's viewers received, per ended session",
+            ["pool"],
+            buckets=_FPS_BUCKETS,
+            registry=r,
+        )
         self.offset = Histogram(
             "farm_av_offset_seconds",
             "Video minus audio timestamp",
@@ -128,10 +164,17 @@ class WorkerMetrics:
         for stage, seconds in (stages or {}).items():
             self.ttff_stage.labels(pool, stage).observe(seconds)
 
-    def frames(self, pool: str, rendered: int, late: int = 0) -> None:
+    def frames(self, pool: str, rendered: int, late: int = 0, *, skipped: int = 0, resyncs: int = 0) -> None:
         self.rendered.labels(pool).inc(rendered)
         if late:
             self.late.labels(pool).inc(late)
+        if skipped:
+            self.skipped.labels(pool).inc(skipped)
+        if resyncs:
+            self.resyncs.labels(pool).inc(resyncs)
+
+    def delivered_fps(self, pool: str, fps: float) -> None:
+        self.fps.labels(pool).observe(fps)
 
     def av_offset(self, pool: str, seconds: float) -> None:
         self.offset.labels(pool).observe(seconds)
@@ -167,3 +210,48 @@ def process_exited(pid: int) -> None:
     """Call from the pool's child-exit hook so its live gauges stop counting (multi-process mode)."""
     if os.environ.get(MULTIPROC_ENV):
         multiprocess.mark_process_dead(pid)
+
+
+class MetricsMiddleware(WorkerMiddleware):
+    """Reports the runtime's sessions to a ``WorkerMetrics`` (Prometheus)."""
+
+    name = "metrics"
+
+    def __init__(self, metrics: WorkerMetrics) -> None:
+        self.metrics = metrics
+
+    def after_claim(
+        self, runtime: WorkerRuntime, message: RunSessionMessage, timings: Mapping[str, float]
+    ) -> None:
+        self.metrics.session_started(message.model.value, timings["queue_wait"] / 1000.0)
+
+    def on_session_end(
+        self, runtime: WorkerRuntime, message: RunSessionMessage, runner: SessionRunner, result: RunResult
+    ) -> None:
+        metrics, pool = self.metrics, message.model.value
+        stats = runner.stats
+        metrics.session_ended(pool)
+        metrics.frames(pool, stats.rendered, runner.late_frames, skipped=stats.skipped, resyncs=stats.resyncs)
+        if stats.frames:
+            metrics.delivered_fps(pool, stats.delivered_fps())
+        if stats.dropped_speech_s:
+            metrics.dropped_speech(pool, stats.dropped_speech_s)
+        session = result.session
+        timings = (session.timings_ms or {}) if session is not None else {}
+        if "first_frame" in timings:
+            stages = {
+                k: v / 1000.0 for k, v in timings.items() if k in ("queue_wait", "claim", "avatar_ready")
+            }
+            metrics.ttff(pool, timings["first_frame"] / 1000.0, stages)
+        if result.handed_back:
+            metrics.handed_back(pool)
+        elif result.lease_lost:
+            metrics.lease_lost(pool)
+        elif session is not None and session.failure:
+            metrics.failed(pool, session.failure.get("code", "INTERNAL_ERROR"))
+
+    def on_tick(self, runtime: WorkerRuntime) -> None:
+        free = runtime.free_slots
+        for pool in runtime.queues:
+            self.metrics.set_capacity(pool, free)
+            self.metrics.set_ready(pool, runtime.ready)

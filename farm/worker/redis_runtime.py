@@ -1,8 +1,9 @@
-"""The production WorkerRuntime of a worker process: Redis stores, the engine registry, dynamics.
+"""The production WorkerRuntime of a worker process: Redis stores, the engine registry, middleware.
 
-``redis_runtime`` wires the parts; the Celery layer (``tasks.hooks``) calls it from the right
-process hook and hands it the broker-side pieces it owns (the SessionQueue, the private-queue
-cleanup). Nothing here knows Celery.
+``redis_runtime`` wires the parts and the middleware in their declared order
+(``farm.worker.middleware.MIDDLEWARE_ORDER``); the Celery layer (``tasks.hooks``) calls it from the
+right process hook and hands it the broker-side pieces it owns (the SessionQueue, its private-queue
+clean-up as one more middleware). Nothing here knows Celery.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from collections.abc import Callable, Sequence
 from farm.infra.blobs import BlobStore
 from farm.infra.redis_conn import connect
 from farm.kernel import names
-from farm.kernel.contracts import SpeakMessage
-from farm.kernel.domain import ModelKind, Session
+from farm.kernel.domain import AgentStatus, ModelKind
+from farm.kernel.errors import FarmError
 from farm.kernel.settings import Settings
-from farm.render.base import RenderEngine
+from farm.render.base import AvatarSource, RenderEngine
 from farm.render.pool import ModelPool
 from farm.render.registry import create_engine
 from farm.sessions.agents import RedisAgentStore
@@ -26,10 +27,16 @@ from farm.sessions.liveness import RedisWorkerLiveness
 from farm.sessions.reaper import QueuePolicy, Reaper, RedisOnce, RedisReaperLock
 from farm.sessions.redis_store import RedisSessionStore
 from farm.sessions.registry import RedisWorkerRegistry
-from farm.sessions.runner import DynamicsAttachment
 from farm.sessions.warm import StrandedRescuer
 from farm.tenancy.metering import Metering, RedisLedger, meter_minute
+from farm.worker.admission import CostAdmission
+from farm.worker.liveness import LivenessMiddleware
+from farm.worker.memory import MemoryCeiling
+from farm.worker.metrics import MetricsMiddleware, WorkerMetrics, render_latest
+from farm.worker.middleware import WorkerMiddleware
 from farm.worker.runtime import RuntimeParts, WorkerRuntime
+from farm.worker.topics import DynamicsTopic, HealthEndpoint, SpeechTopic, StopNotices
+from farm.worker.tracing import Tracing
 from farm.worker.wiring import AvatarResolver, WorkerSessionIo
 
 log = logging.getLogger(__name__)
@@ -46,12 +53,13 @@ def redis_runtime(
     models: Sequence[ModelKind],
     capacity: int,
     engine_factory: EngineFactory | None = None,
-    on_stop: Sequence[Callable[[], object]] = (),
+    middleware: Sequence[WorkerMiddleware] = (),
     cleaners: Sequence[Callable[[], object]] = (),
 ) -> WorkerRuntime:
     """The runtime of this process over ``settings.redis_url`` (not yet prewarmed or started).
 
-    ``cleaners`` run in the fleet-wide reaper pass (the Celery layer's dead-worker queue sweep)."""
+    ``middleware`` is added to the farm's own (the Celery layer's broker clean-up); ``cleaners`` run
+    in the fleet-wide reaper pass (the Celery layer's dead-worker queue sweep)."""
     assert settings.redis_url, "the worker needs settings.redis_url"
     client = connect(settings.redis_url)
     worker_id = f"{hostname}:{os.getpid()}"
@@ -62,13 +70,16 @@ def redis_runtime(
     pool = ModelPool(list(models), factory, avatar_cache_mb=settings.avatar_cache_mb) if models else None
     registry = RedisWorkerRegistry(client)
     liveness = RedisWorkerLiveness(client)
+    heart = LivenessMiddleware(
+        liveness, store, ttl_s=settings.liveness_ttl_s, renew_s=settings.liveness_renew_s
+    )
     reaper = Reaper(
         store,
         queue,
         RedisReaperLock(client, worker_id, ttl_s=settings.reaper_interval_s),
         max_attempts=settings.max_attempts,
         liveness=liveness,
-        trust_liveness=lambda: runtime.liveness_steady,
+        trust_liveness=lambda: heart.steady,
         # a read slower than this may have outlasted a key's TTL: it judges nobody
         liveness_read_limit_s=max(
             settings.liveness_renew_s, settings.liveness_ttl_s - settings.liveness_renew_s
@@ -83,6 +94,8 @@ def redis_runtime(
     rescuer = StrandedRescuer(client, registry, queue, settings.warm_route_max_wait_s)
     resolver = AvatarResolver(settings, agents, blobs)
     metering = Metering(RedisLedger(client))
+    dynamics = DynamicsTopic(settings)
+    metrics = WorkerMetrics()
     parts = RuntimeParts(
         store=store,
         queue=queue,
@@ -91,120 +104,45 @@ def redis_runtime(
         pool=pool,
         io_factory=WorkerSessionIo(settings, blobs),
         resolve_avatar=resolver,
-        hot_avatar=lambda agent_id: resolver.for_agent(agent_id, ModelKind.ESSENCE),
+        hot_avatars=lambda: hot_avatars(settings, pool, agents, resolver),
+        attach_dynamics=dynamics.attach,
         maintenance=(reaper.run_once, rescuer.run_once),
         meter=lambda session, minute, token: meter_minute(metering, session, minute, token).value,
-        on_stop=on_stop,
-        liveness=liveness,
     )
-    runtime = WorkerRuntime(
-        settings, parts, worker_id=worker_id, hostname=hostname, queues=queues, capacity=capacity
+    own: list[WorkerMiddleware] = [
+        heart,
+        MemoryCeiling(settings.worker_memory_limit_mb),
+        CostAdmission.from_settings(settings),
+        MetricsMiddleware(metrics),
+        Tracing(),
+        dynamics,
+        SpeechTopic(settings),
+        StopNotices(settings),
+        HealthEndpoint(settings, metrics=lambda: render_latest(metrics)),
+    ]
+    return WorkerRuntime(
+        settings,
+        parts,
+        worker_id=worker_id,
+        hostname=hostname,
+        queues=queues,
+        capacity=capacity,
+        middleware=[*own, *middleware],
     )
-    return runtime
 
 
-def start_dynamics(runtime: WorkerRuntime, settings: Settings) -> None:
-    """Subscribe a READY render process to the dynamics topic (gestures fanned out by Redis)."""
-    if runtime.parts.pool is None or runtime.parts.attach_dynamics is not None:
-        return
-    from farm.dynamics.worker import WorkerDynamics
-
+def hot_avatars(
+    settings: Settings, pool: ModelPool | None, agents: RedisAgentStore, resolver: AvatarResolver
+) -> list[tuple[ModelKind, AvatarSource]]:
+    """The most used READY Essence agents, preloaded at prewarm (``hot_avatars`` of them)."""
+    wanted = settings.hot_avatars
+    if pool is None or ModelKind.ESSENCE not in pool.models or wanted <= 0:
+        return []
+    hot: list[tuple[ModelKind, AvatarSource]] = []
     try:
-        dynamics = WorkerDynamics.connect(str(settings.redis_url), runtime.worker_id)
-    except Exception:
-        log.exception("dynamics unavailable: gestures only from session input", extra=runtime._fields)
-        return
-
-    def attach(
-        session: Session, gestures: Sequence[str], deliver: Callable[[str], None]
-    ) -> DynamicsAttachment:
-        return dynamics.attach(
-            session_id=session.id,
-            tenant=session.tenant,
-            agent_id=session.avatar_id,
-            gestures=gestures,
-            trigger=deliver,
-        )
-
-    runtime.parts.attach_dynamics = attach
-    runtime.parts.on_stop = (*runtime.parts.on_stop, dynamics.close)
-
-
-def start_speech(runtime: WorkerRuntime, settings: Settings) -> None:
-    """Subscribe a READY render process to ``farm:speak``: ``POST /v1/agent/{code}/speak`` plays on
-    the live session this process holds; other processes ignore the message."""
-    if runtime.parts.pool is None:
-        return
-    from farm.infra.speak import RedisSpeakBus, decode_speech
-
-    def handle(message: SpeakMessage) -> None:
-        if runtime.speak(message.session_id, *decode_speech(message)):
-            log.info("speech played", extra={"session_id": message.session_id, **runtime._fields})
-
-    try:
-        bus = RedisSpeakBus(str(settings.redis_url))
-        bus.start(handle)
-    except Exception:
-        log.exception("speech topic unavailable: /speak reaches no session here", extra=runtime._fields)
-        return
-    runtime.parts.on_stop = (*runtime.parts.on_stop, bus.close)
-
-
-def start_stop_notices(runtime: WorkerRuntime, settings: Settings) -> None:
-    """Subscribe a READY render process to ``farm:stop``: a client's stop request ends the session
-    this process holds at its next frame rather than at its next lease renewal."""
-    from farm.infra.pubsub import RedisTopic
-    from farm.kernel.contracts import StopMessage
-
-    def handle(message: StopMessage) -> None:
-        if runtime.stop_session(message.session_id):
-            log.info("stop notice", extra={"session_id": message.session_id, **runtime._fields})
-
-    try:
-        topic: RedisTopic[StopMessage, None] = RedisTopic(
-            str(settings.redis_url), names.STOP_TOPIC, StopMessage
-        )
-        topic.start(handle)
-    except Exception:
-        log.exception("stop topic unavailable: stops wait for lease renewals here", extra=runtime._fields)
-        return
-    runtime.parts.on_stop = (*runtime.parts.on_stop, topic.close)
-
-
-def start_health(runtime: WorkerRuntime, settings: Settings) -> None:
-    """Serve /startupz, /readyz, /livez, /drainz (and /metrics) for Kubernetes on ``health_port``.
-
-    One worker per pod in Kubernetes; on one machine (``farm up``, tests) several workers share the
-    host, so a port already in use is logged and the worker runs without the endpoint.
-    """
-    if settings.health_port <= 0:
-        return
-    import time
-
-    from farm.worker.health import HealthServer, WorkerHealth
-    from farm.worker.metrics import WorkerMetrics, render_latest
-
-    metrics = WorkerMetrics()
-    runtime.parts.metrics = metrics
-
-    def read() -> WorkerHealth:
-        state = "DRAINING" if runtime.state == "DRAINING" else runtime.state
-        progress_at = time.monotonic() - runtime.progress_age_s()
-        return WorkerHealth(state, progress_at, live_sessions=runtime.active, error=runtime.error)
-
-    try:
-        server = HealthServer(
-            read,
-            port=settings.health_port,
-            stale_s=settings.progress_stale_s,
-            on_drain=runtime.stop_intake,
-            max_drain_s=settings.max_session_s,
-            metrics=lambda: render_latest(metrics),
-        ).start()
-    except OSError:
-        log.warning(
-            "health endpoint not started: port in use",
-            extra={**runtime._fields, "port": settings.health_port},
-        )
-        return
-    runtime.parts.on_stop = (*runtime.parts.on_stop, server.close)
+        for agent_id in agents.most_used(wanted):
+            if agents.get(agent_id).status is AgentStatus.READY:
+                hot.append((ModelKind.ESSENCE, resolver.for_agent(agent_id, ModelKind.ESSENCE)))
+    except FarmError:
+        log.warning("hot avatars unavailable")
+    return hot

@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 from redis.sentinel import SentinelConnectionPool
 
+from farm.infra.backoff import Backoff, capped_delay_s
 from farm.infra.redis_conn import SentinelTarget, connect, parse_sentinel_url
 from farm.kernel.settings import Settings, sentinel_url
-from farm.worker.runtime import RedisBackoff
 from tasks.app import celery_config, create_app
 from tasks.broker import (
     REDIS_TRANSPORT,
@@ -111,12 +111,22 @@ def test_celery_keeps_no_results_and_never_gives_up_on_the_broker() -> None:
 
 
 def test_heartbeat_calls_back_off_while_redis_fails_and_recover_at_once() -> None:
-    backoff = RedisBackoff(max_s=5.0)
+    backoff = Backoff(first_s=0.5, max_s=5.0)
 
-    assert backoff.next_s(0.5, ok=True) == 0.5
-    assert [backoff.next_s(0.5, ok=False) for _ in range(5)] == [1.0, 2.0, 4.0, 5.0, 5.0]
-    assert backoff.next_s(0.5, ok=True) == 0.5
-    assert RedisBackoff(max_s=5.0).next_s(10.0, ok=False) == 10.0  # never below the normal interval
+    assert backoff.after(True, floor_s=0.5) == 0.5
+    assert [backoff.after(False, floor_s=0.5) for _ in range(5)] == [1.0, 2.0, 4.0, 5.0, 5.0]
+    assert backoff.after(True, floor_s=0.5) == 0.5
+    assert Backoff(first_s=10.0, max_s=5.0).after(False, floor_s=10.0) == 10.0  # never below the interval
+
+
+def test_one_capped_exponential_backoff_serves_every_retry_loop() -> None:
+    assert [capped_delay_s(n, first_s=0.05, max_s=1.0) for n in range(6)] == [0.05, 0.1, 0.2, 0.4, 0.8, 1.0]
+    backoff = Backoff(first_s=1.0, max_s=4.0)
+    assert [backoff.next_s() for _ in range(4)] == [1.0, 2.0, 4.0, 4.0]
+    backoff.reset()
+    assert backoff.next_s() == 1.0
+    with pytest.raises(ValueError):
+        capped_delay_s(-1, first_s=1.0, max_s=2.0)
 
 
 @pytest.mark.parametrize(
