@@ -90,14 +90,14 @@ def run(*, smoke: bool, weights: Path | None, budget_s: float) -> dict[str, Any]
     device = "cuda" if cuda and not smoke else "cpu"
     result["device"] = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
     result["parameters"] = parameter_report(FULL)
-    size = 256 if smoke else 512
+    size = 128 if smoke else 512
     config = throughput.ThroughputConfig(
         preset="tiny" if smoke else "full",
         device=device,
         batches=(1, 2) if smoke else (1, 4, 8, 16, 32),
         frame_size=size,
         sampling_steps=2 if smoke else 10,
-        min_runs=2 if smoke else 5,
+        min_runs=1 if smoke else 5,
         min_time_s=0.0 if smoke else 1.0,
     )
     torch_result = throughput.measure(config, throughput.Budget(budget_s * 0.6))
@@ -114,7 +114,7 @@ def run(*, smoke: bool, weights: Path | None, budget_s: float) -> dict[str, Any]
     )
     sessions = max(1, min(best or 1, 2 if smoke else 32))
     result["realtime"] = gpucheck.engine_realtime(
-        config.preset, device, sessions, 1.0 if smoke else 8.0, size
+        config.preset, device, sessions, 0.5 if smoke else 8.0, size, render_first=not smoke
     )
     result["sessions_per_gpu"] = {
         mode: m.get("capacity", {}).get("best")

@@ -10,14 +10,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from farm.kernel.errors import ModelWeightsInvalid
 from farm.kernel.settings import Settings
 from farm.render.landmarks import sample_portrait
 from farm.render.learned import LearnedExpressionEngine
 from farm.render.learned.avatar import synthetic
+from farm.render.learned.export import export_graph
 from farm.render.learned.motion import driving_keypoints
 from farm.render.learned.pipeline import FrameJob
+from farm.render.learned.signatures import GRAPHS_BY_NAME
+from farm.render.learned.tensorrt import PlanKey, profile_for, unavailable_reason
+from farm.render.learned.validate import check_weights_dir
 from tests.support.learned_graphs import copy_weights, tiny_weights
 
 pytestmark = pytest.mark.unit
@@ -137,3 +142,40 @@ def test_importing_the_package_loads_neither_torch_nor_onnxruntime() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+class _HalfSizeDecoder(torch.nn.Module):
+    """A decoder that renders 256×256 while its file declares 512×512 (an export gone wrong)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.to_rgb = torch.nn.Conv2d(256, 3, 1)
+
+    def forward(self, feature: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(torch.nn.functional.interpolate(self.to_rgb(feature), scale_factor=4.0))
+
+
+def test_prewarm_runs_each_graph_once_and_names_an_output_that_lies_about_its_shape(tmp_path: Path) -> None:
+    weights = copy_weights(tmp_path / "weights")
+    export_graph("decoder", _HalfSizeDecoder(), weights / "decoder.onnx")
+    assert check_weights_dir(weights).ok  # the file declares the right shape...
+    with pytest.raises(
+        ModelWeightsInvalid, match=r"decoder: output 'output' came out \[1, 3, 256, 256\] at batch 1"
+    ):
+        LearnedExpressionEngine(
+            weights=weights, size=SIZE, sampling_steps=2
+        ).prewarm()  # ...the graph does not
+
+
+def test_tensorrt_plans_are_keyed_by_graph_gpu_arch_tensorrt_version_and_shape_profile() -> None:
+    profile = profile_for(GRAPHS_BY_NAME["warp_network"], max_batch=32, opt_batch=16)
+    assert [(name, lo[0], opt[0], hi[0]) for name, lo, opt, hi in profile.shapes] == [
+        ("feature_3d", 1, 16, 32),
+        ("kp_source", 1, 16, 32),
+        ("kp_driving", 1, 16, 32),
+    ]
+    key = PlanKey("warp_network", "ab" * 32, "10.9.0", (9, 0), profile, "fp16")
+    assert key.filename() == "warp_network-abababababab-trt10.9.0-sm90-b1.16.32-fp16.plan"
+    other = PlanKey("warp_network", "ab" * 32, "10.9.0", (8, 9), profile, "fp16")
+    assert other.filename() != key.filename() and other.digest() != key.digest()
+    assert unavailable_reason() is not None  # no TensorRT on this machine: the engine says why it falls back

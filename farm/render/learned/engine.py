@@ -136,7 +136,9 @@ class LearnedExpressionEngine:
             try:
                 graphs = self._load_graphs()
                 from farm.render.learned.pipeline import silence_features
+                from farm.render.learned.validate import check_outputs
 
+                check_outputs(graphs)
                 pipeline = Pipeline(
                     graphs, sampling_steps=self.sampling_steps, silence_features=silence_features(graphs)
                 )

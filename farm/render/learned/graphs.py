@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from farm.kernel.errors import ModelWeightsInvalid
 from farm.render.learned.signatures import GRAPHS_BY_NAME, GraphSpec
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,12 @@ class OrtGraphs:
         self._batched: dict[str, bool] = {}
         for graph, path in files.items():
             # Licence of each file: signatures.GRAPHS_BY_NAME[graph].licence (checked by validate.py).
-            session = ort.InferenceSession(str(path), options, providers=providers)
+            try:
+                session = ort.InferenceSession(str(path), options, providers=providers)
+            except Exception as exc:  # onnxruntime raises its own untyped errors
+                raise ModelWeightsInvalid(
+                    f"{graph}: onnxruntime cannot load {path.name}: {type(exc).__name__}: {str(exc)[:300]}"
+                ) from exc
             shape = session_io(session).inputs[0].shape
             self._sessions[graph] = session
             self._batched[graph] = shape is not None and len(shape) > 0 and shape[0] != 1

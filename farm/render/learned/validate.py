@@ -14,19 +14,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
 
 from farm.kernel.errors import ModelWeightsInvalid
 from farm.render.learned.onnx_io import GraphIO, OnnxReadError, TensorIO, read_graph_io
 from farm.render.learned.signatures import (
+    AUDIO_WINDOW_SAMPLES,
     BATCH,
     GRAPH_SET,
     GRAPHS,
+    HUBERT_DIM,
     LICENCE_FILES,
     STANDARD_DOMAINS,
     GraphSpec,
     TensorSpec,
+    concrete_shape,
+    example_feeds,
 )
+
+if TYPE_CHECKING:
+    from farm.render.learned.graphs import GraphBackend
 
 BatchMode = Literal["dynamic", "fixed-1", "none", "unknown"]
 
@@ -223,6 +232,34 @@ def check_weights_dir(directory: Path) -> WeightsReport:
             "(`farm models pull ditto` copies the repository's LICENSE)"
         )
     return report
+
+
+def check_outputs(backend: GraphBackend) -> None:
+    """Run every loaded graph once at batch 1 and compare what comes out with the declaration.
+
+    The file check cannot see dims a file leaves symbolic; this catches them where the graph runs
+    (at prewarm), with the same kind of message: ModelWeightsInvalid naming graph and tensor."""
+    for graph in GRAPHS:
+        if not graph.batched:
+            continue
+        feeds = {k: backend.asarray(v) for k, v in example_feeds(graph, 1).items()}
+        outputs = backend.run(graph.name, feeds)
+        for spec in graph.outputs:
+            got = tuple(backend.to_host(outputs[spec.name]).shape)
+            allowed = [concrete_shape(TensorSpec(spec.name, spec.dtype, shape), 1) for shape in spec.shapes]
+            if got not in allowed:
+                raise ModelWeightsInvalid(
+                    f"{graph.name}: output '{spec.name}' came out {list(got)} at batch 1, expected "
+                    f"{' or '.join(str(list(a)) for a in allowed)} ({spec.describe()})"
+                )
+    encoding = backend.to_host(
+        backend.speech_features(backend.asarray(np.zeros((1, AUDIO_WINDOW_SAMPLES), np.float32)))
+    )
+    if encoding.shape != (1, 20, HUBERT_DIM):
+        raise ModelWeightsInvalid(
+            f"hubert: a {AUDIO_WINDOW_SAMPLES}-sample window gave features {list(encoding.shape[1:])}, "
+            f"expected [20, {HUBERT_DIM}] (50 Hz frames of 1024)"
+        )
 
 
 def require_valid(directory: Path) -> WeightsReport:
