@@ -41,10 +41,10 @@ def test_the_exported_test_set_is_a_valid_graph_set() -> None:
 
 
 @pytest.mark.parametrize("graph", [g for g in GRAPHS if g.batched], ids=lambda g: g.name)
-def test_every_test_graph_runs_at_batch_1_and_3_with_the_declared_output_shapes(graph: object) -> None:
+def test_every_test_graph_runs_at_batch_1_and_2_with_the_declared_output_shapes(graph: object) -> None:
     spec = GRAPHS_BY_NAME[graph.name]  # type: ignore[attr-defined]
     session = ort.InferenceSession(str(tiny_weights() / spec.files[0]), providers=["CPUExecutionProvider"])
-    for batch in (1, 3):
+    for batch in (1, 2):
         outputs = session.run(None, example_feeds(spec, batch))
         for declared, out in zip(spec.outputs, outputs, strict=True):
             expected = concrete_shape(declared, batch)

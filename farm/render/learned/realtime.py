@@ -7,7 +7,9 @@ session runner's rule; the grid re-anchors after a late frame, so one stall coun
 
 * ``first_frame_latency``: audio arrives in real time, 40 ms per 40 ms, from t0; the latency is the
   time until the first frame that carries that speech is returned. It includes the designed wait
-  for the chunk and its look-ahead (285 ms of audio) plus the motion and frame compute.
+  for the chunk and its look-ahead (285 ms of audio) plus the motion and frame compute. It also
+  reports what opening a session costs on a warm engine with a prepared avatar (no extractor runs)
+  and how long until that session's first (idle) frame.
 * ``paced_sessions``: N sessions speaking continuously for ``seconds``: late-frame share, frame
   latency percentiles, batch sizes the batchers formed.
 """
@@ -41,9 +43,13 @@ def first_frame_latency(
     engine: LearnedExpressionEngine, avatar: DeviceAvatar, *, render: bool = True
 ) -> dict[str, Any]:
     """Milliseconds from the first real-time audio chunk to the first frame that carries it."""
+    opened = time.perf_counter()
     renderer = engine.open_session(avatar, "first-frame")
+    open_ms = (time.perf_counter() - opened) * 1000
+    renderer.next_frame(render=render)
+    first_idle_ms = (time.perf_counter() - opened) * 1000
     speech = speech_signal(1.0)
-    for _ in range(5):  # idle a little first, as a session does before the agent speaks
+    for _ in range(4):  # idle a little first, as a session does before the agent speaks
         renderer.next_frame(render=render)
     started = time.perf_counter()
     stop = threading.Event()
@@ -72,6 +78,9 @@ def first_frame_latency(
     return {
         "first_frame_ms": None if latency_ms is None else round(latency_ms, 1),
         "audio_arrives": "real time, 40 ms chunks",
+        "session_open_ms": round(open_ms, 2),
+        "session_first_idle_frame_ms": round(first_idle_ms, 1),
+        "rendered": render,
     }
 
 
