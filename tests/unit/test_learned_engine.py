@@ -18,12 +18,13 @@ from farm.render.landmarks import sample_portrait
 from farm.render.learned import LearnedExpressionEngine
 from farm.render.learned.avatar import synthetic
 from farm.render.learned.export import export_graph
+from farm.render.learned.graphs import OrtGraphs
 from farm.render.learned.motion import driving_keypoints
 from farm.render.learned.pipeline import FrameJob
-from farm.render.learned.signatures import GRAPHS_BY_NAME
+from farm.render.learned.signatures import GRAPHS_BY_NAME, example_feeds
 from farm.render.learned.tensorrt import PlanKey, profile_for, unavailable_reason
 from farm.render.learned.validate import check_weights_dir
-from tests.support.learned_graphs import copy_weights, tiny_weights
+from tests.support.learned_graphs import copy_weights, set_dim, tiny_weights
 
 pytestmark = pytest.mark.unit
 
@@ -179,3 +180,15 @@ def test_tensorrt_plans_are_keyed_by_graph_gpu_arch_tensorrt_version_and_shape_p
     other = PlanKey("warp_network", "ab" * 32, "10.9.0", (8, 9), profile, "fp16")
     assert other.filename() != key.filename() and other.digest() != key.digest()
     assert unavailable_reason() is not None  # no TensorRT on this machine: the engine says why it falls back
+
+
+def test_a_graph_published_with_batch_1_runs_a_batch_one_item_at_a_time(tmp_path: Path) -> None:
+    weights = copy_weights(tmp_path / "weights")
+    for name in ("kp_source", "kp_driving"):
+        set_dim(weights / "stitch_network.onnx", name, 0, 1)
+    fixed = OrtGraphs({"stitch_network": weights / "stitch_network.onnx"})
+    dynamic = OrtGraphs({"stitch_network": tiny_weights() / "stitch_network.onnx"})
+    feeds = example_feeds(GRAPHS_BY_NAME["stitch_network"], batch=3)
+    one_by_one = fixed.run("stitch_network", feeds)["out"]
+    assert one_by_one.shape == (3, 21, 3)
+    assert np.allclose(one_by_one, dynamic.run("stitch_network", feeds)["out"], atol=1e-6)
