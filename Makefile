@@ -14,7 +14,7 @@ EXTRAS := expression,e2e,dev
 # the ~190 MB CPU build instead; nothing else changes.
 TORCH_INDEX_URL ?=
 
-.PHONY: install demo demo-room test lint rules sim livekit-server web-assets unit integration e2e chaos gpu up bench-dispatch clean system-deps
+.PHONY: install demo demo-room test lint rules sim livekit-server web-assets unit integration e2e chaos gpu gpu-check up bench-dispatch clean system-deps
 
 # Debian packages: espeak-ng (the farm's local text-to-speech) and chromium (the browser the viewer
 # e2e test drives headless; ~20 s to install). Installed with apt when missing and apt is available
@@ -104,6 +104,12 @@ chaos: $(STAMP) livekit-server
 
 gpu: $(STAMP)
 	@$(call PYTEST_OK_IF_EMPTY,-q -m gpu)
+
+# The prepared GPU check of the learned Expression model, for a bare GPU box (python3 + torch + numpy;
+# no venv, nothing installed): GPU tests and the throughput benchmark in under 8 minutes, one JSON
+# report at $OUT/gpu-check.json (else out/gpu-check.json). `scripts/gpu-check --tiny` is the CPU dry run.
+gpu-check:
+	scripts/gpu-check
 
 bench-dispatch: $(STAMP)
 	$(BIN)/farm bench dispatch

@@ -1,4 +1,4 @@
-"""The ``farm`` command: up, api, worker, keys, agents, demo, bench.
+"""The ``farm`` command: up, api, worker, keys, agents, models, demo, bench.
 
 This is an entrypoint: the only place (with the Celery worker entry) that reads the environment,
 once, through ``Settings.from_env()``; everything below gets the Settings object.
@@ -285,6 +285,28 @@ def cmd_bench(_: Settings, args: argparse.Namespace) -> int:
     return int(result or 0)
 
 
+def cmd_models(settings: Settings, args: argparse.Namespace) -> int:
+    """``farm models check DIR`` / ``farm models pull ditto``: the learned Expression weights."""
+    from farm.render.learned import commands
+
+    if args.models_command == "check":
+        return commands.models_check(args.directory)
+    dest = args.dest or settings.data_dir / "weights" / args.model
+    return commands.models_pull(args.model, args.revision, dest)
+
+
+def _add_models_parser(sub: Any) -> None:
+    models = sub.add_parser("models", help="learned Expression weights (expression-2): check, pull")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    check = models_sub.add_parser("check", help="validate a weights directory against the graph signatures")
+    check.add_argument("directory", type=Path)
+    pull = models_sub.add_parser("pull", help="download a published graph set (huggingface_hub)")
+    pull.add_argument("model", choices=["ditto"])
+    pull.add_argument("--revision", default=None, help="hub revision (default: main)")
+    pull.add_argument("--dest", type=Path, default=None, help="default: <data_dir>/weights/<model>")
+    models.set_defaults(func=cmd_models)
+
+
 def _add_tenants_parser(sub: Any) -> None:
     tenants = sub.add_parser("tenants", help="plans and credits per tenant")
     tenants_sub = tenants.add_subparsers(dest="tenants_command", required=True)
@@ -362,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys.set_defaults(func=cmd_keys)
 
     _add_tenants_parser(sub)
+    _add_models_parser(sub)
 
     agents = sub.add_parser("agents", help="avatar packs")
     agents_sub = agents.add_subparsers(dest="agents_command", required=True)

@@ -11,7 +11,8 @@ runs real ExpressionRenderers through the engine's batcher (``--pipeline-session
 aggregate frames/s including audio features, motion and batching. ``--sheet PATH`` writes a PNG
 contact sheet of a session speaking (sample portrait, synthetic speech, a smile and a head tilt).
 
-Output: one JSON object on stdout (``--out PATH`` also writes it to a file).
+Output: one JSON object on stdout (``--out PATH`` also writes it to a file). ``--model learned``
+measures the learned model instead (``farm/bench/expression_learned.py``).
 """
 
 from __future__ import annotations
@@ -265,7 +266,29 @@ def run(
     return result
 
 
+def _model(argv: list[str]) -> tuple[str, list[str]]:
+    """The ``--model`` choice (analytic | learned) and the remaining arguments."""
+    rest, model, i = [], "analytic", 0
+    while i < len(argv):
+        if argv[i] == "--model" and i + 1 < len(argv):
+            model, i = argv[i + 1], i + 2
+            continue
+        if argv[i].startswith("--model="):
+            model = argv[i].split("=", 1)[1]
+        else:
+            rest.append(argv[i])
+        i += 1
+    return model, rest
+
+
 def main(argv: list[str] | None = None) -> int:
+    model, argv = _model(list(argv or []))
+    if model == "learned":  # expression-2: farm/bench/expression_learned.py
+        from farm.bench import expression_learned
+
+        return expression_learned.main(argv)
+    if model != "analytic":
+        raise SystemExit(f"farm bench expression: unknown --model {model!r} (analytic | learned)")
     parser = argparse.ArgumentParser(prog="farm bench expression", description=__doc__)
     parser.add_argument("--size", type=int, default=512, help="frame size (square)")
     parser.add_argument("--backend", action="append", help="backend(s) to measure (default: all available)")

@@ -78,6 +78,13 @@ class MouthTooSmall(ValidationError):
     code = "MOUTH_TOO_SMALL"
 
 
+class ModelNotConfigured(ValidationError):
+    """A request named a model this farm does not serve, e.g. ``expression-2`` with no learned weights
+    configured (``FARM_EXPRESSION_WEIGHTS``); the message lists the models it does serve."""
+
+    code = "MODEL_NOT_CONFIGURED"
+
+
 class ModeNotSupported(ValidationError):
     """A model asked for a mode it does not have (Expression has no animal mode)."""
 
@@ -185,6 +192,14 @@ class PackVersionMismatch(PackError):
 class PrewarmFailed(FarmError):
     http_status = 503
     code = "PREWARM_FAILED"
+
+
+class ModelWeightsInvalid(PrewarmFailed):
+    """The configured weights directory fails validation (a graph missing, a signature that differs
+    from the declared one, no licence file): the worker must not report READY. The message names the
+    graph, the mismatch and what was expected; ``farm models check DIR`` prints the full report."""
+
+    code = "MODEL_WEIGHTS_INVALID"
 
 
 class LeaseLost(FarmError):
