@@ -25,13 +25,14 @@ from celery import Celery, signals
 
 from farm.infra.redis_conn import connect
 from farm.kernel.errors import FarmError
+from farm.kernel.models import engines_for_queues
 from farm.kernel.settings import Settings
 from farm.worker.middleware import WorkerMiddleware
 from farm.worker.redis_runtime import EngineFactory, redis_runtime
 from farm.worker.runtime import WorkerRuntime
 from tasks.janitor import WorkerQueueJanitor
 from tasks.producer import CelerySessionQueue
-from tasks.routing import ALL_QUEUES, models_for_queues, worker_kombu_queue
+from tasks.routing import ALL_QUEUES, worker_kombu_queue
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def boot(
         session_queue,
         hostname=hostname,
         queues=queues,
-        models=models_for_queues(queues),
+        models=engines_for_queues(queues, settings),
         capacity=capacity,
         engine_factory=engine_factory,
         middleware=[BrokerMiddleware(app, session_queue, janitor)],

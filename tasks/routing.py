@@ -37,11 +37,6 @@ def queue_for_model(model: ModelKind | str) -> str:
     return MODEL_QUEUES[ModelKind(model)]
 
 
-def models_for_queues(queues: list[str]) -> list[ModelKind]:
-    """The render models a worker consuming ``queues`` must prewarm."""
-    return [model for model, queue in MODEL_QUEUES.items() if queue in queues]
-
-
 def route_task(
     name: str, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any], **_: Any
 ) -> Any:

@@ -29,6 +29,7 @@ from .ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter, install
 from .routes import agents as agent_routes
 from .routes import dynamics as dynamics_routes
 from .routes import health as health_routes
+from .routes import models as model_routes
 from .routes import runtime_tokens as runtime_token_routes
 from .routes import sessions as session_routes
 from .routes import text as text_routes
@@ -100,6 +101,7 @@ def create_app(
         health_routes,
         runtime_token_routes,
         viewer_routes,
+        model_routes,
     ):
         app.include_router(area.router)
     app.add_api_route("/metrics", metrics.render, methods=["GET"], include_in_schema=False)

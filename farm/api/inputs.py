@@ -20,6 +20,7 @@ from starlette.requests import Request
 from farm.kernel.characters import BuildOptions
 from farm.kernel.domain import ModelKind
 from farm.kernel.errors import MalformedJson, PayloadTooLarge, ValidationError
+from farm.kernel.models import ModelEntry, resolve_model
 from farm.kernel.settings import Settings
 
 from .schemas import AgentRequest, CreateAgentJson, CreateSessionJson, SessionRequest
@@ -135,12 +136,18 @@ async def _file_or_b64(form: Any, field: str, limit_mb: float) -> tuple[bytes | 
 
 
 def _model(value: Any) -> ModelKind:
+    """An agent's model (``POST /v1/agents``): the pool it is built for, essence or expression."""
     if value in (None, ""):
         return ModelKind.ESSENCE
     try:
         return ModelKind(str(value))
     except ValueError as exc:
         raise ValidationError("model must be 'essence' or 'expression'") from exc
+
+
+def session_model(value: Any, settings: Settings) -> ModelEntry:
+    """A session's public model name (default ``essence``) → its served table entry (400 otherwise)."""
+    return resolve_model(str(value) if value not in (None, "") else ModelKind.ESSENCE.value, settings)
 
 
 def _audio_suffix(suffix: str) -> str:
@@ -156,8 +163,11 @@ async def session_request(request: Request, settings: Settings) -> SessionReques
         if audio is None:
             raise ValidationError("audio: field required")
         avatar_id = form.get("avatar_id") or None
+        entry = session_model(form.get("model"), settings)
         return SessionRequest(
-            model=_model(form.get("model")),
+            model=entry.queue,
+            engine=entry.engine,
+            model_name=entry.name,
             audio=audio,
             audio_suffix=_audio_suffix(audio_suffix),
             avatar_id=str(avatar_id) if avatar_id is not None else None,
@@ -166,8 +176,11 @@ async def session_request(request: Request, settings: Settings) -> SessionReques
     body: CreateSessionJson = _json_model(
         await _read_body(request, body_limit_bytes(settings)), CreateSessionJson
     )
+    entry = session_model(body.model, settings)
     return SessionRequest(
-        model=body.model,
+        model=entry.queue,
+        engine=entry.engine,
+        model_name=entry.name,
         audio=_b64(body.audio, "audio"),
         audio_suffix=".audio",
         avatar_id=body.avatar_id,

@@ -43,6 +43,15 @@ def exactly_one_of(*fields: str) -> dict[str, Any]:
     return {"oneOf": [{"required": [f], "properties": {f: {"type": "string"}}} for f in fields]}
 
 
+MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+MODEL_FIELD: Any = Field(
+    "essence",
+    pattern=MODEL_NAME_PATTERN,
+    description="A model name this farm serves (`GET /v1/models`): essence, essence-2, expression, "
+    "expression-2 by default; a name it does not serve is 400 MODEL_NOT_CONFIGURED with the list.",
+)
+
+
 class CreateSessionJson(BaseModel):
     """``POST /v1/sessions`` as JSON. Exactly one of ``avatar_id`` and ``avatar_image``."""
 
@@ -50,7 +59,7 @@ class CreateSessionJson(BaseModel):
 
     avatar_id: str | None = AGENT_ID_FIELD
     avatar_image: str | None = Field(None, description="Base64 PNG/JPEG of a face (no build step).")
-    model: ModelKind = Field(ModelKind.ESSENCE, description="Which engine renders the session.")
+    model: str = MODEL_FIELD
     audio: str = Field(..., description="Base64 speech clip (WAV, MP3, OGG/Opus, FLAC, M4A).")
 
 
@@ -128,11 +137,13 @@ class AgentDeleted(BaseModel):
 class SessionRequest:
     """A decoded session request (JSON or multipart), before validation of its media."""
 
-    model: ModelKind
+    model: ModelKind  # the queue (worker pool)
     audio: bytes
     audio_suffix: str
     avatar_id: str | None = None
     avatar_image: bytes | None = None
+    engine: str | None = None  # the engine the public model name maps to (farm.kernel.models)
+    model_name: str | None = None  # the public model name asked for
 
 
 class SessionCreated(BaseModel):
@@ -291,7 +302,7 @@ class GenerateVideoJson(BaseModel):
         "without one it speaks the text as given.",
     )
     audio: str | None = Field(None, description="Base64 speech to lip-sync instead of text.")
-    model: ModelKind = Field(ModelKind.ESSENCE, description="Which engine renders the video.")
+    model: str = MODEL_FIELD
     voice: str | None = Field(
         None, description="Voice for the speech (default: the agent's, then the farm's)."
     )

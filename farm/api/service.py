@@ -115,6 +115,8 @@ class SessionService:
             id=uuid.uuid4().hex,
             tenant=key.tenant,
             model=request.model,
+            engine=request.engine,
+            model_name=request.model_name,
             avatar_id=request.avatar_id,
             image_ref=image_ref,
             audio_ref=self.blobs.put(request.audio, request.audio_suffix),

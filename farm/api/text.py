@@ -47,12 +47,14 @@ log = logging.getLogger(__name__)
 class GenerateRequest:
     """A decoded ``POST /v1/video/generate``: one avatar, one of text and audio."""
 
-    model: ModelKind
+    model: ModelKind  # the queue (worker pool)
     avatar_id: str | None = None
     avatar_image: bytes | None = None
     text: str | None = None
     audio: bytes | None = None
     voice: str | None = None
+    engine: str | None = None  # the engine the public model name maps to (farm.kernel.models)
+    model_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,8 @@ class TextService:
             key,
             SessionRequest(
                 model=request.model,
+                engine=request.engine,
+                model_name=request.model_name,
                 audio=audio,
                 audio_suffix=".wav" if reply is not None else ".audio",
                 avatar_id=request.avatar_id,

@@ -76,7 +76,9 @@ class Session(BaseModel):
 
     id: str
     tenant: str
-    model: ModelKind
+    model: ModelKind  # the queue (worker pool) that runs it
+    engine: str | None = None  # the engine that renders it (farm.kernel.models); None: the queue's own
+    model_name: str | None = None  # the public model name the caller asked for (e.g. "essence-2")
     state: SessionState = SessionState.QUEUED
     avatar_id: str | None = None
     image_ref: str | None = None  # blob path of an uploaded face image (expression / ad-hoc)
@@ -95,6 +97,11 @@ class Session(BaseModel):
     @property
     def live(self) -> bool:
         return self.state in LIVE_STATES
+
+    @property
+    def engine_name(self) -> str:
+        """The engine that renders this session (records from before the model table: the queue's)."""
+        return self.engine or self.model.value
 
 
 class AgentStatus(enum.StrEnum):

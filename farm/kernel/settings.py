@@ -16,6 +16,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SENTINEL_SCHEME = "redis+sentinel"
 
+DEFAULT_MODELS: dict[str, str] = {
+    "essence": "essence",
+    "essence-2": "essence",
+    "expression": "expression",
+    "expression-2": "expression-2",
+}
+"""Public model names (what livekit-plugins-bithuman sends) → engines (``farm.kernel.models``)."""
+
 
 def sentinel_url(sentinels: Sequence[str], master: str, *, password: str | None = None, db: int = 0) -> str:
     """The ``redis+sentinel://`` URL of ``sentinels`` (``host:port`` each) watching ``master``."""
@@ -142,6 +150,12 @@ class Settings(BaseSettings):
     avatar_cache_mb: float = Field(512.0, description="LRU bound of the per-process avatar cache.")
     expression_max_batch: int = Field(16, description="Largest batch the Expression batcher forms.")
     expression_size: int = Field(512, description="Expression output frame size (square).")
+    models: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_MODELS),
+        description="Public model names → engines (JSON object). Engines: essence (CPU), expression "
+        "(the analytic GPU engine), expression-2 (the learned GPU engine, served only with "
+        "FARM_EXPRESSION_WEIGHTS).",
+    )
     expression_weights: Path | None = Field(
         None,
         description="Directory of the learned Expression graphs the operator brings (`expression-2`); "

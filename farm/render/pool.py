@@ -15,13 +15,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from farm.kernel.domain import ModelKind
 from farm.kernel.errors import FarmError, PrewarmFailed
 from farm.render.base import AvatarSource, RenderEngine, Renderer
 
 log = logging.getLogger(__name__)
 
-EngineFactory = Callable[[ModelKind], RenderEngine]
+EngineFactory = Callable[[str], RenderEngine]
+"""Engine name (``farm.render.registry.ENGINES``) → a new, not yet prewarmed engine."""
 
 
 class PoolState(enum.StrEnum):
@@ -59,16 +59,16 @@ class ModelPool:
 
     def __init__(
         self,
-        models: Iterable[ModelKind],
+        models: Iterable[str],
         engine_factory: EngineFactory,
         *,
         avatar_cache_mb: float = 512.0,
     ) -> None:
-        self.models = list(models)
+        self.models = [str(m) for m in models]  # engine names
         self._factory = engine_factory
         self._cache_budget_mb = avatar_cache_mb
-        self._engines: dict[ModelKind, RenderEngine] = {}
-        self._cache: OrderedDict[tuple[ModelKind, str], _Cached] = OrderedDict()
+        self._engines: dict[str, RenderEngine] = {}
+        self._cache: OrderedDict[tuple[str, str], _Cached] = OrderedDict()
         self._lock = threading.RLock()
         self._engine_lock = threading.Lock()
         self.state = PoolState.STARTING
@@ -79,7 +79,7 @@ class ModelPool:
         self._misses = 0
 
     # ------------------------------------------------------------ prewarm
-    def prewarm(self, timeout_s: float, hot: Iterable[tuple[ModelKind, AvatarSource]] = ()) -> None:
+    def prewarm(self, timeout_s: float, hot: Iterable[tuple[str, AvatarSource]] = ()) -> None:
         """Load and warm every engine, then the hot avatars, within ``timeout_s``.
 
         READY on success; ERROR (and PrewarmFailed raised) on any failure or on overrunning the bound.
@@ -122,7 +122,7 @@ class ModelPool:
         raise PrewarmFailed(message) from cause
 
     # ------------------------------------------------------------ engines and avatars
-    def engine(self, model: ModelKind) -> RenderEngine:
+    def engine(self, model: str) -> RenderEngine:
         """The engine of ``model``, created and prewarmed on first use."""
         if model not in self.models:
             raise PrewarmFailed(f"this worker does not serve the {model} model")
@@ -134,7 +134,7 @@ class ModelPool:
                 self._engines[model] = engine
             return engine
 
-    def get_avatar(self, model: ModelKind, source: AvatarSource) -> object:
+    def get_avatar(self, model: str, source: AvatarSource) -> object:
         """A loaded avatar from the LRU cache, loading (and evicting) as needed."""
         key = (model, source.key)
         with self._lock:
@@ -159,7 +159,7 @@ class ModelPool:
             key, _ = self._cache.popitem(last=False)
             log.info("avatar evicted", extra={"avatar": key[1], "model": str(key[0])})
 
-    def open_session(self, model: ModelKind, source: AvatarSource, session_id: str) -> Renderer:
+    def open_session(self, model: str, source: AvatarSource, session_id: str) -> Renderer:
         """A per-session renderer over a cached avatar."""
         avatar = self.get_avatar(model, source)
         return self.engine(model).open_session(avatar, session_id)
@@ -197,7 +197,7 @@ class ModelPool:
             cached_keys=keys,
         )
 
-    def holds(self, model: ModelKind, key: str) -> bool:
+    def holds(self, model: str, key: str) -> bool:
         """Whether the avatar ``key`` of ``model`` is in the cache now (no load, no LRU touch)."""
         with self._lock:
             return (model, key) in self._cache

@@ -1,5 +1,8 @@
-"""The one place that maps a model to its engine. Engine modules are imported lazily, here only,
-so a process that never renders (the API) never imports torch or the engines.
+"""The one place that maps an engine name to its class. Engine modules are imported lazily, here
+only, so a process that never renders (the API) never imports torch or the engines.
+
+Engine names are those of ``farm.kernel.models.ENGINE_QUEUES``; which public model names reach
+which engine is the model table's business (``Settings.models``), not this module's.
 """
 
 from __future__ import annotations
@@ -8,34 +11,34 @@ import importlib
 import inspect
 from typing import Any
 
-from farm.kernel.domain import ModelKind
 from farm.kernel.settings import Settings
 from farm.render.base import RenderEngine
 
-ENGINES: dict[ModelKind, str] = {
-    ModelKind.ESSENCE: "farm.render.essence:EssenceEngine",
-    ModelKind.EXPRESSION: "farm.render.expression:ExpressionEngine",
+ENGINES: dict[str, str] = {
+    "essence": "farm.render.essence:EssenceEngine",
+    "expression": "farm.render.expression:ExpressionEngine",
+    "expression-2": "farm.render.learned:LearnedExpressionEngine",
 }
 
 
-def engine_class(model: ModelKind) -> Any:
-    """Import and return the engine class of ``model`` (ImportError if its package is missing)."""
-    module_name, _, attr = ENGINES[model].partition(":")
+def engine_class(engine: str) -> Any:
+    """Import and return the class of ``engine`` (ImportError if its package is missing)."""
+    module_name, _, attr = ENGINES[str(engine)].partition(":")
     return getattr(importlib.import_module(module_name), attr)
 
 
-def create_engine(model: ModelKind, settings: Settings) -> RenderEngine:
-    """A new, not yet prewarmed engine for ``model`` configured from ``settings``.
+def create_engine(engine: str, settings: Settings) -> RenderEngine:
+    """A new, not yet prewarmed engine ``engine`` configured from ``settings``.
 
     An engine takes its configuration through ``from_settings(settings)`` when it defines it, else
     through a ``settings`` constructor argument when it has one, else it needs none.
     """
-    cls = engine_class(model)
+    cls = engine_class(engine)
     factory = getattr(cls, "from_settings", None)
     if callable(factory):
-        engine: RenderEngine = factory(settings)
+        built: RenderEngine = factory(settings)
     elif "settings" in inspect.signature(cls).parameters:
-        engine = cls(settings=settings)
+        built = cls(settings=settings)
     else:
-        engine = cls()
-    return engine
+        built = cls()
+    return built

@@ -255,11 +255,11 @@ class SessionRunner:
     async def _start(self, session: Session) -> SessionIO:
         # Blocking steps (engine load, pack build or load) run off the event loop so the lease
         # renewer keeps running however long they take.
-        await asyncio.to_thread(self.pool.engine, session.model)
+        await asyncio.to_thread(self.pool.engine, session.engine_name)
         self._mark("model_ready")
         self._touch()
         source = await asyncio.to_thread(self._resolve_avatar, session)
-        renderer = await asyncio.to_thread(self.pool.open_session, session.model, source, session.id)
+        renderer = await asyncio.to_thread(self.pool.open_session, session.engine_name, source, session.id)
         lane = RenderLane(renderer, f"render-{session.id[:8]}")
         self._lane = lane
         self._mark("avatar_ready")

@@ -41,7 +41,7 @@ from farm.worker.wiring import AvatarResolver, WorkerSessionIo
 
 log = logging.getLogger(__name__)
 
-EngineFactory = Callable[[ModelKind], RenderEngine]
+EngineFactory = Callable[[str], RenderEngine]
 
 
 def redis_runtime(
@@ -50,7 +50,7 @@ def redis_runtime(
     *,
     hostname: str,
     queues: list[str],
-    models: Sequence[ModelKind],
+    models: Sequence[str],
     capacity: int,
     engine_factory: EngineFactory | None = None,
     middleware: Sequence[WorkerMiddleware] = (),

@@ -212,7 +212,12 @@ BAD_INPUTS: dict[str, tuple[Post, int, str]] = {
         401,
         "UNAUTHORIZED",
     ),
-    "unknown model (json)": (_json(avatar_image=IMAGE, model="hologram"), 400, "VALIDATION_ERROR"),
+    "unknown model (json)": (_json(avatar_image=IMAGE, model="hologram"), 400, "MODEL_NOT_CONFIGURED"),
+    "learned model without weights": (
+        _json(avatar_image=IMAGE, model="expression-2"),
+        400,
+        "MODEL_NOT_CONFIGURED",
+    ),
     "unknown model (multipart)": (
         _multipart(
             {"model": "hologram"},
@@ -222,7 +227,7 @@ BAD_INPUTS: dict[str, tuple[Post, int, str]] = {
             },
         ),
         400,
-        "VALIDATION_ERROR",
+        "MODEL_NOT_CONFIGURED",
     ),
     "both avatar_id and avatar_image": (
         _json(avatar_id="A78WKV4515", avatar_image=IMAGE),

@@ -132,6 +132,33 @@ def test_routing_follows_model_then_mode_then_image(
     assert api_h.store.get(response.json()["session_id"]).model is expected
 
 
+@pytest.mark.parametrize(
+    ("model", "engine", "queue"),
+    [
+        ("essence", "essence", ModelKind.ESSENCE),
+        ("essence-2", "essence", ModelKind.ESSENCE),
+        ("expression", "expression", ModelKind.EXPRESSION),
+    ],
+)
+def test_every_served_plugin_model_name_maps_to_its_engine_through_the_table(
+    api_h: ApiHarness, model: str, engine: str, queue: ModelKind
+) -> None:
+    response = api_h.client.post(URL, json=json_body(api_h, model=model), headers=api_h.headers())
+
+    assert response.status_code == 200, response.text
+    session = api_h.store.get(response.json()["session_id"])
+    assert (session.model, session.engine, session.model_name) == (queue, engine, model)
+
+
+def test_a_refused_model_name_lists_the_names_this_farm_serves(api_h: ApiHarness) -> None:
+    response = api_h.client.post(URL, json=json_body(api_h, model="expression-2"), headers=api_h.headers())
+
+    assert response.status_code == 400
+    message = response.json()["error"]["message"]
+    assert "expression-2" in message and "essence, essence-2, expression" in message
+    assert "FARM_EXPRESSION_WEIGHTS" in message
+
+
 def test_the_secret_copied_into_token_attributes_is_not_a_credential(api_h: ApiHarness) -> None:
     body = json_body(api_h, livekit_token=plugin_token(secret=api_h.secret_a))
 
@@ -146,9 +173,9 @@ def test_the_secret_copied_into_token_attributes_is_not_a_credential(api_h: ApiH
     [
         ({"livekit_token": "not-a-jwt"}, 400, "VALIDATION_ERROR"),
         ({"room_name": "another-room"}, 400, "VALIDATION_ERROR"),
-        ({"model": "hologram"}, 400, "VALIDATION_ERROR"),
-        ({"model": "essence-3"}, 400, "VALIDATION_ERROR"),  # never silently mapped to essence
-        ({"model": "expression-2"}, 400, "VALIDATION_ERROR"),
+        ({"model": "hologram"}, 400, "MODEL_NOT_CONFIGURED"),
+        ({"model": "essence-3"}, 400, "MODEL_NOT_CONFIGURED"),  # never silently mapped to essence
+        ({"model": "expression-2"}, 400, "MODEL_NOT_CONFIGURED"),  # no learned weights configured here
         ({"livekit_url": "ftp://x"}, 400, "VALIDATION_ERROR"),
         ({"agent_id": None}, 400, "VALIDATION_ERROR"),
         ({"image": "https://example.com/face.jpg", "mode": "gpu", "agent_id": None}, 400, "VALIDATION_ERROR"),

@@ -3,16 +3,19 @@ visibility timeout past the longest session, routing by model, and the worker co
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from kombu.utils.imports import symbol_by_name
 
 from farm.kernel import names
 from farm.kernel.domain import ModelKind
 from farm.kernel.errors import BackendUnavailable
+from farm.kernel.models import engines_for_queues
 from farm.kernel.settings import Settings
 from tasks.app import celery_config, create_app
 from tasks.consumer import FastReconnectConsumer
-from tasks.routing import models_for_queues, queue_for_model, route_task
+from tasks.routing import queue_for_model, route_task
 from tasks.worker import worker_argv
 
 pytestmark = pytest.mark.unit
@@ -58,7 +61,9 @@ def test_sessions_are_routed_by_model_and_builds_to_build() -> None:
     assert route_task(names.TASK_BUILD_AGENT, ({"agent_id": "A"},), {}, {})["queue"] == "build"
     assert route_task("other", (), {}, {}) is None
     assert queue_for_model(ModelKind.ESSENCE) == "essence"
-    assert models_for_queues(["build", "expression"]) == [ModelKind.EXPRESSION]
+    assert engines_for_queues(["build", "expression"], Settings()) == ["expression"]
+    learned = Settings(expression_weights=Path("/weights"))
+    assert engines_for_queues(["essence", "expression"], learned) == ["essence", "expression", "expression-2"]
 
 
 def test_the_worker_command_line_defaults_to_threads_and_capacity(cfg: Settings) -> None:

@@ -49,7 +49,7 @@ from starlette.concurrency import run_in_threadpool
 from farm.api import inputs
 from farm.api.deps import Caller, Services, api_secret_header
 from farm.api.livekit_urls import check_livekit_url
-from farm.api.schemas import AGENT_ID_PATTERN, ERROR_RESPONSES
+from farm.api.schemas import AGENT_ID_PATTERN, ERROR_RESPONSES, MODEL_NAME_PATTERN
 from farm.infra import media
 from farm.kernel import names
 from farm.kernel.domain import AgentStatus, ModelKind, Session, SessionState
@@ -60,6 +60,8 @@ from farm.kernel.errors import (
     Unauthorized,
     ValidationError,
 )
+from farm.kernel.models import ModelEntry, default_for, resolve_model
+from farm.kernel.settings import Settings
 from farm.sessions.agents import is_agent_id
 from farm.tenancy.base import ApiKey
 from farm.tenancy.runtime_keys import MAX_TTL_S, MIN_TTL_S, RuntimeKeyScope, is_runtime_key
@@ -95,20 +97,17 @@ class RoomStarted(BaseModel):
     created: bool
 
 
-def route_model(model: str | None, mode: str | None, has_image: bool) -> ModelKind:
-    """``model`` wins; else ``mode``; else an image means Expression; default Essence."""
+def route_model(model: str | None, mode: str | None, has_image: bool, settings: Settings) -> ModelEntry:
+    """``model`` (any name of the farm's model table) wins; else ``mode``; else an image means
+    Expression (a face with no pack); default Essence (an agent is prepared as an Essence pack).
+    A name the farm does not serve is 400 MODEL_NOT_CONFIGURED listing the names it serves."""
     if model:
-        served = [kind.value for kind in ModelKind]
-        if model not in served:
-            raise ValidationError(
-                f"model {model!r} is not served by this farm: use one of {', '.join(served)}"
-            )
-        return ModelKind(model)
+        return resolve_model(model, settings)
     if mode:
         if mode not in ("cpu", "gpu"):
             raise ValidationError("mode must be 'cpu' or 'gpu'")
-        return ModelKind.EXPRESSION if mode == "gpu" else ModelKind.ESSENCE
-    return ModelKind.EXPRESSION if has_image else ModelKind.ESSENCE
+        return default_for(ModelKind.EXPRESSION if mode == "gpu" else ModelKind.ESSENCE, settings)
+    return default_for(ModelKind.EXPRESSION if has_image else ModelKind.ESSENCE, settings)
 
 
 def token_identity(token: str, room_name: str) -> tuple[str, str | None]:
@@ -156,7 +155,12 @@ class RoomStartJson(BaseModel):
     )
     room_name: str = Field(min_length=1, max_length=256, description="The room named in `livekit_token`.")
     mode: Literal["cpu", "gpu"] | None = Field(None, description="cpu → essence, gpu → expression.")
-    model: ModelKind | None = Field(None, description="Wins over `mode`; exactly a model this farm serves.")
+    model: str | None = Field(
+        None,
+        pattern=MODEL_NAME_PATTERN,
+        description="Wins over `mode`: a name of `GET /v1/models` (essence, essence-2, expression, "
+        "expression-2 by default); one this farm does not serve is 400 MODEL_NOT_CONFIGURED.",
+    )
     image: str | None = Field(
         None, min_length=1, description="Base64 PNG/JPEG face (or a data URL); image URLs are refused."
     )
@@ -171,7 +175,7 @@ _FORM_SCHEMA: dict[str, Any] = {
         "livekit_url": _JSON_FIELDS["livekit_url"],
         "livekit_token": _JSON_FIELDS["livekit_token"],
         "room_name": _JSON_FIELDS["room_name"],
-        "model": {"type": "string", "enum": [kind.value for kind in ModelKind]},
+        "model": _JSON_FIELDS["model"]["anyOf"][0],
         "async_mode": {"type": "string", "description": "Ignored: the answer never waits for the join."},
         "avatar_image": {"type": "string", "format": "binary", "description": "PNG/JPEG face"},
         "avatar_image_url": {"type": "string", "description": "Refused: send the image bytes instead."},
@@ -225,7 +229,7 @@ async def decode_request(request: Request, services: Services) -> RoomStartReque
         livekit_url=body.livekit_url,
         livekit_token=body.livekit_token,
         room_name=body.room_name,
-        model=body.model.value if body.model else None,
+        model=body.model,
         mode=body.mode,
         image=image,
         image_url=image_url,
@@ -255,7 +259,8 @@ def start_room_session(
     identity, agent_identity = token_identity(req.livekit_token, req.room_name)
     if req.image_url is not None:
         raise ValidationError("image URLs are not fetched by the farm: send the image bytes (base64 or file)")
-    model = route_model(req.model, req.mode, req.image is not None)
+    entry = route_model(req.model, req.mode, req.image is not None, services.settings)
+    model = entry.queue
     services.sessions.require_minute(key, model)  # out of credits: INSUFFICIENT_BALANCE, nothing stored
     image_ref = _avatar(services, key, req, model)
     warm = services.sessions.warm_worker(model, req.agent_id) if req.image is None else None
@@ -263,6 +268,8 @@ def start_room_session(
         id=uuid.uuid4().hex,
         tenant=key.tenant,
         model=model,
+        engine=entry.engine,
+        model_name=entry.name,
         avatar_id=req.agent_id,
         image_ref=image_ref,
         livekit={

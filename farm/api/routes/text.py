@@ -27,6 +27,7 @@ from farm.api.text import GenerateRequest
 from farm.kernel import names
 from farm.kernel.domain import SessionState
 from farm.kernel.errors import Conflict, NotFound, Unauthorized
+from farm.kernel.models import resolve_model
 
 router = APIRouter(tags=["text"], responses=ERROR_RESPONSES)
 _GENERATE_SCOPE = "video.generate"
@@ -53,11 +54,15 @@ async def generate_video(request: Request, farm: Services, key: Caller) -> Respo
     audio_s = await farm.sessions.measure_audio(audio) if audio is not None else None  # off the loop
     base = _base(request, farm.settings.public_url)
 
+    entry = resolve_model(body.model, farm.settings)
+
     def generate() -> Response:  # the chat model, TTS, Redis and the broker: off the event loop
         generated = farm.text.generate(
             key,
             GenerateRequest(
-                model=body.model,
+                model=entry.queue,
+                engine=entry.engine,
+                model_name=entry.name,
                 avatar_id=body.agent_id,
                 avatar_image=inputs.b64(body.image, "image") if body.image is not None else None,
                 text=body.text,
