@@ -44,9 +44,13 @@ class Gesture:
 
 @dataclass(frozen=True, slots=True)
 class InputClosed:
-    """No more input will come: the agent left, the room closed, or the clip is exhausted."""
+    """No more input will come: the agent left, the room closed, or the clip is exhausted.
+
+    ``drain``: play what is queued first (a clip's last words). A room that is gone, or an agent
+    that left, has nobody to hear it: the session ends at once and frees its slot."""
 
     reason: str
+    drain: bool = True
 
 
 InputEvent = SpeechChunk | SegmentEnd | ClearBuffer | Gesture | InputClosed

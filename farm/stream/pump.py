@@ -116,6 +116,7 @@ class FramePump:
         self._clock = clock or LoopClock()
         self._input_changed = asyncio.Event()
         self._input_closed = False
+        self._abandon_queue = False  # the input closed with nobody left to hear what is queued
         # Held from taking a frame until it is written: an interrupt waits for the frame in flight,
         # so every frame written after the interrupt was rendered after it (the sink's barrier).
         self._turn = asyncio.Lock()
@@ -153,6 +154,8 @@ class FramePump:
                 return reason
             if consumer.done() and consumer.exception() is not None:
                 raise consumer.exception()  # type: ignore[misc]
+            if self._abandon_queue:
+                return PumpEnd.INPUT_CLOSED
             pending = await self._lane.call(renderer.pending_frames)
             if self._input_closed and pending == 0:
                 return PumpEnd.INPUT_CLOSED
@@ -223,6 +226,7 @@ class FramePump:
                 await self._gesture(event.action)
             elif isinstance(event, InputClosed):
                 self._input_closed = True
+                self._abandon_queue = not event.drain
             self._input_changed.set()
             if self._input_closed:
                 return

@@ -196,7 +196,7 @@ async def test_the_input_closes_when_the_agent_leaves(started: tuple[LiveKitRoom
     room.handlers["participant_disconnected"](FakeParticipant("viewer", kind=0))
     room.handlers["participant_disconnected"](FakeParticipant(AGENT))
 
-    assert await next_events(session, 1) == [InputClosed("agent left")]
+    assert await next_events(session, 1) == [InputClosed("agent left", drain=False)]
     assert session.closed_reason == "agent left"
 
 

@@ -218,3 +218,19 @@ async def test_should_end_stops_the_pump_with_its_reason() -> None:
 
 def test_the_lag_bound_leaves_room_for_the_lead() -> None:
     assert MAX_LAG_S > LEAD_S + SLACK_S
+
+
+async def test_a_room_that_is_gone_ends_the_pump_at_once_with_speech_still_queued() -> None:
+    clock = FakeClock()
+    renderer = CostlyRenderer(clock, render_s=0.001)
+    sink = TimedSink(clock)
+    lane = RenderLane(renderer, "pump-gone")  # type: ignore[arg-type]
+    pump = FramePump(lane, sink, fps=25, max_queued_s=600.0, clock=clock)
+    try:
+        reason = await pump.run(
+            events_of(SpeechChunk(speech(10.0), 16_000), InputClosed("room closed", drain=False)), never_end
+        )
+    finally:
+        lane.close()
+    assert reason == PumpEnd.INPUT_CLOSED
+    assert sum(f.speaking for _, f in sink.writes) < 25  # not the 250 frames of queued speech

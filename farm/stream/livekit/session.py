@@ -189,7 +189,7 @@ class LiveKitRoomSession:
     def _close_input(self, reason: str) -> None:
         if self._closed_reason is None:
             self._closed_reason = reason
-            self._events.put_nowait(InputClosed(reason))
+            self._events.put_nowait(InputClosed(reason, drain=False))  # nobody is left to hear it
             log.info("room input closed", extra={"session_id": self._session_id, "reason": reason})
 
     def _accepts(self, identity: str) -> bool:
