@@ -29,8 +29,10 @@ from livekit import api
 
 from farm.infra.procs import LocalFarm, free_port
 from farm.infra.redis_conn import connect
+from farm.kernel.domain import Session
 from farm.kernel.settings import Settings
 from farm.render.essence import sample_portrait
+from farm.sessions.redis_store import RedisSessionStore
 from farm.tenancy.api_keys import RedisKeyStore
 from tests.e2e.conftest import LkBackend
 from tests.e2e.plugin_agent import AGENT_NAME, AVATAR_IDENTITY
@@ -39,6 +41,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 REPO = Path(__file__).resolve().parents[2]
 CAPACITY = 3  # essence worker slots
+TENANT = "plugin-e2e"
 
 
 @dataclass
@@ -92,7 +95,7 @@ def plugin_farm(lk_backend: LkBackend, tmp_path_factory: pytest.TempPathFactory)
         farm.start_worker("expression", concurrency=2)
         farm.start_worker("build")
         farm.wait_api(120)
-        _, secret = RedisKeyStore(connect(redis_url)).create("plugin-e2e", "ci")
+        _, secret = RedisKeyStore(connect(redis_url)).create(TENANT, "ci")
         base = f"http://127.0.0.1:{settings.api_port}"
         image_path = tmp / "face.png"
         cv2.imwrite(str(image_path), cv2.cvtColor(sample_portrait(), cv2.COLOR_RGB2BGR))
@@ -180,6 +183,25 @@ async def wait_avatar_gone(pf: PluginFarm, room: str, timeout_s: float = 20.0) -
         await asyncio.sleep(0.2)
 
 
+def room_sessions(pf: PluginFarm, room: str) -> list[Session]:
+    assert pf.farm.redis_url is not None
+    store = RedisSessionStore(connect(pf.farm.redis_url))
+    return [s for s in store.list_for_tenant(TENANT) if (s.livekit or {}).get("room") == room]
+
+
+async def wait_session_ended(pf: PluginFarm, room: str, timeout_s: float = 10.0) -> Session:
+    """The farm session of ``room`` once terminal (the plugin's aclose removes the avatar; the worker
+    ends the session at once: nobody is left to hear queued speech)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        sessions = room_sessions(pf, room)
+        assert len(sessions) == 1, sessions
+        if not sessions[0].live:
+            return sessions[0]
+        assert time.monotonic() < deadline, f"the farm session of {room} is still {sessions[0].state}"
+        await asyncio.sleep(0.1)
+
+
 async def full_script(pf: PluginFarm, **avatar: Any) -> None:
     """Join, one segment plays out with one report, an interruption, a gesture, leave together."""
     spec = pf.spec(**avatar, steps=["say", "interrupt", "dynamics", "leave"])
@@ -198,11 +220,18 @@ async def full_script(pf: PluginFarm, **avatar: Any) -> None:
     gesture = await report(spec, "dynamics")
     assert gesture["reply"]["status"] == "success" and gesture["reply"]["animation_triggered"] is True
     await report(spec, "leave")
+    left_at = time.monotonic()
     await wait_avatar_gone(pf, room)
+    ended = await wait_session_ended(pf, room)  # aclose() ended the farm session and freed its slot
+    print(f"\nroom {room}: farm session {ended.state.value} {time.monotonic() - left_at:.2f} s after leave")
 
 
 async def test_essence_agent_by_avatar_id(plugin_farm: PluginFarm, agent_worker: None) -> None:
     await full_script(plugin_farm, avatar_id=plugin_farm.agent_id)
+
+
+async def test_essence_2_is_served_by_the_essence_engine(plugin_farm: PluginFarm, agent_worker: None) -> None:
+    await full_script(plugin_farm, avatar_id=plugin_farm.agent_id, model="essence-2")
 
 
 async def test_expression_by_avatar_id_sent_urlencoded(plugin_farm: PluginFarm, agent_worker: None) -> None:
@@ -225,6 +254,7 @@ async def test_an_image_without_a_model_is_json_mode_gpu(plugin_farm: PluginFarm
         ({"api_secret": "farm_wrong-secret"}, "wrong secret"),
         ({"avatar_id": "A00NOSUCH1"}, "unknown avatar"),
         ({"model": "essence-3"}, "a model the farm does not serve"),
+        ({"model": "expression-2"}, "the learned model, with no weights configured on this farm"),
     ],
 )
 async def test_refused_starts_fail_in_the_agent_and_start_no_avatar(
