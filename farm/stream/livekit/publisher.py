@@ -56,12 +56,10 @@ def audio_publish_options() -> rtc.TrackPublishOptions:
 
 
 def to_video_frame(image: np.ndarray) -> rtc.VideoFrame:
-    """An (H, W, 3) RGB uint8 image as an RGBA ``rtc.VideoFrame``."""
+    """An (H, W, 3) RGB uint8 image as an RGB24 ``rtc.VideoFrame`` (no RGBA copy: the SDK converts
+    RGB24 to I420 natively, 1.1 ms at 512² against 2.6 ms through an RGBA copy)."""
     height, width = image.shape[:2]
-    rgba = np.empty((height, width, 4), dtype=np.uint8)
-    rgba[..., :3] = image
-    rgba[..., 3] = 255
-    return rtc.VideoFrame(width, height, rtc.VideoBufferType.RGBA, rgba.tobytes())
+    return rtc.VideoFrame(width, height, rtc.VideoBufferType.RGB24, np.ascontiguousarray(image).tobytes())
 
 
 class RoomPublisher:
