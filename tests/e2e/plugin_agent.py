@@ -81,7 +81,9 @@ async def run_steps(ctx: JobContext, session: AgentSession, spec: dict[str, Any]
     assert audio_out is not None
     audio_out.on(
         "playback_finished",
-        lambda ev: finished.append({"position": ev.playback_position, "interrupted": ev.interrupted}),
+        lambda ev: finished.append(
+            {"position": ev.playback_position, "interrupted": ev.interrupted, "at": time.monotonic()}
+        ),
     )
     for step in spec.get("steps", []):
         if step == "say":
@@ -97,12 +99,36 @@ async def run_steps(ctx: JobContext, session: AgentSession, spec: dict[str, Any]
             asked = time.monotonic()
             session.interrupt()
             await asyncio.wait_for(handle.wait_for_playout(), 30)
+            cut = [f for f in finished[before:] if f["interrupted"]]
             report.write(
                 "interrupt",
                 finished=finished[before:],
                 interrupted=handle.interrupted,
                 interrupt_to_playout_ms=(time.monotonic() - asked) * 1000.0,
+                interrupt_to_report_ms=(cut[0]["at"] - asked) * 1000.0 if cut else None,
             )
+        elif step == "burst":  # interrupts in a row, each answered by its own interrupted report
+            latencies_ms: list[float] = []
+            reports: list[dict[str, Any]] = []
+            for _ in range(int(spec.get("burst_count", 20))):
+                before = len(finished)
+                handle = session.say("another answer", audio=frames(4.0), allow_interruptions=True)
+                await asyncio.sleep(float(spec.get("burst_gap_s", 0.4)))
+                asked = time.monotonic()
+                session.interrupt()
+                await asyncio.wait_for(handle.wait_for_playout(), 30)
+                got = finished[before:]
+                reports.extend(got)
+                cut = [f for f in got if f["interrupted"]]
+                latencies_ms.append((cut[0]["at"] - asked) * 1000.0 if cut else -1.0)
+            report.write("burst", finished=reports, latencies_ms=latencies_ms)
+        elif step == "answer":  # one more turn after everything above: it must play out, audible
+            await asyncio.sleep(1.0)  # a pause: a viewer hears it as its own stretch of speech
+            before = len(finished)
+            handle = session.say("the answer", audio=frames(1.5), allow_interruptions=True)
+            await asyncio.wait_for(handle.wait_for_playout(), 30)
+            await asyncio.sleep(0.5)
+            report.write("answer", finished=finished[before:], interrupted=handle.interrupted)
         elif step == "dynamics":
             reply = await ctx.room.local_participant.perform_rpc(
                 destination_identity=AVATAR_IDENTITY,

@@ -24,8 +24,9 @@ from typing import Any
 
 import cv2
 import httpx
+import numpy as np
 import pytest
-from livekit import api
+from livekit import api, rtc
 
 from farm.infra.procs import LocalFarm, free_port
 from farm.infra.redis_conn import connect
@@ -289,3 +290,126 @@ async def test_n_plus_one_agents_at_once_n_get_their_avatar_and_the_last_waits_f
     await asyncio.gather(*(report(spec, "leave", timeout_s=90) for spec in specs))
     for room in rooms:
         await wait_avatar_gone(plugin_farm, room)
+
+
+class AudioViewer:
+    """A viewer that subscribes only to the avatar's audio and keeps one level per 10 ms it played."""
+
+    def __init__(self, pf: PluginFarm, room: str) -> None:
+        self.pf, self.room_name = pf, room
+        self.room = rtc.Room()
+        self.levels: list[float] = []  # RMS of each 10 ms frame the viewer's jitter buffer played
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def connect(self) -> None:
+        self.room.on("track_published", self._on_published)
+        self.room.on("track_subscribed", self._on_track)
+        token = self.pf.lk.token(f"viewer-{uuid.uuid4().hex[:6]}", self.room_name)
+        await self.room.connect(self.pf.lk.url, token, rtc.RoomOptions(auto_subscribe=False))
+        for participant in self.room.remote_participants.values():
+            for publication in participant.track_publications.values():
+                self._on_published(publication, participant)
+
+    def _on_published(
+        self, publication: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant
+    ) -> None:
+        if participant.identity == AVATAR_IDENTITY and publication.kind == rtc.TrackKind.KIND_AUDIO:
+            publication.set_subscribed(True)
+
+    def _on_track(self, track: rtc.Track, *_: object) -> None:
+        if track.kind == rtc.TrackKind.KIND_AUDIO:
+            self._tasks.append(asyncio.create_task(self._read(track)))
+
+    async def _read(self, track: rtc.Track) -> None:
+        async for event in rtc.AudioStream(track, sample_rate=16_000, num_channels=1):
+            pcm = np.frombuffer(event.frame.data, dtype=np.int16).astype(np.float32)
+            for part in np.array_split(pcm, max(1, pcm.size // 160)):  # 10 ms each
+                self.levels.append(float(np.sqrt(np.mean(part * part))) if part.size else 0.0)
+
+    def spans_s(self, loud: float = 1500.0, gap_s: float = 0.25) -> list[float]:
+        """Durations of the loud stretches (speech) the viewer heard, merging gaps under ``gap_s``."""
+        spans: list[float] = []
+        start = last = None
+        for i, level in enumerate(self.levels):
+            if level < loud:
+                continue
+            if start is None or (i - last) * 0.01 > gap_s:  # type: ignore[operator]
+                if start is not None:
+                    spans.append((last - start + 1) * 0.01)  # type: ignore[operator]
+                start = i
+            last = i
+        if start is not None:
+            spans.append((last - start + 1) * 0.01)  # type: ignore[operator]
+        return spans
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await self.room.disconnect()
+
+
+async def test_at_capacity_and_at_one_and_a_half_times_it_speech_keeps_time_and_every_interrupt_is_honoured(
+    plugin_farm: PluginFarm, agent_worker: None
+) -> None:
+    """Offered load 1.5 N (N = the essence worker's slots): N rooms at once and N/2 more that wait for
+    a slot. In every room the voice at a viewer lasts as long as the clip (never stretched), each
+    interrupt gets exactly one interrupted report well inside the agent's 2 s wait, and in one room
+    twenty interrupts in a row still leave the next answer audible; every slot frees at the end."""
+    offered = CAPACITY + (CAPACITY + 1) // 2
+    steps = ["say", "interrupt", "answer", "leave"]
+    specs = [plugin_farm.spec(avatar_id=plugin_farm.agent_id, steps=list(steps)) for _ in range(offered)]
+    specs[0]["steps"] = ["say", "interrupt", "burst", "answer", "leave"]
+    specs[0]["burst_count"] = 20
+    rooms = [f"load-{uuid.uuid4().hex[:8]}" for _ in specs]
+    viewers = [AudioViewer(plugin_farm, room) for room in rooms]
+    async with plugin_farm.lk.api() as lkapi:
+        for room in rooms:
+            await lkapi.room.create_room(api.CreateRoomRequest(name=room, empty_timeout=60))
+    await asyncio.gather(*(v.connect() for v in viewers))
+    try:
+        async with plugin_farm.lk.api() as lkapi:
+            await asyncio.gather(
+                *(
+                    lkapi.agent_dispatch.create_dispatch(
+                        api.CreateAgentDispatchRequest(
+                            agent_name=AGENT_NAME, room=room, metadata=json.dumps(spec)
+                        )
+                    )
+                    for room, spec in zip(rooms, specs, strict=True)
+                )
+            )
+        starts = await asyncio.gather(*(report(spec, "start", timeout_s=150) for spec in specs))
+        assert all(s["ok"] and s["joined"] for s in starts), starts
+        said = await asyncio.gather(*(report(spec, "say", timeout_s=150) for spec in specs))
+        cuts = await asyncio.gather(*(report(spec, "interrupt", timeout_s=150) for spec in specs))
+        burst = await report(specs[0], "burst", timeout_s=180)
+        answers = await asyncio.gather(*(report(spec, "answer", timeout_s=180) for spec in specs))
+        await asyncio.gather(*(report(spec, "leave", timeout_s=180) for spec in specs))
+        for room in rooms:
+            await wait_session_ended(plugin_farm, room, timeout_s=20)
+    finally:
+        await asyncio.gather(*(v.aclose() for v in viewers), return_exceptions=True)
+
+    # every segment reported exactly once; interrupts answered by the avatar, not fabricated
+    assert all([f["interrupted"] for f in s["finished"]] == [False] for s in said), said
+    assert all([f["interrupted"] for f in c["finished"]] == [True] for c in cuts), cuts
+    latencies = [c["interrupt_to_report_ms"] for c in cuts] + burst["latencies_ms"]
+    assert len(burst["latencies_ms"]) == 20 and all(0 <= ms < 1000 for ms in latencies), latencies
+    assert [f["interrupted"] for f in burst["finished"]] == [True] * 20
+    assert all([f["interrupted"] for f in a["finished"]] == [False] for a in answers), answers
+    # the voice keeps time at the viewer: the 1.2 s turn and the 1.5 s answer are not stretched
+    for viewer in viewers:
+        spans = [s for s in viewer.spans_s() if s >= 0.5]
+        assert spans, f"{viewer.room_name}: no speech heard"
+        assert 1.2 * 0.9 <= spans[0] <= 1.2 * 1.2, (viewer.room_name, spans)
+        assert 1.5 * 0.9 <= spans[-1] <= 1.5 * 1.2, (viewer.room_name, spans)  # after the interrupts
+    joins = sorted(s["start_to_join_ms"] for s in starts)
+    ordered = sorted(latencies)
+    p50, p95 = ordered[len(ordered) // 2], ordered[int(len(ordered) * 0.95)]
+    print(
+        f"\nload: {offered} rooms on {CAPACITY} slots; joins ms {[round(j) for j in joins]}; "
+        f"interrupt→report ms p50 {p50:.0f} p95 {p95:.0f}; "
+        f"speech spans s {[[round(s, 2) for s in v.spans_s() if s >= 0.5] for v in viewers]}"
+    )
+    live = [s for room in rooms for s in room_sessions(plugin_farm, room) if s.live]
+    assert live == []  # 0 non-terminal sessions: every slot released
