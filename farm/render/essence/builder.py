@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from farm.kernel.characters import MIN_MOUTH_FRAME_PX, AvatarMode, BuildOptions, Framing
-from farm.kernel.errors import InvalidImage, MouthTooSmall, NoFaceFound
+from farm.kernel.errors import InvalidImage, MouthTooSmall
 from farm.render.base import FPS, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
 from farm.render.essence import motion
 from farm.render.essence.character import character_landmarks
@@ -46,7 +46,6 @@ SMILE_LEVELS = (0.0, 0.5, 1.0)
 FRAMING = 3.6  # default square crop side, in face-box widths: head and shoulders
 REFERENCE_FACE_PX = 512 / FRAMING  # face width the motion amplitudes (pixels) are written for
 ANIMAL_MOUTH_RGB = (200.0, 95.0, 105.0)  # an animal's open mouth: dark pink cavity, red tongue, no teeth
-SMALL_FACE_UPSAMPLE = 2  # second detection pass: finds faces down to ~20 px (~1.5 s on a 1024² image)
 
 
 def shape_bank(mode: AvatarMode = AvatarMode.PERSON) -> list[MouthShape]:
@@ -64,19 +63,6 @@ def _resized(crop: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
     return np.ascontiguousarray(cv2.resize(crop, (out_w, out_h), interpolation=interp))
 
 
-def _moved(face: FaceLandmarks, origin: tuple[int, int], sx: float, sy: float) -> FaceLandmarks:
-    scale = np.array([sx, sy], np.float32)
-    points = ((face.points - np.array(origin, np.float32)) * scale).astype(np.float32)
-    x0, y0, x1, y1 = face.box
-    box = (
-        round((x0 - origin[0]) * sx),
-        round((y0 - origin[1]) * sy),
-        round((x1 - origin[0]) * sx),
-        round((y1 - origin[1]) * sy),
-    )
-    return FaceLandmarks(points, box, face.score, face.method)
-
-
 def frame_portrait(
     image: np.ndarray, face: FaceLandmarks, size: int, crop_scale: float = FRAMING, drop: float = 0.2
 ) -> tuple[np.ndarray, FaceLandmarks]:
@@ -89,7 +75,7 @@ def frame_portrait(
     sx = int(np.clip(round(cx - side / 2), 0, w - side))
     sy = int(np.clip(round(cy - side / 2), 0, h - side))
     portrait = _resized(image[sy : sy + side, sx : sx + side], size, size)
-    return portrait, _moved(face, (sx, sy), size / side, size / side)
+    return portrait, face.moved((sx, sy), size / side, size / side)
 
 
 def frame_full(image: np.ndarray, face: FaceLandmarks, size: int) -> tuple[np.ndarray, FaceLandmarks]:
@@ -97,16 +83,13 @@ def frame_full(image: np.ndarray, face: FaceLandmarks, size: int) -> tuple[np.nd
     h, w = image.shape[:2]
     scale = size / max(h, w)
     out_w, out_h = (max(2, 2 * round(v * scale / 2)) for v in (w, h))
-    return _resized(image, out_w, out_h), _moved(face, (0, 0), out_w / w, out_h / h)
+    return _resized(image, out_w, out_h), face.moved((0, 0), out_w / w, out_h / h)
 
 
 def locate_face(image: np.ndarray, options: BuildOptions) -> FaceLandmarks:
     """dlib's landmarks for a person; the skeleton around the user's boxes for an animal."""
     if options.mode is AvatarMode.PERSON:
-        try:
-            return detect_face(image)
-        except NoFaceFound:  # a small face in a large (full-body) frame: look again at twice the scale
-            return detect_face(image, upsample=SMALL_FACE_UPSAMPLE)
+        return detect_face(image)  # tiles find a small face in a large (full-body) frame
     mouth = options.mouth()
     assert mouth is not None, "check_image refuses animal mode without a mouth"
     return character_landmarks(mouth, options.eye_boxes())
