@@ -120,7 +120,8 @@ def _own_teeth(
     if len(edge_u) < 3:
         return None, None, None
     fallback = np.interp(np.array(edge_u), synthetic[:, 0], synthetic[:, 1])
-    own = np.clip(np.array(edge_v), fallback - 0.06 * rig.mouth_width, fallback + 0.06 * rig.mouth_width)
+    # upper incisors reach a little below the lip line; lower teeth in the portrait are not theirs
+    own = np.clip(np.array(edge_v), fallback - 0.04 * rig.mouth_width, fallback + 0.035 * rig.mouth_width)
     edge = synthetic.copy()
     inside_u = (edge[:, 0] >= edge_u[0]) & (edge[:, 0] <= edge_u[-1])
     edge[inside_u, 1] = np.interp(edge[inside_u, 0], edge_u, own)
@@ -161,16 +162,20 @@ def paint(
     across = np.clip(np.abs(u) / (0.55 * mw), 0.0, 1.0)[:, None]
     base = interior.lip_rgb if interior.cavity_rgb is None else interior.cavity_rgb
     depth = np.clip((v - y_up) / np.maximum(y_low - y_up, 1.0), 0.0, 1.0)[:, None]
-    cavity = (
-        (0.17 * base + np.array([16.0, 3.0, 5.0], np.float32)) * (0.75 + 0.35 * depth) * (1.0 - 0.5 * across)
-    )
     jaw = jaw_drop(shape, rig) * (1.0 - 0.3 * np.clip(u / half, -1.0, 1.0) ** 2)
     edge = interior.edge(u)
     lower_top = edge - 0.012 * mw + jaw
-    # tongue: on the jaw, below the lower teeth's top, its back in shadow
-    tongue_top = lower_top - 0.07 * mw + 0.12 * mw * (u / half) ** 2
-    t = _smoothstep((v - tongue_top) / (0.03 * mw))[:, None] * (1.0 - 0.6 * across)
-    colour = cavity * (1.0 - t) + tongue_rgb(interior) * (0.6 + 0.25 * t) * t
+    # cavity: dark red, darkest in the shadow just under the upper teeth, lighter towards the tongue
+    shadow = np.clip((v - edge) / np.maximum(lower_top - edge, 1.0), 0.0, 1.0)[:, None]
+    cavity_rgb = 0.36 * base * np.array([1.0, 0.5, 0.5], np.float32) + np.array([14.0, 2.0, 3.0], np.float32)
+    cavity = cavity_rgb * (0.5 + 0.7 * shadow) * (1.0 - 0.45 * across) * (1.0 - 0.15 * depth)
+    # tongue: on the jaw, its top above the lower teeth as the mouth opens, lower at the sides
+    rise = 0.2 * mw * np.clip(jaw / (0.3 * mw), 0.0, 1.0)
+    tongue_top = lower_top - rise + 0.14 * mw * (u / half) ** 2
+    below = (v - tongue_top) / (0.03 * mw)
+    t = _smoothstep(below)[:, None] * (1.0 - 0.6 * across)
+    sheen = 1.0 + 0.18 * np.exp(-((below - 1.3) ** 2))[:, None]  # light on the tongue's upper surface
+    colour = cavity * (1.0 - t) + tongue_rgb(interior) * (0.62 + 0.2 * t) * sheen * t
     if interior.teeth:
         colour = _teeth(interior, colour, u, v, (y_up, edge, lower_top))
     return colour.astype(np.float32)

@@ -213,14 +213,15 @@ def targets(rig: MouthRig, shape: MouthShape, smile: float) -> np.ndarray:
     part = TEETH_LIP_PART * mw * (1.0 if shape.teeth else 0.0)
     purse = max(0.0, -k) * 0.04 * mw
     thick_up, thick_low = lip_thickness(rig)
+    arch = 0.1 * max(0.0, -k) * o * mw  # a rounded opening arches the upper lip: an O, not a slot
     for ids, lift in (
-        (rig.inner_upper, UPPER_LIP_LIFT * o * mw + part),
+        (rig.inner_upper, UPPER_LIP_LIFT * o * mw + part + arch),
         (rig.outer_upper, 0.05 * o * mw + purse),
     ):
-        dst[ids, 1] -= lift * _profile(n[ids, 0], half, power)
+        dst[ids[1:-1], 1] -= lift * _curve_profile(n, ids, power)
     lower_drop = LOWER_LIP_DROP * o * mw + part
     for ids, extra in ((rig.inner_lower, 0.0), (rig.outer_lower, purse)):
-        dst[ids, 1] += (lower_drop + extra) * _profile(n[ids, 0], half, power)
+        dst[ids[1:-1], 1] += (lower_drop + extra) * _curve_profile(n, ids, power)
     if shape.press:
         dst[rig.outer_upper, 1] += PRESS_THIN * shape.press * thick_up
         dst[rig.outer_lower, 1] -= PRESS_THIN * shape.press * thick_low

@@ -26,7 +26,7 @@ from farm.render.essence.visemes import ShapeSelector
 from farm.render.life import Life, LifeState
 
 FADE_FRAMES = 4  # cross-fade length at a gesture's start and end
-BEAT_NOD = 0.014  # head nudge at the peak of a speech beat, face widths (2 px for a 142-px face)
+BEAT_NOD = 0.011  # head nudge at the peak of a speech beat, face widths (1.6 px for a 142-px face)
 
 
 class LoadedAvatar:
