@@ -181,7 +181,7 @@ def build_pack(
     synth = MouthSynth(portrait, face, region, cavity_rgb=None if person else ANIMAL_MOUTH_RGB)
     shapes, levels, patches = _mouth_bank(synth, opts.mode)
     eyes = eye_bank(portrait, face_eyes(face) if person or opts.eyes else [])
-    head_box, head_mask = head_nudge(field)
+    head_box, head_mask = head_nudge(face, portrait.shape[:2])
     clips = _ClipRenderer(synth, field, smiles=person)
     scale = (face.box[2] - face.box[0]) / REFERENCE_FACE_PX
     programs = {"idle": motion.idle_loop(scale=scale)}

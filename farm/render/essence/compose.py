@@ -59,10 +59,9 @@ def blend_patch(image: np.ndarray, patch: np.ndarray, mask: np.ndarray, where: P
     if size[0] <= 0 or size[1] <= 0:
         return
     warped = cv2.warpAffine(patch, where.matrix, size, flags=cv2.INTER_LINEAR)
-    alpha = cv2.warpAffine(mask, where.matrix, size, flags=cv2.INTER_LINEAR)[..., None]
+    alpha = cv2.warpAffine(mask, where.matrix, size, flags=cv2.INTER_LINEAR)
     roi = image[where.y0 : where.y1, where.x0 : where.x1]
-    base = roi.astype(np.float32)
-    roi[...] = (base + (warped.astype(np.float32) - base) * alpha + 0.5).astype(np.uint8)
+    roi[...] = cv2.blendLinear(warped, np.ascontiguousarray(roi), alpha, 1.0 - alpha)
 
 
 class Layers:
@@ -86,7 +85,8 @@ class Layers:
         }
         x0, y0, x1, y1 = pack.head_box
         self.head_box = (x0, y0, x1, y1)
-        self.head_mask = np.ascontiguousarray(pack.head_mask, dtype=np.float32)[..., None]
+        self.head_mask = np.ascontiguousarray(pack.head_mask, dtype=np.float32)
+        self.head_rest = np.ascontiguousarray(1.0 - self.head_mask)
 
 
 def paste_mouth(
@@ -135,5 +135,4 @@ def nudge_head(image: np.ndarray, layers: Layers, dy: float) -> None:
     moved = cv2.warpAffine(
         roi, shift, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
-    base = roi.astype(np.float32)
-    roi[...] = (base + (moved.astype(np.float32) - base) * layers.head_mask + 0.5).astype(np.uint8)
+    roi[...] = cv2.blendLinear(moved, np.ascontiguousarray(roi), layers.head_mask, layers.head_rest)

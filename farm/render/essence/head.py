@@ -87,10 +87,26 @@ def render_pose(image: np.ndarray, field: MotionField, pose: Pose) -> tuple[np.n
     return frame, matrix
 
 
-def head_nudge(field: MotionField, threshold: float = 0.02) -> tuple[tuple[int, int, int, int], np.ndarray]:
-    """(box, weights) of the head-motion weight where it exceeds ``threshold``: what a beat nudges."""
-    ys, xs = np.nonzero(field.head > threshold)
-    if ys.size == 0:
+NUDGE_FADE = 1.2  # the beat's weight falls from 1 to 0 between these radii of the face ellipse
+
+
+def head_nudge(face: FaceLandmarks, size: tuple[int, int]) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """(box, weights) of what a speech beat moves: 1 over the face, fading out in a narrow ring.
+
+    Much tighter than the build's head-motion field: a beat moves a pixel or two, which a ring a
+    fifth of the face wide absorbs unseen, and the live nudge stays a small warp (about 15 % of a
+    512x512 head-and-shoulders frame).
+    """
+    h, w = size
+    x0, y0, x1, y1 = face.box
+    fw, fh = float(x1 - x0), float(y1 - y0)
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0 + 0.08 * fh
+    ax, ay = 0.62 * fw, 0.8 * fh
+    bx0, bx1 = int(max(0, np.floor(cx - NUDGE_FADE * ax))), int(min(w, np.ceil(cx + NUDGE_FADE * ax)))
+    by0, by1 = int(max(0, np.floor(cy - NUDGE_FADE * ay))), int(min(h, np.ceil(cy + NUDGE_FADE * ay)))
+    if bx1 <= bx0 or by1 <= by0:
         return (0, 0, 1, 1), np.zeros((1, 1), np.float32)
-    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-    return (x0, y0, x1, y1), np.ascontiguousarray(field.head[y0:y1, x0:x1], dtype=np.float32)
+    gy, gx = np.mgrid[by0:by1, bx0:bx1].astype(np.float32)
+    radius = np.hypot((gx - cx) / ax, (gy - cy) / ay)
+    t = np.clip((NUDGE_FADE - radius) / (NUDGE_FADE - 1.0), 0.0, 1.0)
+    return (bx0, by0, bx1, by1), (t * t * (3.0 - 2.0 * t)).astype(np.float32)
