@@ -177,8 +177,13 @@ def paint(
     sheen = 1.0 + 0.18 * np.exp(-((below - 1.3) ** 2))[:, None]  # light on the tongue's upper surface
     colour = cavity * (1.0 - t) + tongue_rgb(interior) * (0.62 + 0.2 * t) * sheen * t
     if interior.teeth:
-        colour = _teeth(interior, colour, u, v, (y_up, edge, lower_top))
+        colour = _teeth(interior, teeth_light(shape), colour, u=u, v=v, lines=(y_up, edge, lower_top))
     return colour.astype(np.float32)
+
+
+def teeth_light(shape: MouthShape) -> float:
+    """How lit the teeth are: rounded lips push forward and shade them."""
+    return 1.0 - 0.3 * max(0.0, -shape.width)
 
 
 def tongue_rgb(interior: Interior) -> np.ndarray:
@@ -205,7 +210,9 @@ def tongue_tip(interior: Interior, shape: MouthShape, colour: np.ndarray, uv: np
 
 def _teeth(
     interior: Interior,
+    light: float,
     colour: np.ndarray,
+    *,
     u: np.ndarray,
     v: np.ndarray,
     lines: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -218,7 +225,7 @@ def _teeth(
     lip_shadow = 1.0 - 0.3 * np.exp(-np.maximum(v - y_up, 0.0) / (0.02 * mw))
     fall = 1.0 - 0.55 * np.clip(np.abs(u) / (UPPER_TEETH_HALF * mw), 0.0, 1.0) ** 2  # the buccal corridor
     incisal = 1.0 - 0.12 * _smoothstep((v - (edge - 0.02 * mw)) / (0.02 * mw))  # translucent edges
-    teeth = interior.teeth_rgb[None, :] * (gaps * lip_shadow * fall * incisal)[:, None]
+    teeth = interior.teeth_rgb[None, :] * (gaps * lip_shadow * fall * incisal * light)[:, None]
     colour = colour * (1.0 - upper[:, None]) + teeth * upper[:, None]
     lower_width = _smoothstep((LOWER_TEETH_HALF * mw - np.abs(u)) / (0.05 * mw))
     in_band = _smoothstep((v - lower_top) / 0.8) * _smoothstep(

@@ -39,6 +39,8 @@ MESH_JAW: dict[int, float] = {
 # Mesh points held still: under the nose, the nasolabial cheeks, the jaw angles.
 MESH_ANCHORS = (2, 97, 326, 98, 327, 164, 167, 393, 165, 391, 206, 426, 216, 436, 207, 427, 187, 411,
                 214, 434, 172, 397)  # fmt: skip
+# Mesh points beside the mouth corners (the smile creases) and their share of the nearest corner's move.
+MESH_CORNER_SKIN: dict[int, float] = {57: 0.45, 287: 0.45, 43: 0.3, 273: 0.3, 186: 0.3, 410: 0.3}
 IBUG_JAW = {4: 0.08, 5: 0.3, 6: 0.6, 7: 0.85, 8: 1.0, 9: 0.85, 10: 0.6, 11: 0.3, 12: 0.08}
 IBUG_ANCHORS = (31, 32, 33, 34, 35, 2, 3, 13, 14)
 
@@ -84,6 +86,8 @@ class MouthRig:
     jaw: np.ndarray  # indices of jaw-moving points
     jaw_share: np.ndarray  # their share of the chin drop
     anchors: np.ndarray  # indices of points held still
+    corner_skin: np.ndarray  # indices of points that follow the nearest mouth corner
+    corner_share: np.ndarray  # their share of its move
     mouth_width: float  # outer corner distance of the neutral mouth, pixels
 
     @property
@@ -105,10 +109,11 @@ def mouth_rig(face: FaceLandmarks) -> MouthRig:
     curves: tuple[tuple[int, ...], ...]
     jaw: dict[int, float]
     anchors: tuple[int, ...]
+    skin: dict[int, float] = {}
     if face.mesh is not None:
         xy = face.mesh[:, :2].astype(np.float64)
         curves = (topo.LIPS_INNER_UPPER, topo.LIPS_INNER_LOWER, topo.LIPS_OUTER_UPPER, topo.LIPS_OUTER_LOWER)
-        jaw, anchors = MESH_JAW, MESH_ANCHORS
+        jaw, anchors, skin = MESH_JAW, MESH_ANCHORS, MESH_CORNER_SKIN
     else:
         xy = face.points.astype(np.float64)
         curves = (
@@ -118,7 +123,7 @@ def mouth_rig(face: FaceLandmarks) -> MouthRig:
             (48, 59, 58, 57, 56, 55, 54),
         )
         jaw, anchors = IBUG_JAW, IBUG_ANCHORS
-    names = sorted({n for c in curves for n in c} | set(jaw) | set(anchors))
+    names = sorted({n for c in curves for n in c} | set(jaw) | set(anchors) | set(skin))
     index = {n: i for i, n in enumerate(names)}
     outer_upper = _curve_ids(curves[2], index)
     frame = MouthFrame.between(xy[names[outer_upper[0]]], xy[names[outer_upper[-1]]])
@@ -136,6 +141,8 @@ def mouth_rig(face: FaceLandmarks) -> MouthRig:
         jaw=jaw_ids,
         jaw_share=np.array(list(jaw.values()), np.float64),
         anchors=_curve_ids(anchors, index),
+        corner_skin=_curve_ids(tuple(skin), index),
+        corner_share=np.array(list(skin.values()), np.float64),
         mouth_width=float(source[outer_upper[-1], 0] - source[outer_upper[0], 0]),
     )
     return _with_neutral(rig)
@@ -233,6 +240,10 @@ def targets(rig: MouthRig, shape: MouthShape, smile: float) -> np.ndarray:
     near = [rig.outer_upper[1], rig.outer_upper[-2]]
     dst[near, 1] -= 0.04 * smile * mw
     dst[rig.jaw, 1] += jaw_drop(shape, rig) * rig.jaw_share
+    if len(rig.corner_skin):  # the creases beside the corners follow them (rounding, spreading, smiling)
+        left, right = rig.outer_upper[0], rig.outer_upper[-1]
+        move = np.where((n[rig.corner_skin, 0] < 0)[:, None], dst[left] - n[left], dst[right] - n[right])
+        dst[rig.corner_skin] += move * rig.corner_share[:, None]
     return dst
 
 

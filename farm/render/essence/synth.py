@@ -190,14 +190,16 @@ class MouthSynth:
             colour = mouth_interior.paint(
                 self.interior, shape, self._grid[inside], self._uv[inside], (y_up[inside], y_low[inside])
             )
-            colour = self._own_teeth(colour, inside, y_up)
+            colour = self._own_teeth(colour, inside, y_up, mouth_interior.teeth_light(shape))
             colour = mouth_interior.tongue_tip(self.interior, shape, colour, self._uv[inside])
             a = alpha[inside, None]
             out[inside] = out[inside] * (1.0 - a) + colour * a
         out = self._seam(out, dst_uv, y_up, y_low)
         return np.clip(out + 0.5, 0, 255).astype(np.uint8).reshape(h, w, 3)
 
-    def _own_teeth(self, colour: np.ndarray, inside: np.ndarray, y_up: np.ndarray) -> np.ndarray:
+    def _own_teeth(
+        self, colour: np.ndarray, inside: np.ndarray, y_up: np.ndarray, light: float
+    ) -> np.ndarray:
         """The portrait's own upper teeth, in place, above their edge."""
         own = self.interior.own_teeth
         if own is None:
@@ -210,7 +212,7 @@ class MouthSynth:
         shadow = 1.0 - 0.25 * np.exp(
             -np.maximum(uv[:, 1] - y_up[inside], 0.0) / (0.02 * self.rig.mouth_width)
         )
-        return colour * (1.0 - weight[:, None]) + pixels * shadow[:, None] * weight[:, None]
+        return colour * (1.0 - weight[:, None]) + pixels * (light * shadow)[:, None] * weight[:, None]
 
     def _seam(self, out: np.ndarray, dst_uv: np.ndarray, y_up: np.ndarray, y_low: np.ndarray) -> np.ndarray:
         """Darken the line where (nearly) closed lips meet, as real closed lips show one."""

@@ -65,11 +65,6 @@ def roi_from_detection(detection: Detection) -> RotatedRect:
     return RotatedRect((x0 + x1) / 2.0, (y0 + y1) / 2.0, side, side, angle)
 
 
-def roi_from_mesh(mesh: np.ndarray) -> RotatedRect:
-    """``face_landmark_landmarks_to_roi.pbtxt`` (video tracking): all points' box, 33 -> 263 level, 1.5x."""
-    return rect_from_points(mesh[:468], 33, 263, MESH_ROI_SCALE)
-
-
 class FaceMeshModel:
     """``face_landmark.tflite``: a face ROI -> 468 points in image pixels and a presence probability."""
 

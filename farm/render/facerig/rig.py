@@ -7,9 +7,6 @@ upscaled from the full-resolution image, then both eyes are refined by the iris 
 contours overwrite the mesh's eye region, as MediaPipe's iris-tracking graph does) and the iris
 points complete the 478-point layout.
 
-``FaceRig.track`` (video, e.g. reading rendered frames back): the ROI of the next frame comes from
-the previous mesh, so detection runs only on the first frame or after a miss.
-
 Verified against mediapipe 0.10.21 itself (``FaceMesh(static_image_mode=True)``): the 468 points
 agree to 0.006-0.13 px on average on three portraits (notes: /work/notes/mediapipe.md).
 """
@@ -31,7 +28,6 @@ from farm.render.facerig.mesh import (
     FaceMeshModel,
     IrisModel,
     roi_from_detection,
-    roi_from_mesh,
 )
 
 MIN_TILE = 256
@@ -46,7 +42,7 @@ _EYES: tuple[tuple[Literal["R", "L"], tuple[int, ...], int, tuple[int, ...]], ..
 class Face:
     """One face: 478 points (x, y, z) in image pixels, presence, its mesh ROI and its detection.
 
-    ``detection`` is None for a face tracked from the previous frame (no detector ran).
+    ``detection`` is None when the mesh ran in a ROI given by the caller (no detector ran).
     """
 
     points: np.ndarray  # (478, 3) float32
@@ -67,7 +63,6 @@ class FaceRig:
         self._mesh = FaceMeshModel(num_threads=num_threads)
         self._iris = IrisModel(num_threads=num_threads) if with_iris else None
         self.min_tile = min_tile
-        self._last_roi: RotatedRect | None = None
 
     def detect(self, image: np.ndarray, *, tiles: bool = True) -> list[Detection]:
         """Faces in an RGB uint8 image, largest first (see the module docstring for the order)."""
@@ -85,16 +80,6 @@ class FaceRig:
             if face is not None:
                 return face
         return None
-
-    def track(self, image: np.ndarray) -> Face | None:
-        """The face of the next video frame: the ROI follows the last mesh, detection only after a miss."""
-        face = None
-        if self._last_roi is not None:
-            face = self.landmarks(image, self._last_roi, None)
-        if face is None:
-            face = self.find(image, tiles=False)
-        self._last_roi = None if face is None else roi_from_mesh(face.points)
-        return face
 
     def landmarks(self, image: np.ndarray, roi: RotatedRect, detection: Detection | None) -> Face | None:
         """Mesh (and irises) inside ``roi``; None when the mesh model says there is no face."""
