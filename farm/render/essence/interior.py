@@ -183,7 +183,7 @@ def paint(
 
 def teeth_light(shape: MouthShape) -> float:
     """How lit the teeth are: rounded lips push forward and shade them."""
-    return 1.0 - 0.3 * max(0.0, -shape.width)
+    return 1.0 - 0.2 * max(0.0, -shape.width)
 
 
 def tongue_rgb(interior: Interior) -> np.ndarray:
