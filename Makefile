@@ -65,6 +65,7 @@ lint: $(STAMP) $(WEB_ASSET)
 	$(BIN)/ruff format --check farm tasks tests
 	$(BIN)/mypy farm tasks
 	$(BIN)/lint-imports
+	$(BIN)/python -m farm.devtools.licences  # runtime dependency licences, shipped model files' licences
 
 # pytest exit code 5 means "no tests collected": a failure for the whole suite (tests went missing),
 # but fine for a marker subset that has nothing to run on this machine (e.g. `make gpu` on CPU).

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from farm.kernel.errors import BackendUnavailable, FarmError
+from farm.kernel.errors import AgentNotReady, BackendUnavailable, FarmError, ValidationError
 from farm.kernel.names import QUEUE_BUILD, QUEUE_ESSENCE, QUEUE_EXPRESSION
 from farm.kernel.settings import Settings
 
@@ -206,6 +206,46 @@ def cmd_agents(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sheet(settings: Settings, args: argparse.Namespace) -> int:
+    """Write a contact sheet PNG of an agent's pack, a pack directory, or a portrait built on the fly."""
+    import tempfile
+
+    from farm.render.essence import LoadedAvatar, load_pack
+    from farm.render.essence.sheet import write_sheet
+
+    with tempfile.TemporaryDirectory(prefix="farm-sheet-") as tmp:
+        pack_dir, title = _sheet_pack(settings, args, Path(tmp))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        write_sheet(LoadedAvatar(load_pack(pack_dir)), args.title or title, str(args.out))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _sheet_pack(settings: Settings, args: argparse.Namespace, tmp: Path) -> tuple[Path, str]:
+    """(pack directory, title) for ``farm sheet``: an agent's (from Redis), ``--pack`` or ``--image``."""
+    if args.pack is not None:
+        return Path(args.pack), Path(args.pack).name
+    if args.image is not None:
+        from farm.infra.media import load_image_rgb
+        from farm.render.essence import build_pack
+
+        image = load_image_rgb(Path(args.image), settings.max_image_pixels)
+        build_pack(image, tmp / "pack", size=settings.essence_size, options=_build_options(args))
+        return tmp / "pack", Path(args.image).name
+    if args.agent is None:
+        raise ValidationError("name an agent, or give --pack DIR or --image FILE")
+    from farm.infra.redis_conn import connect
+    from farm.sessions.agents import RedisAgentStore
+    from farm.worker.wiring import pack_path
+
+    url = _with_redis(settings).redis_url
+    assert url is not None
+    agent = RedisAgentStore(connect(url)).get(args.agent)
+    if agent.pack_ref is None:
+        raise AgentNotReady(f"agent {agent.id} has no built pack ({agent.status.value})")
+    return pack_path(settings, agent.pack_ref), f"agent {agent.id}"
+
+
 def _numbers(text: str | None) -> list[float] | None:
     """ "x0,y0,x1,y1" or "x,y" -> floats (None stays None)."""
     return None if text is None else [float(v) for v in text.replace(" ", ",").split(",") if v]
@@ -323,6 +363,41 @@ def _add_tenants_parser(sub: Any) -> None:
     tenants.set_defaults(func=cmd_tenants)
 
 
+def _add_build_options(parser: argparse.ArgumentParser) -> None:
+    """The build options of ``agents build`` (and of ``sheet --image``)."""
+    parser.add_argument(
+        "--mode", choices=["person", "animal"], default="person", help="animal: give --mouth-box"
+    )
+    parser.add_argument(
+        "--framing", choices=["face", "full"], default="face", help="full keeps the whole image"
+    )
+    parser.add_argument(
+        "--crop-scale", type=float, default=3.6, help="face framing: crop side in face widths"
+    )
+    parser.add_argument("--mouth-box", metavar="X0,Y0,X1,Y1", help="animal mode: the mouth, image pixels")
+    parser.add_argument(
+        "--mouth-point", action="append", metavar="X,Y", help="animal mode: a mouth outline point"
+    )
+    parser.add_argument(
+        "--eye", action="append", metavar="X,Y|X0,Y0,X1,Y1", help="animal mode: an eye (<= 2)"
+    )
+
+
+def _add_sheet_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sheet = sub.add_parser(
+        "sheet", help="contact sheet PNG of an avatar: idle, each viseme's mouth, blink and gaze, gestures"
+    )
+    sheet.add_argument("agent", nargs="?", help="an agent id (its pack is found through Redis)")
+    sheet.add_argument("--pack", type=Path, help="a pack directory instead of an agent")
+    sheet.add_argument(
+        "--image", type=Path, help="a portrait instead: built on the fly (build options below)"
+    )
+    sheet.add_argument("--out", type=Path, default=Path("out/sheet.png"))
+    sheet.add_argument("--title", default=None, help="the sheet's heading (default: the agent, pack or file)")
+    _add_build_options(sheet)
+    sheet.set_defaults(func=cmd_sheet)
+
+
 def _add_demo_and_tool_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``demo``, ``livekit-server``, ``sim`` and ``bench``."""
     demo = sub.add_parser("demo", help="build the sample avatar, speak a clip, write out/demo.mp4")
@@ -391,19 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     build = agents_sub.add_parser("build", help="build an Essence pack from a portrait, locally")
     build.add_argument("--image", required=True, type=Path)
     build.add_argument("--out", required=True, type=Path)
-    build.add_argument(
-        "--mode", choices=["person", "animal"], default="person", help="animal: give --mouth-box"
-    )
-    build.add_argument(
-        "--framing", choices=["face", "full"], default="face", help="full keeps the whole image"
-    )
-    build.add_argument("--crop-scale", type=float, default=3.6, help="face framing: crop side in face widths")
-    build.add_argument("--mouth-box", metavar="X0,Y0,X1,Y1", help="animal mode: the mouth, image pixels")
-    build.add_argument(
-        "--mouth-point", action="append", metavar="X,Y", help="animal mode: a mouth outline point"
-    )
-    build.add_argument("--eye", action="append", metavar="X,Y|X0,Y0,X1,Y1", help="animal mode: an eye (<= 2)")
+    _add_build_options(build)
     agents.set_defaults(func=cmd_agents)
+    _add_sheet_parser(sub)
 
     _add_demo_and_tool_commands(sub)
     return parser

@@ -7,7 +7,7 @@ Builds three characters with the real builder and renders them with the real ren
 * ``cat``: scikit-image's ``chelsea`` photo in animal mode, mouth and eyes given as boxes;
 * ``cartoon``: a mascot drawn here with OpenCV, animal mode with given mouth and eyes.
 
-For each: a contact sheet PNG (idle row: sway, breathing and a blink; speech row: mouth shapes) and
+For each: a contact sheet PNG (``farm sheet``'s: idle, each viseme's shape, blink and gaze, gestures) and
 lip-sync numbers over 5 s of speech-like audio: the correlation of the renderer's mouth openness
 with the audio's loudness, the correlation of the *pixel change* in the mouth box with loudness (a
 measurement on the pictures themselves) and where the pixel change lies (its centroid's distance
@@ -32,6 +32,7 @@ from farm.kernel.errors import FarmError
 from farm.render.audio import frame_energy
 from farm.render.essence import EssenceRenderer, LoadedAvatar, build_pack, load_pack, sample_portrait
 from farm.render.essence.builder import locate_face
+from farm.render.essence.sheet import write_sheet
 
 SPEECH_S = 5.0
 
@@ -142,78 +143,11 @@ def lip_sync(avatar: LoadedAvatar, seconds: float = SPEECH_S, seed: int = 0) -> 
     }
 
 
-def contact_sheet(avatar: LoadedAvatar, name: str, path: Path, tile_h: int = 180) -> Path:
-    """Two rows of six: idle (sway, breathing, a blink) and speech (increasing mouth openings)."""
-    pack = avatar.pack
-    idle = EssenceRenderer(avatar, "sheet-idle")
-    idle_frames = [idle.next_frame() for _ in range(pack.clip_length("idle"))]
-    picks = [0, 20, 24, 40, 60, 90]
-    row1 = [(f"idle {i}", idle_frames[i].pixels) for i in picks]
-    talk = EssenceRenderer(avatar, "sheet-speech")
-    talk.push_audio(speech_like(4.0), 16_000)
-    talk.flush()
-    by_open: dict[float, tuple[str, np.ndarray]] = {}
-    while talk.pending_frames():
-        frame = talk.next_frame()
-        by_open.setdefault(frame.mouth_open, (f"speech open={frame.mouth_open:.2f}", frame.pixels))
-    opens = sorted(by_open)
-    chosen = [opens[round(k * (len(opens) - 1) / 5)] for k in range(6)] if opens else []
-    row2 = [by_open[o] for o in chosen]
-    row3 = _zoom_row(avatar, row1[2], row2[1:])
-    width, height = pack.frame_size
-    tile_w = round(tile_h * width / height)
-    row3 = [(caption, _letterbox(crop, tile_w, tile_h)) for caption, crop in row3]
-    grid = np.full((3 * tile_h + 28, 6 * tile_w, 3), 255, np.uint8)
-    cv2.putText(grid, name, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
-    for r, row in enumerate((row1, row2, row3)):
-        for c, (caption, image) in enumerate(row):
-            small = cv2.resize(np.ascontiguousarray(image), (tile_w, tile_h), interpolation=cv2.INTER_AREA)
-            for colour, thickness in (((0, 0, 0), 3), ((255, 255, 255), 1)):  # outlined caption
-                cv2.putText(
-                    small,
-                    caption,
-                    (4, tile_h - 8),
-                    cv2.FONT_HERSHEY_SIMPLEX,
-                    0.4,
-                    colour,
-                    thickness,
-                    cv2.LINE_AA,
-                )
-            grid[28 + r * tile_h : 28 + (r + 1) * tile_h, c * tile_w : (c + 1) * tile_w] = small
+def contact_sheet(avatar: LoadedAvatar, name: str, path: Path) -> Path:
+    """The avatar's contact sheet (``farm.render.essence.sheet``: idle, visemes, blink and gaze, gestures)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    write_sheet(avatar, name, str(path))
     return path
-
-
-def _crop_around(image: np.ndarray, centre: np.ndarray, half: float) -> np.ndarray:
-    h, w = image.shape[:2]
-    x, y, r = int(centre[0]), int(centre[1]), max(8, int(half))
-    return image[max(0, y - r) : min(h, y + r), max(0, x - r) : min(w, x + r)]
-
-
-def _zoom_row(
-    avatar: LoadedAvatar, blink: tuple[str, np.ndarray], speech: list[tuple[str, np.ndarray]]
-) -> list[tuple[str, np.ndarray]]:
-    """Close-ups: the eyes at the blink, then the mouth (two mouth widths each side) while speaking."""
-    points = np.asarray(avatar.pack.manifest["face"]["landmarks"], np.float32)
-    mouth_w = float(np.linalg.norm(points[54] - points[48]))
-    eyes = points[36:48]
-    eye_half = 0.6 * max(float(np.ptp(eyes[:, 0])), mouth_w)
-    row = [(f"eyes {blink[0]}", _crop_around(blink[1], eyes.mean(axis=0), eye_half))]
-    anchor = np.asarray(avatar.pack.manifest["mouth"]["anchor"], np.float32)
-    return row + [
-        (f"mouth {caption}", _crop_around(image, anchor, 2.0 * mouth_w)) for caption, image in speech
-    ]
-
-
-def _letterbox(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    scale = min(width / image.shape[1], height / image.shape[0])
-    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-    small = cv2.resize(np.ascontiguousarray(image), size, interpolation=cv2.INTER_CUBIC)
-    out = np.full((height, width, 3), 255, np.uint8)
-    y, x = (height - size[1]) // 2, (width - size[0]) // 2
-    out[y : y + size[1], x : x + size[0]] = small
-    return out
 
 
 def smallest_face(fractions: tuple[float, ...] = (0.5, 0.35, 0.25, 0.2, 0.15, 0.12)) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ again (the CLI and ad-hoc builds never pass through the API).
 
 Modes:
 
-* ``person``: dlib's 68-point face landmarks place mouth, eyes and head (the default).
+* ``person``: the face rig's 478-point mesh places mouth, eyelids, irises and head (the default).
 * ``animal``: no face detector applies (cats, dogs, cartoon animals, mascots); the user gives the
   mouth as a box ``[x0, y0, x1, y1]`` or as outline points ``[[x, y], ...]`` and optionally the eyes,
   each a box or a centre ``[x, y]``. All coordinates are pixels of the uploaded image (after its
@@ -38,7 +38,7 @@ Box = Annotated[list[float], Field(min_length=4, max_length=4)]
 class AvatarMode(enum.StrEnum):
     """How the builder finds the face."""
 
-    PERSON = "person"  # dlib 68-point landmarks
+    PERSON = "person"  # the face rig (MediaPipe face mesh)
     ANIMAL = "animal"  # user-given mouth (and optional eyes)
 
 

@@ -189,6 +189,13 @@ class PackVersionMismatch(PackError):
     code = "PACK_VERSION_MISMATCH"
 
 
+class ModelFileInvalid(FarmError):
+    """A model file the farm ships is missing, or is not the file its provenance record names (sha256)."""
+
+    http_status = 500
+    code = "MODEL_FILE_INVALID"
+
+
 class PrewarmFailed(FarmError):
     http_status = 503
     code = "PREWARM_FAILED"

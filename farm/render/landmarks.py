@@ -1,32 +1,38 @@
-"""Face and 68-point landmark detection from models that ship inside installed packages.
+"""Faces and landmarks for the builders: MediaPipe's face models (Apache-2.0) through LiteRT.
 
-Primary path: dlib's HOG frontal face detector plus the 68-point shape predictor carried by the
-``face-recognition-models`` package (located on disk without importing the package, whose import
-needs ``pkg_resources``). Fallback, only when dlib cannot be imported: OpenCV's bundled Haar
-cascade for the box (OpenCV 4.x ships it; 5.x does not) with a mean 68-point template fitted to it.
-Nothing is downloaded; the models are loaded once per process by a cached loader.
+``detect_face`` returns the largest face of an image with the 68 iBUG 300-W points every builder
+uses (jaw 0-16, brows 17-26, nose 27-35, eyes 36-47 with 36-41 the eye on the image's left, outer
+lips 48-59, inner lips 60-67) and MediaPipe's full 478-point mesh (``FaceLandmarks.mesh``; named
+groups in ``farm.render.facerig.topology``, which also documents the 68-point mapping and its
+sources). The rig itself (detection, mesh, iris; model files with their provenance and licence) is
+``farm.render.facerig``; nothing is downloaded.
 
-Point indices follow the iBUG 300-W convention: jaw 0-16, brows 17-26, nose 27-35, eyes 36-47
-(36-41 is the eye on the image's left), outer lips 48-59, inner lips 60-67.
+Small faces (a full-body photo): when the short- and full-range detectors find nothing in the whole
+frame, the full-range one runs on overlapping tiles, and the mesh crop upscales the face from the
+full-resolution image. Large photos are searched at ``max_side`` pixels and answered in their own.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.util
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+import threading
+from dataclasses import dataclass, replace
 
+import cv2
 import numpy as np
 
-from farm.kernel.errors import FarmError, InvalidImage, NoFaceFound
+from farm.kernel.errors import InvalidImage, NoFaceFound
+from farm.render.facerig import topology as topo
+from farm.render.facerig.detector import Detection
+from farm.render.facerig.mesh import roi_from_detection
+from farm.render.facerig.rig import FaceRig
 
-PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
+METHOD = "mediapipe"
+MESH_MAX_ROI_PX = 768  # a larger face is meshed from a downscaled copy (the model's input is 192 px)
 
-# Mean 68-point shape relative to a dlib face box (x, y in box units), for the Haar fallback.
+# A mean 68-point face in face-box units (x, y), for code that needs a plausible face without an
+# image (the Expression model's dummy export inputs).
 # fmt: off
-_TEMPLATE = np.array([
+MEAN_SHAPE_68 = np.array([
     0.044, 0.308, 0.055, 0.44, 0.066, 0.56, 0.077, 0.692, 0.11, 0.813, 0.176, 0.923, 0.275, 1.011,
     0.374, 1.099, 0.495, 1.121, 0.626, 1.11, 0.747, 1.044, 0.857, 0.956, 0.934, 0.857, 0.989, 0.736,
     1.022, 0.604, 1.044, 0.484, 1.066, 0.352, 0.121, 0.198, 0.187, 0.132, 0.275, 0.121, 0.363, 0.143,
@@ -39,16 +45,21 @@ _TEMPLATE = np.array([
     0.604, 0.736, 0.747, 0.725, 0.593, 0.813, 0.527, 0.824, 0.462, 0.813,
 ], dtype=np.float32).reshape(68, 2)
 # fmt: on
+_TEMPLATE = MEAN_SHAPE_68  # the name farm.render.expression.model imports
 
 
 @dataclass(frozen=True, slots=True)
 class FaceLandmarks:
-    """One detected face: 68 landmark points (x, y) in pixels and the detector's box."""
+    """One face: 68 iBUG points (x, y) in pixels, the detector's box and, from the rig, the 478-point mesh.
+
+    ``mesh`` is None for faces not found by the rig (animal mode lays 68 points around given boxes).
+    """
 
     points: np.ndarray  # (68, 2) float32
     box: tuple[int, int, int, int]  # (x0, y0, x1, y1), exclusive right/bottom
     score: float = 0.0
-    method: str = "dlib"  # "dlib" | "haar-template"
+    method: str = METHOD  # "mediapipe" | "user-points"
+    mesh: np.ndarray | None = None  # (478, 3) float32: x, y in pixels, relative depth z
 
     @property
     def jaw(self) -> np.ndarray:
@@ -100,33 +111,30 @@ class FaceLandmarks:
         delta = self.right_eye - self.left_eye
         return float(np.degrees(np.arctan2(delta[1], delta[0])))
 
+    def mesh_points(self, indices: tuple[int, ...]) -> np.ndarray:
+        """(len(indices), 2) mesh points in pixels; raises when this face has no mesh."""
+        if self.mesh is None:
+            raise ValueError(f"this face ({self.method}) has no 478-point mesh")
+        return self.mesh[list(indices), :2]
 
-def predictor_path() -> Path:
-    """Where ``face-recognition-models`` keeps the 68-point predictor (without importing it)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("package face-recognition-models is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "models" / PREDICTOR_FILE
-
-
-@functools.cache
-def _dlib_models() -> tuple[Any, Any] | None:
-    """(detector, predictor) loaded once per process, or None when dlib is unavailable."""
-    try:
-        import dlib
-    except ImportError:
-        return None
-    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(predictor_path()))
-
-
-@functools.cache
-def _haar_cascade() -> Any | None:
-    import cv2
-
-    if not hasattr(cv2, "CascadeClassifier"):
-        return None  # OpenCV 5 no longer bundles the cascades
-    path = Path(getattr(cv2, "data").haarcascades) / "haarcascade_frontalface_default.xml"  # noqa: B009
-    return cv2.CascadeClassifier(str(path)) if path.exists() else None
+    def moved(self, origin: tuple[float, float], sx: float, sy: float) -> FaceLandmarks:
+        """The same face after the image is cropped at ``origin`` and scaled by (sx, sy)."""
+        offset = np.array(origin, np.float32)
+        scale = np.array([sx, sy], np.float32)
+        mesh = None
+        if self.mesh is not None:
+            mesh = self.mesh.copy()
+            mesh[:, :2] = (mesh[:, :2] - offset) * scale
+            mesh[:, 2] *= np.float32(sx)
+        x0, y0, x1, y1 = self.box
+        box = (
+            round((x0 - origin[0]) * sx),
+            round((y0 - origin[1]) * sy),
+            round((x1 - origin[0]) * sx),
+            round((y1 - origin[1]) * sy),
+        )
+        points = ((self.points - offset) * scale).astype(np.float32)
+        return replace(self, points=points, box=box, mesh=mesh)
 
 
 def as_rgb_uint8(image_rgb: np.ndarray) -> np.ndarray:
@@ -142,60 +150,64 @@ def as_rgb_uint8(image_rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def detect_face(image_rgb: np.ndarray, *, upsample: int = 1, max_side: int = 1024) -> FaceLandmarks:
-    """The most confident (then largest) face in an RGB image, with 68 landmarks.
+_local = threading.local()
 
-    Images larger than ``max_side`` are searched at that size (a 12-megapixel photo would take
-    seconds otherwise); points and box are returned in the original image's pixels.
-    Raises ``NoFaceFound`` when no face is detected.
+
+def face_rig() -> FaceRig:
+    """This thread's rig (its models load on first use; LiteRT interpreters are per thread)."""
+    rig = getattr(_local, "rig", None)
+    if rig is None:
+        rig = _local.rig = FaceRig()
+    return rig
+
+
+def _resized(image: np.ndarray, scale: float) -> np.ndarray:
+    if scale >= 1.0:
+        return image
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def _scaled(detection: Detection, scale: float) -> Detection:
+    box = tuple(float(v) * scale for v in detection.box)
+    return Detection(
+        (box[0], box[1], box[2], box[3]), detection.keypoints * np.float32(scale), detection.score
+    )
+
+
+def detect_face(image_rgb: np.ndarray, *, small_faces: bool = True, max_side: int = 1024) -> FaceLandmarks:
+    """The largest face in an RGB image, with 68 iBUG points and the 478-point mesh.
+
+    Detection runs on the image downscaled to ``max_side`` (tiles when ``small_faces`` and the
+    whole frame finds nothing); the mesh runs on the full-resolution image (or a copy downscaled so
+    the face's crop is at most ``MESH_MAX_ROI_PX``). Raises ``NoFaceFound``.
     """
     image = as_rgb_uint8(image_rgb)
-    scale = min(1.0, max_side / max(image.shape[:2]))
-    if scale < 1.0:
-        import cv2
-
-        size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    models = _dlib_models()
-    face = _detect_dlib(image, models, upsample) if models is not None else _detect_haar(image)
-    if scale == 1.0:
-        return face
-    box = tuple(round(v / scale) for v in face.box)
-    return FaceLandmarks(face.points / np.float32(scale), box, face.score, face.method)
-
-
-def _detect_dlib(image: np.ndarray, models: tuple[Any, Any], upsample: int) -> FaceLandmarks:
-    detector, predictor = models
-    rects, scores, _ = detector.run(image, upsample, 0.0)
-    if len(rects) == 0:
-        raise NoFaceFound("no face found in the image")
-    best = max(range(len(rects)), key=lambda i: (scores[i], rects[i].area()))
-    rect = rects[best]
-    shape = predictor(image, rect)
-    points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
-    box = (int(rect.left()), int(rect.top()), int(rect.right()), int(rect.bottom()))
-    return FaceLandmarks(points=points, box=box, score=float(scores[best]), method="dlib")
+    rig = face_rig()
+    det_scale = min(1.0, max_side / max(image.shape[:2]))
+    for found in rig.detect(_resized(image, det_scale), tiles=small_faces):
+        detection = _scaled(found, 1.0 / det_scale)
+        roi = roi_from_detection(detection)
+        mesh_scale = min(1.0, MESH_MAX_ROI_PX / roi.width)
+        face = rig.landmarks(
+            _resized(image, mesh_scale), roi_from_detection(_scaled(detection, mesh_scale)), None
+        )
+        if face is not None:
+            return _landmarks(face.points, detection, mesh_scale)
+    raise NoFaceFound("no face found in the image")
 
 
-def _detect_haar(image: np.ndarray) -> FaceLandmarks:
-    cascade = _haar_cascade()
-    if cascade is None:
-        raise FarmError("no face detector available (dlib missing and no OpenCV Haar cascade)")
-    import cv2
-
-    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    faces = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5)
-    if len(faces) == 0:
-        raise NoFaceFound("no face found in the image")
-    x, y, w, h = max((tuple(int(v) for v in f) for f in faces), key=lambda f: f[2] * f[3])
-    points = (_TEMPLATE * np.array([w, h], np.float32) + np.array([x, y], np.float32)).astype(np.float32)
-    return FaceLandmarks(points=points, box=(x, y, x + w, y + h), score=0.0, method="haar-template")
+def _landmarks(points: np.ndarray, detection: Detection, mesh_scale: float) -> FaceLandmarks:
+    mesh = (points / np.float32(mesh_scale)).astype(np.float32)
+    x0, y0, x1, y1 = detection.box
+    box = (round(x0), round(y0), round(x1), round(y1))
+    return FaceLandmarks(topo.mesh_to_ibug68(mesh), box, float(detection.score), METHOD, mesh)
 
 
 def sample_portrait() -> np.ndarray:
     """The sample avatar: scikit-image's ``astronaut`` (512x512 RGB, a real portrait in a package).
 
-    dlib finds two faces there; the real one (upper, box about (175,76)-(265,166)) scores highest.
+    The rig finds her face at about (178, 83)-(273, 178).
     """
     from skimage import data
 

@@ -20,7 +20,7 @@ import json, sys
 from farm.api.app import build_app
 from farm.kernel.settings import Settings
 build_app(Settings(redis_url="redis://127.0.0.1:1/0"))
-heavy = ("torch", "onnxruntime", "farm.render", "farm.stream", "livekit.rtc", "dlib", "cv2")
+heavy = ("torch", "onnxruntime", "farm.render", "farm.stream", "livekit.rtc", "ai_edge_litert", "cv2")
 print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in heavy or m.startswith(heavy))))
 """
 

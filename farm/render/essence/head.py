@@ -1,7 +1,5 @@
-"""Blinks and head motion for the pack builder: the portrait's own pixels, warped.
+"""Head motion for the pack builder: the portrait's own pixels, warped (blinks: ``eyes``).
 
-* Blinks: the skin above each upper lid is stretched down over the eye (people), or a lid in the
-  colour above the eye is painted down over it (animals and drawn characters).
 * Head motion: an affine pose (roll about the neck, nod offset, scale) applied with full weight over
   the head and fading out around it; a separate small vertical "breathing" shift of the torso. The
   mouth region lies where the head weight is exactly 1, so a mouth patch moved by the pose matrix
@@ -18,98 +16,6 @@ import numpy as np
 from farm.render.essence.synth import MouthRegion
 from farm.render.landmarks import FaceLandmarks
 
-# ------------------------------------------------------------------------------------------- eyes
-
-
-def blink(image: np.ndarray, face: FaceLandmarks, amount: float) -> np.ndarray:
-    """Close both eyes by ``amount`` (0 open .. 1 shut) by stretching the upper-lid skin down."""
-    if amount <= 0.0:
-        return image
-    out = image.copy()
-    for start in (36, 42):
-        _blink_eye(out, image, face.points[start : start + 6], amount)
-    return out
-
-
-def _blink_eye(out: np.ndarray, image: np.ndarray, eye: np.ndarray, amount: float) -> None:
-    left, right = float(eye[:, 0].min()), float(eye[:, 0].max())
-    ew = right - left
-    upper = eye[[0, 1, 2, 3]]
-    lower = eye[[3, 4, 5, 0]]
-    eye_h = max(2.0, float(np.mean(lower[1:3, 1]) - np.mean(upper[1:3, 1])))
-    x0 = int(max(0, np.floor(left - 0.25 * ew)))
-    x1 = int(min(image.shape[1], np.ceil(right + 0.25 * ew)))
-    y0 = int(max(0, np.floor(float(upper[:, 1].min()) - 1.6 * eye_h - 2)))
-    y1 = int(min(image.shape[0], np.ceil(float(lower[:, 1].max()) + 2)))
-    xs = np.arange(x0, x1, dtype=np.float32)
-    up_o, low_o = np.argsort(upper[:, 0]), np.argsort(lower[:, 0])
-    y_up = np.interp(xs, upper[up_o, 0], upper[up_o, 1])
-    y_low = np.interp(xs, lower[low_o, 0], lower[low_o, 1])
-    inside = (xs >= left) & (xs <= right)
-    y_low = np.where(inside, y_low, y_up)
-    top = y_up - 1.5 * eye_h
-    lid = y_up + amount * (y_low - y_up)  # where the upper lid edge is now
-    ys = np.arange(y0, y1, dtype=np.float32)[:, None]
-    stretch = (y_up - top) / np.maximum(lid - top, 1e-3)
-    map_y = np.where(
-        (ys >= top[None, :]) & (ys <= lid[None, :]), top[None, :] + (ys - top[None, :]) * stretch[None, :], ys
-    ).astype(np.float32)
-    map_x = np.broadcast_to(xs[None, :], map_y.shape).astype(np.float32)
-    warped = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).astype(
-        np.float32
-    )
-    lash = np.exp(-(((ys - lid[None, :]) / 1.2) ** 2)) * inside[None, :] * amount
-    warped *= (1.0 - 0.35 * lash)[..., None]
-    out[y0:y1, x0:x1] = np.clip(warped + 0.5, 0, 255).astype(np.uint8)
-
-
-def painted_blink(image: np.ndarray, face: FaceLandmarks, amount: float) -> np.ndarray:
-    """Close both eyes by ``amount`` with a lid painted from the fur or skin just above each eye.
-
-    For animals and drawn characters: their eyes are large and what lies above them (brows, ears,
-    outlines) must not be stretched over the eye. The eye is the ellipse through its six points,
-    grown a little to cover its outline; the lid (the fur or skin just above the eye, slid down with
-    it) comes down from its top to ``amount`` of its height.
-    """
-    if amount <= 0.0:
-        return image
-    out = image.copy()
-    eyes = [face.points[36:42], face.points[42:48]]
-    if np.allclose(eyes[0], eyes[1]):
-        eyes = eyes[:1]
-    for eye in eyes:
-        _paint_lid(out, image, eye, amount)
-    return out
-
-
-def _paint_lid(out: np.ndarray, image: np.ndarray, eye: np.ndarray, amount: float) -> None:
-    h, w = image.shape[:2]
-    cx, cy = float(eye[:, 0].mean()), float(eye[:, 1].mean())
-    rx = 0.54 * float(eye[:, 0].max() - eye[:, 0].min()) + 1.0
-    ry = 0.55 * float(eye[:, 1].max() - eye[:, 1].min()) / 0.866 + 1.0
-    x0, x1 = int(max(0, np.floor(cx - rx - 1))), int(min(w, np.ceil(cx + rx + 2)))
-    y0, y1 = int(max(0, np.floor(cy - ry - 1))), int(min(h, np.ceil(cy + ry + 2)))
-    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-    radius = np.sqrt(((xs - cx) / rx) ** 2 + ((ys - cy) / ry) ** 2)
-    inside = np.clip((1.0 - radius) * max(2.0, 0.2 * min(rx, ry)), 0.0, 1.0)  # a soft edge of ~5 %
-    lid_y = cy - ry + amount * 2.0 * ry
-    cover = inside * np.clip(lid_y - ys + 0.5, 0.0, 1.0)
-    # the lid is the fur/skin band just above the eye, slid down with the lid (mirror-tiled)
-    top = cy - ry - 1.0
-    band = max(2.0, 0.35 * ry)
-    u = np.mod(np.maximum(lid_y - ys, 0.0), 2.0 * band)
-    src_y = (top - np.minimum(u, 2.0 * band - u)).astype(np.float32)
-    texture = cv2.remap(image, xs, src_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
-    mean = texture.reshape(-1, 3).mean(axis=0)
-    shade = 0.9 + 0.1 * np.clip((lid_y - ys) / (2.0 * ry), 0.0, 1.0)
-    lid = (0.7 * texture + 0.3 * mean) * shade[..., None]
-    lash = np.exp(-(((ys - lid_y) / max(1.0, 0.06 * ry)) ** 2)) * inside * amount
-    region = image[y0:y1, x0:x1].astype(np.float32)
-    painted = region * (1.0 - cover[..., None]) + lid * cover[..., None]
-    painted *= (1.0 - 0.55 * lash)[..., None]
-    out[y0:y1, x0:x1] = np.clip(painted + 0.5, 0, 255).astype(np.uint8)
-
-
 # ------------------------------------------------------------------------------------------- head
 
 
@@ -122,7 +28,6 @@ class Pose:
     dy: float = 0.0
     scale: float = 1.0
     breath: float = 0.0  # torso vertical shift in pixels (positive: down)
-    blink: float = 0.0
     smile: float = 0.0
 
 
@@ -180,3 +85,28 @@ def render_pose(image: np.ndarray, field: MotionField, pose: Pose) -> tuple[np.n
     map_y = (gy + field.head * (src_y - gy) - field.torso * pose.breath).astype(np.float32)
     frame = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return frame, matrix
+
+
+NUDGE_FADE = 1.2  # the beat's weight falls from 1 to 0 between these radii of the face ellipse
+
+
+def head_nudge(face: FaceLandmarks, size: tuple[int, int]) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """(box, weights) of what a speech beat moves: 1 over the face, fading out in a narrow ring.
+
+    Much tighter than the build's head-motion field: a beat moves a pixel or two, which a ring a
+    fifth of the face wide absorbs unseen, and the live nudge stays a small warp (about 15 % of a
+    512x512 head-and-shoulders frame).
+    """
+    h, w = size
+    x0, y0, x1, y1 = face.box
+    fw, fh = float(x1 - x0), float(y1 - y0)
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0 + 0.08 * fh
+    ax, ay = 0.62 * fw, 0.8 * fh
+    bx0, bx1 = int(max(0, np.floor(cx - NUDGE_FADE * ax))), int(min(w, np.ceil(cx + NUDGE_FADE * ax)))
+    by0, by1 = int(max(0, np.floor(cy - NUDGE_FADE * ay))), int(min(h, np.ceil(cy + NUDGE_FADE * ay)))
+    if bx1 <= bx0 or by1 <= by0:
+        return (0, 0, 1, 1), np.zeros((1, 1), np.float32)
+    gy, gx = np.mgrid[by0:by1, bx0:bx1].astype(np.float32)
+    radius = np.hypot((gx - cx) / ax, (gy - cy) / ay)
+    t = np.clip((NUDGE_FADE - radius) / (NUDGE_FADE - 1.0), 0.0, 1.0)
+    return (bx0, by0, bx1, by1), (t * t * (3.0 - 2.0 * t)).astype(np.float32)

@@ -14,8 +14,6 @@ from collections.abc import Callable
 from farm.render.essence.head import Pose
 
 IDLE_FRAMES = 120  # 4.8 s at 25 fps
-_BLINK = (0.35, 0.8, 1.0, 0.75, 0.4, 0.12)  # eyelid closure over six frames
-_BLINK_STARTS = (22, 86)
 
 
 def _smooth(t: float) -> float:
@@ -33,9 +31,8 @@ def _bump(t: float) -> float:
 
 
 def idle_loop(frames: int = IDLE_FRAMES, scale: float = 1.0) -> list[Pose]:
-    """Breathing, a slow head sway and two blinks; periodic in ``frames``."""
+    """Breathing and a slow head sway, periodic in ``frames`` (blinks and gaze are live: ``render.life``)."""
     poses = []
-    blink_at = {start + i: v for start in _BLINK_STARTS for i, v in enumerate(_BLINK) if start + i < frames}
     for i in range(frames):
         theta = 2.0 * math.pi * i / frames
         poses.append(
@@ -45,7 +42,6 @@ def idle_loop(frames: int = IDLE_FRAMES, scale: float = 1.0) -> list[Pose]:
                 dy=scale * (0.5 * math.sin(2 * theta + 0.3)),
                 scale=1.0 + 0.002 * math.sin(theta + 2.0),
                 breath=scale * 1.2 * math.sin(theta),
-                blink=blink_at.get(i, 0.0),
             )
         )
     return poses
@@ -74,7 +70,6 @@ def _wave(t: float, scale: float) -> Pose:
         dx=scale * 3.0 * wobble,
         dy=-scale * 2.0 * envelope,
         smile=0.8 * envelope,
-        blink=_BLINK[2] * max(0.0, 1.0 - abs(t - 0.5) * 25.0),
     )
 
 

@@ -18,20 +18,16 @@ import cv2
 import numpy as np
 
 from farm.kernel.errors import PackError, PackVersionMismatch
+from farm.render.essence.bank import EyeState, MouthShape
 
 PACK_FORMAT = "farm-essence-pack"
-PACK_VERSION = 1
+PACK_VERSION = 2  # 2: eye patches (blink, gaze), head-nudge mask, articulated mouth shapes with flags
 MANIFEST = "manifest.json"
 FRAME_ENCODING = "i420"  # base frames: planar Y (H rows) then U and V (H/2 x W/2 each), OpenCV's I420
 
 
-@dataclass(frozen=True, slots=True)
-class ShapeInfo:
-    """One mouth shape of the bank: its name, openness 0..1 and width -1 (round) .. 1 (wide)."""
-
-    name: str
-    open: float
-    width: float
+ShapeInfo = MouthShape
+"""One mouth shape of the bank, as the manifest declares it (``farm.render.essence.bank``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +50,14 @@ class EssencePack:
     patches: np.ndarray  # (levels, shapes, h, w, 3) uint8 mouth patches in portrait coordinates
     mask: np.ndarray  # (h, w) float32 feathered mask of a patch
     centres: np.ndarray  # (shapes, 2) float32 feature-space centres (openness, width)
-    shapes: tuple[ShapeInfo, ...]
+    shapes: tuple[MouthShape, ...]
     gestures: tuple[ClipInfo, ...]
+    eye_patches: np.ndarray  # (eyes, states, h, w, 3) uint8 eye patches in portrait coordinates
+    eye_mask: np.ndarray  # (h, w) float32 feathered mask of an eye patch
+    eye_origins: tuple[tuple[int, int], ...]  # (x0, y0) of each eye's patch in the portrait
+    eye_states: tuple[EyeState, ...]  # state 0 is "open" (the base frames' own eyes)
+    head_mask: np.ndarray  # (h, w) float32 head-motion weight over ``head_box`` (for beats)
+    head_box: tuple[int, int, int, int]  # (x0, y0, x1, y1) in the portrait
     nbytes: int = field(default=0)
 
     @property
@@ -120,7 +122,8 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     if manifest.get("version") != PACK_VERSION or manifest.get("frame_encoding") != FRAME_ENCODING:
         raise PackVersionMismatch(
             f"pack format version {manifest.get('version')!r} ({manifest.get('frame_encoding')!r} frames), "
-            f"this engine reads version {PACK_VERSION} ({FRAME_ENCODING!r})",
+            f"this engine reads version {PACK_VERSION} ({FRAME_ENCODING!r}): rebuild the agent's pack "
+            "from its image (version 2 added eye patches and articulated mouth shapes)",
             path=str(path),
         )
     return manifest
@@ -138,6 +141,11 @@ def _load_member(path: Path, name: str, meta: dict[str, Any], verify: bool) -> n
     return array
 
 
+def _box(values: list[int]) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = (int(v) for v in values)
+    return (x0, y0, x1, y1)
+
+
 def load_pack(path: Path, *, verify: bool = True) -> EssencePack:
     """Open a pack read-only (memory-mapped); ``verify`` checks every member's SHA-256."""
     path = Path(path)
@@ -146,9 +154,8 @@ def load_pack(path: Path, *, verify: bool = True) -> EssencePack:
     arrays = {name: _load_member(path, name, meta, verify) for name, meta in members.items()}
     try:
         gestures = tuple(ClipInfo(g["name"], int(g["frames"])) for g in manifest["gestures"])
-        shapes = tuple(
-            ShapeInfo(s["name"], float(s["open"]), float(s["width"])) for s in manifest["mouth"]["shapes"]
-        )
+        shapes = tuple(MouthShape.from_manifest(s) for s in manifest["mouth"]["shapes"])
+        eyes = manifest["eyes"]
         clips = ["idle", *(g.name for g in gestures)]
         pack = EssencePack(
             path=path,
@@ -161,12 +168,20 @@ def load_pack(path: Path, *, verify: bool = True) -> EssencePack:
             centres=arrays["feature_centres"],
             shapes=shapes,
             gestures=gestures,
+            eye_patches=arrays["eye_patches"],
+            eye_mask=arrays["eye_mask"],
+            eye_origins=tuple((int(x), int(y)) for x, y in eyes["origins"]),
+            eye_states=tuple(EyeState.from_manifest(e) for e in eyes["states"]),
+            head_mask=arrays["head_mask"],
+            head_box=_box(manifest["head"]["box"]),
             nbytes=sum(int(a.nbytes) for a in arrays.values()),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise PackError("pack manifest is incomplete", path=str(path)) from exc
     if pack.patches.shape[1] != len(shapes) or len(shapes) != pack.centres.shape[0]:
         raise PackError("pack mouth bank does not match its manifest", path=str(path))
+    if pack.eye_patches.shape[:2] != (len(pack.eye_origins), len(pack.eye_states)):
+        raise PackError("pack eye patches do not match its manifest", path=str(path))
     width, height = pack.frame_size
     if any(f.shape[1:] != (height * 3 // 2, width) for f in pack.frames.values()):
         raise PackError("pack frames do not match the manifest's frame size", path=str(path))

@@ -9,7 +9,9 @@ and a few numbers. Deterministic: the same calls give the same frames.
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -18,21 +20,13 @@ import numpy as np
 from farm.kernel.errors import InvalidAudio, UnknownGesture
 from farm.render.audio import Resampler, frame_energy, log_mel
 from farm.render.base import SAMPLES_PER_FRAME, AvatarFrame
+from farm.render.essence.compose import Layers, nudge_head, paste_eyes, paste_mouth
 from farm.render.essence.pack import EssencePack
 from farm.render.essence.visemes import ShapeSelector
+from farm.render.life import Life, LifeState
 
 FADE_FRAMES = 4  # cross-fade length at a gesture's start and end
-
-
-@dataclass(frozen=True, slots=True)
-class Placement:
-    """Where a mouth patch lands in one base frame: destination box and patch -> box matrix."""
-
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-    matrix: np.ndarray  # (2, 3) float32
+BEAT_NOD = 0.011  # head nudge at the peak of a speech beat, face widths (1.6 px for a 142-px face)
 
 
 class LoadedAvatar:
@@ -40,30 +34,34 @@ class LoadedAvatar:
 
     def __init__(self, pack: EssencePack) -> None:
         self.pack = pack
-        self.placements = {clip: [self._place(m) for m in pack.poses[clip]] for clip in pack.frames}
+        self.layers = Layers(pack)
+        self.placements = self.layers.mouth
         self.levels = pack.smile_levels
         self.level_of = {clip: self._levels(pack.smile[clip]) for clip in pack.frames}
         self.closed = int(np.argmin(np.abs(pack.centres).sum(axis=1)))
         self.mask = np.ascontiguousarray(pack.mask, dtype=np.float32)
         self.features = {k: float(v) for k, v in pack.manifest["features"].items() if k != "kind"}
+        x0, _, x1, _ = pack.manifest["face"]["box"]
+        self.beat_px = BEAT_NOD * (x1 - x0)  # a beat's head nudge, pixels
 
     def _levels(self, smiles: np.ndarray) -> np.ndarray:
         return np.abs(np.asarray(smiles)[:, None] - self.levels[None, :]).argmin(axis=1)
 
-    def _place(self, pose: np.ndarray) -> Placement:
-        width, height = self.pack.frame_size
-        ph, pw = self.pack.mask.shape
-        ox, oy = self.pack.mouth_origin
-        to_patch = np.array([[1.0, 0.0, ox], [0.0, 1.0, oy], [0.0, 0.0, 1.0]])
-        full = np.asarray(pose, np.float64) @ to_patch  # patch pixel -> frame pixel
-        corners = np.array([[0, 0, 1], [pw, 0, 1], [0, ph, 1], [pw, ph, 1]], np.float64) @ full.T
-        x0 = int(max(0, np.floor(corners[:, 0].min())))
-        y0 = int(max(0, np.floor(corners[:, 1].min())))
-        x1 = int(min(width, np.ceil(corners[:, 0].max()) + 1))
-        y1 = int(min(height, np.ceil(corners[:, 1].max()) + 1))
-        matrix = full.copy()
-        matrix[:, 2] -= (x0, y0)
-        return Placement(x0, y0, x1, y1, matrix.astype(np.float32))
+    def eye_state(self, life: Life) -> int:
+        """The pack's eye state closest to ``life`` (0: the base frame's own open eyes)."""
+        states = self.pack.eye_states
+        if len(states) <= 1 or (life.blink < 0.15 and max(abs(g) for g in life.gaze) < 0.2):
+            return 0
+        if life.blink >= 0.15:
+            return min(
+                range(1, len(states)),
+                key=lambda i: abs(states[i].blink - life.blink) + 9 * (states[i].blink == 0),
+            )
+        gazing = [i for i in range(1, len(states)) if states[i].blink == 0.0]
+        if not gazing:
+            return 0
+        gx, gy = life.gaze
+        return min(gazing, key=lambda i: (states[i].gaze[0] - gx) ** 2 + (states[i].gaze[1] - gy) ** 2)
 
     @property
     def gestures(self) -> tuple[str, ...]:
@@ -125,6 +123,9 @@ class EssenceRenderer:
         self._gesture: str | None = None
         self._gesture_pos = 0
         self._closed = False
+        self._life = LifeState(int(hashlib.sha256(session_id.encode()).hexdigest()[:8], 16))
+        self._eyes = 0
+        self._beat = 0.0
 
     # ------------------------------------------------------------------ Renderer protocol
     @property
@@ -165,6 +166,7 @@ class EssenceRenderer:
     def interrupt(self) -> None:
         self._segments.clear()
         self._selector.reset()
+        self._life.reset()
 
     def trigger(self, gesture: str) -> None:
         if gesture not in self.avatar.pack.frames or gesture == "idle":
@@ -182,16 +184,20 @@ class EssenceRenderer:
     def next_frame(self, render: bool = True) -> AvatarFrame:
         audio, segment_id, segment_end = self._take_audio()
         speaking = segment_id is not None
+        energy = float(frame_energy(audio)[0]) if speaking else 0.0
         if speaking:
             mel = log_mel(audio)[0]
-            shape = self._selector.step(float(frame_energy(audio)[0]), mel)
+            shape = self._selector.step(energy, mel)
         else:
             shape = self._selector.step(0.0, _SILENT_ROW)
+        self._live(speaking, energy)
         image: np.ndarray | None = None
         if render:
             image, clip, pos = self._base_frame()
             if shape != self.avatar.closed:
-                self._paste_mouth(image, clip, pos, shape)
+                self._paste_mouth(image, clip, pos, [(shape, 1.0)])
+            paste_eyes(image, self.avatar.pack, self.avatar.layers, (clip, pos), self._eyes)
+            nudge_head(image, self.avatar.layers, self._beat * self.avatar.beat_px)
         frame = AvatarFrame(
             index=self._index,
             image=image,
@@ -241,18 +247,18 @@ class EssenceRenderer:
             return mixed, self._gesture, pos
         return mixed, "idle", self._idle_pos
 
-    def _paste_mouth(self, image: np.ndarray, clip: str, pos: int, shape: int) -> None:
-        avatar = self.avatar
-        place = avatar.placements[clip][pos]
-        level = int(avatar.level_of[clip][pos])
-        size = (place.x1 - place.x0, place.y1 - place.y0)
-        patch = cv2.warpAffine(
-            np.asarray(avatar.pack.patches[level, shape]), place.matrix, size, flags=cv2.INTER_LINEAR
-        )
-        mask = cv2.warpAffine(avatar.mask, place.matrix, size, flags=cv2.INTER_LINEAR)[..., None]
-        roi = image[place.y0 : place.y1, place.x0 : place.x1]
-        base = roi.astype(np.float32)
-        roi[...] = (base + (patch.astype(np.float32) - base) * mask + 0.5).astype(np.uint8)
+    def _paste_mouth(
+        self, image: np.ndarray, clip: str, pos: int, blend: Sequence[tuple[int, float]]
+    ) -> None:
+        """Blend mouth shapes ``blend`` [(shape index, weight), ...] into base frame ``pos`` of ``clip``."""
+        level = int(self.avatar.level_of[clip][pos])
+        paste_mouth(image, self.avatar.pack, self.avatar.layers, (clip, pos, level), blend)
+
+    def _live(self, speaking: bool, energy: float) -> None:
+        """Step blinks, gaze and head beats (``farm.render.life``) for this frame."""
+        life = self._life.step(speaking, energy)
+        self._eyes = self.avatar.eye_state(life)
+        self._beat = life.beat
 
     def _advance(self) -> None:
         self._index += 1
