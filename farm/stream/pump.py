@@ -147,6 +147,7 @@ class FramePump:
         renderer, sink = self._lane.renderer, self._sink
         t0 = self._clock.now()
         index = 0
+        pending = -1  # frames of queued speech after the last frame taken (-1: not asked yet)
         while True:
             self.progress_at = time.monotonic()
             reason = await should_end()
@@ -154,22 +155,22 @@ class FramePump:
                 return reason
             if consumer.done() and consumer.exception() is not None:
                 raise consumer.exception()  # type: ignore[misc]
-            if self._abandon_queue:
-                return PumpEnd.INPUT_CLOSED
-            pending = await self._lane.call(renderer.pending_frames)
-            if self._input_closed and pending == 0:
+            if self._abandon_queue or (self._input_closed and pending == 0):
                 return PumpEnd.INPUT_CLOSED
             if sink.realtime:
                 t0, render = await self._keep_time(t0, index)
-            elif pending == 0:
-                await self._wait_for_input()
-                continue
             else:
+                pending = await self._lane.call(renderer.pending_frames)
+                if pending == 0:
+                    if not self._input_closed:
+                        await self._wait_for_input()
+                        pending = -1  # stale once input arrived: ask again
+                    continue
                 render = True
             async with self._turn:
-                await self._write(await self._next(render))
+                frame, pending = await self._next(render)
+                await self._write(frame)
             index += 1
-            await asyncio.sleep(0)  # let the input consumer and the lease keeper run
 
     async def _keep_time(self, t0: float, index: int) -> tuple[float, bool]:
         """Wait until frame ``index`` may be produced; (grid origin, whether to render its image)."""
@@ -185,16 +186,22 @@ class FramePump:
         render = now + self.stats.render_ms / 1000.0 <= due + SLACK_S
         return t0, render
 
-    async def _next(self, render: bool) -> AvatarFrame:
+    async def _next(self, render: bool) -> tuple[AvatarFrame, int]:
+        """The next frame and the frames of speech still queued after it (one trip to the lane)."""
         began = self._clock.now()
-        frame = await self._lane.call(self._lane.renderer.next_frame, render)
+        frame, pending = await self._lane.call(self._take, render)
         if frame.image is not None:
             took_ms = (self._clock.now() - began) * 1000.0
             self.stats.render_ms = _ewma(self.stats.render_ms, took_ms, self.stats.rendered)
             self.stats.rendered += 1
         else:
             self.stats.skipped += 1
-        return frame
+        return frame, pending
+
+    def _take(self, render: bool) -> tuple[AvatarFrame, int]:
+        """On the lane: take one frame and count what is left."""
+        renderer = self._lane.renderer
+        return renderer.next_frame(render), renderer.pending_frames()
 
     async def _write(self, frame: AvatarFrame) -> None:
         began = time.perf_counter()

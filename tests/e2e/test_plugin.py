@@ -399,6 +399,9 @@ async def test_at_capacity_and_at_one_and_a_half_times_it_speech_keeps_time_and_
     assert all([f["interrupted"] for f in a["finished"]] == [False] for a in answers), answers
     # the voice keeps time at the viewer: the 1.2 s turn and the 1.5 s answer are not stretched
     for viewer in viewers:
+        timings = room_sessions(plugin_farm, viewer.room_name)[0].timings_ms
+        print(f"\n{viewer.room_name}: spans {viewer.spans_s()} worker {timings}")
+    for viewer in viewers:
         spans = [s for s in viewer.spans_s() if s >= 0.5]
         assert spans, f"{viewer.room_name}: no speech heard"
         assert 1.2 * 0.9 <= spans[0] <= 1.2 * 1.2, (viewer.room_name, spans)
