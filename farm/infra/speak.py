@@ -6,9 +6,9 @@ process subscribes once (``RedisSpeakBus.start(handler)``); the handler plays th
 session whose id matches and ignores the rest. Delivery is fire-and-forget, like dynamics: a worker
 whose subscription is down misses the message.
 
-Wiring a worker (for the session runtime): ``bus = RedisSpeakBus(settings.redis_url)`` then
-``bus.start(lambda m: local_sessions.speak(m.session_id, decode_speech(m)))`` where
-``decode_speech`` gives 16-bit mono PCM and its rate, ready for the renderer's ``push_audio``.
+A worker subscribes through its ``SpeechTopic`` middleware (``farm.worker.topics``), which plays a
+message with ``WorkerRuntime.speak(session_id, *decode_speech(message))``; ``decode_speech`` gives
+16-bit mono PCM and its rate, ready for the renderer's ``push_audio``.
 """
 
 from __future__ import annotations

@@ -3,8 +3,10 @@
 An engine (``RenderEngine``) is the heavy, shared, prewarmed part of a model in one worker process
 (pack loader, torch module, batcher). A renderer (``Renderer``) is the light per-session state:
 queued audio, the current mouth shape, the gesture playing. Time advances one 40 ms frame per
-``next_frame()`` call; pacing to wall-clock time is the caller's job (``farm.render.pacing``), so the
-same renderer feeds a real-time LiveKit publisher and a faster-than-real-time MP4 recorder.
+``next_frame()`` call; keeping to wall-clock time is the frame pump's job (``farm.stream.pump``:
+the audio is the clock; a frame whose picture cannot be ready in time is taken with
+``next_frame(render=False)``), so the same renderer feeds a real-time LiveKit publisher and a
+faster-than-real-time MP4 recorder.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""Seams of the session layer: SessionStore, SessionQueue, KeyStore, AgentStore, WorkerRegistry.
+"""Seams of the session layer: SessionStore, SessionQueue, AgentStore, WorkerRegistry (and Lease).
 
-Each has a Redis implementation (production) and an in-memory one (unit tests only) beside it.
+Each has a Redis implementation (production) and an in-memory one (unit tests only) beside it
+(``redis_store``/``memory``, ``agents``, ``registry``). API keys are tenancy's (``farm.tenancy.base``).
 """
 
 from __future__ import annotations
