@@ -76,7 +76,9 @@ class BrokerMiddleware(WorkerMiddleware):
     def on_tick(self, runtime: WorkerRuntime) -> None:
         if not runtime.ready or runtime.parts.pool is None:
             return
-        full = runtime.free_slots == 0 and runtime.active < runtime.capacity  # by cost, not by slots
+        full = (
+            runtime.free_slots == 0 and runtime.slots.used < runtime.slots.capacity
+        )  # by cost, not by slots
         if full == self._paused:
             return
         self._paused = full

@@ -120,10 +120,12 @@ class CostAdmission(WorkerMiddleware):
             )
 
     def limit_free_slots(self, runtime: WorkerRuntime, free: int) -> int:
-        return min(free, self.admissible(runtime.active))
+        return min(free, self.admissible(runtime.slots.used))
 
     def before_claim(self, runtime: WorkerRuntime, message: RunSessionMessage) -> str | None:
-        return "measured cost: no room for another session" if self.admissible(runtime.active) <= 0 else None
+        return (
+            "measured cost: no room for another session" if self.admissible(runtime.slots.used) <= 0 else None
+        )
 
     # ------------------------------------------------------------------ the rule
     def admissible(self, live: int) -> int:

@@ -14,6 +14,7 @@ thread); ``limit_free_slots`` may only lower what the core would advertise.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,8 @@ from farm.kernel.contracts import RunSessionMessage
 if TYPE_CHECKING:
     from farm.sessions.runner import RunResult, SessionRunner
     from farm.worker.runtime import WorkerRuntime
+
+log = logging.getLogger(__name__)
 
 MIDDLEWARE_ORDER = (
     "liveness",  # the heart beats before the first claim and stops after the last release
@@ -72,6 +75,15 @@ class WorkerMiddleware:
     def limit_free_slots(self, runtime: WorkerRuntime, free: int) -> int:
         """The free slots to advertise and accept, at most ``free`` (the core's slot count)."""
         return free
+
+
+def tick_all(middleware: list[WorkerMiddleware], runtime: WorkerRuntime) -> None:
+    """Every middleware's ``on_tick``, in order; one that fails is logged and the others still run."""
+    for m in middleware:
+        try:
+            m.on_tick(runtime)
+        except Exception:
+            log.exception("middleware tick failed", extra={**runtime.fields, "middleware": m.name})
 
 
 def order_of(middleware: list[WorkerMiddleware]) -> list[WorkerMiddleware]:

@@ -24,28 +24,27 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
 
 from farm.kernel.contracts import RunSessionMessage, SessionTaskResult, WorkerInfo, WorkerState
-from farm.kernel.domain import ModelKind, Session
+from farm.kernel.domain import ModelKind
 from farm.kernel.errors import FarmError, PrewarmFailed
 from farm.kernel.settings import Settings
 from farm.render.base import AvatarSource
 from farm.render.pool import ModelPool, PoolState
-from farm.sessions.base import AgentStore, SessionQueue, SessionStore, WorkerRegistry
+from farm.sessions.base import AgentStore, Lease, SessionQueue, SessionStore, WorkerRegistry
 from farm.sessions.runner import DynamicsAttach, IoFactory, MinuteMeter, ResolveAvatar, SessionRunner
+from farm.worker.drain import Drain
 from farm.worker.heartbeat import Heartbeat
 from farm.worker.loop import LoopThread
-from farm.worker.middleware import WorkerMiddleware, order_of
+from farm.worker.middleware import WorkerMiddleware, order_of, tick_all
 from farm.worker.slots import Slots
 
 log = logging.getLogger(__name__)
-
-TTFF_STAGES = ("queue_wait", "claim", "model_ready", "avatar_ready", "sink_ready")
 
 
 @dataclass(frozen=True)
@@ -95,12 +94,11 @@ class WorkerRuntime:
         self._loop = LoopThread()
         self._stopping = threading.Event()
         self._heartbeat: Future[None] | None = None
-        self._drain_timer: threading.Timer | None = None
-        self._drain_expired = False
+        self.drain = Drain(self, settings.drain_grace_s)
         self.beat = Heartbeat(
             parts.registry,
             entry=self.info,
-            ticks=self._tick_middleware,
+            ticks=lambda: tick_all(self.middleware, self),
             maintenance=parts.maintenance,
             may_maintain=lambda: self.ready,
             heartbeat_s=settings.heartbeat_s,
@@ -146,8 +144,7 @@ class WorkerRuntime:
         if self._stopping.is_set():
             return
         self._stopping.set()
-        if self._drain_timer is not None:
-            self._drain_timer.cancel()
+        self.drain.cancel()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
         self._loop.stop()
@@ -171,17 +168,9 @@ class WorkerRuntime:
         return self.state == "READY" and (pool is None or pool.state is PoolState.READY)
 
     @property
-    def capacity(self) -> int:
-        return self.slots.capacity
-
-    @property
-    def active(self) -> int:
-        return self.slots.used
-
-    @property
     def free_slots(self) -> int:
         """Sessions this worker takes now: its free slots, lowered by the middleware (admission)."""
-        return self._admit(self.capacity - self.active)
+        return self._admit(self.slots.capacity - self.slots.used)
 
     def _admit(self, free: int) -> int:
         if not self.ready:
@@ -201,7 +190,7 @@ class WorkerRuntime:
     def consuming_warm_queue(self, name: str | None) -> None:
         """The consumer reads (or stopped reading) this process's private queue: advertise it."""
         self.warm_queue = name
-        self._publish_soon()
+        self.publish_soon()
 
     def fail(self, error: str) -> None:
         """Turn ERROR (no new session; liveness fails, so Kubernetes restarts the pod) and hand every
@@ -211,8 +200,8 @@ class WorkerRuntime:
         self.state = "ERROR"
         self.error = error
         log.error("worker failed: handing sessions back", extra={**self.fields, "error": error})
-        self.hand_back_all()
-        self._publish_soon()
+        self.drain.hand_back_all()
+        self.publish_soon()
 
     # ------------------------------------------------------------ sessions
     def run_session(self, message: RunSessionMessage) -> SessionTaskResult:
@@ -232,22 +221,30 @@ class WorkerRuntime:
             return SessionTaskResult(status="no_slot", session_id=sid)
         runner: SessionRunner | None = None
         try:
-            started = time.perf_counter()
-            lease = await asyncio.to_thread(
-                self.parts.store.claim, sid, self.worker_id, self.settings.lease_ttl_s
-            )
-            claimed_at = time.perf_counter()
-            if lease is None:
+            claimed = await self._claim(message)
+            if claimed is None:
                 log.info("duplicate delivery: session not claimable", extra={"session_id": sid})
                 return SessionTaskResult(status="duplicate", session_id=sid)
-            timings = {
-                "queue_wait": round(max(0.0, time.time() - message.enqueued_at) * 1000.0, 3),
-                "claim": round((claimed_at - started) * 1000.0, 3),
-            }
-            runner = self._runner(lease, claimed_at, timings)
-            if self.slots.register(sid, runner) and self._drain_expired:
+            lease, claimed_at, timings = claimed
+            assert self.parts.pool is not None, "a render session reached a worker without a ModelPool"
+            runner = SessionRunner(
+                lease=lease,
+                store=self.parts.store,
+                pool=self.parts.pool,
+                settings=self.settings,
+                io_factory=self.parts.io_factory,
+                resolve_avatar=self.parts.resolve_avatar,
+                claimed_at=claimed_at,
+                timings_ms=timings,
+                on_handback=lambda s: self.parts.queue.submit(
+                    RunSessionMessage(session_id=s.id, model=s.model)
+                ),
+                attach_dynamics=self.parts.attach_dynamics,
+                meter=self.parts.meter,
+            )
+            if self.slots.register(sid, runner) and self.drain.expired:
                 runner.request_handback()  # started after the drain grace ran out
-            self._publish_soon()
+            self.publish_soon()
             for m in self.middleware:
                 m.after_claim(self, message, timings)
             result = await runner.run()
@@ -255,27 +252,24 @@ class WorkerRuntime:
                 m.on_session_end(self, message, runner, result)
         finally:
             self.slots.release(sid, runner)
-            self._publish_soon()
+            self.publish_soon()
         return SessionTaskResult.from_run(sid, result)
 
-    def _runner(self, lease: object, claimed_at: float, timings: dict[str, float]) -> SessionRunner:
-        assert self.parts.pool is not None, "a render session reached a worker without a ModelPool"
-        return SessionRunner(
-            lease=lease,  # type: ignore[arg-type]
-            store=self.parts.store,
-            pool=self.parts.pool,
-            settings=self.settings,
-            io_factory=self.parts.io_factory,
-            resolve_avatar=self.parts.resolve_avatar,
-            claimed_at=claimed_at,
-            timings_ms=timings,
-            on_handback=self._resubmit,
-            attach_dynamics=self.parts.attach_dynamics,
-            meter=self.parts.meter,
+    async def _claim(self, message: RunSessionMessage) -> tuple[Lease, float, dict[str, float]] | None:
+        """The lease (None: not claimable, a duplicate delivery), when it was taken, and the timings
+        of the queue wait and the claim (ms)."""
+        started = time.perf_counter()
+        lease = await asyncio.to_thread(
+            self.parts.store.claim, message.session_id, self.worker_id, self.settings.lease_ttl_s
         )
-
-    def _resubmit(self, session: Session) -> None:
-        self.parts.queue.submit(RunSessionMessage(session_id=session.id, model=session.model))
+        claimed_at = time.perf_counter()
+        if lease is None:
+            return None
+        timings = {
+            "queue_wait": round(max(0.0, time.time() - message.enqueued_at) * 1000.0, 3),
+            "claim": round((claimed_at - started) * 1000.0, 3),
+        }
+        return lease, claimed_at, timings
 
     def speak(self, session_id: str, pcm: np.ndarray, sample_rate: int) -> bool:
         """Play ``pcm`` on the live session ``session_id`` if this process holds it (any thread)."""
@@ -294,34 +288,10 @@ class WorkerRuntime:
         self.loop.call_soon_threadsafe(runner.request_stop)
         return True
 
-    # ------------------------------------------------------------ drain
-    def stop_intake(self) -> None:
-        """Take no new session (DRAINING) but keep the live ones to their end (Kubernetes preStop)."""
-        if self.state == "READY":
-            self.state = "DRAINING"
-            self._publish_soon()
-
+    # ------------------------------------------------------------ drain and lapse
     def draining(self) -> None:
-        """Warm shutdown began: publish DRAINING; after ``drain_grace_s`` hand live sessions back."""
-        if self.state != "READY":
-            return
-        self.state = "DRAINING"
-        self.beat.publish()
-        self._drain_timer = threading.Timer(self.settings.drain_grace_s, self._drain_expired_now)
-        self._drain_timer.daemon = True
-        self._drain_timer.start()
-
-    def _drain_expired_now(self) -> None:
-        self._drain_expired = True
-        self.hand_back_all()
-
-    def hand_back_all(self) -> None:
-        """Ask every running session to return to the queue for another worker."""
-        runners = self.slots.running()
-        for runner in runners:
-            runner.request_handback()
-        if runners:
-            log.warning("handing back live sessions", extra={**self.fields, "count": len(runners)})
+        """Warm shutdown began (Celery): see ``Drain.begin``."""
+        self.drain.begin()
 
     def abandon_all(self) -> None:
         """This process's liveness lapsed (the reaper may have taken its sessions): stop publishing."""
@@ -339,8 +309,8 @@ class WorkerRuntime:
             pid=os.getpid(),
             queues=self.queues,
             state=self.state,
-            capacity=self.capacity,
-            active_sessions=self.active,
+            capacity=self.slots.capacity,
+            active_sessions=self.slots.used,
             admissible=self.free_slots,
             prewarm_s=stats.prewarm_s if stats else None,
             models=stats.models if stats else [],
@@ -357,7 +327,7 @@ class WorkerRuntime:
             late_frames=late,
         )
 
-    def _publish_soon(self) -> None:
+    def publish_soon(self) -> None:
         """Publish from a thread: never block the loop on Redis."""
         if self._stopping.is_set():
             return
@@ -366,17 +336,6 @@ class WorkerRuntime:
         else:
             self.beat.publish()
 
-    def _tick_middleware(self) -> None:
-        for m in self.middleware:
-            try:
-                m.on_tick(self)
-            except Exception:
-                log.exception("middleware tick failed", extra={**self.fields, "middleware": m.name})
-
     @property
     def fields(self) -> dict[str, object]:
         return {"worker_id": self.worker_id}
-
-    def timings_of(self, session_ms: Mapping[str, float]) -> dict[str, float]:
-        """The TTFF stages of a session's timings (ms), for metrics and tracing."""
-        return {k: v for k, v in session_ms.items() if k in TTFF_STAGES}

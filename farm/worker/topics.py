@@ -146,14 +146,16 @@ class HealthEndpoint(_Closing):
 
         def read() -> WorkerHealth:
             progress_at = time.monotonic() - runtime.progress_age_s()
-            return WorkerHealth(runtime.state, progress_at, live_sessions=runtime.active, error=runtime.error)
+            return WorkerHealth(
+                runtime.state, progress_at, live_sessions=runtime.slots.used, error=runtime.error
+            )
 
         try:
             server = HealthServer(
                 read,
                 port=self.settings.health_port,
                 stale_s=self.settings.progress_stale_s,
-                on_drain=runtime.stop_intake,
+                on_drain=runtime.drain.stop_intake,
                 max_drain_s=self.settings.max_session_s,
                 metrics=self._metrics,
             ).start()

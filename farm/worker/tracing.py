@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("farm.trace")
 
+TTFF_STAGES = ("queue_wait", "claim", "model_ready", "avatar_ready", "sink_ready", "first_frame")
+
 
 class Tracing(WorkerMiddleware):
     name = "tracing"
@@ -51,7 +53,8 @@ class Tracing(WorkerMiddleware):
             if session is not None
             else "unknown"
         )
-        timings = runtime.timings_of((session.timings_ms or {}) if session is not None else {})
+        session_ms = (session.timings_ms or {}) if session is not None else {}
+        timings = {k: v for k, v in session_ms.items() if k in TTFF_STAGES}
         log.info(
             "session span",
             extra={

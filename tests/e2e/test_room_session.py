@@ -245,6 +245,6 @@ async def test_a_join_that_never_completes_fails_with_room_join_failed_and_frees
         failed = worker.store.get(session.id)
         assert failed.state == SessionState.FAILED
         assert failed.failure is not None and failed.failure["code"] == "ROOM_JOIN_FAILED"
-        assert worker.runtime.free_slots == worker.runtime.capacity  # nothing left holding a slot
+        assert worker.runtime.free_slots == worker.runtime.slots.capacity  # nothing left holding a slot
     finally:
         hold.close()

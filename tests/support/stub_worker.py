@@ -91,7 +91,7 @@ class StubWorker:
             future.add_done_callback(lambda _f: self._done())
 
     def _has_slot(self) -> bool:
-        return self.runtime.ready and self._inflight < self.runtime.capacity
+        return self.runtime.ready and self._inflight < self.runtime.slots.capacity
 
     def _done(self) -> None:
         with self.queue.changed:

@@ -159,7 +159,7 @@ def farm(settings: Settings) -> Iterator[Farm]:
 def test_n_sessions_stream_at_once_and_the_next_waits_for_a_free_slot(farm: Farm) -> None:
     first = [farm.submit() for _ in range(CAPACITY)]
     assert all(farm.streaming(sid) for sid in first)
-    assert farm.runtime.active == CAPACITY and farm.runtime.free_slots == 0
+    assert farm.runtime.slots.used == CAPACITY and farm.runtime.free_slots == 0
     assert farm.runtime.info().active_sessions == CAPACITY
 
     extra = farm.submit()
@@ -172,7 +172,7 @@ def test_n_sessions_stream_at_once_and_the_next_waits_for_a_free_slot(farm: Farm
     for sid in [*first[1:], extra]:
         farm.inputs[sid].release.set()
         assert farm.worker.result(sid).status == "ENDED"
-    assert farm.runtime.active == 0 and farm.runtime.free_slots == CAPACITY
+    assert farm.runtime.slots.used == 0 and farm.runtime.free_slots == CAPACITY
     assert all(farm.store.get(sid).state is SessionState.ENDED for sid in [*first, extra])
     frames, late = farm.runtime.slots.frame_counters()  # what the registry entry reports for this process
     assert frames == sum(sink.frames for sink in farm.sinks.values()) and 0 <= late <= frames
@@ -208,7 +208,7 @@ def test_a_join_that_never_completes_fails_with_a_reason_and_frees_its_slot(sett
         assert result.status == "FAILED" and session.state is SessionState.FAILED
         assert session.failure is not None and session.failure["code"] == "ROOM_JOIN_FAILED"
         assert "0.3 s" in session.failure["message"]
-        assert f.runtime.active == 0 and f.runtime.free_slots == CAPACITY
+        assert f.runtime.slots.used == 0 and f.runtime.free_slots == CAPACITY
     finally:
         f.worker.stop()
 
@@ -227,7 +227,7 @@ def test_a_session_wedged_in_starting_gives_its_lease_up_and_the_reaper_requeues
         result = f.worker.result(sid)
         assert result.status == "stalled"
         assert f.store.get(sid).state is SessionState.STARTING
-        assert f.runtime.active == 0 and f.runtime.free_slots == CAPACITY
+        assert f.runtime.slots.used == 0 and f.runtime.free_slots == CAPACITY
         report = f.reaper.run_once()  # released well before its 5 s lease would have expired
         assert sid in report.requeued
         # re-queued (the stub worker may already have claimed it again from its queue)
@@ -245,7 +245,7 @@ def test_a_wedged_renderer_gives_its_lease_up_and_the_reaper_requeues_the_sessio
         sid = f.submit()
         result = f.worker.result(sid)
         assert result.status == "stalled"
-        assert f.runtime.active == 0 and f.runtime.free_slots == CAPACITY
+        assert f.runtime.slots.used == 0 and f.runtime.free_slots == CAPACITY
         report = f.reaper.run_once()  # the lease was released, not left to expire
         assert sid in report.requeued
         # re-queued (the stub worker may already have claimed it again from its queue)
@@ -257,8 +257,8 @@ def test_a_wedged_renderer_gives_its_lease_up_and_the_reaper_requeues_the_sessio
 def test_a_draining_worker_hands_live_sessions_back(farm: Farm) -> None:
     sid = farm.submit()
     assert farm.streaming(sid)
-    farm.runtime.stop_intake()  # takes no new session (the consumer sees no slot)
-    farm.runtime.hand_back_all()
+    farm.runtime.drain.stop_intake()  # takes no new session (the consumer sees no slot)
+    farm.runtime.drain.hand_back_all()
     assert farm.worker.result(sid).status == "handed_back"
     assert farm.store.get(sid).state is SessionState.QUEUED
     assert [m.session_id for m in farm.queue.submitted].count(sid) == 2  # re-submitted once
@@ -356,7 +356,7 @@ def test_the_runtime_reports_sessions_frames_and_failures_to_prometheus(settings
 def test_stop_intake_keeps_live_sessions_and_takes_no_new_one(farm: Farm) -> None:
     live = farm.submit()
     assert farm.streaming(live)
-    farm.runtime.stop_intake()  # what Kubernetes' preStop (/drainz) asks for
+    farm.runtime.drain.stop_intake()  # what Kubernetes' preStop (/drainz) asks for
     assert farm.runtime.state == "DRAINING" and farm.runtime.free_slots == 0
     waiting = farm.submit()
     assert not farm.worker.started(waiting)
