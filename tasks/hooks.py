@@ -181,7 +181,7 @@ class WorkerHooks:
     def on_shutting_down(self, **_: Any) -> None:
         runtime = current_runtime(self.app)
         if runtime is not None:
-            runtime.draining()
+            runtime.drain.begin()
 
     def on_shutdown(self, **_: Any) -> None:
         runtime = current_runtime(self.app)

@@ -23,18 +23,20 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
-from farm.infra.backoff import Backoff
 from farm.kernel.domain import Session, SessionState
-from farm.kernel.errors import BackendUnavailable, FarmError, LeaseLost, RoomJoinFailed
+from farm.kernel.errors import FarmError, LeaseLost, RoomJoinFailed
 from farm.kernel.settings import Settings
 from farm.render.base import AvatarSource
 from farm.render.pool import ModelPool
 from farm.sessions.base import Lease, SessionStore
+from farm.sessions.charging import MinuteCharger, MinuteMeter
 from farm.sessions.lease_keeper import LeaseKeeper
+from farm.sessions.moves import LeasedMoves
+from farm.sessions.timings import Milestones
 from farm.stream.base import DynamicsAwareInput, RenderInfo, SessionDynamics, SessionIO
 from farm.stream.lane import RenderLane
 from farm.stream.pump import FramePump, PumpEnd, PumpStats
@@ -42,8 +44,6 @@ from farm.stream.pump import FramePump, PumpEnd, PumpStats
 log = logging.getLogger(__name__)
 
 _STALLED_CLOSE_S = 5.0  # how long a stalled session may take to leave its room
-_MOVE_RETRY_FIRST_S = 0.05  # a state change that meets a Redis blip is retried after this, doubling
-_MOVE_RETRY_MAX_S = 1.0
 
 
 class EndReason(enum.StrEnum):
@@ -70,11 +70,6 @@ class DynamicsAttachment(Protocol):
 
     def detach(self) -> None: ...
 
-
-MinuteMeter = Callable[[Session, int, int], str]
-"""(session, minute index, lease token) → ``farm.tenancy.metering.MinuteOutcome`` value: charges each
-started minute of a session once, fenced by the lease (``continue``, ``out_of_credits``,
-``lease_lost``)."""
 
 DynamicsAttach = Callable[[Session, Sequence[str], Callable[[str], None]], DynamicsAttachment | None]
 """(session, renderer gestures, deliver) → attachment, or None (no dynamics for this session);
@@ -116,8 +111,7 @@ class SessionRunner:
         self.settings = settings
         self._io_factory = io_factory
         self._resolve_avatar = resolve_avatar
-        self._t0 = time.perf_counter() if claimed_at is None else claimed_at
-        self._timings: dict[str, float] = dict(timings_ms or {})
+        self._timings = Milestones(time.perf_counter() if claimed_at is None else claimed_at, timings_ms)
         self._io: SessionIO | None = None
         self._pump: FramePump | None = None
         self._lane: RenderLane | None = None
@@ -127,8 +121,10 @@ class SessionRunner:
         self._stalled = False
         self._streaming = False
         self._main: asyncio.Task[RunResult] | None = None
-        self._meter = meter
-        self._metered_minute = -1
+        self._charger = MinuteCharger(meter, fps=settings.fps, token=lease.token)
+        self._moves = LeasedMoves(
+            store, lease, lease_ttl_s=settings.lease_ttl_s, check_lease=self._check_lease
+        )
         self._stop_requested = False  # set by a stop notice or the lease renewer (renew_and_check_stop)
         self._keeper = LeaseKeeper(
             store,
@@ -152,22 +148,6 @@ class SessionRunner:
         """What the session's pump did so far (frames, skipped images, render cost)."""
         return self._pump.stats if self._pump is not None else PumpStats()
 
-    @property
-    def frames(self) -> int:
-        return self.stats.frames
-
-    @property
-    def late_frames(self) -> int:
-        """Images the viewer did not get in time (skipped to keep the voice real time) plus stalls."""
-        return self.stats.skipped + self.stats.resyncs
-
-    @property
-    def dropped_speech_s(self) -> float:
-        return self.stats.dropped_speech_s
-
-    def _touch(self) -> None:
-        self._progress_at = time.monotonic()
-
     # ------------------------------------------------------------ public
     async def run(self) -> RunResult:
         """Run the session to a terminal state; see the module docstring."""
@@ -183,24 +163,26 @@ class SessionRunner:
     async def _run(self) -> RunResult:
         renewer = asyncio.create_task(self._keeper.run(), name="lease-renew")
         try:
-            session = await self._move(SessionState.STARTING, "starting")
+            session = await self._moves.move(SessionState.STARTING, "starting")
             io = await self._start(session)
-            session = await self._move(
-                SessionState.STREAMING, "streaming", output=io.output, timings_ms=dict(self._timings)
+            session = await self._moves.move(
+                SessionState.STREAMING, "streaming", output=io.output, timings_ms=dict(self._timings.ms)
             )
             self._session = session
             assert self._pump is not None
             reason = await self._stream(io, self._pump)
             if reason is EndReason.HANDED_BACK:
                 return await self._hand_back()
-            session = await self._move(SessionState.ENDING, str(reason))
+            session = await self._moves.move(SessionState.ENDING, str(reason))
             await self._close(strict=True)
-            session = await self._move(SessionState.ENDED, str(reason), timings_ms=self._final_timings())
-            return RunResult(session, self.frames)
+            session = await self._moves.move(
+                SessionState.ENDED, str(reason), timings_ms=self._timings.final(self.stats)
+            )
+            return RunResult(session, self.stats.frames)
         except LeaseLost:
             log.warning("lease lost, stopping", extra=self._log_fields())
             await self._close(abandon=True)
-            return RunResult(None, self.frames, lease_lost=True)
+            return RunResult(None, self.stats.frames, lease_lost=True)
         except asyncio.CancelledError:
             if not self._stalled:
                 raise
@@ -208,10 +190,10 @@ class SessionRunner:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_STALLED_CLOSE_S):
                     await self._close()
-            return RunResult(None, self.frames, lease_lost=True, stalled=True)
+            return RunResult(None, self.stats.frames, lease_lost=True, stalled=True)
         except Exception as exc:
             await self._close()
-            return RunResult(await self._fail(exc), self.frames)
+            return RunResult(await self._moves.fail(exc, self._timings.final(self.stats)), self.stats.frames)
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -233,7 +215,7 @@ class SessionRunner:
     async def _hand_back(self) -> RunResult:
         """STREAMING → QUEUED, lease released, then re-submitted so another worker resumes it."""
         await self._close()
-        session = await self._move(SessionState.QUEUED, str(EndReason.HANDED_BACK))
+        session = await self._moves.move(SessionState.QUEUED, str(EndReason.HANDED_BACK))
         await asyncio.to_thread(self.store.release, self.lease)
         log.info("session handed back", extra=self._log_fields())
         if self._on_handback is not None:
@@ -249,21 +231,21 @@ class SessionRunner:
                     reason="hand-back failed",
                     failure=failure,
                 )
-        return RunResult(session, self.frames, handed_back=True)
+        return RunResult(session, self.stats.frames, handed_back=True)
 
     # ------------------------------------------------------------ phases
     async def _start(self, session: Session) -> SessionIO:
         # Blocking steps (engine load, pack build or load) run off the event loop so the lease
         # renewer keeps running however long they take.
         await asyncio.to_thread(self.pool.engine, session.engine_name)
-        self._mark("model_ready")
-        self._touch()
+        self._timings.mark("model_ready")
+        self._progress_at = time.monotonic()
         source = await asyncio.to_thread(self._resolve_avatar, session)
         renderer = await asyncio.to_thread(self.pool.open_session, session.engine_name, source, session.id)
         lane = RenderLane(renderer, f"render-{session.id[:8]}")
         self._lane = lane
-        self._mark("avatar_ready")
-        self._touch()
+        self._timings.mark("avatar_ready")
+        self._progress_at = time.monotonic()
         if self._attach_dynamics is not None:
             deliver = lambda action: lane.post(renderer.trigger, action)  # noqa: E731
             self._attachment = self._attach_dynamics(session, renderer.gestures, deliver)
@@ -281,30 +263,22 @@ class SessionRunner:
             gesture_hook=self._attachment.trigger if self._attachment is not None else None,
             log_fields=self._log_fields(),
         )
-        await self._open(session, io)
-        self._mark("sink_ready")
-        self._touch()
-        self._check_lease()
-        return io
-
-    async def _open(self, session: Session, io: SessionIO) -> None:
-        """Start input and sink; a room join that does not complete in ``join_timeout_s`` fails."""
-        if not session.livekit:
-            await io.input.start()
-            await io.sink.start()
-            return
-        try:
-            async with asyncio.timeout(self.settings.join_timeout_s):
+        try:  # a room join that does not complete in join_timeout_s fails the session
+            async with asyncio.timeout(self.settings.join_timeout_s if session.livekit else None):
                 await io.input.start()
                 await io.sink.start()
         except TimeoutError as exc:
             raise RoomJoinFailed(
                 f"joining the LiveKit room did not complete within {self.settings.join_timeout_s:g} s"
             ) from exc
+        self._timings.mark("sink_ready")
+        self._progress_at = time.monotonic()
+        self._check_lease()
+        return io
 
     async def _stream(self, io: SessionIO, pump: FramePump) -> EndReason:
         self._streaming = True
-        self._touch()
+        self._progress_at = time.monotonic()
         started = asyncio.get_running_loop().time()
         first_frame = False
 
@@ -312,18 +286,18 @@ class SessionRunner:
             nonlocal first_frame
             if not first_frame and pump.stats.frames:
                 first_frame = True
-                self._mark("first_frame")
+                self._timings.mark("first_frame")
             ended = self._ended_by_request(asyncio.get_running_loop().time() - started)
             if ended is not None:
                 return ended
             self._check_lease()
-            if not await self._paid_for_this_minute(pump.stats.frames):
+            if not await self._charger.paid(self._session, pump.stats.frames):
                 return EndReason.OUT_OF_CREDITS
             return None
 
         reason = await pump.run(io.input.events(), should_end)
         if not first_frame and pump.stats.frames:
-            self._mark("first_frame")
+            self._timings.mark("first_frame")
         return EndReason(reason)
 
     def _on_stall(self) -> None:
@@ -346,18 +320,6 @@ class SessionRunner:
         if self._stop_requested:  # a stop notice, or the flag read with a lease renewal
             return EndReason.STOP_REQUESTED
         return None
-
-    async def _paid_for_this_minute(self, frames: int) -> bool:
-        """Charge each started minute (by frames: idle time counts, a slow file render never pays
-        past its prepaid minutes) once; False ends the session at this minute boundary."""
-        minute = frames // (60 * self.settings.fps)
-        if self._meter is None or self._session is None or minute <= self._metered_minute:
-            return True
-        outcome = await asyncio.to_thread(self._meter, self._session, minute, self.lease.token)
-        if outcome == "lease_lost":
-            raise LeaseLost(f"lease on session {self.lease.session_id} is stale (metering fence)")
-        self._metered_minute = minute
-        return outcome != "out_of_credits"
 
     async def speak(self, pcm: np.ndarray, sample_rate: int) -> None:
         """Play speech the farm was asked to say (``POST /v1/agent/{code}/speak``) as the next utterance."""
@@ -400,70 +362,6 @@ class SessionRunner:
     def _check_lease(self) -> None:
         if self._keeper.lost or self._abandoned:
             raise LeaseLost(f"lease on session {self.lease.session_id} was lost")
-
-    # ------------------------------------------------------------ store
-    async def _move(self, target: SessionState, reason: str, **fields: Any) -> Session:
-        """Record a state change under the lease. A Redis blip (BackendUnavailable) is retried with
-        backoff for as long as the lease can still be ours (``lease_ttl_s``), so a short outage costs
-        a pause, not a failed session re-rendered from the start elsewhere."""
-        session_id = self.lease.session_id
-        give_up_at = time.monotonic() + self.settings.lease_ttl_s
-        backoff = Backoff(first_s=_MOVE_RETRY_FIRST_S, max_s=_MOVE_RETRY_MAX_S)
-        while True:
-            self._check_lease()
-            delay_s = backoff.next_s()
-            try:
-                return await asyncio.to_thread(
-                    self.store.transition, session_id, target, reason=reason, lease=self.lease, **fields
-                )
-            except BackendUnavailable:
-                if time.monotonic() + delay_s > give_up_at:
-                    raise
-                log.warning(
-                    "state change waits for the backend", extra={**self._log_fields(), "state": target}
-                )
-            await asyncio.sleep(delay_s)
-            with contextlib.suppress(BackendUnavailable):  # the lost reply may hide a write that landed
-                current = await asyncio.to_thread(self.store.get, session_id)
-                if current.state is target:
-                    return current
-
-    async def _fail(self, exc: Exception) -> Session | None:
-        if isinstance(exc, FarmError):
-            failure = {"code": exc.code, "message": exc.message}
-            log.warning("session failed", extra={**self._log_fields(), "code": exc.code})
-        else:
-            failure = {"code": "INTERNAL_ERROR", "message": f"render failed: {type(exc).__name__}"}
-            log.exception("session failed", extra=self._log_fields())
-        try:
-            return await asyncio.to_thread(
-                self.store.transition,
-                self.lease.session_id,
-                SessionState.FAILED,
-                reason=failure["code"],
-                lease=self.lease,
-                failure=failure,
-                timings_ms=self._final_timings(),
-            )
-        except FarmError:
-            log.warning("could not record the failure", extra=self._log_fields())
-            return None
-
-    # ------------------------------------------------------------ timings
-    def _mark(self, name: str) -> None:
-        self._timings[name] = round((time.perf_counter() - self._t0) * 1000.0, 3)
-
-    def _final_timings(self) -> dict[str, float]:
-        self._mark("total")
-        stats = self.stats
-        return {
-            **self._timings,
-            "frames": float(stats.frames),
-            "late_frames": float(self.late_frames),
-            "skipped_images": float(stats.skipped),
-            "render_ms": round(stats.render_ms, 3),
-            "delivered_fps": round(stats.delivered_fps(), 2),
-        }
 
     def _log_fields(self) -> dict[str, object]:
         return {"session_id": self.lease.session_id, "worker_id": self.lease.worker_id}

@@ -87,6 +87,11 @@ class PumpStats:
     first_frame_at: float | None = None  # time.perf_counter() of the first frame written
     started_at: float = 0.0  # time.perf_counter() when the pump started
 
+    @property
+    def late(self) -> int:
+        """Frames the viewer did not get a picture for in time (skipped), plus stalls."""
+        return self.skipped + self.resyncs
+
     def delivered_fps(self, now: float | None = None) -> float:
         """Images per second the viewer received since the pump started."""
         elapsed = (time.perf_counter() if now is None else now) - self.started_at

@@ -231,7 +231,7 @@ class MetricsMiddleware(WorkerMiddleware):
         metrics, pool = self.metrics, message.model.value
         stats = runner.stats
         metrics.session_ended(pool)
-        metrics.frames(pool, stats.rendered, runner.late_frames, skipped=stats.skipped, resyncs=stats.resyncs)
+        metrics.frames(pool, stats.rendered, stats.late, skipped=stats.skipped, resyncs=stats.resyncs)
         if stats.frames:
             metrics.delivered_fps(pool, stats.delivered_fps())
         if stats.dropped_speech_s:

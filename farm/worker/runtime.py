@@ -273,26 +273,20 @@ class WorkerRuntime:
 
     def speak(self, session_id: str, pcm: np.ndarray, sample_rate: int) -> bool:
         """Play ``pcm`` on the live session ``session_id`` if this process holds it (any thread)."""
-        runner = self.slots.runner(session_id)
-        if runner is None or not self._loop.started:
-            return False
-        self._loop.submit(runner.speak(pcm, sample_rate))
-        return True
+        runner = self.slots.runner(session_id) if self._loop.started else None
+        if runner is not None:
+            self._loop.submit(runner.speak(pcm, sample_rate))
+        return runner is not None
 
     def stop_session(self, session_id: str) -> bool:
         """A client asked to stop ``session_id``: if this process holds it, end it at its next frame
         (any thread). Other processes ignore the request; the durable flag reaches the holder anyway."""
-        runner = self.slots.runner(session_id)
-        if runner is None or not self._loop.started:
-            return False
-        self.loop.call_soon_threadsafe(runner.request_stop)
-        return True
+        runner = self.slots.runner(session_id) if self._loop.started else None
+        if runner is not None:
+            self.loop.call_soon_threadsafe(runner.request_stop)
+        return runner is not None
 
-    # ------------------------------------------------------------ drain and lapse
-    def draining(self) -> None:
-        """Warm shutdown began (Celery): see ``Drain.begin``."""
-        self.drain.begin()
-
+    # ------------------------------------------------------------ lapse
     def abandon_all(self) -> None:
         """This process's liveness lapsed (the reaper may have taken its sessions): stop publishing."""
         for runner in self.slots.running():

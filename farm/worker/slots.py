@@ -51,8 +51,8 @@ class Slots:
                 self._reserved -= 1
                 return
             if self._runners.pop(session_id, None) is not None:
-                self._ended_frames += runner.frames
-                self._ended_late += runner.late_frames
+                self._ended_frames += runner.stats.frames
+                self._ended_late += runner.stats.late
 
     def runner(self, session_id: str) -> SessionRunner | None:
         with self._lock:
@@ -67,4 +67,4 @@ class Slots:
         with self._lock:
             runners = list(self._runners.values())
             frames, late = self._ended_frames, self._ended_late
-        return frames + sum(r.frames for r in runners), late + sum(r.late_frames for r in runners)
+        return frames + sum(r.stats.frames for r in runners), late + sum(r.stats.late for r in runners)

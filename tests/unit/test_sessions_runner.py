@@ -478,5 +478,5 @@ async def test_speech_beyond_max_audio_s_queued_is_dropped_not_buffered(settings
     assert result.session is not None and result.session.state is SessionState.ENDED
     # about 1 s queued (5 chunks, one or two more as frames render meanwhile), the rest dropped;
     # uncapped, nothing is dropped and all 3 s render
-    assert 1.0 <= session_runner.dropped_speech_s <= 2.0 + 1e-9
+    assert 1.0 <= session_runner.stats.dropped_speech_s <= 2.0 + 1e-9
     assert result.frames <= math.ceil(2.0 * 16_000 / SAMPLES_PER_FRAME)
