@@ -1,4 +1,4 @@
-"""The ``farm`` command: up, api, worker, keys, agents, models, demo, bench.
+"""The ``farm`` command: up, api, worker, keys, agents, models, demo, bench, train.
 
 This is an entrypoint: the only place (with the Celery worker entry) that reads the environment,
 once, through ``Settings.from_env()``; everything below gets the Settings object.
@@ -347,6 +347,39 @@ def _add_models_parser(sub: Any) -> None:
     models.set_defaults(func=cmd_models)
 
 
+def cmd_train(_: Settings, args: argparse.Namespace) -> int:
+    """``farm train visemes``: train the viseme model on espeak-ng speech (torch, CPU); JSON lines."""
+    import dataclasses
+    import json
+
+    from farm.render.speech.training.trainer import TrainConfig, train
+
+    config = TrainConfig.smoke() if args.smoke else TrainConfig()
+    chosen = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
+    config = dataclasses.replace(config, **{k: v for k, v in chosen.items() if v is not None})
+    train(
+        config,
+        Path(args.out) if args.out else None,
+        report=lambda record: print(json.dumps(record), flush=True),
+    )
+    return 0
+
+
+def _add_train_parser(sub: Any) -> None:
+    trainer = sub.add_parser("train", help="train a model the farm ships (CPU)")
+    models = trainer.add_subparsers(dest="model", required=True)
+    visemes = models.add_parser("visemes", help="the audio -> viseme model, on espeak-ng speech")
+    visemes.add_argument("--out", default=None, help="weights file (default: the package's own)")
+    visemes.add_argument("--seed", type=int, default=None)
+    visemes.add_argument("--utterances", type=int, default=None, help="training sentences")
+    visemes.add_argument("--epochs", type=int, default=None)
+    visemes.add_argument("--workers", type=int, default=None, help="processes building the data")
+    visemes.add_argument("--threads", type=int, default=None, help="torch threads")
+    visemes.add_argument("--smoke", action="store_true", help="tiny sizes: seconds, weights not useful")
+    visemes.add_argument("--cache", default=None, help="keep the built training data here (reruns skip it)")
+    trainer.set_defaults(func=cmd_train)
+
+
 def _add_tenants_parser(sub: Any) -> None:
     tenants = sub.add_parser("tenants", help="plans and credits per tenant")
     tenants_sub = tenants.add_subparsers(dest="tenants_command", required=True)
@@ -471,6 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sheet_parser(sub)
 
     _add_demo_and_tool_commands(sub)
+    _add_train_parser(sub)
     return parser
 
 

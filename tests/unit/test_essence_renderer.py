@@ -50,9 +50,9 @@ def test_silence_keeps_the_mouth_closed(essence_avatar: LoadedAvatar) -> None:
         assert np.abs(frame.image[rows, cols].astype(np.float32) - closed).mean() < 0.5
 
 
-def test_mouth_openness_follows_the_loudness_of_speech(essence_avatar: LoadedAvatar) -> None:
+def test_the_loudness_baselines_openness_follows_the_loudness_of_speech(essence_avatar: LoadedAvatar) -> None:
     audio = speech_like(5.0)
-    renderer = EssenceRenderer(essence_avatar, "s")
+    renderer = EssenceRenderer(essence_avatar, "s", mouth="loudness")
     renderer.push_audio(audio, 16_000)
     renderer.flush()
     frames = _render_all(renderer)
@@ -125,9 +125,15 @@ def test_audio_comes_back_sample_exact_and_padded_with_zeros(essence_avatar: Loa
 
 def test_an_unflushed_partial_frame_waits_for_more_audio(essence_avatar: LoadedAvatar) -> None:
     renderer = EssenceRenderer(essence_avatar, "s")
-    renderer.push_audio(np.full(1_000, 0.1, np.float32), 16_000)
+    lookahead = renderer.lookahead_samples  # a frame is pending once its look-ahead arrived
+    renderer.push_audio(np.full(640 + lookahead - 1, 0.1, np.float32), 16_000)
+    assert renderer.pending_frames() == 0
+    renderer.push_audio(np.full(1, 0.1, np.float32), 16_000)
     assert renderer.pending_frames() == 1
     assert renderer.next_frame().speaking
+    renderer.interrupt()
+    renderer.push_audio(np.full(1_000, 0.1, np.float32), 16_000)
+    assert renderer.next_frame().speaking  # a live stream that runs dry plays without its look-ahead
     assert renderer.pending_frames() == 0 and not renderer.next_frame().speaking
     renderer.push_audio(np.full(280, 0.1, np.float32), 16_000)
     frame = renderer.next_frame()
@@ -169,9 +175,9 @@ def test_interrupt_returns_to_idle_on_the_next_frame(essence_avatar: LoadedAvata
     assert any(f.mouth_open > 0 for f in talking)
     renderer.interrupt()
     assert renderer.pending_frames() == 0
-    frame = renderer.next_frame()
-    assert not frame.speaking and frame.segment_id is None
-    assert frame.mouth_open == 0.0 and not frame.audio.any()
+    after = [renderer.next_frame() for _ in range(8)]
+    assert not any(f.speaking or f.audio.any() for f in after) and after[0].segment_id is None
+    assert [f.mouth_open for f in after[4:]] == [0.0] * 4  # relaxed shut within 4 frames, and stays
 
 
 def test_a_triggered_gesture_starts_on_the_next_frame_and_ends(essence_avatar: LoadedAvatar) -> None:

@@ -18,8 +18,8 @@ from farm.render.expression.backends import (
     OnnxRuntimeBackend,
     TorchBackend,
 )
-from farm.render.expression.model import MEL_WINDOW, N_MELS, ExpressionConfig
-from farm.render.expression.motion import N_CONTROLS
+from farm.render.expression.model import ExpressionConfig
+from farm.render.expression.motion import N_CONTROLS, N_MOUTH
 from farm.render.expression.prepare import PreparedAvatar, prepare_avatar
 from farm.render.landmarks import sample_portrait
 
@@ -44,15 +44,15 @@ def avatar() -> PreparedAvatar:
 
 
 def _realistic_batch(avatar: PreparedAvatar, batch: int, seed: int) -> tuple[torch.Tensor, ...]:
-    """The real face (with jittered landmarks) and speech-range audio and motion."""
+    """The real face (with jittered landmarks), mouth rows in range (press included) and motion."""
     rng = np.random.default_rng(seed)
     appearance = np.repeat(avatar.appearance[None], batch, axis=0)
     keypoints = avatar.keypoints[None] + rng.normal(0, 0.005, (batch, 68, 2))
-    mel = rng.uniform(-12.0, 3.0, (batch, MEL_WINDOW, N_MELS))
+    mouth = rng.uniform(0.0, 1.0, (batch, N_MOUTH))
     controls = rng.uniform(-0.15, 1.0, (batch, N_CONTROLS))
     return tuple(
         torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
-        for a in (appearance, keypoints, mel, controls)
+        for a in (appearance, keypoints, mouth, controls)
     )
 
 

@@ -1,9 +1,13 @@
 """The per-session Essence renderer: queued speech in, one 40 ms ``AvatarFrame`` out per call.
 
 Per frame it decodes one pre-built I420 base frame (idle loop or gesture clip, cross-faded for a few
-frames at a gesture's start and end), picks a mouth shape from the frame's audio and, unless the
-mouth is closed, warps that small pre-rendered patch to the frame's head pose and blends it in with
-the feathered mask. Everything heavy is shared (``LoadedAvatar``); a session holds only its queue
+frames at a gesture's start and end), reads the frame's visemes from the viseme model (fed the
+segment's audio in order, with its look-ahead: ``farm.render.speech.mouth``), turns them into a
+blend of the bank's mouth shapes (``visemes.ShapeSelector``) and, unless the mouth is closed, warps
+the blended pre-rendered patches to the frame's head pose and blends them in with the feathered
+mask. An unflushed segment holds a frame back (``pending_frames``) until the model's look-ahead
+audio after it has arrived; ``mouth="loudness"`` selects the model before visemes (the bench
+baseline). Everything heavy is shared (``LoadedAvatar``); a session holds only its queue
 and a few numbers. Deterministic: the same calls give the same frames.
 """
 
@@ -11,8 +15,8 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -22,8 +26,10 @@ from farm.render.audio import Resampler, frame_energy, log_mel
 from farm.render.base import SAMPLES_PER_FRAME, AvatarFrame
 from farm.render.essence.compose import Layers, nudge_head, paste_eyes, paste_mouth
 from farm.render.essence.pack import EssencePack
-from farm.render.essence.visemes import ShapeSelector
+from farm.render.essence.visemes import Blend, LoudnessSelector, ShapeSelector
 from farm.render.life import Life, LifeState
+from farm.render.speech.model import VisemeModel, load_model
+from farm.render.speech.mouth import VisemeTrack
 
 FADE_FRAMES = 4  # cross-fade length at a gesture's start and end
 BEAT_NOD = 0.011  # head nudge at the peak of a speech beat, face widths (1.6 px for a 142-px face)
@@ -88,13 +94,28 @@ class _Segment:
             self.chunks.append(samples)
             self.length += samples.shape[0]
 
-    def frames_ready(self) -> int:
+    def frames_ready(self, hold: int = 0) -> int:
+        """Frames that can be played; an unflushed segment keeps a frame back until ``hold`` samples
+        after it are queued too (the mouth model's look-ahead)."""
+        if not self.flushed:
+            return max(0, self.length - hold) // SAMPLES_PER_FRAME
         full, rest = divmod(self.length, SAMPLES_PER_FRAME)
-        if self.flushed and self.length == 0:
+        if self.length == 0:
             return 1  # played out before its flush came: one silent frame carries segment_end
-        return full + (1 if self.flushed and rest else 0)
+        return full + (1 if rest else 0)
 
-    def take(self) -> np.ndarray:
+    def peek(self, count: int) -> np.ndarray:
+        """Up to ``count`` queued samples, not taken."""
+        parts, total = [], 0
+        for chunk in self.chunks:
+            if total >= count:
+                break
+            parts.append(chunk[: count - total])
+            total += parts[-1].shape[0]
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+    def take(self) -> tuple[np.ndarray, int]:
+        """The next 640 samples (zero-padded at a flushed tail) and how many of them are real."""
         out = np.zeros(SAMPLES_PER_FRAME, np.float32)
         filled = 0
         while filled < SAMPLES_PER_FRAME and self.chunks:
@@ -106,16 +127,43 @@ class _Segment:
             filled += use
         self.length -= filled
         self.played += filled
-        return out
+        return out, filled
+
+
+MouthDriver = Literal["visemes", "loudness"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Taken:
+    """One frame's audio and where it sits in its segment (what the viseme track needs)."""
+
+    audio: np.ndarray  # 640 samples
+    segment_id: int | None
+    segment_end: bool
+    offset: int = 0  # samples of the segment played before this frame
+    window: np.ndarray | None = None  # the frame's real samples + queued look-ahead of the segment
+    complete: bool = False  # the window reaches the end of a flushed segment
 
 
 class EssenceRenderer:
     """Implements ``farm.render.base.Renderer`` over a shared ``LoadedAvatar``."""
 
-    def __init__(self, avatar: LoadedAvatar, session_id: str) -> None:
+    def __init__(
+        self,
+        avatar: LoadedAvatar,
+        session_id: str,
+        *,
+        mouth: MouthDriver = "visemes",
+        model: VisemeModel | None = None,
+    ) -> None:
         self.avatar = avatar
         self.session_id = session_id
-        self._selector = ShapeSelector(avatar.pack.centres, avatar.features)
+        self._loudness = (
+            LoudnessSelector(avatar.pack.centres, avatar.features) if mouth == "loudness" else None
+        )
+        self._track = VisemeTrack(model or load_model()) if mouth == "visemes" else None
+        self._shapes = ShapeSelector(avatar.pack.shapes)
+        self._hold = self._track.lookahead_samples if self._track is not None else 0
         self._segments: deque[_Segment] = deque()
         self._next_segment = 1
         self._index = 0
@@ -135,6 +183,11 @@ class EssenceRenderer:
     @property
     def frame_size(self) -> tuple[int, int]:
         return self.avatar.pack.frame_size
+
+    @property
+    def lookahead_samples(self) -> int:
+        """Audio (16 kHz samples) after a frame that an unflushed segment waits for."""
+        return self._hold
 
     def push_audio(self, pcm: np.ndarray, sample_rate: int) -> None:
         if sample_rate <= 0:
@@ -165,7 +218,10 @@ class EssenceRenderer:
 
     def interrupt(self) -> None:
         self._segments.clear()
-        self._selector.reset()
+        if self._track is not None:
+            self._track.reset()  # the stream forgets; the mouth relaxes over the next idle frames
+        if self._loudness is not None:
+            self._loudness.reset()
         self._life.reset()
 
     def trigger(self, gesture: str) -> None:
@@ -179,34 +235,32 @@ class EssenceRenderer:
         self._gesture_pos = 0
 
     def pending_frames(self) -> int:
-        return sum(s.frames_ready() for s in self._segments)
+        # A frame waits for the mouth model's look-ahead (or the flush), so a file render's frames do
+        # not depend on how its audio was chunked; a live stream that runs dry takes it anyway.
+        return sum(s.frames_ready(self._hold) for s in self._segments)
 
     def next_frame(self, render: bool = True) -> AvatarFrame:
-        audio, segment_id, segment_end = self._take_audio()
-        speaking = segment_id is not None
-        energy = float(frame_energy(audio)[0]) if speaking else 0.0
-        if speaking:
-            mel = log_mel(audio)[0]
-            shape = self._selector.step(energy, mel)
-        else:
-            shape = self._selector.step(0.0, _SILENT_ROW)
+        taken = self._take_audio()
+        speaking = taken.segment_id is not None
+        energy = float(frame_energy(taken.audio)[0]) if speaking else 0.0
+        blend, mouth_open = self._mouth(taken, energy)
         self._live(speaking, energy)
         image: np.ndarray | None = None
         if render:
             image, clip, pos = self._base_frame()
-            if shape != self.avatar.closed:
-                self._paste_mouth(image, clip, pos, [(shape, 1.0)])
+            if blend != ((self._shapes.closed, 1.0),):
+                self._paste_mouth(image, clip, pos, blend)
             paste_eyes(image, self.avatar.pack, self.avatar.layers, (clip, pos), self._eyes)
             nudge_head(image, self.avatar.layers, self._beat * self.avatar.beat_px)
         frame = AvatarFrame(
             index=self._index,
             image=image,
-            audio=np.clip(np.round(audio * 32768.0), -32768, 32767).astype(np.int16),
+            audio=np.clip(np.round(taken.audio * 32768.0), -32768, 32767).astype(np.int16),
             speaking=speaking,
-            segment_id=segment_id,
-            segment_end=segment_end,
+            segment_id=taken.segment_id,
+            segment_end=taken.segment_end,
             gesture=self._gesture,
-            mouth_open=float(self.avatar.pack.shapes[shape].open),
+            mouth_open=mouth_open,
         )
         self._advance()
         return frame
@@ -222,15 +276,31 @@ class EssenceRenderer:
             self._next_segment += 1
         return self._segments[-1]
 
-    def _take_audio(self) -> tuple[np.ndarray, int | None, bool]:
+    def _take_audio(self) -> _Taken:
         if not self._segments or self._segments[0].frames_ready() == 0:
-            return np.zeros(SAMPLES_PER_FRAME, np.float32), None, False
+            return _Taken(np.zeros(SAMPLES_PER_FRAME, np.float32), None, False)
         segment = self._segments[0]
-        audio = segment.take()
+        offset = segment.played
+        audio, real = segment.take()
         end = segment.flushed and segment.length == 0
         if end:
             self._segments.popleft()
-        return audio, segment.segment_id, end
+        if self._track is None:
+            return _Taken(audio, segment.segment_id, end)
+        ahead = segment.peek(self._hold)
+        complete = segment.flushed and segment.length <= self._hold
+        return _Taken(audio, segment.segment_id, end, offset, np.concatenate([audio[:real], ahead]), complete)
+
+    def _mouth(self, taken: _Taken, energy: float) -> tuple[Blend, float]:
+        """The frame's shape blend and openness (steps the mouth state even for a skipped image)."""
+        if self._track is not None:
+            window = taken.window if taken.window is not None else taken.audio[:0]
+            pose = self._track.step(taken.segment_id, taken.offset, window, taken.complete)
+            return self._shapes.blend(pose), pose.open
+        assert self._loudness is not None
+        mel = log_mel(taken.audio)[0] if taken.segment_id is not None else _SILENT_ROW
+        shape = self._loudness.step(energy, mel)
+        return ((shape, 1.0),), float(self.avatar.pack.shapes[shape].open)
 
     def _base_frame(self) -> tuple[np.ndarray, str, int]:
         pack = self.avatar.pack
@@ -247,9 +317,7 @@ class EssenceRenderer:
             return mixed, self._gesture, pos
         return mixed, "idle", self._idle_pos
 
-    def _paste_mouth(
-        self, image: np.ndarray, clip: str, pos: int, blend: Sequence[tuple[int, float]]
-    ) -> None:
+    def _paste_mouth(self, image: np.ndarray, clip: str, pos: int, blend: Blend) -> None:
         """Blend mouth shapes ``blend`` [(shape index, weight), ...] into base frame ``pos`` of ``clip``."""
         level = int(self.avatar.level_of[clip][pos])
         paste_mouth(image, self.avatar.pack, self.avatar.layers, (clip, pos, level), blend)

@@ -1,6 +1,16 @@
-"""Audio -> mouth shape, learning-free: two interpretable features per 40 ms and a nearest centre.
+"""Speech → mouth shapes of the Essence bank: visemes (the default) and the loudness baseline.
 
-Features of a frame (from its RMS energy and its log-mel row, ``farm.render.audio``):
+``ShapeSelector`` (the default) turns a ``MouthPose`` from the viseme model
+(``farm.render.speech.mouth``: smoothed, dominance-blended visemes) into a blend of at most four
+bank shapes. The pose's (open, width) picks the four surrounding shapes of the bank's grid of
+openings × widths with bilinear weights, so neighbouring pictures cross-fade (no ghost of a far
+shape); a bank whose shapes name the visemes they picture (pack version 2: ``pressed`` for p/b/m,
+``ff``, ``th``, ``ss``, ``ch``) adds those articulated shapes with the weight of their visemes. A
+silent pose is the bank's relaxed closed shape.
+
+``LoudnessSelector`` is the model before visemes, kept as the baseline ``farm bench lipsync``
+measures against. Features of a frame (from its RMS energy and its log-mel row,
+``farm.render.audio``):
 
 * openness: loudness in dBFS mapped linearly from ``floor_db`` (closed) to ``floor_db + range_db``
   (fully open), reduced for hiss-like frames (a large share of power above 3 kHz: s, f, sh are
@@ -8,22 +18,23 @@ Features of a frame (from its RMS energy and its log-mel row, ``farm.render.audi
 * width: the spectral centroid of the 250-3500 Hz band, where the second formant lives: low
   (o, u) -> round lips, high (i, e) -> spread lips; it only matters once the mouth opens.
 
-Both are smoothed with an attack/release filter (opening is fast, closing a little slower) so the
-mouth does not flicker, then the nearest shape centre (openness, width) of the bank is chosen, with
-a small hysteresis margin. Why not learned clusters: a single portrait gives no audio-visual pairs
-to learn from, while loudness tracks jaw opening and F2 tracks lip spreading well enough for a
-25 fps avatar, and each number here can be checked by ear and eye.
+Both are smoothed with an attack/release filter (opening is fast, closing a little slower), then
+the nearest shape centre (openness, width) of the bank is chosen, with a small hysteresis margin.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from farm.render.audio import mel_filterbank
 from farm.render.base import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
+from farm.render.essence.pack import ShapeInfo
+from farm.render.speech.mouth import MouthPose
+from farm.render.speech.visemes import INDEX
 
 FEATURES_KIND = "energy-centroid-v1"
 
@@ -50,8 +61,8 @@ def _mel_centres_hz() -> np.ndarray:
 
 
 @dataclass
-class ShapeSelector:
-    """Per-session state of the audio -> shape mapping (smoothed features and the current shape)."""
+class LoudnessSelector:
+    """The baseline: per-session state of the loudness -> shape mapping (smoothed features, current shape)."""
 
     centres: np.ndarray  # (shapes, 2) openness, width
     config: dict[str, float]
@@ -101,3 +112,76 @@ class ShapeSelector:
             best = self.current
         self.current = best
         return best
+
+
+Blend = tuple[tuple[int, float], ...]
+MAX_BLEND = 4
+MIN_WEIGHT = 0.03
+_FLAGS = ("press", "tuck", "tongue", "teeth")
+
+
+def _articulated(shape: object) -> bool:
+    return any(bool(getattr(shape, flag, False)) for flag in _FLAGS)
+
+
+class ShapeSelector:
+    """Viseme mouth pose → blend of bank shapes (see the module docstring). Stateless per frame:
+    the smoothing lives in the pose's ``Coarticulation``."""
+
+    def __init__(self, shapes: Sequence[ShapeInfo]) -> None:
+        grid = {
+            (round(float(s.open), 3), round(float(s.width), 3)): i
+            for i, s in enumerate(shapes)
+            if not _articulated(s)
+        }
+        if (0.0, 0.0) not in grid:
+            raise ValueError("the mouth bank has no relaxed closed shape (open 0, width 0)")
+        self._grid = grid
+        self._opens = np.array(sorted({o for o, _ in grid}), np.float32)
+        self._widths = np.array(sorted({w for _, w in grid}), np.float32)
+        self.closed = grid[(0.0, 0.0)]
+        self._articulated: list[tuple[int, list[int]]] = [
+            (i, [INDEX[v] for v in (getattr(s, "visemes", None) or ()) if v in INDEX])
+            for i, s in enumerate(shapes)
+            if _articulated(s) and tuple(getattr(s, "visemes", None) or ())
+        ]
+
+    def blend(self, pose: MouthPose) -> Blend:
+        """At most ``MAX_BLEND`` (shape index, weight) pairs, weights summing to 1."""
+        weights: dict[int, float] = {}
+        special = 0.0
+        for index, visemes in self._articulated:
+            w = float(pose.weights[visemes].sum())
+            if w > MIN_WEIGHT:
+                weights[index] = weights.get(index, 0.0) + w
+                special += w
+        for index, w in self._grid_weights(pose.open, pose.width):
+            weights[index] = weights.get(index, 0.0) + w * (1.0 - special)
+        ranked = sorted(((i, w) for i, w in weights.items() if w > MIN_WEIGHT), key=lambda e: -e[1])[
+            :MAX_BLEND
+        ]
+        total = sum(w for _, w in ranked)
+        if total <= 0.0:
+            return ((self.closed, 1.0),)
+        return tuple((i, w / total) for i, w in ranked)
+
+    def _grid_weights(self, openness: float, width: float) -> list[tuple[int, float]]:
+        out = []
+        for o, wo in _bracket(self._opens, openness):
+            for k, wk in _bracket(self._widths, width):
+                index = self._grid.get((round(float(o), 3), round(float(k), 3)))
+                if index is not None and wo * wk > 0.0:
+                    out.append((index, wo * wk))
+        return out or [(self.closed, 1.0)]
+
+
+def _bracket(levels: np.ndarray, value: float) -> list[tuple[float, float]]:
+    """The two grid levels around ``value`` with linear weights (one level at the ends)."""
+    if levels.size == 1 or value <= levels[0]:
+        return [(float(levels[0]), 1.0)]
+    if value >= levels[-1]:
+        return [(float(levels[-1]), 1.0)]
+    hi = int(np.searchsorted(levels, value, side="right"))
+    lo = hi - 1
+    t = (value - float(levels[lo])) / float(levels[hi] - levels[lo])
+    return [(float(levels[lo]), 1.0 - t), (float(levels[hi]), t)]

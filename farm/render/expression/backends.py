@@ -33,7 +33,7 @@ from farm.render.expression.model import ExpressionConfig, ExpressionNet, exampl
 log = logging.getLogger(__name__)
 
 ONNX_OPSET = 18
-INPUT_NAMES = ("appearance", "keypoints", "mel", "controls")
+INPUT_NAMES = ("appearance", "keypoints", "mouth", "controls")
 OUTPUT_NAME = "frame"
 
 
@@ -44,7 +44,7 @@ class Backend(Protocol):
     device: torch.device
 
     def run(
-        self, appearance: torch.Tensor, keypoints: torch.Tensor, mel: torch.Tensor, controls: torch.Tensor
+        self, appearance: torch.Tensor, keypoints: torch.Tensor, mouth: torch.Tensor, controls: torch.Tensor
     ) -> torch.Tensor: ...
 
     def warmup(self, batch_sizes: Sequence[int]) -> None: ...
@@ -99,14 +99,14 @@ class TorchBackend:
         self._chunk = cpu_chunk if self.device.type == "cpu" else 0
 
     def run(
-        self, appearance: torch.Tensor, keypoints: torch.Tensor, mel: torch.Tensor, controls: torch.Tensor
+        self, appearance: torch.Tensor, keypoints: torch.Tensor, mouth: torch.Tensor, controls: torch.Tensor
     ) -> torch.Tensor:
         batch = appearance.shape[0]
         with torch.inference_mode():
             if not self._chunk or batch <= self._chunk:
-                return self.model(appearance, keypoints, mel, controls)
+                return self.model(appearance, keypoints, mouth, controls)
             parts = [
-                self.model(*(t[i : i + self._chunk] for t in (appearance, keypoints, mel, controls)))
+                self.model(*(t[i : i + self._chunk] for t in (appearance, keypoints, mouth, controls)))
                 for i in range(0, batch, self._chunk)
             ]
             return torch.cat(parts)
@@ -134,10 +134,10 @@ class CompiledCpuBackend:
         self._compiled = torch.compile(model, fullgraph=True, dynamic=True)
 
     def run(
-        self, appearance: torch.Tensor, keypoints: torch.Tensor, mel: torch.Tensor, controls: torch.Tensor
+        self, appearance: torch.Tensor, keypoints: torch.Tensor, mouth: torch.Tensor, controls: torch.Tensor
     ) -> torch.Tensor:
         with torch.inference_mode():
-            return self._compiled(appearance, keypoints, mel, controls)
+            return self._compiled(appearance, keypoints, mouth, controls)
 
     def warmup(self, batch_sizes: Sequence[int]) -> None:
         for batch in batch_sizes:
@@ -157,11 +157,11 @@ class CompiledCudaBackend:
         self._compiled = torch.compile(model, mode="reduce-overhead", dynamic=False, fullgraph=True)
 
     def run(
-        self, appearance: torch.Tensor, keypoints: torch.Tensor, mel: torch.Tensor, controls: torch.Tensor
+        self, appearance: torch.Tensor, keypoints: torch.Tensor, mouth: torch.Tensor, controls: torch.Tensor
     ) -> torch.Tensor:
         batch = appearance.shape[0]
         target = bucket_for(batch, self.buckets)
-        inputs = [_pad(t, target) for t in (appearance, keypoints, mel, controls)]
+        inputs = [_pad(t, target) for t in (appearance, keypoints, mouth, controls)]
         with torch.inference_mode():
             out = self._compiled(*inputs)
         return out[:batch].clone()  # CUDA-graph outputs are overwritten by the next replay
@@ -222,9 +222,9 @@ class OnnxRuntimeBackend:
         self.config = config
 
     def run(
-        self, appearance: torch.Tensor, keypoints: torch.Tensor, mel: torch.Tensor, controls: torch.Tensor
+        self, appearance: torch.Tensor, keypoints: torch.Tensor, mouth: torch.Tensor, controls: torch.Tensor
     ) -> torch.Tensor:
-        tensors = (appearance, keypoints, mel, controls)
+        tensors = (appearance, keypoints, mouth, controls)
         feeds = {name: t.detach().cpu().numpy() for name, t in zip(INPUT_NAMES, tensors, strict=True)}
         (out,) = self._session.run([OUTPUT_NAME], feeds)
         return torch.from_numpy(out)

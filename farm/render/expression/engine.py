@@ -229,7 +229,7 @@ class ExpressionEngine:
         avatars = [r.avatar for r in requests]
         appearance = torch.stack([a.appearance for a in avatars])  # type: ignore[attr-defined]
         keypoints = torch.stack([a.keypoints for a in avatars])  # type: ignore[attr-defined]
-        mel = torch.from_numpy(np.stack([r.mel for r in requests])).to(device, non_blocking=True)
+        mouth = torch.from_numpy(np.stack([r.mouth for r in requests])).to(device, non_blocking=True)
         controls = torch.from_numpy(np.stack([r.controls for r in requests])).to(device, non_blocking=True)
-        frames = self._backend.run(appearance, keypoints, mel, controls)
+        frames = self._backend.run(appearance, keypoints, mouth, controls)
         return to_uint8_frames(frames, len(requests))

@@ -6,20 +6,18 @@ hash, the ONNX graph and the TensorRT engine are fully determined by ``Expressio
 ``MODEL_VERSION``. It is a torch module (rather than numpy) so that it batches across sessions and
 runs through the same ONNX → TensorRT / torch.compile paths a learned generator would. The parts:
 
-1. Audio → mouth (analytic). Input: a window of ``MEL_WINDOW`` log-mel rows (natural log of mel
-   power, ``farm.render.audio.log_mel``, one row per 40 ms, centred on the current frame, so 80 ms
-   of look-ahead). Per row: loudness = log Σ mel power; brightness = log power in 1.7-3.2 kHz
-   (second formant of front vowels) minus 0.5-1.3 kHz; low-F1 = log power in 0.2-0.5 kHz minus
-   0.55-1 kHz. Rows are averaged with fixed triangular weights. Mouth opening =
-   sigmoid((loudness - L0) / Ls); spread = tanh of the centred brightness; lip width = its positive
-   part (/i/ /e/ /s/); rounding = its negative part times sigmoid(low-F1) (/u/ /o/, but not the
-   open /a/); both gated by the opening. Constants were set by hand on synthetic formant vowels.
+1. Mouth input. ``mouth`` (B, 4) = (opening 0..1, lip width 0..1, rounding 0..1, press 0..1),
+   computed per session on the CPU from the viseme model (``farm.render.speech``: visemes with
+   coarticulation, mapped in ``motion.mouth_controls``); ``motion.loudness_mouth`` is the older
+   loudness/formant mapping kept as the lip-sync baseline.
 2. Motion → displacements (analytic). The 68 iBUG landmarks of the aligned face move by fixed
    rules (``_RULES``) in units of the canonical eye distance: jaw and lower lip drop with the
    opening; corners spread, round or lift (width, rounding, smile control); brows rise (brow
    control). A blink is a separate stretch field that pulls the upper-lid skin down to the lower
-   lid. Head pose (yaw, pitch, roll controls) is a rigid 2-D transform about a pivot under the
-   chin, faded out below the neck line so the shoulders stay put.
+   lid; a press (p, b, m) is one like it that pulls both lips together over the portrait's own
+   lip gap, so the lips shut even on a portrait that shows its teeth.
+   Head pose (yaw, pitch, roll controls) is a rigid 2-D transform about a pivot
+   under the chin, faded out below the neck line so the shoulders stay put.
 3. Dense warp (analytic). Point displacements become a dense flow by Gaussian radial basis
    functions, normalised where they overlap so that points that do not move (nose, eye corners)
    hold their surroundings still. The sampling grid (inverse head pose minus flow) and the mouth
@@ -34,34 +32,25 @@ There is no training script, data or checkpoint because there are no weights. Ge
 tilt, smile) and idle life (blinks, sway) are control curves computed per session in ``motion.py``.
 
 Inputs (batch on dim 0): ``appearance`` (B, 3, S, S) float in [0, 1]; ``keypoints`` (B, 68, 2)
-aligned landmarks in grid_sample units ([-1, 1], align_corners=False); ``mel`` (B, MEL_WINDOW,
-N_MELS); ``controls`` (B, N_CONTROLS) in the order of ``CONTROLS``. Output: (B, 3, S, S) in [0, 1].
+aligned landmarks in grid_sample units ([-1, 1], align_corners=False); ``mouth`` (B, N_MOUTH) as
+in 1; ``controls`` (B, N_CONTROLS) in the order of ``CONTROLS``. Output: (B, 3, S, S) in [0, 1].
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from farm.render.expression.motion import LOUDNESS_MID, LOUDNESS_SCALE, N_CONTROLS, WINDOW_WEIGHTS
+from farm.render.expression.motion import N_CONTROLS, N_MOUTH
 from farm.render.expression.prepare import EYE_DISTANCE_FRAC, EYE_Y_FRAC
 
-MODEL_VERSION = "expression-analytic-1"
-N_MELS = 80
-MEL_WINDOW = 5  # rows: 2 frames of history, the current frame, 2 frames of look-ahead
+MODEL_VERSION = "expression-analytic-2"  # 2: the mouth is an input (visemes), lips can press shut
 N_POINTS = 68
-
-# Audio → mouth constants (calibrated on log_mel of speech-like signals at RMS 0.01-0.3); the
-# loudness constants and window weights live in motion.py, shared with its numpy twin.
-BRIGHT_MID, BRIGHT_SCALE = -0.8, 1.0  # /i/ ≈ +1.4, /e/ ≈ +0.6, /a/ /o/ /u/ ≈ -2
-LOW_F1_MID, LOW_F1_SCALE = -1.0, 0.7  # /a/ ≈ -3, /o/ /u/ ≈ 0 to +1.5
-BANDS_HZ = ((1700.0, 3200.0), (500.0, 1300.0), (200.0, 500.0), (550.0, 1000.0))  # hi, lo, f1lo, f1hi
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +130,6 @@ class ExpressionNet(nn.Module):
     low_grid: torch.Tensor
     palette: torch.Tensor
     pivot_offset: torch.Tensor
-    window: torch.Tensor
-    band_offsets: torch.Tensor
 
     def __init__(self, config: ExpressionConfig | None = None) -> None:
         super().__init__()
@@ -161,40 +148,26 @@ class ExpressionNet(nn.Module):
         self.register_buffer("palette", palette[:, None, :, None, None], persistent=False)
         pivot_offset = torch.tensor([0.0, 0.35 * eye_distance])  # head pivot: under the chin
         self.register_buffer("pivot_offset", pivot_offset, persistent=False)
-        self.register_buffer("window", torch.from_numpy(WINDOW_WEIGHTS.copy()), persistent=False)
-        self.register_buffer("band_offsets", _band_offsets(), persistent=False)
         self.eye_distance = eye_distance
         self.low = low
 
-    def mouth_params(self, mel: torch.Tensor) -> torch.Tensor:
-        """(B, W, 80) log-mel → (B, 3): opening in [0, 1], width in [-1, 1], rounding in [0, 1]."""
-        loudness = torch.logsumexp(mel, dim=2)  # (B, W)
-        bands = torch.logsumexp(mel[:, :, None, :] + self.band_offsets, dim=3)  # (B, W, 4)
-        loud = (loudness * self.window).sum(dim=1)
-        bands = (bands * self.window[:, None]).sum(dim=1)  # (B, 4)
-        opening = torch.sigmoid((loud - LOUDNESS_MID) / LOUDNESS_SCALE)
-        opening = torch.clamp((opening - 0.08) / 0.92, 0.0, 1.0)
-        gate = torch.clamp(opening * 2.0, 0.0, 1.0)
-        spread = torch.tanh((bands[:, 0] - bands[:, 1] - BRIGHT_MID) / BRIGHT_SCALE)
-        low_f1 = torch.sigmoid((bands[:, 2] - bands[:, 3] - LOW_F1_MID) / LOW_F1_SCALE)
-        width = torch.clamp(spread, 0.0, 1.0) * gate
-        rounding = torch.clamp(-spread, 0.0, 1.0) * low_f1 * gate
-        return torch.stack([opening, width, rounding], dim=1)
-
     def forward(
-        self, appearance: torch.Tensor, keypoints: torch.Tensor, mel: torch.Tensor, controls: torch.Tensor
+        self, appearance: torch.Tensor, keypoints: torch.Tensor, mouth: torch.Tensor, controls: torch.Tensor
     ) -> torch.Tensor:
         batch = appearance.shape[0]
         size = self.config.size
-        mouth = self.mouth_params(mel)  # (B, 3)
+        mouth = torch.clamp(mouth, 0.0, 1.0)
         blink, yaw, pitch, roll, smile, brow = controls.unbind(dim=1)
         amounts = torch.stack([mouth[:, 0], mouth[:, 1], mouth[:, 2], smile, brow], dim=1)  # (B, 5)
         disp = torch.einsum("bc,ckd->bkd", amounts, self.basis)  # (B, 68, 2)
         flow = self._low_flow(keypoints, disp) + self._blink_flow(keypoints, blink)  # (B, P, 2)
+        flow = flow + self._press_flow(keypoints, mouth[:, 3])
         low_grid = self.low_grid.reshape(1, self.low, self.low, 2).expand(batch, self.low, self.low, 2)
         pose = torch.stack([yaw, pitch, roll], dim=1)
         src = self._head_inverse(low_grid, keypoints, pose) - flow.reshape(low_grid.shape)
-        overlay = self._mouth_overlay(low_grid, keypoints, torch.cat([mouth, smile[:, None]], dim=1), pose)
+        overlay = self._mouth_overlay(
+            low_grid, keypoints, torch.cat([mouth[:, :3], smile[:, None]], dim=1), pose
+        )
         # Everything above is smooth at 1/4 resolution: upsample the sampling grid and the mouth layer
         # together (one Resize), then one full-resolution grid_sample and one composite.
         fields = F.interpolate(
@@ -235,6 +208,27 @@ class ExpressionNet(nn.Module):
             flows.append(mask * ramp * (blink * gap)[:, None])
         flow_y = flows[0] + flows[1]
         return torch.stack([torch.zeros_like(flow_y), flow_y], dim=2)
+
+    def _press_flow(self, keypoints: torch.Tensor, press: torch.Tensor) -> torch.Tensor:
+        """(B, P, 2) flow that pulls the lips together over the portrait's inner-lip gap (p, b, m).
+
+        Above the gap's middle a pixel samples up to ``press * gap / 2`` higher (the upper lip comes
+        down), below it as much lower (the lower lip comes up); the shift ramps in over one lip
+        height on each side and fades outside the mouth's width, like the blink's lid stretch.
+        """
+        upper = keypoints[:, [61, 62, 63], 1].mean(dim=1)
+        lower = keypoints[:, [65, 66, 67], 1].mean(dim=1)
+        gap = torch.clamp(lower - upper, min=0.0)
+        middle = 0.5 * (upper + lower)
+        lip = torch.clamp(0.5 * (keypoints[:, 57, 1] - keypoints[:, 51, 1]), min=0.03 * self.eye_distance)
+        left, right = keypoints[:, 48, 0], keypoints[:, 54, 0]
+        sx = 0.5 * (right - left).abs()
+        dx = (self.low_grid[None, :, 0] - 0.5 * (left + right)[:, None]) / sx[:, None]
+        rel = (self.low_grid[None, :, 1] - middle[:, None]) / lip[:, None]  # lip heights from the middle
+        ramp = torch.clamp(1.0 - rel.abs(), 0.0, 1.0)
+        across = torch.exp(-0.5 * (dx / 0.9) ** 4)  # flat over the lips, gone past the corners
+        shift = (press * 0.5 * gap)[:, None] * ramp * across * torch.sign(rel)
+        return torch.stack([torch.zeros_like(shift), -shift], dim=2)
 
     def _low_flow(self, keypoints: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
         """Gaussian-RBF interpolation of point displacements on the low-res grid, (B, P, 2)."""
@@ -296,19 +290,6 @@ class ExpressionNet(nn.Module):
         return torch.cat([alpha, interior * alpha], dim=1)
 
 
-def _band_offsets() -> torch.Tensor:
-    """(4, 80) additive masks (0 inside the band, -1e4 outside) over the mel bins of ``BANDS_HZ``."""
-    from farm.render.audio import FMAX_HZ, FMIN_HZ
-
-    def hz_to_mel(hz: float) -> float:
-        return 2595.0 * math.log10(1.0 + hz / 700.0)
-
-    mels = torch.linspace(hz_to_mel(FMIN_HZ), hz_to_mel(FMAX_HZ), N_MELS + 2, dtype=torch.float64)[1:-1]
-    centres = 700.0 * (10.0 ** (mels / 2595.0) - 1.0)  # HTK mel centres, as farm.render.audio builds them
-    inside = torch.stack([(centres > lo) & (centres < hi) for lo, hi in BANDS_HZ])
-    return torch.where(inside, 0.0, -1e4).to(torch.float32)
-
-
 def _rotate_about(point: torch.Tensor, pivot: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     """Forward rotation of (B, 2) points by ``angle`` (B,) about ``pivot`` (B, 2)."""
     rel = point - pivot
@@ -330,9 +311,9 @@ def example_inputs(batch: int, config: ExpressionConfig) -> tuple[torch.Tensor, 
     appearance = torch.rand(batch, 3, size, size, generator=gen)
     template = _canonical_template()
     keypoints = template[None].repeat(batch, 1, 1) + 0.01 * torch.randn(batch, N_POINTS, 2, generator=gen)
-    mel = -8.0 + 6.0 * torch.rand(batch, MEL_WINDOW, N_MELS, generator=gen)
+    mouth = 0.5 * torch.rand(batch, N_MOUTH, generator=gen)
     controls = 0.2 * torch.rand(batch, N_CONTROLS, generator=gen)
-    return appearance, keypoints, mel, controls
+    return appearance, keypoints, mouth, controls
 
 
 def _canonical_template() -> torch.Tensor:

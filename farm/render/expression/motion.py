@@ -1,4 +1,9 @@
-"""Per-session motion for Expression: idle life (blinks, head sway) and gestures as motion programs.
+"""Per-session motion for Expression: the mouth, idle life (blinks, head sway) and gestures.
+
+The mouth row the network consumes (``N_MOUTH``: opening, lip width, rounding, press) comes from
+the viseme model (``mouth_controls`` of a coarticulated ``MouthPose``) or, as the lip-sync
+baseline, from loudness and formant bands of the log-mel window (``loudness_mouth``: the mapping
+the network itself computed before visemes).
 
 Everything here is analytic and runs on the CPU per session per frame (microseconds); it produces
 the ``controls`` row the network consumes (order ``CONTROLS`` in ``model.py``: blink, yaw, pitch,
@@ -10,6 +15,7 @@ Randomness is seeded per session (``MotionState(seed)``), so a session replays i
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,25 +23,72 @@ from dataclasses import dataclass
 import numpy as np
 
 from farm.kernel.errors import UnknownGesture
+from farm.render.speech.mouth import MouthPose
 
 FPS = 25
 CONTROLS = ("blink", "yaw", "pitch", "roll", "smile", "brow")
 N_CONTROLS = len(CONTROLS)
 BLINK, YAW, PITCH, ROLL, SMILE, BROW = range(N_CONTROLS)
 
-# Mouth-opening twin of ExpressionNet.mouth_params (numpy, for AvatarFrame.mouth_open and tests).
+MOUTH = ("opening", "width", "rounding", "press")
+N_MOUTH = len(MOUTH)
+OPEN_GAIN = 1.0  # viseme opening → the network's opening (its jaw drop at 1.0 is a wide "ah")
+
+# The loudness baseline (log-mel window → mouth), constants calibrated on log_mel of speech-like
+# signals at RMS 0.01-0.3.
 LOUDNESS_MID = 1.6  # log Σ mel power where the mouth is half open (voiced speech at about RMS 0.045)
 LOUDNESS_SCALE = 1.3  # RMS 0.01 → nearly closed, RMS 0.2 → nearly fully open
 WINDOW_WEIGHTS = np.array([0.1, 0.2, 0.4, 0.2, 0.1], dtype=np.float32)
 
 
+BRIGHT_MID, BRIGHT_SCALE = -0.8, 1.0  # /i/ ≈ +1.4, /e/ ≈ +0.6, /a/ /o/ /u/ ≈ -2
+LOW_F1_MID, LOW_F1_SCALE = -1.0, 0.7  # /a/ ≈ -3, /o/ /u/ ≈ 0 to +1.5
+BANDS_HZ = ((1700.0, 3200.0), (500.0, 1300.0), (200.0, 500.0), (550.0, 1000.0))  # hi, lo, f1lo, f1hi
+
+
+def mouth_controls(pose: MouthPose) -> np.ndarray:
+    """The network's mouth row for a viseme pose: (opening, width, rounding, press), float32."""
+    return np.array(
+        [min(1.0, OPEN_GAIN * pose.open), max(0.0, pose.width), max(0.0, -pose.width), pose.press], np.float32
+    )
+
+
+def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
+    peak = x.max(axis=axis, keepdims=True)
+    return np.asarray(np.squeeze(peak, axis=axis) + np.log(np.exp(x - peak).sum(axis=axis)))
+
+
+@functools.cache
+def _band_masks() -> np.ndarray:
+    """(4, 80) bool: the mel bins whose centres fall in each of ``BANDS_HZ``."""
+    from farm.render.audio import FMAX_HZ, FMIN_HZ, N_MELS
+
+    def hz_to_mel(hz: float) -> float:
+        return 2595.0 * math.log10(1.0 + hz / 700.0)
+
+    mels = np.linspace(hz_to_mel(FMIN_HZ), hz_to_mel(FMAX_HZ), N_MELS + 2)[1:-1]
+    centres = 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
+    return np.stack([(centres > lo) & (centres < hi) for lo, hi in BANDS_HZ])
+
+
 def mouth_opening(mel_window: np.ndarray) -> float:
-    """Opening in [0, 1] the network will use for this (MEL_WINDOW, 80) log-mel window."""
-    peak = mel_window.max(axis=1, keepdims=True)
-    loudness = (peak[:, 0] + np.log(np.exp(mel_window - peak).sum(axis=1))).astype(np.float64)
-    loud = float((loudness * WINDOW_WEIGHTS).sum())
+    """The baseline's opening in [0, 1] for a (5, 80) log-mel window (two frames either side)."""
+    loud = float((_logsumexp(mel_window.astype(np.float64), axis=1) * WINDOW_WEIGHTS).sum())
     opening = 1.0 / (1.0 + math.exp(-(loud - LOUDNESS_MID) / LOUDNESS_SCALE))
     return min(1.0, max(0.0, (opening - 0.08) / 0.92))
+
+
+def loudness_mouth(mel_window: np.ndarray) -> np.ndarray:
+    """The baseline's mouth row for a (5, 80) log-mel window: loudness opens the jaw, the second
+    formant band against the first spreads the lips, low F1 with a dark spectrum rounds them."""
+    mel = mel_window.astype(np.float64)
+    opening = mouth_opening(mel_window)
+    bands = np.stack([_logsumexp(np.where(mask, mel, -1e4), axis=1) for mask in _band_masks()], axis=1)
+    hi, lo, f1lo, f1hi = (bands * WINDOW_WEIGHTS[:, None]).sum(axis=0)
+    gate = min(1.0, opening * 2.0)
+    spread = math.tanh((hi - lo - BRIGHT_MID) / BRIGHT_SCALE)
+    low_f1 = 1.0 / (1.0 + math.exp(-(f1lo - f1hi - LOW_F1_MID) / LOW_F1_SCALE))
+    return np.array([opening, max(0.0, spread) * gate, max(0.0, -spread) * low_f1 * gate, 0.0], np.float32)
 
 
 def _bump(t: float, rise: float, fall: float) -> float:

@@ -1,9 +1,14 @@
 """ExpressionRenderer: the per-session streaming Renderer of the Expression model.
 
-Per frame it takes 40 ms from its SpeechQueue, builds the log-mel window the network reads (two
-frames of history, the frame, two frames of queued look-ahead), steps its MotionState (blinks,
-sway, gesture) and submits one ``FrameRequest`` to the engine's shared FrameBatcher; ``next_frame``
-then waits for that request's image. Torch never appears here: the request carries the engine's
+Per frame it takes 40 ms from its SpeechQueue, reads the frame's visemes from the viseme model
+(fed the segment's audio in order with its look-ahead, then coarticulated:
+``farm.render.speech.mouth``) and maps them to the network's mouth row (opening, width, rounding,
+press), steps its MotionState (blinks, sway, gesture) and submits one ``FrameRequest`` to the
+engine's shared FrameBatcher; ``next_frame`` then waits for that request's image. An unflushed
+segment holds a frame back (``pending_frames``) until the model's look-ahead audio has arrived.
+``mouth="loudness"`` selects the mapping before visemes (log-mel loudness and formant bands over a
+window of two frames either side), which ``farm bench lipsync`` measures as the baseline.
+Torch never appears here: the request carries the engine's
 device-side avatar tensors as an opaque handle.
 """
 
@@ -12,6 +17,7 @@ from __future__ import annotations
 import threading
 import zlib
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -19,11 +25,14 @@ from farm.kernel.errors import BatcherClosed, InvalidAudio
 from farm.render.audio import Resampler, log_mel, to_mono_16k
 from farm.render.base import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME, AvatarFrame
 from farm.render.batching import BatchClient
-from farm.render.expression.motion import GESTURES, MotionState, mouth_opening
-from farm.render.expression.speech import SpeechQueue
+from farm.render.expression.motion import GESTURES, MotionState, loudness_mouth, mouth_controls
+from farm.render.expression.speech import SpeechFrame, SpeechQueue
+from farm.render.speech.model import VisemeModel, load_model
+from farm.render.speech.mouth import VisemeTrack
 
-HISTORY_FRAMES = 2
+HISTORY_FRAMES = 2  # the loudness baseline's log-mel window: two frames either side
 LOOKAHEAD_FRAMES = 2
+MouthDriver = Literal["visemes", "loudness"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +40,7 @@ class FrameRequest:
     """One frame to render: which avatar (engine handle) and this frame's audio and motion inputs."""
 
     avatar: object  # engine-side handle of the prepared avatar (device tensors)
-    mel: np.ndarray  # (MEL_WINDOW, N_MELS) float32 log-mel window centred on the frame
+    mouth: np.ndarray  # (N_MOUTH,) float32: opening, width, rounding, press
     controls: np.ndarray  # (N_CONTROLS,) float32
 
 
@@ -46,6 +55,8 @@ class ExpressionRenderer:
         size: int,
         *,
         frame_wait_s: float = 10.0,
+        mouth: MouthDriver = "visemes",
+        model: VisemeModel | None = None,
     ) -> None:
         self._avatar = avatar
         self._client = client
@@ -57,6 +68,8 @@ class ExpressionRenderer:
         self._resampler: Resampler | None = None
         self._motion = MotionState(seed=zlib.crc32(session_id.encode()))
         self._history = np.zeros(HISTORY_FRAMES * SAMPLES_PER_FRAME, np.float32)
+        self._track = VisemeTrack(model or load_model()) if mouth == "visemes" else None
+        self._hold = self._track.lookahead_samples if self._track else LOOKAHEAD_FRAMES * SAMPLES_PER_FRAME
         self._index = 0
         self._closed = False
 
@@ -67,6 +80,11 @@ class ExpressionRenderer:
     @property
     def frame_size(self) -> tuple[int, int]:
         return (self._size, self._size)
+
+    @property
+    def lookahead_samples(self) -> int:
+        """Audio (16 kHz samples) after a frame that an unflushed segment waits for."""
+        return self._hold
 
     def push_audio(self, pcm: np.ndarray, sample_rate: int) -> None:
         if sample_rate <= 0:
@@ -90,6 +108,8 @@ class ExpressionRenderer:
         with self._lock:
             self._resampler = None
             self._speech.clear()
+            if self._track is not None:
+                self._track.reset()  # the stream forgets; the mouth relaxes over the next idle frames
 
     def _finish_resampler(self) -> None:
         """Push the resampler's tail (the lock is held)."""
@@ -103,29 +123,23 @@ class ExpressionRenderer:
 
     def pending_frames(self) -> int:
         with self._lock:
-            # A frame's mel window reads LOOKAHEAD_FRAMES of queued audio: a file render waits for
-            # them (or the flush), so its frames do not depend on how the clip was chunked.
-            return self._speech.pending_frames(hold=LOOKAHEAD_FRAMES * SAMPLES_PER_FRAME)
+            # A frame's mouth reads the look-ahead after it: a file render waits for it (or the
+            # flush), so its frames do not depend on how the clip was chunked.
+            return self._speech.pending_frames(hold=self._hold)
 
     def next_frame(self, render: bool = True) -> AvatarFrame:
         with self._lock:
             if self._closed:
                 raise BatcherClosed("the renderer is closed", session_id=self.session_id)
             speech = self._speech.take_frame()
-            ahead = self._speech.lookahead(LOOKAHEAD_FRAMES * SAMPLES_PER_FRAME)
-            window = np.zeros((HISTORY_FRAMES + 1 + LOOKAHEAD_FRAMES) * SAMPLES_PER_FRAME, np.float32)
-            window[: self._history.shape[0]] = self._history
-            window[self._history.shape[0] : self._history.shape[0] + SAMPLES_PER_FRAME] = speech.samples
-            window[(HISTORY_FRAMES + 1) * SAMPLES_PER_FRAME :][: ahead.shape[0]] = ahead
-            self._history = window[SAMPLES_PER_FRAME : (HISTORY_FRAMES + 1) * SAMPLES_PER_FRAME].copy()
-            mel = log_mel(window)
-            opening = mouth_opening(mel)
+            mouth = self._mouth(speech)
+            opening = float(mouth[0])
             controls, gesture = self._motion.step(opening)
             index = self._index
             self._index += 1
         image: np.ndarray | None = None
         if render:  # a skipped frame never enters a batch (its peers' batches do not wait for it)
-            future = self._client.submit(FrameRequest(self._avatar, mel, controls))
+            future = self._client.submit(FrameRequest(self._avatar, mouth, controls))
             image = future.result(timeout=self._frame_wait_s)
         audio = np.clip(np.round(speech.samples * 32767.0), -32768, 32767).astype(np.int16)
         return AvatarFrame(
@@ -138,6 +152,20 @@ class ExpressionRenderer:
             gesture=gesture,
             mouth_open=opening,
         )
+
+    def _mouth(self, speech: SpeechFrame) -> np.ndarray:
+        """The frame's mouth row (the lock is held); steps the mouth state even for a skipped image."""
+        if self._track is not None:
+            ahead, complete = self._speech.ahead(speech.segment_id, self._hold)
+            window = np.concatenate([speech.samples[: speech.real], ahead])
+            return mouth_controls(self._track.step(speech.segment_id, speech.offset, window, complete))
+        ahead = self._speech.lookahead(LOOKAHEAD_FRAMES * SAMPLES_PER_FRAME)
+        window = np.zeros((HISTORY_FRAMES + 1 + LOOKAHEAD_FRAMES) * SAMPLES_PER_FRAME, np.float32)
+        window[: self._history.shape[0]] = self._history
+        window[self._history.shape[0] : self._history.shape[0] + SAMPLES_PER_FRAME] = speech.samples
+        window[(HISTORY_FRAMES + 1) * SAMPLES_PER_FRAME :][: ahead.shape[0]] = ahead
+        self._history = window[SAMPLES_PER_FRAME : (HISTORY_FRAMES + 1) * SAMPLES_PER_FRAME].copy()
+        return loudness_mouth(log_mel(window))
 
     def close(self) -> None:
         with self._lock:

@@ -28,6 +28,8 @@ class _Segment:
     chunks: deque[np.ndarray] = field(default_factory=deque)
     length: int = 0
     flushed: bool = False
+    played: int = 0  # samples taken so far
+    last_taken: int = 0  # real samples in the last frame taken (the rest is zero padding)
 
     def take(self, count: int) -> np.ndarray:
         out = np.zeros(count, np.float32)
@@ -42,6 +44,8 @@ class _Segment:
             else:
                 self.chunks[0] = chunk[n:]
         self.length -= filled
+        self.played += filled
+        self.last_taken = filled
         return out
 
     def peek(self, count: int) -> np.ndarray:
@@ -62,6 +66,8 @@ class SpeechFrame:
     speaking: bool
     segment_id: int | None
     segment_end: bool
+    offset: int = 0  # samples of the segment played before this frame
+    real: int = 0  # samples of ``samples`` that are speech (a flushed tail is zero-padded)
 
 
 IDLE_SAMPLES = np.zeros(SAMPLES_PER_FRAME, np.float32)
@@ -110,12 +116,21 @@ class SpeechQueue:
         if self._segments:
             segment = self._segments[0]
             if segment.length >= SAMPLES_PER_FRAME or segment.flushed:
+                offset = segment.played
                 samples = segment.take(SAMPLES_PER_FRAME)
                 end = segment.flushed and segment.length == 0
                 if end:
                     self._segments.popleft()
-                return SpeechFrame(samples, True, segment.segment_id, end)
+                return SpeechFrame(samples, True, segment.segment_id, end, offset, segment.last_taken)
         return SpeechFrame(IDLE_SAMPLES, False, None, False)
+
+    def ahead(self, segment_id: int | None, count: int) -> tuple[np.ndarray, bool]:
+        """Up to ``count`` queued samples of segment ``segment_id`` after the current position, and
+        whether they reach the end of that (flushed) segment."""
+        if self._segments and self._segments[0].segment_id == segment_id:
+            segment = self._segments[0]
+            return segment.peek(count), segment.flushed and segment.length <= count
+        return np.zeros(0, np.float32), True  # the segment ended with the frame just taken
 
     def lookahead(self, count: int) -> np.ndarray:
         """Up to ``count`` queued samples after the current position (across segments)."""

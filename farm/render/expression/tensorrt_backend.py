@@ -25,7 +25,7 @@ import torch
 
 from farm.render.expression.backends import INPUT_NAMES, OUTPUT_NAME
 from farm.render.expression.engine_cache import EngineCache, EngineCacheKey, EngineProfile
-from farm.render.expression.model import MEL_WINDOW, N_MELS, N_POINTS, ExpressionConfig, example_inputs
+from farm.render.expression.model import N_MOUTH, N_POINTS, ExpressionConfig, example_inputs
 from farm.render.expression.motion import N_CONTROLS
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def _input_shapes(config: ExpressionConfig, batch: int) -> dict[str, tuple[int, 
     return {
         "appearance": (batch, 3, size, size),
         "keypoints": (batch, N_POINTS, 2),
-        "mel": (batch, MEL_WINDOW, N_MELS),
+        "mouth": (batch, N_MOUTH),
         "controls": (batch, N_CONTROLS),
     }
 
@@ -131,12 +131,12 @@ class TensorRTBackend:
         self.plan_path = plan_path
 
     def run(
-        self, appearance: torch.Tensor, keypoints: torch.Tensor, mel: torch.Tensor, controls: torch.Tensor
+        self, appearance: torch.Tensor, keypoints: torch.Tensor, mouth: torch.Tensor, controls: torch.Tensor
     ) -> torch.Tensor:
         batch = appearance.shape[0]
         size = self.config.size
         keep = []  # the contiguous fp32 inputs must outlive the enqueue
-        for name, tensor in zip(INPUT_NAMES, (appearance, keypoints, mel, controls), strict=True):
+        for name, tensor in zip(INPUT_NAMES, (appearance, keypoints, mouth, controls), strict=True):
             ready = tensor.to(self.device, torch.float32).contiguous()
             keep.append(ready)
             self._context.set_input_shape(name, tuple(ready.shape))
