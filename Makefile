@@ -16,12 +16,13 @@ TORCH_INDEX_URL ?=
 
 .PHONY: install demo demo-room test lint rules sim livekit-server web-assets unit integration e2e chaos gpu gpu-check up bench-dispatch clean system-deps
 
-# Debian packages: espeak-ng (the farm's local text-to-speech) and chromium (the browser the viewer
-# e2e test drives headless; ~20 s to install). Installed with apt when missing and apt is available
+# Debian packages: espeak-ng (the farm's local text-to-speech, and the viseme model's training and
+# test speech), wamerican + wbritish (word lists the viseme training sentences are drawn from) and
+# chromium (the browser the viewer e2e test drives headless; ~20 s to install). Installed with apt when missing and apt is available
 # (root, or sudo without a password); otherwise a hint.
-APT_PACKAGES := espeak-ng chromium
+APT_PACKAGES := espeak-ng wamerican wbritish chromium
 system-deps:
-	@missing=""; for p in $(APT_PACKAGES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then apt-get install -y -q $$missing || { apt-get update -q && apt-get install -y -q $$missing; }; \

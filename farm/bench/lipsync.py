@@ -25,8 +25,10 @@ Rendered figures (the first ``--rendered`` utterances): both engines render ever
 mouth model (Essence on the sample pack, Expression's analytic model on torch CPU); the lip gap
 (inner lips, 68-point 62/66 with 61/67 and 63/65) and mouth width (corners 48/54) are read back
 from the pixels with the face rig (``farm.render.landmarks.detect_face``), relative to the outer
-eye-corner distance. Closed: gap <= ``CLOSED_GAP``; rounded: width below the avatar's resting
-width by ``ROUND_NARROWING``. Only frames inside an event window (and the resting frames) are read.
+eye-corner distance. Closed: gap <= ``CLOSED_GAP``, or <= ``CLOSED_SHARE`` of the avatar's own
+resting gap (the sample portrait smiles with its teeth showing, and the 68-point rig does not read a
+pressed smiling mouth as a zero gap); rounded: width below the resting width by
+``ROUND_NARROWING``. Only frames inside an event window (and the resting frames) are read.
 
 Real human speech: no phoneme-labelled recording set small and permissive enough ships in a PyPI
 wheel (see BENCHMARKS.md), so there is no figure on recorded speech.
@@ -58,6 +60,7 @@ from farm.render.speech.visemes import INDEX, PP, ROUNDED, SIL, TARGET_OPEN, TAR
 HELDOUT_SEED = 1000  # the held-out draw of this bench (training's own check uses seed + 1)
 SPEECH_DBFS = -50.0
 CLOSED_GAP = 0.035  # inner-lip gap / eye-corner distance at or below which the lips read as closed
+CLOSED_SHARE = 0.6  # ... or at most this share of the avatar's resting gap (a portrait showing teeth)
 ROUND_NARROWING = 0.05  # mouth width this far below resting (relative) reads as rounded
 OPEN_VOWELS = tuple(INDEX[v] for v in ("aa", "E", "oh"))
 SPREAD_VOWELS = tuple(INDEX[v] for v in ("ih", "E"))
@@ -286,9 +289,11 @@ def pixel_decisions(frames: Sequence[np.ndarray | None], utt: Utterance) -> tupl
             continue
         reading, box = read_mouth(image, box)
         gaps[i], widths[i] = reading.gap, reading.width
-    rest = np.nanmedian(widths[: min(3, count)]) if count else np.nan
-    closed = np.nan_to_num(gaps <= CLOSED_GAP, nan=False).astype(bool) & ~np.isnan(gaps)
-    rounded = ~np.isnan(widths) & (widths <= rest * (1.0 - ROUND_NARROWING))
+    rest_width = float(np.nanmedian(widths[: min(3, count)])) if count else float("nan")
+    rest_gap = float(np.nanmedian(gaps[: min(3, count)])) if count else float("nan")
+    with np.errstate(invalid="ignore"):
+        closed = ~np.isnan(gaps) & (gaps <= max(CLOSED_GAP, CLOSED_SHARE * rest_gap))
+        rounded = ~np.isnan(widths) & (widths <= rest_width * (1.0 - ROUND_NARROWING))
     return closed, rounded
 
 

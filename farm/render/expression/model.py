@@ -51,6 +51,7 @@ from farm.render.expression.prepare import EYE_DISTANCE_FRAC, EYE_Y_FRAC
 
 MODEL_VERSION = "expression-analytic-2"  # 2: the mouth is an input (visemes), lips can press shut
 N_POINTS = 68
+PRESS_OVERSHOOT = 0.65  # each lip travels this share of the gap: a little past the middle, so they meet
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,9 +213,10 @@ class ExpressionNet(nn.Module):
     def _press_flow(self, keypoints: torch.Tensor, press: torch.Tensor) -> torch.Tensor:
         """(B, P, 2) flow that pulls the lips together over the portrait's inner-lip gap (p, b, m).
 
-        Above the gap's middle a pixel samples up to ``press * gap / 2`` higher (the upper lip comes
-        down), below it as much lower (the lower lip comes up); the shift ramps in over one lip
-        height on each side and fades outside the mouth's width, like the blink's lid stretch.
+        Above the gap's middle a pixel samples up to ``press * PRESS_OVERSHOOT * gap`` higher (the
+        upper lip comes down), below it as much lower (the lower lip comes up); the shift ramps in
+        over one lip height on each side and fades outside the mouth's width, like the blink's lid
+        stretch. The lips travel a little past the middle so that they meet after upsampling.
         """
         upper = keypoints[:, [61, 62, 63], 1].mean(dim=1)
         lower = keypoints[:, [65, 66, 67], 1].mean(dim=1)
@@ -227,7 +229,7 @@ class ExpressionNet(nn.Module):
         rel = (self.low_grid[None, :, 1] - middle[:, None]) / lip[:, None]  # lip heights from the middle
         ramp = torch.clamp(1.0 - rel.abs(), 0.0, 1.0)
         across = torch.exp(-0.5 * (dx / 0.9) ** 4)  # flat over the lips, gone past the corners
-        shift = (press * 0.5 * gap)[:, None] * ramp * across * torch.sign(rel)
+        shift = (press * PRESS_OVERSHOOT * gap)[:, None] * ramp * across * torch.sign(rel)
         return torch.stack([torch.zeros_like(shift), -shift], dim=2)
 
     def _low_flow(self, keypoints: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
