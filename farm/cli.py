@@ -361,6 +361,7 @@ def cmd_train(_: Settings, args: argparse.Namespace) -> int:
         config,
         Path(args.out) if args.out else None,
         report=lambda record: print(json.dumps(record), flush=True),
+        cache_dir=Path(args.cache) if args.cache else None,
     )
     return 0
 

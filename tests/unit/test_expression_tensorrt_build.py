@@ -160,7 +160,7 @@ def test_build_plan_asks_for_one_batch_profile_fp16_and_fp32_grid_sampling(
     assert only.shapes == {
         "appearance": ((1, 3, 256, 256), (8, 3, 256, 256), (32, 3, 256, 256)),
         "keypoints": ((1, 68, 2), (8, 68, 2), (32, 68, 2)),
-        "mel": ((1, 5, 80), (8, 5, 80), (32, 5, 80)),
+        "mouth": ((1, 4), (8, 4), (32, 4)),
         "controls": ((1, 6), (8, 6), (32, 6)),
     }
 

@@ -25,6 +25,7 @@ from farm.render.essence.builder import build_pack
 from farm.render.essence.pack import MANIFEST, load_pack
 from farm.render.essence.renderer import EssenceRenderer, LoadedAvatar
 from farm.render.landmarks import sample_portrait
+from farm.render.speech.model import load_model
 
 PREWARM_SIZE = 192
 
@@ -45,6 +46,7 @@ class EssenceEngine:
 
     def prewarm(self) -> None:
         started = time.perf_counter()
+        load_model()  # the viseme model every session's mouth reads (numpy, shared)
         with tempfile.TemporaryDirectory(prefix="essence-prewarm-") as tmp:
             pack_dir = build_pack(sample_portrait(), Path(tmp) / "pack", size=PREWARM_SIZE)
             avatar = LoadedAvatar(load_pack(pack_dir, verify=self._verify))

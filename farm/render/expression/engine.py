@@ -27,6 +27,7 @@ from farm.render.base import AvatarSource
 from farm.render.batching import FrameBatcher
 from farm.render.expression.prepare import PreparedAvatar, image_hash, load_image, prepare_avatar
 from farm.render.expression.renderer import ExpressionRenderer, FrameRequest
+from farm.render.speech.model import load_model
 
 if TYPE_CHECKING:
     from farm.render.expression.backends import Backend
@@ -117,6 +118,7 @@ class ExpressionEngine:
                 from farm.render.expression.backends import batch_buckets
 
                 backend.warmup(batch_buckets(self.max_batch))
+                load_model()  # the viseme model every session's mouth reads (numpy, shared)
             except Exception as exc:
                 raise PrewarmFailed("expression backend failed to load", cause=repr(exc)) from exc
             self._backend = backend

@@ -52,7 +52,7 @@ class TrainConfig:
     @classmethod
     def smoke(cls) -> TrainConfig:
         """Seconds, not minutes: proves the pipeline runs end to end (weights are not useful)."""
-        return cls(utterances=12, heldout_utterances=4, epochs=1, batch=4, hidden_in=16, hidden=16, workers=1)
+        return cls(utterances=8, heldout_utterances=2, epochs=1, batch=4, hidden_in=16, hidden=16, workers=0)
 
 
 def _batches(
