@@ -77,7 +77,8 @@ class Coarticulation:
         self._weights = self._weights + rate * (p - self._weights)
         dominance = self._weights * DOMINANCE
         share = dominance / max(float(dominance.sum()), 1e-6)
-        openness, press = float(share @ TARGET_OPEN), float(share @ TARGET_PRESS)
+        press = float(share @ TARGET_PRESS)
+        openness = float(share @ TARGET_OPEN) * (1.0 - press)  # pressed lips do not part
         if openness < OPEN_DEADZONE and press < 0.5:
             return MouthPose(0.0, 0.0, 0.0, SILENCE_ROW)  # relaxed: no residue of faint classes
         return MouthPose(openness, float(share @ TARGET_WIDTH), press, share)
