@@ -29,6 +29,7 @@ def test_sessions_share_one_loaded_pack(essence_pack_dir: Path) -> None:
     one, two = engine.open_session(avatar, "a"), engine.open_session(avatar, "b")
     assert isinstance(one, Renderer) and isinstance(two, Renderer)
     one.push_audio(np.full(6_400, 0.2, np.float32), 16_000)
+    one.flush()
     assert one.pending_frames() == 10 and two.pending_frames() == 0
     assert one.next_frame().speaking and not two.next_frame().speaking
     one.close()

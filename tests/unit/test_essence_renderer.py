@@ -77,8 +77,8 @@ def test_an_open_mouth_changes_the_mouth_region_of_the_picture(essence_avatar: L
             assert in_mouth > 3.0 and in_mouth > 4.0 * above  # above it: only blinks, gaze and beats
 
 
-def test_the_mouth_does_not_flicker(essence_avatar: LoadedAvatar) -> None:
-    renderer = EssenceRenderer(essence_avatar, "s")
+def test_the_loudness_baselines_mouth_does_not_flicker(essence_avatar: LoadedAvatar) -> None:
+    renderer = EssenceRenderer(essence_avatar, "s", mouth="loudness")
     renderer.push_audio(speech_like(5.0, seed=4), 16_000)
     renderer.flush()
     openness = np.array([f.mouth_open for f in _render_all(renderer)])
@@ -196,7 +196,7 @@ def test_a_triggered_gesture_starts_on_the_next_frame_and_ends(essence_avatar: L
 
 def test_lip_sync_continues_during_a_gesture(essence_avatar: LoadedAvatar) -> None:
     audio = speech_like(2.0)
-    renderer = EssenceRenderer(essence_avatar, "s")
+    renderer = EssenceRenderer(essence_avatar, "s", mouth="loudness")  # openness tracks this energy
     renderer.push_audio(audio, 16_000)
     renderer.flush()
     renderer.trigger("mini_wave_hello")

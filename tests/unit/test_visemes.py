@@ -78,6 +78,18 @@ def test_p_b_and_m_close_the_lips_in_the_stream_and_in_the_mouth(papapa: Utteran
     assert (press[vowels] < 0.5).mean() > 0.7  # and open again on the vowels
 
 
+def test_the_mouth_does_not_flicker_on_a_sentence() -> None:
+    utt = speak("The quick brown fox jumps over the lazy dog, then sleeps by the fire.", Voice("en-us"), 0.3)
+    coarticulation = Coarticulation()
+    opening = np.array([coarticulation.step(row).open for row in load_model().predict(utt.audio)])
+    step = np.diff(opening)
+    spikes = (
+        (np.abs(step[:-1]) > 0.15) & (np.abs(step[1:]) > 0.15) & (np.sign(step[:-1]) != np.sign(step[1:]))
+    )
+    assert spikes.sum() <= len(opening) / 20  # a one-frame jump out and back is rare
+    assert opening.max() > 0.6  # and the mouth does open
+
+
 def test_a_reset_forgets_the_audio_before_it(papapa: Utterance) -> None:
     model = load_model()
     fresh = model.stream()
