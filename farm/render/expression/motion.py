@@ -33,6 +33,7 @@ BLINK, YAW, PITCH, ROLL, SMILE, BROW = range(N_CONTROLS)
 MOUTH = ("opening", "width", "rounding", "press")
 N_MOUTH = len(MOUTH)
 OPEN_GAIN = 1.0  # viseme opening → the network's opening (its jaw drop at 1.0 is a wide "ah")
+PRESS_FROM, PRESS_FULL = 0.3, 0.8  # a pose pressing this much starts / fully shuts the lips
 
 # The loudness baseline (log-mel window → mouth), constants calibrated on log_mel of speech-like
 # signals at RMS 0.01-0.3.
@@ -48,8 +49,9 @@ BANDS_HZ = ((1700.0, 3200.0), (500.0, 1300.0), (200.0, 500.0), (550.0, 1000.0)) 
 
 def mouth_controls(pose: MouthPose) -> np.ndarray:
     """The network's mouth row for a viseme pose: (opening, width, rounding, press), float32."""
+    press = min(1.0, max(0.0, (pose.press - PRESS_FROM) / (PRESS_FULL - PRESS_FROM)))
     return np.array(
-        [min(1.0, OPEN_GAIN * pose.open), max(0.0, pose.width), max(0.0, -pose.width), pose.press], np.float32
+        [min(1.0, OPEN_GAIN * pose.open), max(0.0, pose.width), max(0.0, -pose.width), press], np.float32
     )
 
 

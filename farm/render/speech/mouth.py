@@ -28,6 +28,7 @@ from farm.render.speech.visemes import (
     INDEX,
     N_VISEMES,
     PP,
+    ROUNDED,
     SIL,
     TARGET_OPEN,
     TARGET_PRESS,
@@ -41,6 +42,7 @@ RELEASE = np.full(N_VISEMES, 0.5, np.float32)
 ATTACK[PP], RELEASE[PP] = 1.0, 0.8
 ATTACK[INDEX["FF"]] = 0.9
 ATTACK[list(VOWELS)] = 0.75
+ATTACK[list(ROUNDED)] = 0.9  # lips round quickly: a short "oo" still shows
 ATTACK[SIL], RELEASE[SIL] = 0.45, 0.6
 
 

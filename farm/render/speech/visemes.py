@@ -64,8 +64,8 @@ TARGETS: dict[str, VisemeTarget] = {
     "aa": VisemeTarget(1.0, 0.0, 0.0, 1.0),
     "E": VisemeTarget(0.6, 1.0, 0.0, 1.0),
     "ih": VisemeTarget(0.3, 1.0, 0.0, 1.0),
-    "oh": VisemeTarget(0.6, -1.0, 0.0, 1.2),
-    "ou": VisemeTarget(0.15, -1.0, 0.0, 1.5),
+    "oh": VisemeTarget(0.6, -1.0, 0.0, 1.6),
+    "ou": VisemeTarget(0.15, -1.0, 0.0, 2.0),
 }
 
 TARGET_OPEN = np.array([TARGETS[v].open for v in VISEMES], np.float32)
