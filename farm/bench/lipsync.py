@@ -338,7 +338,7 @@ def _render_expression(utts: Sequence[Utterance], size: int) -> dict[str, list[l
                     engine.batcher.join(),
                     f"bench-{mouth}-{k}",
                     size,
-                    mouth=mouth,  # type: ignore[arg-type]
+                    mouth=mouth,
                 )
                 renderer.push_audio(utt.audio, 16_000)
                 renderer.flush()
