@@ -23,12 +23,12 @@ Stream figures (every held-out utterance):
 
 Rendered figures (the first ``--rendered`` utterances): both engines render every frame with each
 mouth model (Essence on the sample pack, Expression's analytic model on torch CPU); the lip gap
-(inner lips, 68-point 62/66 with 61/67 and 63/65) and mouth width (corners 48/54) are read back
-from the pixels with the face rig (``farm.render.landmarks.detect_face``), relative to the outer
-eye-corner distance. Closed: gap <= ``CLOSED_GAP``, or <= ``CLOSED_SHARE`` of the avatar's own
-resting gap (the sample portrait smiles with its teeth showing, and the 68-point rig does not read a
-pressed smiling mouth as a zero gap); rounded: width below the resting width by
-``ROUND_NARROWING``. Only frames inside an event window (and the resting frames) are read.
+(inner-lip pairs) and mouth width (outer corners) are read back
+from the pixels with the face rig (``farm.render.facerig.readback.MouthReader``: MediaPipe mesh
+inner-lip pairs, mouth corners, per outer eye-corner distance). Closed: gap at most
+``CLOSED_OVER_REST`` above the avatar's resting gap and at most ``CLOSED_GAP``; rounded: width at
+most ``ROUND_SHARE`` of resting. Only frames inside an event window (and the resting frames) are
+read.
 
 Real human speech: no phoneme-labelled recording set small and permissive enough ships in a PyPI
 wheel (see BENCHMARKS.md), so there is no figure on recorded speech.
@@ -51,6 +51,7 @@ import numpy as np
 from farm.bench.common import finish
 from farm.render.audio import frame_energy, log_mel
 from farm.render.base import SAMPLES_PER_FRAME
+from farm.render.facerig.readback import MouthReader
 from farm.render.speech.model import VisemeModel, load_model
 from farm.render.speech.mouth import Coarticulation
 from farm.render.speech.training.corpus import Utterance, utterances
@@ -59,9 +60,12 @@ from farm.render.speech.visemes import INDEX, PP, ROUNDED, SIL, TARGET_OPEN, TAR
 
 HELDOUT_SEED = 1000  # the held-out draw of this bench (training's own check uses seed + 1)
 SPEECH_DBFS = -50.0
-CLOSED_GAP = 0.035  # inner-lip gap / eye-corner distance at or below which the lips read as closed
-CLOSED_SHARE = 0.6  # ... or at most this share of the avatar's resting gap (a portrait showing teeth)
-ROUND_NARROWING = 0.05  # mouth width this far below resting (relative) reads as rounded
+# Pixel thresholds (face rig readback, per inter-ocular distance), measured on the shape bank by the
+# rig lane (docs in /work/notes: sil/PP read 0.040-0.044 on the smiling astronaut, 0.003-0.006 on a
+# neutral face; the next smallest shape, ff, 0.009-0.022 above closed).
+CLOSED_OVER_REST = 0.012  # closed: at most this above the avatar's resting gap ...
+CLOSED_GAP = 0.055  # ... and at most this (a portrait resting with its lips apart must still shut them)
+ROUND_SHARE = 0.97  # rounded: mouth width at most this share of resting
 OPEN_VOWELS = tuple(INDEX[v] for v in ("aa", "E", "oh"))
 SPREAD_VOWELS = tuple(INDEX[v] for v in ("ih", "E"))
 
@@ -226,42 +230,10 @@ def _timings(
 
 
 # ---------------------------------------------------------------------------- rendered frames
-@dataclass(frozen=True)
-class Reading:
-    gap: float  # inner-lip gap / eye-corner distance (nan: no face)
-    width: float  # mouth width / eye-corner distance
-
-
-def read_mouth(
-    image: np.ndarray, box: tuple[int, int, int, int] | None
-) -> tuple[Reading, tuple[int, int, int, int]]:
-    """The lip gap and mouth width of a rendered frame from the face rig's 68 points (searching a
-    crop around the last face first: the rig is much faster on a crop)."""
-    from farm.kernel.errors import NoFaceFound
-    from farm.render.landmarks import detect_face
-
-    face, origin = None, (0, 0)
-    if box is not None:
-        x0, y0, x1, y1 = box
-        margin = int(0.35 * (x1 - x0))
-        cx0, cy0 = max(0, x0 - margin), max(0, y0 - margin)
-        crop = np.ascontiguousarray(image[cy0 : y1 + margin, cx0 : x1 + margin])
-        try:
-            face, origin = detect_face(crop), (cx0, cy0)
-        except NoFaceFound:
-            face = None
-    if face is None:
-        try:
-            face, origin = detect_face(image), (0, 0)
-        except NoFaceFound:
-            return Reading(float("nan"), float("nan")), box or (0, 0, 0, 0)
-    p = face.points
-    iod = float(np.linalg.norm(p[45] - p[36])) or 1.0
-    gap = float(np.mean([p[67, 1] - p[61, 1], p[66, 1] - p[62, 1], p[65, 1] - p[63, 1]]))
-    width = float(np.linalg.norm(p[54] - p[48]))
-    x0, y0, x1, y1 = face.box
-    found = (x0 + origin[0], y0 + origin[1], x1 + origin[0], y1 + origin[1])
-    return Reading(max(0.0, gap) / iod, width / iod), found
+def read_mouth(reader: MouthReader, image: np.ndarray) -> tuple[float, float]:
+    """(lip gap, mouth width) of a rendered frame per inter-ocular distance (nan: no face found)."""
+    reading = reader.read(image)
+    return (reading.lip_gap_rel, reading.width_rel) if reading.found else (float("nan"), float("nan"))
 
 
 def _needed_frames(utt: Utterance, count: int) -> set[int]:
@@ -277,23 +249,23 @@ def _needed_frames(utt: Utterance, count: int) -> set[int]:
 
 
 def pixel_decisions(frames: Sequence[np.ndarray | None], utt: Utterance) -> tuple[np.ndarray, np.ndarray]:
-    """(closed, rounded) per frame read back from the pixels (frames not read count as neither)."""
+    """(closed, rounded) per frame read back from the pixels (frames not read count as neither).
+
+    Calibrated on the avatar's own resting frames (the lead-in silence): closed when the lip gap is
+    at most ``CLOSED_OVER_REST`` above resting and at most ``CLOSED_GAP``; rounded when the width is
+    at most ``ROUND_SHARE`` of resting."""
+    reader = MouthReader()
     count = len(frames)
-    needed = _needed_frames(utt, count)
-    gaps = np.full(count, np.nan)
-    widths = np.full(count, np.nan)
-    box = None
-    for i in sorted(needed):
+    gaps, widths = np.full(count, np.nan), np.full(count, np.nan)
+    for i in sorted(_needed_frames(utt, count)):
         image = frames[i]
-        if image is None:
-            continue
-        reading, box = read_mouth(image, box)
-        gaps[i], widths[i] = reading.gap, reading.width
-    rest_width = float(np.nanmedian(widths[: min(3, count)])) if count else float("nan")
-    rest_gap = float(np.nanmedian(gaps[: min(3, count)])) if count else float("nan")
+        if image is not None:
+            gaps[i], widths[i] = read_mouth(reader, image)
+    rest = slice(0, min(3, count))
+    rest_gap, rest_width = float(np.nanmedian(gaps[rest])), float(np.nanmedian(widths[rest]))
     with np.errstate(invalid="ignore"):
-        closed = ~np.isnan(gaps) & (gaps <= max(CLOSED_GAP, CLOSED_SHARE * rest_gap))
-        rounded = ~np.isnan(widths) & (widths <= rest_width * (1.0 - ROUND_NARROWING))
+        closed = ~np.isnan(gaps) & (gaps <= min(rest_gap + CLOSED_OVER_REST, CLOSED_GAP))
+        rounded = ~np.isnan(widths) & (widths <= ROUND_SHARE * rest_width)
     return closed, rounded
 
 

@@ -228,7 +228,7 @@ class ExpressionNet(nn.Module):
         dx = (self.low_grid[None, :, 0] - 0.5 * (left + right)[:, None]) / sx[:, None]
         rel = (self.low_grid[None, :, 1] - middle[:, None]) / lip[:, None]  # lip heights from the middle
         ramp = torch.clamp(1.0 - rel.abs(), 0.0, 1.0)
-        across = torch.exp(-0.5 * (dx / 0.9) ** 4)  # flat over the lips, gone past the corners
+        across = torch.exp(-0.5 * (dx / 1.15) ** 8)  # flat over the lips to the corners, gone past them
         shift = (press * PRESS_OVERSHOOT * gap)[:, None] * ramp * across * torch.sign(rel)
         return torch.stack([torch.zeros_like(shift), -shift], dim=2)
 
