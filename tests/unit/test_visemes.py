@@ -198,3 +198,10 @@ def test_expression_presses_the_lips_together_at_each_p_b_m_in_its_pixels(
     vowels = [int(i) for i in np.nonzero(papapa.targets[:, INDEX["aa"]] > 0.9)[0]]
     change = [float(np.abs(expression_papapa[i].astype(np.float32) - still).mean()) for i in vowels]
     assert np.median(change) > 1.0  # and the mouth opens on the vowels
+
+
+def test_the_shape_bank_and_the_model_spell_the_visemes_the_same() -> None:
+    from farm.render.essence.bank import VISEMES as BANK_VISEMES
+    from farm.render.speech.visemes import VISEMES
+
+    assert BANK_VISEMES == VISEMES
