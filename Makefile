@@ -38,11 +38,20 @@ $(WEB_ASSET): web/package.json web/package-lock.json
 
 web-assets: $(WEB_ASSET)
 
-$(STAMP): pyproject.toml | system-deps
+# The SDK is its own package (clients/python, avatar-farm-client): installed from its folder before the
+# farm, which depends on it, so pip never looks for it on PyPI. Its wheelhouse (the SDK's wheel plus
+# httpx, pydantic and their dependencies) lets tests/integration/test_client_package.py install it
+# alone in a fresh virtualenv with no network.
+CLIENT := clients/python
+CLIENT_WHEELHOUSE := $(VENV)/client-wheelhouse
+
+$(STAMP): pyproject.toml $(CLIENT)/pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
 	@echo "installing into $(VENV): torch==2.13.0 from $(or $(TORCH_INDEX_URL),PyPI) (the CUDA build from PyPI is ~3.5 GB on a fresh machine)"
 	$(if $(TORCH_INDEX_URL),$(BIN)/pip install --quiet --index-url $(TORCH_INDEX_URL) "torch==2.13.0")
+	$(BIN)/pip install --quiet -e $(CLIENT)
 	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
+	$(BIN)/pip wheel --quiet --wheel-dir $(CLIENT_WHEELHOUSE) $(CLIENT)
 	@$(BIN)/python -c "import torch; print('torch', torch.__version__, '| CUDA build' if torch.version.cuda else '| CPU build', '| GPU visible:', torch.cuda.is_available())"
 	touch $(STAMP)
 
@@ -61,9 +70,9 @@ up: $(STAMP)
 	$(BIN)/farm up
 
 lint: $(STAMP) $(WEB_ASSET)
-	$(BIN)/ruff check farm tasks tests
-	$(BIN)/ruff format --check farm tasks tests
-	$(BIN)/mypy farm tasks
+	$(BIN)/ruff check farm tasks tests $(CLIENT)
+	$(BIN)/ruff format --check farm tasks tests $(CLIENT)
+	$(BIN)/mypy farm tasks $(CLIENT)/avatar_farm_client
 	$(BIN)/lint-imports
 	$(BIN)/python -m farm.devtools.licences  # runtime dependency licences, shipped model files' licences
 
