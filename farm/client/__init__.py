@@ -5,5 +5,44 @@ with thin sync and async clients); the farm depends on it. This module keeps the
 working: ``import farm.client as bithuman``, ``from farm.client import AvatarSession``.
 """
 
-from avatar_farm_client import *  # noqa: F403
-from avatar_farm_client import __all__ as __all__
+from avatar_farm_client import (
+    CODES,
+    MODELS,
+    TERMINAL,
+    AgentInfo,
+    AsyncAvatarSession,
+    AuthenticationError,
+    AvatarError,
+    AvatarFarm,
+    AvatarResponse,
+    AvatarSession,
+    ConflictError,
+    NetworkError,
+    NotFoundError,
+    QuotaExceededError,
+    RenderError,
+    RequestError,
+    SessionInfo,
+    error_for,
+)
+
+__all__ = [
+    "CODES",
+    "MODELS",
+    "TERMINAL",
+    "AgentInfo",
+    "AsyncAvatarSession",
+    "AuthenticationError",
+    "AvatarError",
+    "AvatarFarm",
+    "AvatarResponse",
+    "AvatarSession",
+    "ConflictError",
+    "NetworkError",
+    "NotFoundError",
+    "QuotaExceededError",
+    "RenderError",
+    "RequestError",
+    "SessionInfo",
+    "error_for",
+]

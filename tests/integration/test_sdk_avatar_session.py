@@ -157,7 +157,7 @@ def test_the_manager_and_error_handling_patterns_from_the_docs(
     broke = RedisKeyStore(connect(farm_settings.redis_url or "")).create("tenant-broke", "docs")[1]
     ledger = RedisLedger(connect(farm_settings.redis_url or ""))
     ledger.set_plan("tenant-broke", "free")
-    Metering(ledger).charge_once("tenant-broke", "spent", "test", 99)
+    Metering(ledger).charge_once("tenant-broke", "spent", "test", 199)
     caught: list[str] = []
     for make in (
         lambda: bithuman.AvatarSession(avatar_id="A78WKV4515", api_secret="farm_wrong"),
