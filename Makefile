@@ -14,7 +14,7 @@ EXTRAS := expression,e2e,dev
 # the ~190 MB CPU build instead; nothing else changes.
 TORCH_INDEX_URL ?=
 
-.PHONY: install demo demo-room test lint rules sim livekit-server web-assets unit integration e2e chaos gpu gpu-check up bench-dispatch clean system-deps
+.PHONY: install demo demo-room test lint rules sim livekit-server web-assets studio unit integration e2e chaos gpu gpu-check up bench-dispatch clean system-deps
 
 # Debian packages: espeak-ng (the farm's local text-to-speech) and chromium (the browser the viewer
 # e2e test drives headless; ~20 s to install). Installed with apt when missing and apt is available
@@ -28,15 +28,27 @@ system-deps:
 	  elif command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo apt-get install -y -q $$missing || { sudo apt-get update -q && sudo apt-get install -y -q $$missing; }; \
 	  else echo "missing:$$missing: install them (Debian: apt-get install$$missing)"; fi; fi
 
-# The browser SDK the viewer page loads, served by the farm itself (no CDN): livekit-client pinned in
-# web/package-lock.json, copied from npm's build into the package (gitignored).
+# Browser assets, served by the farm itself (no CDN), all pinned in web/package-lock.json and built
+# into the package (gitignored): livekit-client for the viewer page and the studio's live room, and
+# the studio (/studio: Lit + uPlot, bundled by Vite from web/studio; a few seconds on 2 cores).
+WEB_MODULES := web/node_modules/.package-lock.json
 WEB_ASSET := farm/api/static/vendor/livekit-client.umd.js
-$(WEB_ASSET): web/package.json web/package-lock.json
+STUDIO := farm/api/static/studio/index.html
+STUDIO_SRC := $(shell find web/studio -type f 2>/dev/null)
+
+$(WEB_MODULES): web/package.json web/package-lock.json
 	cd web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(WEB_MODULES)
+
+$(WEB_ASSET): $(WEB_MODULES)
 	mkdir -p $(dir $(WEB_ASSET))
 	cp web/node_modules/livekit-client/dist/livekit-client.umd.js $(WEB_ASSET)
 
-web-assets: $(WEB_ASSET)
+$(STUDIO): $(WEB_MODULES) $(STUDIO_SRC)
+	cd web && npx --no-install vite build --config studio/vite.config.js
+
+web-assets: $(WEB_ASSET) $(STUDIO)
+studio: $(STUDIO)
 
 # The SDK is its own package (clients/python, avatar-farm-client): installed from its folder before the
 # farm, which depends on it, so pip never looks for it on PyPI. Its wheelhouse (the SDK's wheel plus
@@ -55,9 +67,9 @@ $(STAMP): pyproject.toml $(CLIENT)/pyproject.toml | system-deps
 	@$(BIN)/python -c "import torch; print('torch', torch.__version__, '| CUDA build' if torch.version.cuda else '| CPU build', '| GPU visible:', torch.cuda.is_available())"
 	touch $(STAMP)
 
-install: $(STAMP) $(WEB_ASSET)
+install: $(STAMP) $(WEB_ASSET) $(STUDIO)
 
-demo: $(STAMP) $(WEB_ASSET)
+demo: $(STAMP) $(WEB_ASSET) $(STUDIO)
 	$(BIN)/farm demo
 
 # The live experience: a real livekit-server, the farm, and a voice agent using the real
@@ -66,10 +78,10 @@ demo: $(STAMP) $(WEB_ASSET)
 demo-room: $(STAMP) $(WEB_ASSET) livekit-server
 	$(BIN)/farm demo --room
 
-up: $(STAMP)
+up: $(STAMP) $(WEB_ASSET) $(STUDIO)
 	$(BIN)/farm up
 
-lint: $(STAMP) $(WEB_ASSET)
+lint: $(STAMP) $(WEB_ASSET) $(STUDIO)
 	$(BIN)/ruff check farm tasks tests $(CLIENT)
 	$(BIN)/ruff format --check farm tasks tests $(CLIENT)
 	$(BIN)/mypy farm tasks $(CLIENT)/avatar_farm_client
@@ -106,7 +118,7 @@ unit: $(STAMP)
 integration: $(STAMP)
 	@$(call PYTEST_OK_IF_EMPTY,-q -m integration)
 
-e2e: $(STAMP) $(WEB_ASSET) livekit-server
+e2e: $(STAMP) $(WEB_ASSET) $(STUDIO) livekit-server
 	scripts/netns-run $(BIN)/pytest -q -m e2e
 
 chaos: $(STAMP) livekit-server
@@ -125,4 +137,4 @@ bench-dispatch: $(STAMP)
 	$(BIN)/farm bench dispatch
 
 clean:
-	rm -rf $(VENV) var out .pytest_cache .mypy_cache .ruff_cache web/node_modules farm/api/static/vendor
+	rm -rf $(VENV) var out .pytest_cache .mypy_cache .ruff_cache web/node_modules farm/api/static/vendor farm/api/static/studio

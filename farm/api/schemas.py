@@ -207,6 +207,7 @@ class AgentCreated(BaseModel):
 class AgentData(BaseModel):
     agent_id: str
     name: str | None = None
+    model: str = Field("essence", description="The model it was registered for.")
     status: str
     mode: str = Field(description="'person' or 'animal'.")
     framing: str = Field(description="'face' (a crop around the face) or 'full' (the whole image).")
@@ -227,6 +228,7 @@ class AgentData(BaseModel):
         return cls(
             agent_id=agent.id,
             name=agent.name,
+            model=agent.model,
             build_stage=agent.build_stage if processing else None,
             last_used_at=last_used_at,
             status=agent.status.value,

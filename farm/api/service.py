@@ -289,6 +289,7 @@ class AgentService:
             tenant=key.tenant,
             image_ref=self.blobs.put(image, _image_suffix(image)),
             build=options,
+            model=model.value,
             system_prompt=system_prompt,
             voice=voice,
         )

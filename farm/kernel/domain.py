@@ -117,6 +117,7 @@ class Agent(BaseModel):
     tenant: str
     status: AgentStatus = AgentStatus.PROCESSING
     name: str | None = None  # a label people give it (the studio's cards); the id stays the address
+    model: str = "essence"  # the model it was registered for (its default in the studio); any may render it
     image_ref: str
     build: BuildOptions = Field(default_factory=BuildOptions)  # mode, framing, user-given points
     pack_ref: str | None = None

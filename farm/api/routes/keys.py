@@ -62,6 +62,7 @@ class Me(BaseModel):
     key_name: str
     admin: bool = Field(description="The tenant may read the operator views (FARM_ADMIN_TENANTS).")
     plan: str
+    livekit_rooms: bool = Field(description="The farm has its own LiveKit server (POST /v1/rooms works).")
 
 
 @router.get("/v1/me", response_model=Me)
@@ -69,7 +70,11 @@ def whoami(farm: Services, key: Caller) -> Me:
     """The calling key's tenant, name, plan and whether it sees the operator views."""
     plan = farm.metering.plan_of(key.tenant).name
     admin = key.tenant in farm.settings.admin_tenants
-    return Me(tenant=key.tenant, key_id=key.key_id, key_name=key.name, admin=admin, plan=plan)
+    settings = farm.settings
+    rooms = bool(settings.livekit_url and settings.livekit_api_key and settings.livekit_api_secret)
+    return Me(
+        tenant=key.tenant, key_id=key.key_id, key_name=key.name, admin=admin, plan=plan, livekit_rooms=rooms
+    )
 
 
 @router.get("/v1/keys", response_model=KeyList)
