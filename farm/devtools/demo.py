@@ -162,15 +162,19 @@ def make_demo_key(settings: Settings) -> str:
     return secret
 
 
+def _kept(local: LocalFarm) -> str:
+    """Whether the studio keeps answering after the demo: only on a farm the demo did not start."""
+    return "; `farm up` serves it after the demo" if local.children else ""
+
+
 def run_demo(settings: Settings, env: Mapping[str, str], *, out: Path, model: str = "essence") -> int:
     """The whole demo; returns a process exit code. Stops whatever it started, also on failure."""
     started = time.monotonic()
     local = LocalFarm(settings, env)
     try:
         _start_api(settings, local)
-        with AvatarSession(
-            api_url=api_url(settings), api_secret=make_demo_key(settings), max_retries=0
-        ) as farm:
+        secret = make_demo_key(settings)
+        with AvatarSession(api_url=api_url(settings), api_secret=secret, max_retries=0) as farm:
             _ensure_workers(farm, local, ("build", model))
             print("1/4 registering the sample avatar and building its pack …", flush=True)
             agent = farm.create_agent(portrait_png())
@@ -189,6 +193,7 @@ def run_demo(settings: Settings, env: Mapping[str, str], *, out: Path, model: st
                 return 1
             written = _copy_output(done, out)
         print(f"4/4 done in {time.monotonic() - started:.0f} s: {written}")
+        print(f"Studio: {api_url(settings)}/studio  (sign in with the demo key {secret}{_kept(local)})")
         print(f"Flower (task monitor): {flower_url(settings)}  API docs: {api_url(settings)}/docs")
         return 0
     except (AvatarError, FarmError, TimeoutError) as exc:

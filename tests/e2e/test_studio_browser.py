@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,6 +41,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 SHOTS = Path(os.environ.get("FARM_SCREENSHOT_DIR", REPO_ROOT / "out" / "screenshots" / "studio"))
 WAIT_MS = 60_000
 PHONE = {"width": 390, "height": 844}
+FRAMES_OVER = (
+    "(n) => (document.querySelector('video.video')?.getVideoPlaybackQuality().totalVideoFrames ?? 0) > n"
+)
+"""A function, not an expression string: the studio's CSP forbids eval, which a string would need."""
 
 
 @dataclass
@@ -48,6 +53,7 @@ class StudioFarm:
     secret_a: str  # tenant-a, an admin tenant (FARM_ADMIN_TENANTS)
     secret_b: str  # tenant-b
     portrait_b64: str
+    settings: Settings
     found: dict[str, Any] = field(default_factory=dict)  # what one test leaves for the next
 
 
@@ -86,7 +92,8 @@ def farm(lk_backend: LkBackend, tmp_path_factory: pytest.TempPathFactory) -> Ite
         buf = io.BytesIO()
         Image.fromarray(sample_portrait()).save(buf, format="PNG")
         with live_api(settings) as api:
-            yield StudioFarm(api.url, secret_a, secret_b, base64.b64encode(buf.getvalue()).decode())
+            portrait = base64.b64encode(buf.getvalue()).decode()
+            yield StudioFarm(api.url, secret_a, secret_b, portrait, api.settings)
     finally:
         stop_workers(workers)
         redis_server.stop()
@@ -124,6 +131,26 @@ def _nav(page: Any, name: str) -> None:
     page.get_by_role("navigation", name="Studio").get_by_role("link", name=name).click()
 
 
+def _png_b64(pixels: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _drop(page: Any, data_b64: str, name: str, mime: str) -> None:
+    """Drag a file onto the drop zone (a DataTransfer holding it, as a real drop carries)."""
+    transfer = page.evaluate_handle(
+        """([b64, name, mime]) => {
+            const blob = new Blob([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))]);
+            const data = new DataTransfer();
+            data.items.add(new File([blob], name, {type: mime}));
+            return data;
+        }""",
+        [data_b64, name, mime],
+    )
+    page.dispatch_event(".drop", "drop", {"dataTransfer": transfer})
+
+
 def _shot(page: Any, name: str, *, full_page: bool = False) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
@@ -136,16 +163,11 @@ def test_an_agent_is_created_from_the_sample_portrait_with_its_face_shown_before
     paint = page.evaluate("performance.getEntriesByName('first-contentful-paint')[0]?.startTime")
     print(f"\nstudio first contentful paint (this run, headless Chromium, shared 2 cores): {paint:.0f} ms")
     _nav(page, "Create")
-    drop = page.evaluate_handle(
-        """(b64) => {
-            const blob = new Blob([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))]);
-            const data = new DataTransfer();
-            data.items.add(new File([blob], 'portrait.png', {type: 'image/png'}));
-            return data;
-        }""",
-        farm.portrait_b64,
-    )
-    page.dispatch_event(".drop", "drop", {"dataTransfer": drop})  # dragged and dropped
+    _drop(page, base64.b64encode(b"not a picture").decode(), "notes.txt", "text/plain")
+    page.get_by_text("This file is not an image").wait_for()
+    _drop(page, _png_b64(np.full((256, 256, 3), 180, np.uint8)), "wall.png", "image/png")
+    page.get_by_text("No face found in this photo").wait_for(timeout=WAIT_MS)  # said before any build
+    _drop(page, farm.portrait_b64, "portrait.png", "image/png")
     page.wait_for_selector("text=Face found", timeout=WAIT_MS)
     overlay = page.evaluate(  # the face box (green) is drawn over the photo
         """() => { const c = document.querySelector('canvas'); const d = c.getContext('2d')
@@ -208,20 +230,14 @@ def test_a_typed_sentence_is_spoken_live_and_the_video_frames_move(page_a: Any, 
     page.locator(f"[data-agent-id='{farm.found['agent_id']}']").get_by_role("link", name="Try Ada").click()
     page.get_by_role("button", name="Start live session").click()
     page.wait_for_selector(".badge-streaming", timeout=WAIT_MS)
-    page.wait_for_function(  # a function, not a string: the studio's CSP forbids eval
-        "() => document.querySelector('video.video').getVideoPlaybackQuality().totalVideoFrames > 10",
-        timeout=WAIT_MS,
-    )
+    page.wait_for_function(FRAMES_OVER, arg=10, timeout=WAIT_MS)
     before = _snapshot(page)
     assert before.std() > 10  # a picture, not a flat frame
     page.get_by_label("What should the agent say?").fill("Hello there, I am Ada, rendered by the farm.")
     page.get_by_role("button", name="Speak").click()
     page.get_by_text("Said:").wait_for()
     frames = page.evaluate("document.querySelector('video.video').getVideoPlaybackQuality().totalVideoFrames")
-    page.wait_for_function(
-        "(n) => document.querySelector('video.video').getVideoPlaybackQuality().totalVideoFrames > n",
-        arg=frames + 25,
-    )
+    page.wait_for_function(FRAMES_OVER, arg=frames + 25)
     moved = float(np.abs(_snapshot(page) - before).mean())
     assert moved > 0.5, moved  # the face moved between the two frames
     _shot(page, "try-live")
@@ -275,6 +291,23 @@ def test_operators_and_usage_plot_the_farms_own_figures(page_a: Any, farm: Studi
     _nav(page, "Usage")
     page.wait_for_selector("#credits-plot canvas")
     _shot(page, "usage", full_page=True)
+
+
+def test_without_livekit_a_typed_sentence_comes_back_as_an_mp4(browser: Any, farm: StudioFarm) -> None:
+    no_rooms = farm.settings.model_copy(update={"livekit_url": None, "livekit_api_key": None})
+    with live_api(no_rooms) as api:
+        page = _signed_in(browser, StudioFarm(api.url, farm.secret_a, "", "", no_rooms), farm.secret_a)
+        try:
+            page.goto(f"{api.url}/studio#/try/{farm.found['agent_id']}")
+            page.get_by_text("each sentence is rendered as an MP4").wait_for()
+            page.get_by_label("What should the agent say?").fill("No room here, so you get a video.")
+            page.get_by_role("button", name="Speak").click()
+            page.get_by_text(re.compile(r"^Rendered \d")).wait_for(timeout=WAIT_MS)
+            page.wait_for_function(FRAMES_OVER, arg=10, timeout=WAIT_MS)
+            assert _snapshot(page).std() > 10
+            _shot(page, "try-mp4")
+        finally:
+            page.context.close()
 
 
 def test_a_second_tenant_sees_none_of_the_first_tenants_agents(browser: Any, farm: StudioFarm) -> None:
