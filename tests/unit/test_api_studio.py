@@ -239,3 +239,27 @@ def test_the_studio_page_is_served_with_its_assets_or_says_how_to_build_it(
     )
     assert api.client.get("/studio/assets/nope.js").status_code == 404
     assert api.client.get("/studio/assets/..%2Findex.html").status_code in (400, 404)
+
+
+def test_an_animal_preview_frames_the_mouth_the_user_marked(api: ApiHarness) -> None:
+    from skimage import data
+
+    from farm.bench.characters import CAT_MOUTH_BOX
+
+    previews = api.client.app.state.farm.previews  # type: ignore[attr-defined]
+    body = {"image": b64(_png(data.chelsea())), "mode": "animal", "mouth_box": CAT_MOUTH_BOX}
+    pending = api.client.post("/v1/previews", json=body, headers=api.headers()).json()
+    preview_face(api.settings, previews, api.blobs, pending["preview_id"])
+    ready = api.client.get(f"/v1/previews/{pending['preview_id']}", headers=api.headers()).json()
+    assert ready["status"] == "ready" and ready["method"] != "dlib"  # no face detector for a cat
+    cx0, cy0, cx1, cy1 = ready["crop_box"]
+    mx0, my0, mx1, my1 = CAT_MOUTH_BOX
+    assert cx0 <= mx0 < mx1 <= cx1 and cy0 <= my0 < my1 <= cy1
+    no_mouth = api.client.post("/v1/previews", json={**body, "mouth_box": None}, headers=api.headers())
+    assert no_mouth.json()["error"]["code"] == "POINTS_REQUIRED"  # refused before anything is queued
+
+
+def _png(array: object) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")  # type: ignore[arg-type]
+    return buf.getvalue()
