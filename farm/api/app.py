@@ -30,8 +30,8 @@ from .ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter, install
 from .routes import agents as agent_routes
 from .routes import dynamics as dynamics_routes
 from .routes import health as health_routes
-from .routes import models as model_routes
 from .routes import keys as key_routes
+from .routes import models as model_routes
 from .routes import operators as operator_routes
 from .routes import previews as preview_routes
 from .routes import rooms as room_routes
