@@ -116,7 +116,7 @@ def test_bad_input_over_http_stores_nothing_and_enqueues_nothing(
             400,
             "MALFORMED_JSON",
         ),
-        ({"json": {"audio": audio, "avatar_image": image, "model": "hologram"}}, 400, "VALIDATION_ERROR"),
+        ({"json": {"audio": audio, "avatar_image": image, "model": "hologram"}}, 400, "MODEL_NOT_CONFIGURED"),
         (
             {"json": {"audio": audio, "avatar_image": image, "avatar_id": "A78WKV4515"}},
             400,
