@@ -34,9 +34,9 @@ from .errors import AuthenticationError, NetworkError, RenderError
 SECRET_ENV_VARS = ("FARM_API_SECRET", "BITHUMAN_API_SECRET")
 URL_ENV_VAR = "FARM_API_URL"
 DEFAULT_API_URL = "http://127.0.0.1:8000"
-MODELS = ("essence", "expression", "expression-2")
-"""The model names a farm may serve; one a farm does not serve (``expression-2`` without learned weights)
-answers 400 MODEL_NOT_CONFIGURED, a RequestError."""
+MODELS = ("essence", "essence-2", "expression", "expression-2")
+"""The public model names (the farm's model table); ``GET /v1/models`` says which a farm serves, and
+one it does not (``expression-2`` without learned weights) answers 400 MODEL_NOT_CONFIGURED."""
 TERMINAL = frozenset({"ENDED", "FAILED"})
 AGENT_DONE = frozenset({"ready", "failed"})
 
