@@ -14,7 +14,7 @@ EXTRAS := expression,e2e,dev
 # the ~190 MB CPU build instead; nothing else changes.
 TORCH_INDEX_URL ?=
 
-.PHONY: install demo demo-room test lint rules sim livekit-server web-assets unit integration e2e chaos gpu gpu-check up bench-dispatch clean system-deps
+.PHONY: install demo demo-room test lint rules sim livekit-server web-assets studio unit integration e2e chaos gpu gpu-check up bench-dispatch clean system-deps
 
 # Debian packages: espeak-ng (the farm's local text-to-speech, and the viseme model's training and
 # test speech), wamerican + wbritish (word lists the viseme training sentences are drawn from) and
@@ -29,27 +29,48 @@ system-deps:
 	  elif command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo apt-get install -y -q $$missing || { sudo apt-get update -q && sudo apt-get install -y -q $$missing; }; \
 	  else echo "missing:$$missing: install them (Debian: apt-get install$$missing)"; fi; fi
 
-# The browser SDK the viewer page loads, served by the farm itself (no CDN): livekit-client pinned in
-# web/package-lock.json, copied from npm's build into the package (gitignored).
+# Browser assets, served by the farm itself (no CDN), all pinned in web/package-lock.json and built
+# into the package (gitignored): livekit-client for the viewer page and the studio's live room, and
+# the studio (/studio: Lit + uPlot, bundled by Vite from web/studio; a few seconds on 2 cores).
+WEB_MODULES := web/node_modules/.package-lock.json
 WEB_ASSET := farm/api/static/vendor/livekit-client.umd.js
-$(WEB_ASSET): web/package.json web/package-lock.json
+STUDIO := farm/api/static/studio/index.html
+STUDIO_SRC := $(shell find web/studio -type f 2>/dev/null)
+
+$(WEB_MODULES): web/package.json web/package-lock.json
 	cd web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(WEB_MODULES)
+
+$(WEB_ASSET): $(WEB_MODULES)
 	mkdir -p $(dir $(WEB_ASSET))
 	cp web/node_modules/livekit-client/dist/livekit-client.umd.js $(WEB_ASSET)
 
-web-assets: $(WEB_ASSET)
+$(STUDIO): $(WEB_MODULES) $(STUDIO_SRC)
+	cd web && npx --no-install vite build --config studio/vite.config.js
 
-$(STAMP): pyproject.toml | system-deps
+web-assets: $(WEB_ASSET) $(STUDIO)
+studio: $(STUDIO)
+
+# The SDK is its own package (clients/python, avatar-farm-client): installed from its folder before the
+# farm, which depends on it, so pip never looks for it on PyPI. Its wheelhouse (the SDK's wheel plus
+# httpx, pydantic and their dependencies) lets tests/integration/test_client_package.py install it
+# alone in a fresh virtualenv with no network.
+CLIENT := clients/python
+CLIENT_WHEELHOUSE := $(VENV)/client-wheelhouse
+
+$(STAMP): pyproject.toml $(CLIENT)/pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
 	@echo "installing into $(VENV): torch==2.13.0 from $(or $(TORCH_INDEX_URL),PyPI) (the CUDA build from PyPI is ~3.5 GB on a fresh machine)"
 	$(if $(TORCH_INDEX_URL),$(BIN)/pip install --quiet --index-url $(TORCH_INDEX_URL) "torch==2.13.0")
+	$(BIN)/pip install --quiet -e $(CLIENT)
 	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
+	$(BIN)/pip wheel --quiet --wheel-dir $(CLIENT_WHEELHOUSE) $(CLIENT)
 	@$(BIN)/python -c "import torch; print('torch', torch.__version__, '| CUDA build' if torch.version.cuda else '| CPU build', '| GPU visible:', torch.cuda.is_available())"
 	touch $(STAMP)
 
-install: $(STAMP) $(WEB_ASSET)
+install: $(STAMP) $(WEB_ASSET) $(STUDIO)
 
-demo: $(STAMP) $(WEB_ASSET)
+demo: $(STAMP) $(WEB_ASSET) $(STUDIO)
 	$(BIN)/farm demo
 
 # The live experience: a real livekit-server, the farm, and a voice agent using the real
@@ -58,13 +79,13 @@ demo: $(STAMP) $(WEB_ASSET)
 demo-room: $(STAMP) $(WEB_ASSET) livekit-server
 	$(BIN)/farm demo --room
 
-up: $(STAMP)
+up: $(STAMP) $(WEB_ASSET) $(STUDIO)
 	$(BIN)/farm up
 
-lint: $(STAMP) $(WEB_ASSET)
-	$(BIN)/ruff check farm tasks tests
-	$(BIN)/ruff format --check farm tasks tests
-	$(BIN)/mypy farm tasks
+lint: $(STAMP) $(WEB_ASSET) $(STUDIO)
+	$(BIN)/ruff check farm tasks tests $(CLIENT)
+	$(BIN)/ruff format --check farm tasks tests $(CLIENT)
+	$(BIN)/mypy farm tasks $(CLIENT)/avatar_farm_client
 	$(BIN)/lint-imports
 	$(BIN)/python -m farm.devtools.licences  # runtime dependency licences, shipped model files' licences
 
@@ -98,7 +119,7 @@ unit: $(STAMP)
 integration: $(STAMP)
 	@$(call PYTEST_OK_IF_EMPTY,-q -m integration)
 
-e2e: $(STAMP) $(WEB_ASSET) livekit-server
+e2e: $(STAMP) $(WEB_ASSET) $(STUDIO) livekit-server
 	scripts/netns-run $(BIN)/pytest -q -m e2e
 
 chaos: $(STAMP) livekit-server
@@ -117,4 +138,4 @@ bench-dispatch: $(STAMP)
 	$(BIN)/farm bench dispatch
 
 clean:
-	rm -rf $(VENV) var out .pytest_cache .mypy_cache .ruff_cache web/node_modules farm/api/static/vendor
+	rm -rf $(VENV) var out .pytest_cache .mypy_cache .ruff_cache web/node_modules farm/api/static/vendor farm/api/static/studio

@@ -27,6 +27,7 @@ from farm.infra.redis_conn import connect
 from farm.kernel.errors import FarmError
 from farm.kernel.models import engines_for_queues
 from farm.kernel.settings import Settings
+from farm.sessions.previews import PreviewStore, RedisPreviewStore
 from farm.worker.middleware import WorkerMiddleware
 from farm.worker.redis_runtime import EngineFactory, redis_runtime
 from farm.worker.runtime import WorkerRuntime
@@ -38,12 +39,19 @@ log = logging.getLogger(__name__)
 
 APP_ATTR = "farm_runtime"
 JANITOR_ATTR = "farm_queue_janitor"
+PREVIEWS_ATTR = "farm_previews"
 
 
 def current_runtime(app: Celery) -> WorkerRuntime | None:
     """The WorkerRuntime of this process, or None before its init hook ran."""
     runtime: WorkerRuntime | None = getattr(app, APP_ATTR, None)
     return runtime
+
+
+def current_previews(app: Celery) -> PreviewStore | None:
+    """Where this process reads and finishes face previews (``farm.agent.preview``), once booted."""
+    previews: PreviewStore | None = getattr(app, PREVIEWS_ATTR, None)
+    return previews
 
 
 def _pool_name(pool_cls: Any) -> str:
@@ -121,6 +129,7 @@ def boot(
     )
     setattr(app, APP_ATTR, runtime)
     setattr(app, JANITOR_ATTR, janitor)
+    setattr(app, PREVIEWS_ATTR, RedisPreviewStore(connect(settings.redis_url)))
     with contextlib.suppress(FarmError):  # indexed before it declares anything in the broker
         janitor.add(runtime.worker_id)
     runtime.prewarm()

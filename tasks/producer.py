@@ -15,7 +15,7 @@ from kombu.exceptions import KombuError, OperationalError
 from redis.exceptions import RedisError
 
 from farm.kernel import names
-from farm.kernel.contracts import BuildAgentMessage, RunSessionMessage
+from farm.kernel.contracts import BuildAgentMessage, PreviewFaceMessage, RunSessionMessage
 from farm.kernel.errors import BackendUnavailable
 from farm.kernel.settings import Settings
 from tasks.app import create_app
@@ -79,13 +79,30 @@ class CelerySessionQueue:
 
 
 class CeleryBuildQueue:
-    """The API's BuildQueue: ``farm.agent.build`` on the ``build`` queue."""
+    """The API's BuildQueue: ``farm.agent.build`` (and ``farm.agent.preview``) on the ``build`` queue."""
 
     def __init__(self, app: Celery) -> None:
         self._app = app
 
-    def submit(self, message: BuildAgentMessage) -> None:
-        submit_build(self._app, message)
+    def submit(self, message: BuildAgentMessage | PreviewFaceMessage) -> None:
+        if isinstance(message, PreviewFaceMessage):
+            submit_preview(self._app, message)
+        else:
+            submit_build(self._app, message)
+
+
+def submit_preview(app: Celery, message: PreviewFaceMessage) -> AsyncResult:
+    """Enqueue a face/framing preview of an uploaded photo (a build worker answers in ~1 s)."""
+    try:
+        return app.send_task(
+            names.TASK_PREVIEW_FACE,
+            args=[message.model_dump(mode="json")],
+            queue=names.QUEUE_BUILD,
+            routing_key=names.QUEUE_BUILD,
+            task_id=f"{message.preview_id}-{uuid.uuid4().hex[:8]}",
+        )
+    except _BROKER_ERRORS as exc:
+        raise BackendUnavailable("the build queue is unavailable") from exc
 
 
 def submit_build(app: Celery, message: BuildAgentMessage) -> AsyncResult:

@@ -40,8 +40,8 @@ def queue_for_model(model: ModelKind | str) -> str:
 def route_task(
     name: str, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any], **_: Any
 ) -> Any:
-    """Celery ``task_routes`` hook: sessions by their model, builds to ``build``."""
-    if name == names.TASK_BUILD_AGENT:
+    """Celery ``task_routes`` hook: sessions by their model, builds and face previews to ``build``."""
+    if name in (names.TASK_BUILD_AGENT, names.TASK_PREVIEW_FACE):
         return {"queue": names.QUEUE_BUILD, "routing_key": names.QUEUE_BUILD}
     if name == names.TASK_RUN_SESSION:
         body = args[0] if args else kwargs.get("body", {})

@@ -23,13 +23,15 @@ from farm.kernel.contracts import (
     SCHEMA_VERSION,
     BuildAgentMessage,
     BuildTaskResult,
+    PreviewFaceMessage,
     RunSessionMessage,
     SessionTaskResult,
 )
 from farm.kernel.errors import FarmError, NotFound
 from farm.sessions.build import build_agent
+from farm.sessions.face_preview import preview_face
 from farm.worker.runtime import WorkerRuntime
-from tasks.hooks import current_runtime
+from tasks.hooks import current_previews, current_runtime
 
 log = logging.getLogger(__name__)
 
@@ -104,3 +106,22 @@ def register_tasks(app: Celery) -> None:
         except FarmError as exc:
             raise _retry(self, exc, fields) from exc
         return result.model_dump(mode="json")
+
+    @app.task(name=names.TASK_PREVIEW_FACE, bind=True, max_retries=MAX_RETRIES)
+    def preview_face_task(self: Task, body: dict[str, Any]) -> dict[str, Any]:
+        message = _decode(PreviewFaceMessage, body)
+        fields = {"preview_id": message.preview_id}
+        runtime = _runtime(self)
+        previews = current_previews(self.app)
+        if previews is None:
+            raise Reject("this worker has no preview store yet", requeue=True)
+        try:
+            done = preview_face(
+                runtime.settings, previews, BlobStore(runtime.settings.blob_dir), message.preview_id
+            )
+        except NotFound:
+            log.warning("preview expired before it ran", extra=fields)
+            return {"preview_id": message.preview_id, "status": "missing"}
+        except FarmError as exc:
+            raise _retry(self, exc, fields) from exc
+        return {"preview_id": done.preview_id, "status": done.status, "code": done.error_code}

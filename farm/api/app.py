@@ -16,6 +16,7 @@ from farm.infra.speak import MemorySpeakBus, SpeakBus
 from farm.infra.speech import Responder, SpeechSynthesizer
 from farm.kernel.settings import Settings
 from farm.sessions.base import AgentStore, SessionQueue, SessionStore, WorkerRegistry
+from farm.sessions.previews import MemoryPreviewStore, PreviewStore
 from farm.tenancy.base import KeyStore
 from farm.tenancy.metering import MemoryLedger, Metering
 from farm.tenancy.runtime_keys import RuntimeKeySigner
@@ -29,9 +30,14 @@ from .ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter, install
 from .routes import agents as agent_routes
 from .routes import dynamics as dynamics_routes
 from .routes import health as health_routes
+from .routes import keys as key_routes
 from .routes import models as model_routes
+from .routes import operators as operator_routes
+from .routes import previews as preview_routes
+from .routes import rooms as room_routes
 from .routes import runtime_tokens as runtime_token_routes
 from .routes import sessions as session_routes
+from .routes import studio as studio_routes
 from .routes import text as text_routes
 from .routes import usage as usage_routes
 from .routes import viewer as viewer_routes
@@ -62,6 +68,7 @@ def create_app(
     limiter: RateLimiter | None = None,
     runtime_keys: RuntimeKeySigner | None = None,
     queue_depth: Callable[[str], int] = lambda _queue: 0,
+    previews: PreviewStore | None = None,
 ) -> FastAPI:
     """An app over the given collaborators. ``ping`` backs ``/readyz`` (Redis reachable)."""
     app = FastAPI(
@@ -85,6 +92,7 @@ def create_app(
         metering=metering or Metering(MemoryLedger()),
         limiter=limiter or MemoryRateLimiter(),
         queue_depth=queue_depth,
+        previews=previews or MemoryPreviewStore(),
     )
     if runtime_keys is not None:
         app.state.farm.runtime_keys = runtime_keys
@@ -102,6 +110,11 @@ def create_app(
         runtime_token_routes,
         viewer_routes,
         model_routes,
+        key_routes,
+        preview_routes,
+        operator_routes,
+        room_routes,
+        studio_routes,
     ):
         app.include_router(area.router)
     app.add_api_route("/metrics", metrics.render, methods=["GET"], include_in_schema=False)
@@ -139,6 +152,7 @@ def build_app(settings: Settings) -> FastAPI:
     from farm.infra.redis_conn import connect, ping
     from farm.infra.speak import RedisSpeakBus
     from farm.sessions.agents import RedisAgentStore
+    from farm.sessions.previews import RedisPreviewStore
     from farm.sessions.redis_store import RedisSessionStore
     from farm.sessions.registry import RedisWorkerRegistry
     from farm.tenancy.api_keys import RedisKeyStore
@@ -168,4 +182,5 @@ def build_app(settings: Settings) -> FastAPI:
         limiter=RedisRateLimiter(client),
         runtime_keys=RuntimeKeySigner(redis_signing_key(client)),
         queue_depth=lambda queue: int(client.llen(queue)),
+        previews=RedisPreviewStore(client),
     )

@@ -20,6 +20,7 @@ from farm.kernel import names
 from farm.kernel.errors import KeyOutOfScope, Unauthorized
 from farm.kernel.settings import Settings
 from farm.sessions.base import AgentStore, SessionQueue, SessionStore, WorkerRegistry
+from farm.sessions.previews import MemoryPreviewStore, PreviewStore
 from farm.sessions.warm import WarmRouter
 from farm.tenancy.base import ApiKey, KeyStore
 from farm.tenancy.metering import MemoryLedger, Metering
@@ -27,6 +28,7 @@ from farm.tenancy.plans import FAILED_AUTH_PER_MIN
 from farm.tenancy.runtime_keys import RuntimeKeySigner, is_runtime_key, memory_signing_key
 
 from .idempotency import MemoryReplayStore, ReplayStore
+from .previews import PreviewService
 from .ratelimit import AUTH_FAILED_TIER, MemoryRateLimiter, RateLimiter, limit_request, tier_of
 from .service import AgentService, BuildQueue, SessionService
 from .text import TextService
@@ -54,7 +56,9 @@ class FarmServices:
     runtime_keys: RuntimeKeySigner = field(default_factory=lambda: RuntimeKeySigner(memory_signing_key()))
     queue_depth: Callable[[str], int] = lambda _queue: 0
     """Messages waiting on a shared queue (``LLEN`` of its Redis list); the autoscaling signal."""
+    previews: PreviewStore = field(default_factory=MemoryPreviewStore)
     sessions: SessionService = field(init=False)
+    previews_service: PreviewService = field(init=False)
     agent_service: AgentService = field(init=False)
     text: TextService = field(init=False)
 
@@ -69,6 +73,7 @@ class FarmServices:
             metering=self.metering,
         )
         self.agent_service = AgentService(self.settings, self.agents, self.builds, self.blobs, self.metering)
+        self.previews_service = PreviewService(self.settings, self.previews, self.blobs, self.builds)
         self.text = TextService(
             self.settings,
             self.sessions,

@@ -108,6 +108,7 @@ class UpdateAgentJson(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    name: str | None = Field(None, min_length=1, max_length=80, description="A label for people (cards).")
     system_prompt: str | None = Field(None, max_length=20_000)
     voice: str | None = Field(None, max_length=100)
 
@@ -205,22 +206,31 @@ class AgentCreated(BaseModel):
 
 class AgentData(BaseModel):
     agent_id: str
+    name: str | None = None
+    model: str = Field("essence", description="The model it was registered for.")
     status: str
     mode: str = Field(description="'person' or 'animal'.")
     framing: str = Field(description="'face' (a crop around the face) or 'full' (the whole image).")
     progress: float
+    build_stage: str | None = Field(None, description="While processing: the builder's current stage.")
     error_message: str | None
     gestures: list[str]
     system_prompt: str | None = None
     voice: str | None = None
     created_at: float
     updated_at: float
+    last_used_at: float | None = Field(None, description="When its latest session started (null: never).")
 
     @classmethod
-    def of(cls, agent: Agent) -> AgentData:
-        progress = {"processing": 0.0, "ready": 1.0, "failed": 1.0}.get(agent.status.value, 0.0)
+    def of(cls, agent: Agent, last_used_at: float | None = None) -> AgentData:
+        processing = agent.status.value == "processing"
+        progress = agent.build_progress if processing else 1.0
         return cls(
             agent_id=agent.id,
+            name=agent.name,
+            model=agent.model,
+            build_stage=agent.build_stage if processing else None,
+            last_used_at=last_used_at,
             status=agent.status.value,
             mode=agent.build.mode.value,
             framing=agent.build.framing.value,

@@ -23,7 +23,7 @@ import anyio.to_thread
 from farm.infra import media
 from farm.infra.blobs import BlobStore
 from farm.kernel.characters import AvatarMode, BuildOptions
-from farm.kernel.contracts import BuildAgentMessage, RunSessionMessage
+from farm.kernel.contracts import BuildAgentMessage, PreviewFaceMessage, RunSessionMessage
 from farm.kernel.domain import TERMINAL_STATES, Agent, AgentStatus, ModelKind, Session, SessionState
 from farm.kernel.errors import (
     AgentNotReady,
@@ -50,12 +50,14 @@ from .schemas import SessionRequest
 log = logging.getLogger(__name__)
 
 STOPPED_BY_CLIENT = "stopped by client"
+THUMBNAIL_PX = 160
+THUMBNAILS_KEPT = 2048  # ~5 kB each: ~10 MB of an API process at most
 
 
 class BuildQueue(Protocol):
-    """Where agent builds go (Celery queue ``build`` in production)."""
+    """Where agent builds and face previews go (Celery queue ``build`` in production)."""
 
-    def submit(self, message: BuildAgentMessage) -> None: ...
+    def submit(self, message: BuildAgentMessage | PreviewFaceMessage) -> None: ...
 
 
 def _check_size(data: bytes, limit_mb: float, what: str) -> None:
@@ -262,6 +264,7 @@ class AgentService:
     builds: BuildQueue
     blobs: BlobStore
     metering: Metering | None = None
+    _thumbs: dict[str, bytes] = field(default_factory=dict, init=False, repr=False)
 
     def create(
         self,
@@ -286,6 +289,7 @@ class AgentService:
             tenant=key.tenant,
             image_ref=self.blobs.put(image, _image_suffix(image)),
             build=options,
+            model=model.value,
             system_prompt=system_prompt,
             voice=voice,
         )
@@ -305,11 +309,36 @@ class AgentService:
         return agent
 
     def list(
-        self, key: ApiKey, *, limit: int, offset: int, status: AgentStatus | None = None
-    ) -> tuple[list[Agent], int]:
-        """One page of the tenant's agents (newest first, optionally one status) and the total."""
-        own = [a for a in reversed(self.agents.list_for_tenant(key.tenant)) if status in (None, a.status)]
-        return own[offset : offset + limit], len(own)
+        self,
+        key: ApiKey,
+        *,
+        limit: int,
+        offset: int,
+        status: AgentStatus | None = None,
+        search: str | None = None,
+    ) -> tuple[list[Agent], int, dict[str, float]]:
+        """One page of the tenant's agents (newest first; optionally one status, and ``search`` in the
+        id or name, any case), the total that matched, and when each agent of the page was last used."""
+        wanted = (search or "").strip().casefold()
+        own = [
+            a
+            for a in reversed(self.agents.list_for_tenant(key.tenant))
+            if status in (None, a.status)
+            and (not wanted or wanted in a.id.casefold() or wanted in (a.name or "").casefold())
+        ]
+        page = own[offset : offset + limit]
+        return page, len(own), self.agents.last_used([a.id for a in page])
+
+    def thumbnail(self, key: ApiKey, agent_id: str) -> bytes:
+        """A small JPEG of the agent's portrait (for cards), made once per portrait and kept in memory."""
+        agent = self.get(key, agent_id)
+        cached = self._thumbs.get(agent.image_ref)
+        if cached is None:
+            cached = media.thumbnail_jpeg(self.blobs.get(agent.image_ref), THUMBNAIL_PX)
+            self._thumbs[agent.image_ref] = cached
+            while len(self._thumbs) > THUMBNAILS_KEPT:
+                self._thumbs.pop(next(iter(self._thumbs)))
+        return cached
 
     def get(self, key: ApiKey, agent_id: str) -> Agent:
         if not is_agent_id(agent_id):
@@ -317,7 +346,8 @@ class AgentService:
         return self.agents.get_for_tenant(key.tenant, agent_id)
 
     def update(self, key: ApiKey, agent_id: str, changes: dict[str, str | None]) -> Agent:
-        """Set the agent's ``system_prompt`` and/or ``voice`` (None clears); other fields are not editable."""
+        """Set the agent's ``name``, ``system_prompt`` and/or ``voice`` (None clears); nothing else is
+        editable."""
         agent = self.get(key, agent_id)
         return self.agents.update(agent.id, agent.status, **changes)
 

@@ -50,8 +50,7 @@ import httpx
 
 from farm.bench.common import emit, finish, sample_clip, sample_portrait_png, summary
 from farm.bench.roomfarm import add_livekit_args, livekit_target
-from farm.client import AvatarFarm, SessionInfo
-from farm.client.client import TERMINAL
+from farm.client import TERMINAL, AvatarSession, SessionInfo
 from farm.infra.embedded_redis import EmbeddedRedis
 from farm.infra.procs import Child, LocalFarm, api_url, free_port
 from farm.kernel import names
@@ -69,7 +68,7 @@ class ChaosFarm:
     settings: Settings
     redis: EmbeddedRedis
     local: LocalFarm
-    client: AvatarFarm
+    client: AvatarSession
     agent_id: str
     secret: str
     workers: list[Child] = field(default_factory=list)
@@ -140,13 +139,13 @@ def chaos_farm(
     )
     local = LocalFarm(settings, dict(os.environ))
     local.start_redis()
-    client: AvatarFarm | None = None
+    client: AvatarSession | None = None
     try:
         local.start_api()
         local.start_worker("build", concurrency=1)
         local.wait_api(deadline_s=120)
         _, secret = RedisKeyStore(connect(url)).create("chaos", "chaos")
-        client = AvatarFarm(api_url(settings), secret)
+        client = AvatarSession(api_url=api_url(settings), api_secret=secret, max_retries=0)
         farm = ChaosFarm(root, settings, redis, local, client, "", secret, concurrency=concurrency)
         for _ in range(workers):
             farm.start_worker()
@@ -182,7 +181,7 @@ def _first_at(session: SessionInfo, state: str, after: float) -> float | None:
     return None
 
 
-def _wait_terminal(client: AvatarFarm, ids: Sequence[str], deadline_s: float) -> dict[str, SessionInfo]:
+def _wait_terminal(client: AvatarSession, ids: Sequence[str], deadline_s: float) -> dict[str, SessionInfo]:
     """Poll until every session is terminal or the deadline passes (then the rest are as last seen)."""
     last: dict[str, SessionInfo] = {}
     end = time.monotonic() + deadline_s

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from farm.bench.common import emit, finish, percentile, sample_clip, sample_portrait_png
-from farm.client import AvatarFarm, SessionInfo
+from farm.client import AvatarSession, SessionInfo
 from farm.infra.procs import free_port
 from farm.kernel.settings import Settings
 
@@ -61,7 +61,7 @@ def _state_at(session: SessionInfo, state: str) -> float | None:
 
 
 def one_session(
-    farm: AvatarFarm, avatar_id: str, audio: bytes, *, until_ended: bool, deadline_s: float = 30.0
+    farm: AvatarSession, avatar_id: str, audio: bytes, *, until_ended: bool, deadline_s: float = 30.0
 ) -> Sample:
     """Post one session, wait until a worker claimed it (and, with ``until_ended``, until it ended)."""
     t0 = time.time()
@@ -81,7 +81,7 @@ def one_session(
     return Sample((assigned - t0) * 1000, (t_api - t0) * 1000, (assigned - queued) * 1000)
 
 
-def run(farm: AvatarFarm, avatar_id: str, sessions: int, *, pace: str = "idle") -> list[Sample]:
+def run(farm: AvatarSession, avatar_id: str, sessions: int, *, pace: str = "idle") -> list[Sample]:
     audio = sample_clip()
     until_ended = pace == "idle"
     for _ in range(WARMUP_SESSIONS):
@@ -94,7 +94,7 @@ def run(farm: AvatarFarm, avatar_id: str, sessions: int, *, pace: str = "idle") 
     return samples
 
 
-def _own_farm(args: argparse.Namespace) -> tuple[Any, AvatarFarm, str]:
+def _own_farm(args: argparse.Namespace) -> tuple[Any, AvatarSession, str]:
     """Start a private farm; return it, a client with a fresh key, and a READY sample agent id."""
     from farm.infra.procs import LocalFarm, api_url
     from farm.infra.redis_conn import connect
@@ -111,7 +111,7 @@ def _own_farm(args: argparse.Namespace) -> tuple[Any, AvatarFarm, str]:
     local.start_worker("build", concurrency=1)
     local.wait_api(deadline_s=120)
     _, secret = RedisKeyStore(connect(url)).create("bench", "dispatch")
-    farm = AvatarFarm(api_url(settings), secret)
+    farm = AvatarSession(api_url=api_url(settings), api_secret=secret, max_retries=0)
     agent = farm.wait_agent(farm.create_agent(sample_portrait_png()).agent_id, deadline_s=600)
     if agent.status != "ready":
         local.stop()
@@ -120,7 +120,7 @@ def _own_farm(args: argparse.Namespace) -> tuple[Any, AvatarFarm, str]:
     return local, farm, agent.agent_id
 
 
-def _wait_ready_worker(farm: AvatarFarm, queue: str, deadline_s: float = 120.0) -> None:
+def _wait_ready_worker(farm: AvatarSession, queue: str, deadline_s: float = 120.0) -> None:
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         if farm.fleet()["queues"].get(queue, {}).get("ready", 0) > 0:
@@ -146,7 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.api_url:
         if not (args.api_secret and args.avatar_id):
             parser.error("--api-url needs --api-secret and --avatar-id")
-        farm, avatar_id = AvatarFarm(args.api_url, args.api_secret), args.avatar_id
+        farm, avatar_id = (
+            AvatarSession(api_url=args.api_url, api_secret=args.api_secret, max_retries=0),
+            args.avatar_id,
+        )
     else:
         emit({"bench": "dispatch", "phase": "starting a private farm and building the sample avatar"})
         local, farm, avatar_id = _own_farm(args)

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from farm.bench.common import emit, finish, percentile, sample_clip, sample_portrait_png
-from farm.client import AvatarFarm, SessionInfo
+from farm.client import AvatarSession, SessionInfo
 from farm.infra.procs import free_port
 from farm.kernel.settings import Settings
 from farm.sessions.warm import REGISTRY_CACHE_S
@@ -101,7 +101,7 @@ class TtffBench:
         self.local = LocalFarm(self.settings, dict(os.environ))
         self.args = args
         self.audio = sample_clip()
-        self.farm: AvatarFarm | None = None
+        self.farm: AvatarSession | None = None
         self.agents: list[str] = []
         self.packs: list[Path] = []
 
@@ -116,7 +116,7 @@ class TtffBench:
         self.local.start_worker("build", concurrency=1)
         self.local.wait_api(deadline_s=120)
         _, secret = RedisKeyStore(connect(url)).create("bench", "ttff")
-        self.farm = AvatarFarm(api_url(self.settings), secret)
+        self.farm = AvatarSession(api_url=api_url(self.settings), api_secret=secret, max_retries=0)
         portrait = sample_portrait_png()
         ids = [self.farm.create_agent(portrait).agent_id for _ in range(2)]
         for agent_id in ids:

@@ -1,27 +1,35 @@
-"""Python SDK for users of the farm.
+"""The farm's Python SDK, re-exported: it ships as its own package, ``avatar-farm-client``.
 
-``AvatarSession`` / ``AsyncAvatarSession``: text in, a talking-avatar MP4 out, with the SDK's own
-errors (``AuthenticationError``, ``QuotaExceededError``, ``NetworkError``, ``RequestError``,
-``RenderError``; base ``AvatarError``). ``AvatarFarm`` is the lower-level client of the raw API
-(sessions from audio, agents); its errors are the farm's ``FarmError`` classes.
-
-Documentation snippets written for bitHuman's SDK run with one changed import:
-``import farm.client as bithuman``.
+The code lives once, in ``clients/python/avatar_farm_client`` (httpx + pydantic only, one sans-IO core
+with thin sync and async clients); the farm depends on it. This module keeps the documented import
+working: ``import farm.client as bithuman``, ``from farm.client import AvatarSession``.
 """
 
-from farm.client.client import AgentInfo, AvatarFarm, SessionInfo, error_from_envelope
-from farm.client.errors import (
+from avatar_farm_client import (
+    CODES,
+    MODELS,
+    TERMINAL,
+    AgentInfo,
+    AsyncAvatarSession,
     AuthenticationError,
     AvatarError,
+    AvatarFarm,
+    AvatarResponse,
+    AvatarSession,
+    ConflictError,
     NetworkError,
+    NotFoundError,
     QuotaExceededError,
     RenderError,
     RequestError,
+    SessionInfo,
     error_for,
 )
-from farm.client.session import AsyncAvatarSession, AvatarResponse, AvatarSession
 
 __all__ = [
+    "CODES",
+    "MODELS",
+    "TERMINAL",
     "AgentInfo",
     "AsyncAvatarSession",
     "AuthenticationError",
@@ -29,11 +37,12 @@ __all__ = [
     "AvatarFarm",
     "AvatarResponse",
     "AvatarSession",
+    "ConflictError",
     "NetworkError",
+    "NotFoundError",
     "QuotaExceededError",
     "RenderError",
     "RequestError",
     "SessionInfo",
     "error_for",
-    "error_from_envelope",
 ]

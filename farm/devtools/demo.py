@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import lfilter
 
-from farm.client import AgentInfo, AvatarFarm, SessionInfo
+from farm.client import AgentInfo, AvatarError, AvatarSession, SessionInfo
 from farm.infra.procs import LocalFarm, api_url, flower_url, resolve_redis_url
 from farm.kernel.errors import FarmError
 from farm.kernel.settings import Settings
@@ -117,7 +117,7 @@ class Progress:
 
 def _start_api(settings: Settings, local: LocalFarm) -> None:
     """Reuse a farm whose API answers; else start Redis (embedded if needed), the API and Flower."""
-    if AvatarFarm(api_url(settings)).ready() and resolve_redis_url(settings):
+    if AvatarSession(api_url=api_url(settings)).ready() and resolve_redis_url(settings):
         print(f"using the running farm at {api_url(settings)}")
         return
     print("starting a local farm (Redis, API, Flower, then the workers it needs) …", flush=True)
@@ -128,7 +128,7 @@ def _start_api(settings: Settings, local: LocalFarm) -> None:
 
 
 def _ensure_workers(
-    farm: AvatarFarm, local: LocalFarm, queues: tuple[str, ...], deadline_s: float = 300
+    farm: AvatarSession, local: LocalFarm, queues: tuple[str, ...], deadline_s: float = 300
 ) -> None:
     """Start a worker for each queue nobody serves, then wait until every queue has a READY one."""
     fleet = farm.fleet()["queues"]
@@ -162,13 +162,19 @@ def make_demo_key(settings: Settings) -> str:
     return secret
 
 
+def _kept(local: LocalFarm) -> str:
+    """Whether the studio keeps answering after the demo: only on a farm the demo did not start."""
+    return "; `farm up` serves it after the demo" if local.children else ""
+
+
 def run_demo(settings: Settings, env: Mapping[str, str], *, out: Path, model: str = "essence") -> int:
     """The whole demo; returns a process exit code. Stops whatever it started, also on failure."""
     started = time.monotonic()
     local = LocalFarm(settings, env)
     try:
         _start_api(settings, local)
-        with AvatarFarm(api_url(settings), make_demo_key(settings)) as farm:
+        secret = make_demo_key(settings)
+        with AvatarSession(api_url=api_url(settings), api_secret=secret, max_retries=0) as farm:
             _ensure_workers(farm, local, ("build", model))
             print("1/4 registering the sample avatar and building its pack …", flush=True)
             agent = farm.create_agent(portrait_png())
@@ -187,9 +193,10 @@ def run_demo(settings: Settings, env: Mapping[str, str], *, out: Path, model: st
                 return 1
             written = _copy_output(done, out)
         print(f"4/4 done in {time.monotonic() - started:.0f} s: {written}")
+        print(f"Studio: {api_url(settings)}/studio  (sign in with the demo key {secret}{_kept(local)})")
         print(f"Flower (task monitor): {flower_url(settings)}  API docs: {api_url(settings)}/docs")
         return 0
-    except (FarmError, TimeoutError) as exc:
+    except (AvatarError, FarmError, TimeoutError) as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
         return 1
     finally:

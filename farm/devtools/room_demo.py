@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 from livekit import api
 
-from farm.client import AvatarFarm
+from farm.client import AvatarError, AvatarSession
 from farm.devtools.demo import Progress, make_demo_key, portrait_png
 from farm.devtools.livekit_server import LocalLiveKitServer, default_node_ip, ensure_binary
 from farm.infra.procs import LocalFarm, api_url
@@ -84,7 +84,7 @@ def run_room_demo(settings: Settings, env: Mapping[str, str], *, duration_s: flo
         played = agent_log.read_text(errors="replace").count("line played out")
         print(f"lines played out through the avatar: {played}", flush=True)
         return 0 if played > 0 else 1
-    except (FarmError, TimeoutError, httpx.HTTPError) as exc:
+    except (AvatarError, FarmError, TimeoutError, httpx.HTTPError) as exc:
         print(f"room demo failed: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -104,7 +104,7 @@ def _stop_event() -> threading.Event:
 
 
 def _sample_agent(settings: Settings, secret: str) -> str:
-    with AvatarFarm(api_url(settings), secret) as farm:
+    with AvatarSession(api_url=api_url(settings), api_secret=secret, max_retries=0) as farm:
         agent = farm.create_agent(portrait_png())
         agent = farm.wait_agent(agent.agent_id, deadline_s=600, on_status=Progress(agent.agent_id))
         if agent.status != "ready":

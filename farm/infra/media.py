@@ -195,6 +195,19 @@ def load_image_rgb(source: bytes | Path, max_pixels: int) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
+def thumbnail_jpeg(data: bytes, side_px: int, *, max_pixels: int = 100_000_000) -> bytes:
+    """A JPEG of the image at most ``side_px`` on a side (EXIF orientation applied; alpha on white)."""
+    img = _load(data, max_pixels)
+    img.thumbnail((side_px, side_px), Image.Resampling.LANCZOS)
+    if img.mode != "RGB":
+        flat = Image.new("RGB", img.size, (255, 255, 255))
+        flat.paste(img.convert("RGBA"), mask=img.convert("RGBA").getchannel("A"))
+        img = flat
+    out = io.BytesIO()
+    img.save(out, format="JPEG", quality=82, optimize=True)
+    return out.getvalue()
+
+
 def _load(data: bytes, max_pixels: int) -> Image.Image:
     if not data:
         raise InvalidImage("the image upload is empty; send a PNG or JPEG")

@@ -12,6 +12,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
+from farm.kernel.characters import BuildOptions
 from farm.kernel.domain import ModelKind, Session
 
 SCHEMA_VERSION = 1
@@ -39,6 +40,46 @@ class BuildAgentMessage(Versioned):
 
     agent_id: str
     enqueued_at: float = Field(default_factory=time.time)
+
+
+class PreviewFaceMessage(Versioned):
+    """API → build worker (Celery task ``farm.agent.preview``, queue ``build``): find the face and the
+    framing of the photo of preview ``preview_id`` (its record, a ``FacePreview``, names the image)."""
+
+    preview_id: str
+    enqueued_at: float = Field(default_factory=time.time)
+
+
+PreviewStatus = Literal["pending", "ready", "failed"]
+
+
+class FacePreview(Versioned):
+    """A photo's face and framing before an agent is built: written ``pending`` by the API, finished by
+    the build worker (``farm.sessions.preview``), read back by the API (Redis ``names.preview_key``).
+
+    Coordinates are pixels of the uploaded image. ``face_box`` and ``points`` (68 iBUG landmarks) are
+    the detected face (person mode) or the skeleton around the given mouth (animal mode); ``crop_box``
+    is what the agent's frame will show; ``mouth_px`` the mouth's width in the output frame. A
+    ``failed`` preview carries the error a build would fail with (``NO_FACE_FOUND``,
+    ``MOUTH_TOO_SMALL``, ...), so the studio says it before anything is built or charged.
+    """
+
+    preview_id: str
+    tenant: str
+    image_ref: str
+    options: BuildOptions = Field(default_factory=BuildOptions)
+    status: PreviewStatus = "pending"
+    created_at: float = Field(default_factory=time.time)
+    width: int = 0
+    height: int = 0
+    face_box: tuple[float, float, float, float] | None = None
+    points: list[tuple[float, float]] = Field(default_factory=list)
+    crop_box: tuple[float, float, float, float] | None = None
+    output_size: tuple[int, int] | None = None
+    mouth_px: float | None = None
+    method: str | None = None  # which detector found the face
+    error_code: str | None = None
+    error_message: str | None = None
 
 
 SessionTaskStatus = Literal[

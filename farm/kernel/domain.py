@@ -116,11 +116,17 @@ class Agent(BaseModel):
     id: str
     tenant: str
     status: AgentStatus = AgentStatus.PROCESSING
+    name: str | None = None  # a label people give it (the studio's cards); the id stays the address
+    model: str = "essence"  # the model it was registered for (its default in the studio); any may render it
     image_ref: str
     build: BuildOptions = Field(default_factory=BuildOptions)  # mode, framing, user-given points
     pack_ref: str | None = None
     gestures: list[str] = Field(default_factory=list)
     error_message: str | None = None
+    build_stage: str | None = (
+        None  # while processing: the pack builder's current stage (detect, mouth, clip:…)
+    )
+    build_progress: float = 0.0  # while processing: 0..1 as the builder reports it
     system_prompt: str | None = None  # the answering model's system turn (text in)
     voice: str | None = None  # speech synthesis voice (backend-specific name); None = settings default
     created_at: float = Field(default_factory=time.time)

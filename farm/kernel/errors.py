@@ -97,6 +97,13 @@ class LiveKitUrlNotAllowed(ValidationError):
     code = "LIVEKIT_URL_NOT_ALLOWED"
 
 
+class LiveKitNotConfigured(FarmError):
+    """A room feature on a farm without its own LiveKit server (``FARM_LIVEKIT_URL``, key, secret)."""
+
+    http_status = 503
+    code = "LIVEKIT_NOT_CONFIGURED"
+
+
 class Unauthorized(FarmError):
     http_status = 401
     code = "UNAUTHORIZED"
@@ -120,6 +127,13 @@ class KeyOutOfScope(FarmError):
 
     http_status = 403
     code = "KEY_SCOPE"
+
+
+class AdminOnly(FarmError):
+    """An operator view asked for with a key whose tenant is not in ``settings.admin_tenants``."""
+
+    http_status = 403
+    code = "ADMIN_ONLY"
 
 
 class ConcurrencyLimit(FarmError):

@@ -24,6 +24,9 @@ TASK_RUN_SESSION: Final = "farm.session.run"
 """Thin task: claim a session under a lease and run it. Body: contracts.RunSessionMessage."""
 TASK_BUILD_AGENT: Final = "farm.agent.build"
 """Thin task: build an Essence pack from an uploaded portrait. Body: contracts.BuildAgentMessage."""
+TASK_PREVIEW_FACE: Final = "farm.agent.preview"
+"""Thin task (queue ``build``): find the face and framing of a photo before an agent is built, so API
+pods never load a face model. Body: contracts.PreviewFaceMessage; result in ``preview_key``."""
 
 # ---------------------------------------------------------------- Redis keys
 PREFIX: Final = "farm"
@@ -119,6 +122,24 @@ def tenant_agents_key(tenant: str) -> str:
 AGENT_USAGE_KEY: Final = f"{PREFIX}:agents:usage"
 """ZSET agent_id → sessions started: the hot set a worker preloads. No TTL (one member per agent,
 removed with the agent)."""
+
+AGENT_LAST_USED_KEY: Final = f"{PREFIX}:agents:last-used"
+"""ZSET agent_id → epoch seconds of its latest session (the studio's "last used"). No TTL (one member
+per agent, removed with the agent)."""
+
+
+def preview_key(preview_id: str) -> str:
+    """STRING (JSON contracts.FacePreview): a photo's face/framing preview, pending until a build worker
+    writes its result. TTL ``PREVIEW_TTL_S``."""
+    return f"{PREFIX}:preview:{preview_id}"
+
+
+PREVIEW_TTL_S: Final = 15 * 60
+
+RECENT_SESSIONS_KEY: Final = f"{PREFIX}:sessions:recent"
+"""ZSET session_id → ended_at: the farm's latest finished sessions, every tenant (the operators' TTFF
+and fps histograms). Trimmed to ``RECENT_SESSIONS_MAX`` members on every write; no TTL."""
+RECENT_SESSIONS_MAX: Final = 500
 
 
 def worker_key(worker_id: str) -> str:
@@ -259,6 +280,13 @@ def usage_key(tenant: str, period: str) -> str:
 
 
 USAGE_RETENTION_S: Final = 400 * 24 * 3600
+
+
+def daily_usage_key(tenant: str, day: str) -> str:
+    """HASH of one tenant's use on one UTC day (``YYYY-MM-DD``): ``credits:<kind>`` and ``units:<kind>``
+    (the studio's per-day plot). Written in the same atomic step as the period's counters. TTL
+    ``USAGE_RETENTION_S``."""
+    return f"{PREFIX}:usage-day:{tenant}:{day}"
 
 
 def meter_key(scope: str) -> str:

@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         None, description="Base URL used in status links; default http://host:port."
     )
+    admin_tenants: Annotated[list[str], NoDecode] = Field(  # NoDecode: the env value may be a CSV
+        [],
+        description="Tenants whose keys see the operator views (`GET /v1/operators/overview`, the "
+        "studio's Operators page); JSON list or comma-separated. Empty: nobody.",
+    )
     max_image_mb: float = Field(10.0, description="Largest accepted image upload.")
     max_image_pixels: int = Field(25_000_000, description="Decompression-bomb guard: max width×height.")
     max_audio_mb: float = Field(50.0, description="Largest accepted audio upload.")
@@ -228,7 +233,7 @@ class Settings(BaseSettings):
         8192.0, description="A worker process above this RSS turns ERROR, hands its sessions back (0: off)."
     )
 
-    @field_validator("redis_sentinels", mode="before")
+    @field_validator("redis_sentinels", "admin_tenants", mode="before")
     @classmethod
     def _split_sentinels(cls, value: Any) -> Any:
         if isinstance(value, str) and value.lstrip().startswith("["):

@@ -52,6 +52,7 @@ class MemoryAgentStore:
     def __init__(self) -> None:
         self._agents: dict[str, Agent] = {}
         self._usage: dict[str, int] = {}
+        self._last_used: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def create(self, agent: Agent) -> Agent:
@@ -90,12 +91,18 @@ class MemoryAgentStore:
     def record_use(self, agent_id: str) -> None:
         with self._lock:
             self._usage[agent_id] = self._usage.get(agent_id, 0) + 1
+            self._last_used[agent_id] = time.time()
+
+    def last_used(self, agent_ids: list[str]) -> dict[str, float]:
+        with self._lock:
+            return {a: self._last_used[a] for a in agent_ids if a in self._last_used}
 
     def delete(self, agent_id: str) -> None:
         with self._lock:
             if self._agents.pop(agent_id, None) is None:
                 raise _not_found(agent_id)
             self._usage.pop(agent_id, None)
+            self._last_used.pop(agent_id, None)
 
     def most_used(self, n: int) -> list[str]:
         with self._lock:
@@ -152,7 +159,16 @@ class RedisAgentStore:
                     continue
 
     def record_use(self, agent_id: str) -> None:
-        self._redis.zincrby(names.AGENT_USAGE_KEY, 1, agent_id)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zincrby(names.AGENT_USAGE_KEY, 1, agent_id)
+        pipe.zadd(names.AGENT_LAST_USED_KEY, {agent_id: time.time()})
+        pipe.execute()
+
+    def last_used(self, agent_ids: list[str]) -> dict[str, float]:
+        if not agent_ids:
+            return {}
+        scores = self._redis.zmscore(names.AGENT_LAST_USED_KEY, agent_ids)
+        return {a: float(s) for a, s in zip(agent_ids, scores, strict=True) if s is not None}
 
     def most_used(self, n: int) -> list[str]:
         if n <= 0:
@@ -165,6 +181,7 @@ class RedisAgentStore:
         pipe.delete(names.agent_key(agent_id), names.dynamics_rules_key(agent_id))
         pipe.srem(names.tenant_agents_key(agent.tenant), agent_id)
         pipe.zrem(names.AGENT_USAGE_KEY, agent_id)
+        pipe.zrem(names.AGENT_LAST_USED_KEY, agent_id)
         pipe.execute()
 
 

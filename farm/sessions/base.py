@@ -59,6 +59,10 @@ class SessionStore(Protocol):
         """The tenant's sessions not yet ENDED/FAILED (agent deletion, speak)."""
         ...
 
+    def recent(self, limit: int) -> list[Session]:
+        """The farm's latest ENDED/FAILED sessions, every tenant, newest first (operator views)."""
+        ...
+
     def transition(
         self,
         session_id: str,
@@ -142,7 +146,13 @@ class AgentStore(Protocol):
 
     def update(self, agent_id: str, status: AgentStatus, **fields: Any) -> Agent: ...
 
-    def record_use(self, agent_id: str) -> None: ...
+    def record_use(self, agent_id: str) -> None:
+        """Count a session of the agent (hot-set rank) and remember when (``last_used``)."""
+        ...
+
+    def last_used(self, agent_ids: list[str]) -> dict[str, float]:
+        """Epoch seconds of each agent's latest session; agents never used are absent."""
+        ...
 
     def most_used(self, n: int) -> list[str]: ...
 

@@ -27,9 +27,16 @@ def build_agent(settings: Settings, agents: AgentStore, blobs: BlobStore, agent_
 
     agent = agents.get(agent_id)
     out_dir = settings.pack_dir / agent.id
+
+    def progress(stage: str, fraction: float) -> None:  # the studio shows it live (GET /v1/agents/{id})
+        if fraction < 1.0:
+            agents.update(
+                agent.id, AgentStatus.PROCESSING, build_stage=stage, build_progress=round(fraction, 3)
+            )
+
     try:
         image = load_image_rgb(blobs.path(agent.image_ref), settings.max_image_pixels)
-        build_pack(image, out_dir, size=settings.essence_size, options=agent.build)
+        build_pack(image, out_dir, size=settings.essence_size, options=agent.build, progress=progress)
     except FarmError as exc:
         agents.update(agent.id, AgentStatus.FAILED, error_message=exc.message)
         return BuildTaskResult(agent_id=agent.id, status="failed", code=exc.code)
@@ -39,7 +46,14 @@ def build_agent(settings: Settings, agents: AgentStore, blobs: BlobStore, agent_
         return BuildTaskResult(agent_id=agent.id, status="failed", code="INTERNAL_ERROR")
     _write_previews(settings, agent.id, out_dir)
     pack_ref = str(out_dir.relative_to(settings.data_dir))
-    agents.update(agent.id, AgentStatus.READY, pack_ref=pack_ref, gestures=list(motion.GESTURES))
+    agents.update(
+        agent.id,
+        AgentStatus.READY,
+        pack_ref=pack_ref,
+        gestures=list(motion.GESTURES),
+        build_stage=None,
+        build_progress=1.0,
+    )
     return BuildTaskResult(agent_id=agent.id, status="ready", pack_ref=pack_ref)
 
 

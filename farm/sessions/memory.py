@@ -85,6 +85,12 @@ class MemorySessionStore:
         with self._lock:
             return [s for s in self._sessions.values() if s.tenant == tenant and s.live]
 
+    def recent(self, limit: int) -> list[Session]:
+        with self._lock:
+            done = [s for s in self._sessions.values() if not s.live]
+        done.sort(key=lambda s: s.updated_at, reverse=True)
+        return done[:limit]
+
     def _live_of(self, tenant: str) -> int:  # caller holds the lock
         return sum(1 for s in self._sessions.values() if s.tenant == tenant and s.live)
 

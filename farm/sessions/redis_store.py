@@ -137,6 +137,12 @@ class RedisSessionStore:
         return session
 
     @redis_errors
+    def recent(self, limit: int) -> list[Session]:
+        ids: list[str] = self._r.zrevrange(names.RECENT_SESSIONS_KEY, 0, max(limit, 1) - 1)
+        raws: list[str | None] = self._r.mget([names.session_key(i) for i in ids]) if ids else []
+        return [Session.model_validate_json(raw) for raw in raws if raw is not None]
+
+    @redis_errors
     def list_for_tenant(self, tenant: str, *, limit: int = 50, offset: int = 0) -> list[Session]:
         ids: list[str] = self._r.zrevrange(names.tenant_sessions_key(tenant), offset, offset + limit - 1)
         if not ids:
@@ -371,6 +377,8 @@ class RedisSessionStore:
             pipe.zrem(names.LIVE_SESSIONS_KEY, session.id)
             pipe.srem(names.tenant_live_key(session.tenant), session.id)
             pipe.expire(names.session_fence_key(session.id), retention)
+            pipe.zadd(names.RECENT_SESSIONS_KEY, {session.id: session.updated_at})
+            pipe.zremrangebyrank(names.RECENT_SESSIONS_KEY, 0, -names.RECENT_SESSIONS_MAX - 1)
         else:
             pipe.set(key, session.model_dump_json())
             pipe.zadd(names.LIVE_SESSIONS_KEY, {session.id: session.created_at})

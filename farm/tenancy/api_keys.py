@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from farm.infra.redis_conn import redis_errors
 from farm.kernel import names
 from farm.kernel.errors import NotFound, Unauthorized
-from farm.tenancy.base import ApiKey
+from farm.tenancy.base import ApiKey, KeyStore
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -166,3 +166,18 @@ def _from_record(record: dict[str, str]) -> ApiKey:
         revoked=record.get("revoked") == "1",
         concurrency_limit=int(limit) if limit else None,
     )
+
+
+# ---------------------------------------------------------------- a tenant's own keys (the API)
+def tenant_keys(store: KeyStore, tenant: str) -> list[ApiKey]:
+    """The tenant's keys, oldest first (revoked ones included, so the studio can show them)."""
+    return [k for k in store.list() if k.tenant == tenant]
+
+
+def revoke_tenant_key(store: KeyStore, tenant: str, key_id: str) -> ApiKey:
+    """Revoke one of the tenant's keys; another tenant's key is NotFound (404, never 403)."""
+    own = next((k for k in tenant_keys(store, tenant) if k.key_id == key_id), None)
+    if own is None:
+        raise NotFound(f"no key {key_id}")
+    store.revoke(key_id)
+    return _revoked(own)

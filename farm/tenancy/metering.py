@@ -63,6 +63,7 @@ class ChargeRequest:
     monthly_credits: int | None
     fence: int | None = None
     fence_scope: str | None = None  # the session id whose fence applies
+    day: str = ""  # UTC day (YYYY-MM-DD) the charge counts towards in the per-day usage; "" = none
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +86,19 @@ class Ledger(Protocol):
         """The period's counters: ``used``, ``credits:<kind>``, ``units:<kind>``."""
         ...
 
+    def daily(self, tenant: str, days: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Each day's counters (``credits:<kind>``, ``units:<kind>``); days without use are absent."""
+        ...
+
     def tenants(self) -> list[str]: ...
 
 
 def period_of(now_s: float) -> str:
     return time.strftime("%Y-%m", time.gmtime(now_s))
+
+
+def day_of(now_s: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(now_s))
 
 
 def _next_period_start(now_s: float) -> float:
@@ -105,6 +114,7 @@ class MemoryLedger:
 
     _accounts: dict[str, Account] = field(default_factory=dict)
     _usage: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+    _daily: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
     _charged: dict[str, dict[str, int]] = field(default_factory=dict)
     _fences: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -138,6 +148,10 @@ class MemoryLedger:
             usage["used"] = usage.get("used", 0) + from_plan
             usage[f"credits:{request.kind}"] = usage.get(f"credits:{request.kind}", 0) + cost
             usage[f"units:{request.kind}"] = usage.get(f"units:{request.kind}", 0) + len(new)
+            if request.day:
+                daily = self._daily.setdefault((request.tenant, request.day), {})
+                daily[f"credits:{request.kind}"] = daily.get(f"credits:{request.kind}", 0) + cost
+                daily[f"units:{request.kind}"] = daily.get(f"units:{request.kind}", 0) + len(new)
             self._accounts[request.tenant] = Account(
                 request.tenant, account.plan, account.topup - (cost - from_plan)
             )
@@ -163,6 +177,10 @@ class MemoryLedger:
         with self._lock:
             return dict(self._usage.get((tenant, period), {}))
 
+    def daily(self, tenant: str, days: Sequence[str]) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {d: dict(self._daily[(tenant, d)]) for d in days if (tenant, d) in self._daily}
+
     def tenants(self) -> list[str]:
         with self._lock:
             return sorted(self._accounts)
@@ -173,7 +191,7 @@ def _balance(monthly: int | None, used: int, topup: int) -> int | None:
 
 
 # ---------------------------------------------------------------- Redis
-# KEYS: account, usage, meter, fence.  ARGV: credits_each, kind, monthly (-1 unlimited),
+# KEYS: account, usage, meter, fence, day usage ('' none).  ARGV: credits_each, kind, monthly (-1 unlimited),
 # fence ('' none), usage_ttl_s, meter_ttl_s (0 none), items...
 _CHARGE_LUA = """
 if ARGV[4] ~= '' then
@@ -199,6 +217,11 @@ redis.call('HINCRBY', KEYS[2], 'used', from_plan)
 redis.call('HINCRBY', KEYS[2], 'credits:' .. ARGV[2], cost)
 redis.call('HINCRBY', KEYS[2], 'units:' .. ARGV[2], #new)
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[5]))
+if KEYS[5] ~= '' then
+  redis.call('HINCRBY', KEYS[5], 'credits:' .. ARGV[2], cost)
+  redis.call('HINCRBY', KEYS[5], 'units:' .. ARGV[2], #new)
+  redis.call('EXPIRE', KEYS[5], tonumber(ARGV[5]))
+end
 if cost > from_plan then redis.call('HINCRBY', KEYS[1], 'topup', from_plan - cost) end
 for _, item in ipairs(new) do redis.call('HSET', KEYS[3], item, each) end
 if tonumber(ARGV[6]) > 0 then redis.call('EXPIRE', KEYS[3], tonumber(ARGV[6])) end
@@ -221,6 +244,7 @@ class RedisLedger:
             names.usage_key(request.tenant, request.period),
             names.meter_key(request.scope),
             fence_key,
+            names.daily_usage_key(request.tenant, request.day) if request.day else "",
         ]
         meter_ttl = names.SESSION_RETENTION_S if request.scope.startswith("session:") else 0
         args: list[Any] = [
@@ -255,6 +279,15 @@ class RedisLedger:
 
     def usage(self, tenant: str, period: str) -> dict[str, int]:
         return {k: int(v) for k, v in _decode(self._redis.hgetall(names.usage_key(tenant, period))).items()}
+
+    def daily(self, tenant: str, days: Sequence[str]) -> dict[str, dict[str, int]]:
+        pipe = self._redis.pipeline(transaction=False)
+        for day in days:
+            pipe.hgetall(names.daily_usage_key(tenant, day))
+        raws = pipe.execute() if days else []
+        return {
+            d: {k: int(v) for k, v in _decode(raw).items()} for d, raw in zip(days, raws, strict=True) if raw
+        }
 
     def tenants(self) -> list[str]:
         return sorted(_text(t) for t in self._redis.smembers(names.ACCOUNTS_INDEX_KEY))
@@ -310,6 +343,13 @@ class Metering:
             tenant, plan, period, _next_period_start(now), balance, plan_left, account.topup, counters
         )
 
+    def daily(self, tenant: str, days: int) -> list[tuple[str, dict[str, int]]]:
+        """The last ``days`` UTC days, oldest first, each with its counters (empty when unused)."""
+        now = self.clock()
+        wanted = [day_of(now - 86_400 * back) for back in range(days - 1, -1, -1)]
+        found = self.ledger.daily(tenant, wanted)
+        return [(d, found.get(d, {})) for d in wanted]
+
     def require_credits(self, tenant: str, credits: int, what: str) -> None:
         """INSUFFICIENT_BALANCE when the tenant cannot pay ``credits`` now (nothing is charged)."""
         balance = self.usage(tenant).balance
@@ -324,6 +364,7 @@ class Metering:
             ChargeRequest(
                 tenant=session.tenant,
                 period=period_of(self.clock()),
+                day=day_of(self.clock()),
                 scope=f"session:{session.id}",
                 items=tuple(str(m) for m in minutes),
                 credits_each=CREDITS_PER_MINUTE[session.model],
@@ -352,6 +393,7 @@ class Metering:
             ChargeRequest(
                 tenant=tenant,
                 period=period_of(self.clock()),
+                day=day_of(self.clock()),
                 scope=f"once:{tenant}",
                 items=(item,),
                 credits_each=credits,

@@ -44,7 +44,7 @@ def _rates(generate: int, write: int, read: int) -> dict[Tier, int]:
 PLANS: dict[str, Plan] = {
     p.name: p
     for p in (
-        Plan("free", 99, 1, _rates(4, 30, 120)),
+        Plan("free", 199, 1, _rates(4, 30, 120)),  # the product's documented free tier: 199 credits a month
         Plan("creator", 1_800, 3, _rates(10, 60, 240)),
         Plan("pro", 10_000, 10, _rates(30, 180, 720)),
         Plan("business", 50_000, 50, _rates(60, 360, 1_440)),

@@ -8,75 +8,35 @@ until it is in the worker registry, and stops (or has already killed) it at the 
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
-from farm.infra.redis_conn import connect
-from farm.kernel.contracts import WorkerInfo
 from farm.kernel.settings import Settings
-from farm.sessions.registry import RedisWorkerRegistry
 from tests.support.helpers import wait_until
+from tests.support.workers import (
+    REAL_ENTRY,
+    REPO_ROOT,
+    TEST_ENTRY,
+    WORKER_START_DEADLINE_S,
+    StartWorker,
+    WorkerProcess,
+    launch_worker,
+    settings_env,
+    stop_workers,
+)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-WORKER_START_DEADLINE_S = 90.0
-TEST_ENTRY = "tests.support.celery_entry"  # the real worker app, ToneEngine instead of models
-REAL_ENTRY = "tasks.celery_entry"  # the production entrypoint, real engines
-
-
-T = TypeVar("T")
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The FARM_* environment that reproduces ``settings`` in a subprocess."""
-    env: dict[str, str] = {}
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            env[f"FARM_{name.upper()}"] = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
-    return env
-
-
-@dataclass
-class WorkerProcess:
-    queue: str
-    nodename: str
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-    info: WorkerInfo | None = None
-    extra: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self) -> None:
-        """SIGKILL the worker (its threads pool dies with it), as a crashed pod would."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-StartWorker = Callable[..., WorkerProcess]
+__all__ = [
+    "REAL_ENTRY",
+    "REPO_ROOT",
+    "TEST_ENTRY",
+    "WORKER_START_DEADLINE_S",
+    "StartWorker",
+    "WorkerProcess",
+    "settings_env",
+    "wait_until",
+]
 
 
 @pytest.fixture
@@ -84,48 +44,10 @@ def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
     """Factory: ``start_worker(settings, queue, concurrency=2, env={...}, wait_state="READY", entry=...)``."""
     started: list[WorkerProcess] = []
 
-    def start(
-        settings: Settings,
-        queue: str,
-        *,
-        concurrency: int = 2,
-        env: dict[str, str] | None = None,
-        wait_state: str | None = "READY",
-        entry: str = TEST_ENTRY,
-        pool: str = "threads",
-    ) -> WorkerProcess:
-        nodename = f"{queue}-{uuid.uuid4().hex[:6]}"
-        log_path = tmp_path / f"{nodename}.log"
-        full_env = {**os.environ, **settings_env(settings), **(env or {}), "PYTHONUNBUFFERED": "1"}
-        cmd = [
-            sys.executable, "-m", "celery", "-A", entry, "worker",
-            f"--queues={queue}", f"--pool={pool}", f"--concurrency={concurrency}",
-            f"--hostname={nodename}@%h", "--loglevel=INFO", "--without-gossip", "--without-mingle",
-        ]  # fmt: skip
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
-        worker = WorkerProcess(queue, nodename, proc, log_path, extra=env or {})
+    def start(settings: Settings, queue: str, **options: object) -> WorkerProcess:
+        worker = launch_worker(settings, queue, tmp_path, **options)  # type: ignore[arg-type]
         started.append(worker)
-        if wait_state is not None:
-            assert settings.redis_url
-            registry = RedisWorkerRegistry(connect(settings.redis_url))
-
-            def registered() -> WorkerInfo | None:
-                if proc.poll() is not None:
-                    raise AssertionError(f"worker exited early:\n{worker.log()[-3000:]}")
-                for info in registry.list():  # prefork: the entry is the child's, not proc.pid's
-                    if info.hostname.startswith(f"{nodename}@") and info.state == wait_state:
-                        return info
-                return None
-
-            worker.info = wait_until(
-                registered, deadline_s=WORKER_START_DEADLINE_S, what=f"{nodename} {wait_state}"
-            )
         return worker
 
     yield start
-    for worker in started:  # SIGTERM all first: warm shutdowns overlap
-        if worker.proc.poll() is None:
-            worker.proc.send_signal(signal.SIGTERM)
-    for worker in started:
-        worker.stop()
+    stop_workers(started)

@@ -15,10 +15,9 @@ import httpx
 import pytest
 import redis
 
-from farm.client import AvatarFarm, SessionInfo
+from farm.client import AvatarSession, ConflictError, SessionInfo
 from farm.kernel import names
 from farm.kernel.domain import SessionState
-from farm.kernel.errors import Conflict
 from farm.kernel.settings import Settings
 from farm.render.landmarks import sample_portrait
 from farm.tenancy.api_keys import RedisKeyStore
@@ -74,17 +73,17 @@ def test_a_session_with_an_uploaded_face_is_rendered_by_a_warm_worker_into_an_mp
     api: LiveApi, farm_settings: Settings, secrets: tuple[str, str], start_worker: StartWorker
 ) -> None:
     start_worker(farm_settings, names.QUEUE_ESSENCE)  # its pack is built on the worker, under the lease
-    with AvatarFarm(api.url, secrets[0]) as farm:
+    with AvatarSession(api_url=api.url, api_secret=secrets[0], max_retries=0) as farm:
         created = farm.create_session(audio=wav_bytes(1.0), avatar_image=_portrait_png())
         _assert_rendered(farm.wait_session(created.session_id, deadline_s=90), 1.0)
-        with pytest.raises(Conflict):
+        with pytest.raises(ConflictError):
             farm.stop_session(created.session_id)
 
 
 def test_an_expression_session_lands_on_the_expression_queue_and_nowhere_else(
     api: LiveApi, secrets: tuple[str, str], redis_client: redis.Redis
 ) -> None:
-    with AvatarFarm(api.url, secrets[0]) as farm:
+    with AvatarSession(api_url=api.url, api_secret=secrets[0], max_retries=0) as farm:
         created = farm.create_session(audio=wav_bytes(), avatar_image=png_bytes(), model="expression")
         assert created.status == "QUEUED"
     assert _queue_lengths(redis_client) == {"essence": 0, "expression": 1, "build": 0}
@@ -95,7 +94,11 @@ def test_an_expression_session_lands_on_the_expression_queue_and_nowhere_else(
 def test_bad_input_over_http_stores_nothing_and_enqueues_nothing(
     api: LiveApi, secrets: tuple[str, str], redis_client: redis.Redis, farm_settings: Settings
 ) -> None:
-    other_agent = AvatarFarm(api.url, secrets[1]).create_agent(png_bytes()).agent_id
+    other_agent = (
+        AvatarSession(api_url=api.url, api_secret=secrets[1], max_retries=0)
+        .create_agent(png_bytes())
+        .agent_id
+    )
     redis_client.delete(names.QUEUE_BUILD)  # the other tenant's build request is not under test
     stored_before = set(redis_client.keys("farm:*"))  # type: ignore[arg-type]
     blobs_before = {p for p in farm_settings.blob_dir.rglob("*") if p.is_file()}
@@ -113,7 +116,7 @@ def test_bad_input_over_http_stores_nothing_and_enqueues_nothing(
             400,
             "MALFORMED_JSON",
         ),
-        ({"json": {"audio": audio, "avatar_image": image, "model": "hologram"}}, 400, "VALIDATION_ERROR"),
+        ({"json": {"audio": audio, "avatar_image": image, "model": "hologram"}}, 400, "MODEL_NOT_CONFIGURED"),
         (
             {"json": {"audio": audio, "avatar_image": image, "avatar_id": "A78WKV4515"}},
             400,
@@ -141,7 +144,7 @@ def test_a_registered_agent_is_built_on_the_build_queue_then_speaks(
 ) -> None:
     start_worker(farm_settings, names.QUEUE_BUILD, concurrency=1)
     start_worker(farm_settings, names.QUEUE_ESSENCE)
-    with AvatarFarm(api.url, secrets[0]) as farm:
+    with AvatarSession(api_url=api.url, api_secret=secrets[0], max_retries=0) as farm:
         agent = farm.create_agent(_portrait_png())
         assert agent.status == "processing"
         ready = farm.wait_agent(agent.agent_id, deadline_s=120)
@@ -150,7 +153,7 @@ def test_a_registered_agent_is_built_on_the_build_queue_then_speaks(
         session = farm.create_session(audio=wav_bytes(2.0), avatar_id=agent.agent_id)
         _assert_rendered(farm.wait_session(session.session_id, deadline_s=60), 2.0)
         with pytest.raises(Exception) as foreign:
-            AvatarFarm(api.url, secrets[1]).get_agent(agent.agent_id)
+            AvatarSession(api_url=api.url, api_secret=secrets[1], max_retries=0).get_agent(agent.agent_id)
         assert getattr(foreign.value, "code", None) == "NOT_FOUND"
 
 
@@ -158,7 +161,7 @@ def test_the_fleet_shows_the_warm_worker_by_queue(
     api: LiveApi, farm_settings: Settings, secrets: tuple[str, str], start_worker: StartWorker
 ) -> None:
     worker = start_worker(farm_settings, names.QUEUE_ESSENCE, concurrency=3)
-    with AvatarFarm(api.url, secrets[0]) as farm:
+    with AvatarSession(api_url=api.url, api_secret=secrets[0], max_retries=0) as farm:
         fleet = farm.fleet()["queues"]
     (listed,) = fleet["essence"]["workers"]
     assert worker.info is not None and listed["worker_id"] == worker.info.worker_id
@@ -178,7 +181,10 @@ def test_readiness_follows_redis(farm_settings: Settings, tmp_path: Path) -> Non
 
 
 def test_sessions_of_other_tenants_are_invisible(api: LiveApi, secrets: tuple[str, str]) -> None:
-    mine, theirs = AvatarFarm(api.url, secrets[0]), AvatarFarm(api.url, secrets[1])
+    mine, theirs = (
+        AvatarSession(api_url=api.url, api_secret=secrets[0], max_retries=0),
+        AvatarSession(api_url=api.url, api_secret=secrets[1], max_retries=0),
+    )
     created = mine.create_session(audio=wav_bytes(), avatar_image=png_bytes())
     assert [s.session_id for s in theirs.list_sessions()] == []
     with pytest.raises(Exception) as missing:

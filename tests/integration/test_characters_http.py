@@ -21,10 +21,9 @@ from skimage import data
 
 from farm.bench.characters import CAT_EYES, CAT_MOUTH_BOX, full_body_canvas
 from farm.bench.essence import speech_like
-from farm.client import AvatarFarm
+from farm.client import AvatarSession, RequestError
 from farm.devtools.demo import wav_bytes
 from farm.kernel import names
-from farm.kernel.errors import FarmError
 from farm.kernel.settings import Settings
 from farm.render.audio import frame_energy
 from farm.render.essence import load_pack
@@ -78,7 +77,7 @@ def test_a_cat_in_animal_mode_is_built_by_the_worker_and_lip_syncs_in_its_video(
     files = {"image": ("chelsea.png", _png(data.chelsea()), "image/png")}
     created = httpx.post(f"{api.url}/v1/agents", files=files, data=form, headers={"api-secret": secret})
     assert created.status_code == 201, created.text
-    with AvatarFarm(api.url, secret) as farm:
+    with AvatarSession(api_url=api.url, api_secret=secret, max_retries=0) as farm:
         agent = farm.wait_agent(created.json()["agent_id"], deadline_s=120)
         assert agent.status == "ready", agent.raw
         assert (agent.raw["mode"], agent.raw["framing"]) == ("animal", "full")
@@ -112,7 +111,7 @@ def test_a_full_body_portrait_keeps_its_whole_frame_in_the_video(
 ) -> None:
     start_worker(farm_settings, names.QUEUE_BUILD, concurrency=1, entry=REAL_ENTRY)
     start_worker(farm_settings, names.QUEUE_ESSENCE, entry=REAL_ENTRY)
-    with AvatarFarm(api.url, secret) as farm:
+    with AvatarSession(api_url=api.url, api_secret=secret, max_retries=0) as farm:
         created = farm.create_agent(_png(full_body_canvas()), framing="full")
         agent = farm.wait_agent(created.agent_id, deadline_s=120)
         assert agent.status == "ready", agent.raw
@@ -127,13 +126,13 @@ def test_animal_mode_over_http_refuses_the_expression_model_and_missing_points(
     api: LiveApi, secret: str, redis_client: redis.Redis
 ) -> None:
     image = _png(data.chelsea())
-    with AvatarFarm(api.url, secret) as farm:
+    with AvatarSession(api_url=api.url, api_secret=secret, max_retries=0) as farm:
         for options, code in (
             ({"mode": "animal", "mouth_box": CAT_MOUTH_BOX, "model": "expression"}, "MODE_NOT_SUPPORTED"),
             ({"mode": "animal"}, "POINTS_REQUIRED"),
             ({"mode": "animal", "mouth_box": [236, 266, 286, 320]}, "POINTS_OUTSIDE_IMAGE"),
         ):
-            with pytest.raises(FarmError) as caught:
+            with pytest.raises(RequestError) as caught:
                 farm.create_agent(image, **options)
             assert caught.value.code == code
         listed = httpx.get(f"{api.url}/v1/agents", headers={"api-secret": secret}).json()

@@ -24,6 +24,7 @@ def test_the_demo_writes_a_playable_mp4_and_stops_the_farm_it_started(tmp_path: 
     result = run_farm("demo", "--out", str(out), env=env, deadline_s=280)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Flower" in result.stdout and str(out) in result.stdout
+    assert "/studio" in next(line for line in result.stdout.splitlines() if line.startswith("Studio: "))
     with av.open(str(out)) as container:
         audio = container.streams.audio[0]
         assert audio.duration is not None and audio.time_base is not None

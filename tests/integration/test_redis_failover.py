@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from farm.client import AvatarFarm
+from farm.client import AvatarSession
 from farm.infra.blobs import BlobStore
 from farm.infra.redis_conn import connect
 from farm.kernel.settings import Settings
@@ -48,7 +48,10 @@ def test_the_farm_fails_over_to_the_replica_with_no_session_or_worker_lost(
     worker = start_worker(cfg, "essence", concurrency=SESSIONS, env=SLOW)
     secret = RedisKeyStore(connect(sentinel_set.url)).create("t1", "failover")[1]
     agent_id = ready_agent(cfg, BlobStore(cfg.blob_dir).put(b"portrait-bytes", ".png"))
-    with live_api(cfg) as api, AvatarFarm(api.url, secret, request_timeout_s=10) as farm:
+    with (
+        live_api(cfg) as api,
+        AvatarSession(api_url=api.url, api_secret=secret, request_timeout_s=10, max_retries=0) as farm,
+    ):
         ids = [
             farm.create_session(audio=wav_bytes(6.0), avatar_id=agent_id).session_id for _ in range(SESSIONS)
         ]

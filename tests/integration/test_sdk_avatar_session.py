@@ -17,7 +17,7 @@ import redis
 from PIL import Image
 
 import farm.client as bithuman
-from farm.client import AsyncAvatarSession, AvatarFarm, AvatarResponse, AvatarSession
+from farm.client import AsyncAvatarSession, AvatarResponse, AvatarSession
 from farm.infra import media
 from farm.infra.redis_conn import connect
 from farm.infra.speech import EspeakSynthesizer
@@ -81,7 +81,8 @@ def test_the_three_documented_forms_answer_text_with_a_video_as_long_as_the_spee
     start_worker(farm_settings, names.QUEUE_BUILD, concurrency=1)
     start_worker(farm_settings, names.QUEUE_ESSENCE, concurrency=1)
     start_worker(farm_settings, names.QUEUE_EXPRESSION, concurrency=1)
-    with AvatarFarm(api.url, secret) as raw:  # an agent code to address, built for real
+    # an agent code to address, built for real
+    with AvatarSession(api_url=api.url, api_secret=secret, max_retries=0) as raw:
         code = raw.create_agent(Path(_portrait_png(tmp_path)).read_bytes()).agent_id
         assert raw.wait_agent(code, deadline_s=180).status == "ready"
 
@@ -156,7 +157,7 @@ def test_the_manager_and_error_handling_patterns_from_the_docs(
     broke = RedisKeyStore(connect(farm_settings.redis_url or "")).create("tenant-broke", "docs")[1]
     ledger = RedisLedger(connect(farm_settings.redis_url or ""))
     ledger.set_plan("tenant-broke", "free")
-    Metering(ledger).charge_once("tenant-broke", "spent", "test", 99)
+    Metering(ledger).charge_once("tenant-broke", "spent", "test", 199)
     caught: list[str] = []
     for make in (
         lambda: bithuman.AvatarSession(avatar_id="A78WKV4515", api_secret="farm_wrong"),

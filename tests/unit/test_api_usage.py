@@ -30,25 +30,25 @@ def test_a_generated_video_is_charged_per_started_minute_and_shows_in_usage(api:
     usage = api.client.get("/v1/usage", headers=api.headers()).json()
     assert usage["plan"] == {
         "name": "free",
-        "monthly_credits": 99,
+        "monthly_credits": 199,
         "concurrent_sessions": 1,
         "requests_per_min": {"generate": 4, "write": 30, "read": 120},
     }
-    assert (usage["balance"], usage["plan_credits_left"], usage["topup_credits"]) == (95, 95, 0)
+    assert (usage["balance"], usage["plan_credits_left"], usage["topup_credits"]) == (195, 195, 0)
     assert usage["by_model"]["expression"] == {
         "minutes": 1,
         "credits": 4,
         "credits_per_minute": 4,
-        "minutes_left": 23,
+        "minutes_left": 48,
     }
-    assert usage["by_model"]["essence"]["minutes_left"] == 47
+    assert usage["by_model"]["essence"]["minutes_left"] == 97
     summary = api.client.get("/v2/credit-summaries", headers=api.headers()).json()
     assert summary == {
-        "balance": 95,
-        "plan_credits": 95,
+        "balance": 195,
+        "plan_credits": 195,
         "topup_credits": 0,
         "is_enterprise": False,
-        "minutes_estimate": {"essence_1_cloud": 47, "expression_1_cloud": 23},
+        "minutes_estimate": {"essence_1_cloud": 97, "expression_1_cloud": 48},
     }
     other = api.client.get("/v1/usage", headers=api.headers(api.secret_b)).json()
     assert (other["plan"]["name"], other["balance"]) == ("custom", None)  # unlimited by default
@@ -57,7 +57,7 @@ def test_a_generated_video_is_charged_per_started_minute_and_shows_in_usage(api:
 def test_out_of_credits_new_work_is_refused_with_402_and_nothing_is_stored(api: ApiHarness) -> None:
     metering = _metering(api)
     metering.ledger.set_plan("tenant-a", "free")
-    metering.charge_once("tenant-a", "spent", "test", 98)  # 1 credit left
+    metering.charge_once("tenant-a", "spent", "test", 198)  # 1 credit left
     attempts = [
         api.client.post(
             "/v1/sessions", json=api.session_body(avatar_image=b64(png_bytes())), headers=api.headers()
@@ -93,4 +93,4 @@ def test_an_uploaded_clip_is_charged_for_its_started_minutes_when_queued(api: Ap
     body = api.session_body(avatar_image=b64(png_bytes()), audio=b64(wav_bytes(1.0)))
     assert api.client.post("/v1/sessions", json=body, headers=api.headers()).status_code == 201
     usage = api.client.get("/v1/usage", headers=api.headers()).json()
-    assert (usage["balance"], usage["by_model"]["essence"]["minutes"]) == (97, 1)
+    assert (usage["balance"], usage["by_model"]["essence"]["minutes"]) == (197, 1)

@@ -79,12 +79,12 @@ def test_each_started_minute_is_charged_once_at_the_models_rate(world: World) ->
     assert meter_minute(metering, session, 1, lease.token) is MinuteOutcome.CONTINUE
     usage = metering.usage("t")
     assert (usage.balance, usage.counters["credits:expression"], usage.counters["units:expression"]) == (
-        91,
+        191,
         8,
         2,
     )
-    assert usage.minutes_left(ModelKind.ESSENCE) == 45
-    assert usage.minutes_left(ModelKind.EXPRESSION) == 22
+    assert usage.minutes_left(ModelKind.ESSENCE) == 95
+    assert usage.minutes_left(ModelKind.EXPRESSION) == 47
 
 
 def test_a_crashed_workers_minutes_are_not_charged_again_and_the_stale_holder_cannot_charge(
@@ -108,13 +108,13 @@ def test_a_crashed_workers_minutes_are_not_charged_again_and_the_stale_holder_ca
 
 
 def test_out_of_credits_ends_at_the_minute_boundary_and_new_work_is_refused(world: World) -> None:
-    world.ledger.set_plan("t", "free")  # 99 credits: 49 essence minutes
+    world.ledger.set_plan("t", "free")  # 199 credits: 99 essence minutes
     metering = world.metering
     session = world.session()
     lease = world.claim(session.id, "w1")
-    outcomes = [meter_minute(metering, session, m, lease.token) for m in range(51)]
-    assert outcomes.count(MinuteOutcome.CONTINUE) == 49
-    assert outcomes[49] is MinuteOutcome.OUT_OF_CREDITS
+    outcomes = [meter_minute(metering, session, m, lease.token) for m in range(101)]
+    assert outcomes.count(MinuteOutcome.CONTINUE) == 99
+    assert outcomes[99] is MinuteOutcome.OUT_OF_CREDITS
     assert metering.usage("t").balance == 1
     with pytest.raises(InsufficientBalance) as refused:
         metering.require_credits("t", 2, "an essence session")
@@ -127,13 +127,13 @@ def test_top_ups_are_spent_after_plan_credits_and_survive_the_month(world: World
     metering = world.metering
     session = world.session()
     lease = world.claim(session.id, "w1")
-    for minute in range(52):  # 104 credits: 99 from the plan, 5 from the top-up
+    for minute in range(102):  # 204 credits: 199 from the plan, 5 from the top-up
         assert meter_minute(metering, session, minute, lease.token) is MinuteOutcome.CONTINUE
     usage = metering.usage("t")
     assert (usage.plan_credits_left, usage.topup_credits, usage.balance) == (0, 5, 5)
     world.now[0] = float(FEB_1)  # monthly reset: plan credits come back, the top-up stays
     february = metering.usage("t")
-    assert (february.period, february.plan_credits_left, february.balance) == ("2026-02", 99, 104)
+    assert (february.period, february.plan_credits_left, february.balance) == ("2026-02", 199, 204)
     assert february.counters == {}
     assert usage.resets_at == FEB_1 - 1
 
@@ -157,11 +157,11 @@ def test_a_video_is_prepaid_by_started_minute_and_its_worker_minutes_are_then_fr
     assert metering.prepay_video(session, 61.0).credits == 4  # 2 started minutes
     lease = world.claim(session.id, "w1")
     assert meter_minute(metering, session, 0, lease.token) is MinuteOutcome.CONTINUE
-    assert metering.usage("t").balance == 95
+    assert metering.usage("t").balance == 195
     big = world.session(sid="s2")
-    with pytest.raises(InsufficientBalance, match="48-minute video needs 96"):
-        metering.prepay_video(big, 48 * 60.0)
-    assert metering.usage("t").balance == 95  # nothing moved
+    with pytest.raises(InsufficientBalance, match="98-minute video needs 196"):
+        metering.prepay_video(big, 98 * 60.0)
+    assert metering.usage("t").balance == 195  # nothing moved
 
 
 def test_one_time_charges_are_idempotent_per_item(world: World) -> None:

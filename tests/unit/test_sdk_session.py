@@ -20,7 +20,9 @@ from farm.client import (
     AuthenticationError,
     AvatarError,
     AvatarSession,
+    ConflictError,
     NetworkError,
+    NotFoundError,
     QuotaExceededError,
     RequestError,
     error_for,
@@ -42,8 +44,9 @@ def _envelope(code: str, status: int) -> dict[str, object]:
         (429, "RATE_LIMITED", QuotaExceededError),
         (503, "BACKEND_UNAVAILABLE", NetworkError),
         (500, "INTERNAL_ERROR", NetworkError),
-        (404, "NOT_FOUND", RequestError),
-        (409, "AGENT_NOT_READY", RequestError),
+        (404, "NOT_FOUND", NotFoundError),
+        (409, "AGENT_NOT_READY", ConflictError),
+        (400, "NO_FACE_FOUND", RequestError),
     ],
 )
 def test_server_codes_map_to_the_sdk_errors_with_code_status_and_message(
@@ -64,13 +67,16 @@ def test_the_documented_names_are_importable_as_bithuman_would_be() -> None:
         assert hasattr(bithuman, name)
 
 
-def test_exactly_one_of_avatar_id_and_avatar_image(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ValueError, match="exactly one"):
-        AvatarSession(api_secret="s")
+def test_at_most_one_of_avatar_id_and_avatar_image_and_generating_needs_one() -> None:
     with pytest.raises(ValueError, match="exactly one"):
         AvatarSession(avatar_id="A78WKV4515", avatar_image=Image.new("RGB", (8, 8)), api_secret="s")
     with pytest.raises(ValueError, match="model"):
         AvatarSession(avatar_id="A78WKV4515", api_secret="s", model="essence-9")
+    raw_api_only = AvatarSession(
+        api_secret="s", http=_client(httpx.MockTransport(lambda r: httpx.Response(500)))
+    )
+    with pytest.raises(ValueError, match="names no avatar"):
+        raw_api_only.generate_response("hi")
 
 
 def test_the_secret_defaults_to_the_environment_and_its_absence_is_an_authentication_error(
@@ -239,9 +245,9 @@ def test_debug_logs_every_request_and_retry(caplog: pytest.LogCaptureFixture) ->
             httpx.Response(200, json=ENDED),
         ]
     )
-    with caplog.at_level("DEBUG", logger="farm.client"):
+    with caplog.at_level("DEBUG", logger="avatar_farm_client"):
         _avatar(transport, debug=True).generate_response("hi")
-    lines = [r.getMessage() for r in caplog.records if r.name == "farm.client"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "avatar_farm_client"]
     assert lines[0].startswith("POST /v1/video/generate -> 503")
     assert lines[1].startswith("retry 1 of /v1/video/generate after NO_CAPACITY")
     assert any(line.startswith("GET /v1/sessions/abc -> 200") for line in lines)

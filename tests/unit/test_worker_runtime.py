@@ -288,8 +288,8 @@ def test_a_session_out_of_credits_ends_at_its_minute_boundary_and_each_minute_is
 ) -> None:
     ledger = MemoryLedger()
     metering = Metering(ledger)
-    ledger.set_plan("t", "free")  # 99 credits a month; an Essence minute costs 2
-    metering.charge_once("t", "spend-down", "test", 98)  # 1 credit left: not enough for minute 0
+    ledger.set_plan("t", "free")  # 199 credits a month; an Essence minute costs 2
+    metering.charge_once("t", "spend-down", "test", 198)  # 1 credit left: not enough for minute 0
     f = Farm(settings, meter=lambda s, m, token: meter_minute(metering, s, m, token).value)
     f.worker.start()
     try:

@@ -6,9 +6,9 @@ is kept as an alias for clients written against bitHuman.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from farm.api import inputs
@@ -34,6 +34,10 @@ from farm.api.schemas import (
 )
 from farm.kernel.domain import AgentStatus
 from farm.kernel.errors import ValidationError
+
+SearchQuery = Annotated[
+    str | None, Query(max_length=80, description="Part of an agent id or name (any case).")
+]
 
 router = APIRouter(tags=["agents"], responses=ERROR_RESPONSES)
 
@@ -90,17 +94,19 @@ async def create_agent(request: Request, farm: Services, key: Caller) -> Respons
 
 
 @router.get("/v1/agents", response_model=AgentList)
-def list_agents(
+def list_agents(  # noqa: PLR0917 (FastAPI passes query parameters by keyword)
     farm: Services,
     key: Caller,
     limit: Limit = 50,
     offset: Offset = 0,
     status: AgentStatus | None = None,
+    q: SearchQuery = None,
 ) -> AgentList:
-    """Your agents, newest first (bitHuman's ``limit`` ≤ 100, ``offset``, ``status`` filter)."""
-    page, total = farm.agent_service.list(key, limit=limit, offset=offset, status=status)
+    """Your agents, newest first (bitHuman's ``limit`` ≤ 100, ``offset``, ``status`` filter; ``q``
+    finds an id or name fragment, any case)."""
+    page, total, used = farm.agent_service.list(key, limit=limit, offset=offset, status=status, search=q)
     return AgentList(
-        data=[AgentData.of(a) for a in page],
+        data=[AgentData.of(a, used.get(a.id)) for a in page],
         pagination=Pagination(limit=limit, offset=offset, total=total, has_more=offset + len(page) < total),
     )
 
@@ -109,6 +115,17 @@ def list_agents(
 def get_agent(agent_id: AgentIdPath, farm: Services, key: Caller) -> AgentView:
     """One of your agents: ``processing`` → ``ready`` | ``failed``."""
     return AgentView(data=AgentData.of(farm.agent_service.get(key, agent_id)))
+
+
+@router.get(
+    "/v1/agents/{agent_id}/thumbnail",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}, "description": "A JPEG at most 160 px on a side."}},
+)
+def get_thumbnail(agent_id: AgentIdPath, farm: Services, key: Caller) -> Response:
+    """A small JPEG of the agent's portrait (the studio's cards)."""
+    jpeg = farm.agent_service.thumbnail(key, agent_id)
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
 @router.get("/v1/agent/status/{agent_id}", response_model=AgentView, include_in_schema=False)
@@ -121,7 +138,7 @@ async def _update(request: Request, farm: Services, key: Caller, agent_id: str) 
     body: UpdateAgentJson = await inputs.json_body(request, farm.settings, UpdateAgentJson)
     changes = {name: getattr(body, name) for name in body.model_fields_set}
     if not changes:
-        raise ValidationError("give system_prompt and/or voice")
+        raise ValidationError("give name, system_prompt and/or voice")
     if changes.get("voice"):  # an unknown voice is refused here, not at speak time (TTS: off the loop)
         await run_in_threadpool(farm.text.speak, "ok", voice=changes["voice"])
     updated = await run_in_threadpool(farm.agent_service.update, key, agent_id, changes)
@@ -130,7 +147,7 @@ async def _update(request: Request, farm: Services, key: Caller, agent_id: str) 
 
 @router.patch("/v1/agents/{agent_id}", response_model=AgentView, openapi_extra=json_body_doc(UpdateAgentJson))
 async def update_agent(agent_id: AgentIdPath, request: Request, farm: Services, key: Caller) -> AgentView:
-    """Set the agent's ``system_prompt`` and/or ``voice`` (null clears)."""
+    """Set the agent's ``name``, ``system_prompt`` and/or ``voice`` (null clears)."""
     return await _update(request, farm, key, agent_id)
 
 

@@ -1,8 +1,11 @@
-"""``GET /v1/usage`` (plan, balance, use by model, minutes left) and ``GET /v2/credit-summaries``."""
+"""``GET /v1/usage`` (plan, balance, use by model, minutes left), ``GET /v1/usage/daily`` (credits and
+minutes per UTC day, the studio's plot) and ``GET /v2/credit-summaries``."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from farm.api.deps import Caller, Services
@@ -40,6 +43,20 @@ class UsageView(BaseModel):
     credits_used: int
     by_model: dict[str, ModelUse]
     one_time: dict[str, int]  # credits by item kind (agent_build, dynamics)
+
+
+class DayUse(BaseModel):
+    day: str  # YYYY-MM-DD, UTC
+    credits: dict[str, int]  # by kind: essence, expression, agent_build, dynamics
+    minutes: dict[str, int]  # started session minutes by model
+
+
+class DailyUsage(BaseModel):
+    tenant: str
+    days: list[DayUse]  # oldest first, every day of the range (zeros included)
+
+
+Days = Annotated[int, Query(ge=1, le=90, description="How many days back, today included.")]
 
 
 class CreditSummary(BaseModel):
@@ -86,6 +103,18 @@ def usage(farm: Services, key: Caller) -> UsageView:
         by_model=by_model,
         one_time=one_time,
     )
+
+
+@router.get("/v1/usage/daily", response_model=DailyUsage)
+def usage_daily(farm: Services, key: Caller, days: Days = 30) -> DailyUsage:
+    """Credits (by kind) and session minutes (by model) per UTC day for your tenant."""
+    models = {m.value for m in ModelKind}
+    out = []
+    for day, counters in farm.metering.daily(key.tenant, days):
+        credits = {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("credits:")}
+        units = {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("units:")}
+        out.append(DayUse(day=day, credits=credits, minutes={k: v for k, v in units.items() if k in models}))
+    return DailyUsage(tenant=key.tenant, days=out)
 
 
 @router.get("/v2/credit-summaries", response_model=CreditSummary)

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from farm.api.deps import Caller, Services
 from farm.api.schemas import ERROR_RESPONSES
-from farm.kernel.errors import FarmError, NotFound
+from farm.kernel.errors import FarmError, LiveKitNotConfigured, NotFound
 
 router = APIRouter(tags=["viewer"])
 
@@ -37,11 +37,6 @@ VENDOR_DIR = STATIC_DIR / "vendor"
 LIVEKIT_CLIENT = "livekit-client.umd.js"
 ROOM_PATTERN = r"^[A-Za-z0-9_.\-]{1,128}$"
 RoomName = Annotated[str, PathParam(pattern=ROOM_PATTERN, description="LiveKit room name")]
-
-
-class LiveKitNotConfigured(FarmError):
-    http_status = 503
-    code = "LIVEKIT_NOT_CONFIGURED"
 
 
 class AssetMissing(FarmError):

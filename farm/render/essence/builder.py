@@ -14,6 +14,7 @@ breathes like a close-up one.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,17 +53,25 @@ def _resized(crop: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
     return np.ascontiguousarray(cv2.resize(crop, (out_w, out_h), interpolation=interp))
 
 
+def portrait_crop(
+    shape: tuple[int, ...], box: tuple[int, ...], crop_scale: float = FRAMING, drop: float = 0.2
+) -> tuple[int, int, int]:
+    """(x, y, side) of the square face-framing crop of an image of ``shape`` around face ``box``."""
+    h, w = shape[:2]
+    x0, y0, x1, y1 = box
+    side = int(min(h, w, max(8, round(crop_scale * (x1 - x0)))))
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0 + drop * side
+    sx = int(np.clip(round(cx - side / 2), 0, w - side))
+    sy = int(np.clip(round(cy - side / 2), 0, h - side))
+    return sx, sy, side
+
+
 def frame_portrait(
     image: np.ndarray, face: FaceLandmarks, size: int, crop_scale: float = FRAMING, drop: float = 0.2
 ) -> tuple[np.ndarray, FaceLandmarks]:
     """A square crop ``crop_scale`` face widths wide around the face (lowered by ``drop`` of its side
     to show the shoulders), resized to ``size``; landmarks follow."""
-    h, w = image.shape[:2]
-    x0, y0, x1, y1 = face.box
-    side = int(min(h, w, max(8, round(crop_scale * (x1 - x0)))))
-    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0 + drop * side
-    sx = int(np.clip(round(cx - side / 2), 0, w - side))
-    sy = int(np.clip(round(cy - side / 2), 0, h - side))
+    sx, sy, side = portrait_crop(image.shape, face.box, crop_scale, drop)
     portrait = _resized(image[sy : sy + side, sx : sx + side], size, size)
     return portrait, face.moved((sx, sy), size / side, size / side)
 
@@ -84,6 +93,41 @@ def locate_face(image: np.ndarray, options: BuildOptions) -> FaceLandmarks:
     return character_landmarks(mouth, options.eye_boxes())
 
 
+def _drop(options: BuildOptions) -> float:
+    return 0.2 if options.mode is AvatarMode.PERSON else 0.05
+
+
+@dataclass(frozen=True)
+class FramingPlan:
+    """What ``build_pack`` will frame, found without rendering (the studio's preview before a build)."""
+
+    face: FaceLandmarks  # in the image's pixels
+    crop_box: tuple[int, int, int, int]  # the part of the image the agent's frame shows
+    output_size: tuple[int, int]  # the frame's width and height
+    mouth_px: float  # the mouth's width in the output frame (MIN_MOUTH_FRAME_PX needed)
+
+    @property
+    def mouth_too_small(self) -> bool:
+        return self.mouth_px < MIN_MOUTH_FRAME_PX
+
+
+def plan_framing(image_rgb: np.ndarray, options: BuildOptions, size: int = 512) -> FramingPlan:
+    """Find the face (or the user's mouth skeleton) and the framing a build would use. Raises what the
+    build would (``InvalidImage``, ``NoFaceFound``, ``PointsRequired``, ``PointsOutsideImage``); a mouth
+    too small is reported (``mouth_too_small``), not raised, so the face can still be shown."""
+    size = options.size or size
+    size = size + (size % 2)
+    image = _checked_image(image_rgb, options)
+    face = locate_face(image, options)
+    h, w = image.shape[:2]
+    if options.framing is Framing.FULL:
+        scale = size / max(h, w)
+        out_w, out_h = (max(2, 2 * round(v * scale / 2)) for v in (w, h))
+        return FramingPlan(face, (0, 0, w, h), (out_w, out_h), face.mouth_width * out_w / w)
+    sx, sy, side = portrait_crop(image.shape, face.box, options.crop_scale, _drop(options))
+    return FramingPlan(face, (sx, sy, sx + side, sy + side), (size, size), face.mouth_width * size / side)
+
+
 def frame_image(
     image: np.ndarray, face: FaceLandmarks, options: BuildOptions, size: int
 ) -> tuple[np.ndarray, FaceLandmarks]:
@@ -91,7 +135,7 @@ def frame_image(
     if options.framing is Framing.FULL:
         portrait, framed = frame_full(image, face, size)
     else:
-        drop = 0.2 if options.mode is AvatarMode.PERSON else 0.05
+        drop = _drop(options)
         portrait, framed = frame_portrait(image, face, size, options.crop_scale, drop)
     if framed.mouth_width < MIN_MOUTH_FRAME_PX:
         raise MouthTooSmall(
