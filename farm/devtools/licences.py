@@ -44,6 +44,8 @@ NVIDIA_RUNTIME = ("nvidia-cublas", "nvidia-cuda-cupti", "nvidia-cuda-nvrtc", "nv
                   "nvidia-cusparse", "nvidia-cusparselt-cu13", "nvidia-nccl-cu13", "nvidia-nvjitlink",
                   "nvidia-nvshmem-cu13", "nvidia-nvtx")  # fmt: skip
 EXCEPTIONS: dict[str, str] = {
+    "avatar-farm-client": "this project's own SDK (clients/python), built from this repository: it is "
+    "covered by the project's terms, not a third party's.",
     "cuda-toolkit": "NVIDIA CUDA Toolkit EULA (metadata names no licence): CUDA runtime libraries that "
     "torch's CUDA build needs; the EULA lets applications redistribute them, commercial use included. "
     "Only in the expression extra; the CPU image installs the CPU build of torch without them.",
