@@ -210,6 +210,13 @@ class ModelFileInvalid(FarmError):
     code = "MODEL_FILE_INVALID"
 
 
+class VisemeModelInvalid(FarmError):
+    """The viseme weights file is missing, unreadable or does not match the declared signature."""
+
+    http_status = 500
+    code = "VISEME_MODEL_INVALID"
+
+
 class PrewarmFailed(FarmError):
     http_status = 503
     code = "PREWARM_FAILED"

@@ -31,7 +31,8 @@ def test_a_smoke_training_run_writes_weights_that_load_and_stream(
 
 
 def test_weights_that_do_not_match_the_signature_are_refused(tmp_path: Path) -> None:
-    from farm.render.speech.model import WEIGHTS_PATH, VisemeModelInvalid
+    from farm.kernel.errors import VisemeModelInvalid
+    from farm.render.speech.model import WEIGHTS_PATH
 
     with np.load(WEIGHTS_PATH) as data:
         arrays = {k: data[k] for k in data.files}

@@ -26,20 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from farm.kernel.errors import FarmError
+from farm.kernel.errors import VisemeModelInvalid
 from farm.render.base import SAMPLES_PER_FRAME
 from farm.render.speech.features import FEATURES, FRAME_LOOKAHEAD_SAMPLES, FeatureStream, frame_features
 from farm.render.speech.visemes import N_VISEMES, SIL, VISEMES
 
 WEIGHTS_PATH = Path(__file__).with_name("weights") / "visemes.npz"
 FORMAT = "farm-visemes-gru-1"
-
-
-class VisemeModelInvalid(FarmError):
-    """The viseme weights file is missing, unreadable or does not match the declared signature."""
-
-    http_status = 500
-    code = "VISEME_MODEL_INVALID"
 
 
 def signature(hidden_in: int, hidden: int) -> dict[str, tuple[int, ...]]:
