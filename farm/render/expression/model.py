@@ -49,9 +49,9 @@ from torch import nn
 from farm.render.expression.motion import N_CONTROLS, N_MOUTH
 from farm.render.expression.prepare import EYE_DISTANCE_FRAC, EYE_Y_FRAC
 
-MODEL_VERSION = "expression-analytic-2"  # 2: the mouth is an input (visemes), lips can press shut
+MODEL_VERSION = "expression-analytic-3"  # 2: mouth input (visemes); 3: pressed lips squeeze shut
 N_POINTS = 68
-PRESS_OVERSHOOT = 0.65  # each lip travels this share of the gap: a little past the middle, so they meet
+PRESS_OVERSHOOT = 1.5  # each lip's inner edge travels this share of half the gap: past the middle
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +167,7 @@ class ExpressionNet(nn.Module):
         pose = torch.stack([yaw, pitch, roll], dim=1)
         src = self._head_inverse(low_grid, keypoints, pose) - flow.reshape(low_grid.shape)
         overlay = self._mouth_overlay(
-            low_grid, keypoints, torch.cat([mouth[:, :3], smile[:, None]], dim=1), pose
+            low_grid, keypoints, torch.cat([mouth[:, :3], smile[:, None], mouth[:, 3:4]], dim=1), pose
         )
         # Everything above is smooth at 1/4 resolution: upsample the sampling grid and the mouth layer
         # together (one Resize), then one full-resolution grid_sample and one composite.
@@ -226,10 +226,13 @@ class ExpressionNet(nn.Module):
         left, right = keypoints[:, 48, 0], keypoints[:, 54, 0]
         sx = 0.5 * (right - left).abs()
         dx = (self.low_grid[None, :, 0] - 0.5 * (left + right)[:, None]) / sx[:, None]
-        rel = (self.low_grid[None, :, 1] - middle[:, None]) / lip[:, None]  # lip heights from the middle
+        reach = 0.5 * gap + lip  # from the middle to the outer edge of each lip
+        rel = (self.low_grid[None, :, 1] - middle[:, None]) / reach[:, None]
         ramp = torch.clamp(1.0 - rel.abs(), 0.0, 1.0)
         across = torch.exp(-0.5 * (dx / 1.15) ** 8)  # flat over the lips to the corners, gone past them
-        shift = (press * PRESS_OVERSHOOT * gap)[:, None] * ramp * across * torch.sign(rel)
+        # a pixel d above the middle samples press·½gap·(1 − d/reach) higher: the middle shows the
+        # upper lip's inner edge, the lip's outer edge stays put (the lip is squeezed, not cut)
+        shift = (press * PRESS_OVERSHOOT * 0.5 * gap)[:, None] * ramp * across * torch.sign(rel)
         return torch.stack([torch.zeros_like(shift), -shift], dim=2)
 
     def _low_flow(self, keypoints: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
@@ -262,9 +265,12 @@ class ExpressionNet(nn.Module):
     ) -> torch.Tensor:
         """(B, 4, h, w) premultiplied layer: alpha, then RGB × alpha of the procedural mouth interior.
 
-        ``shape`` (B, 4) is (opening, width, rounding, smile); ``pose`` (B, 3) as in ``_head_inverse``.
+        ``shape`` (B, 5) is (opening, width, rounding, smile, press); ``pose`` (B, 3) as in
+        ``_head_inverse``. A press also lays the dark line where closed lips meet over the seam of the
+        press flow, which the 1/4-resolution flow cannot draw sharply (the portrait's teeth would
+        show through it).
         """
-        opening, width, rounding, smile = shape.unbind(dim=1)
+        opening, width, rounding, smile, press = shape.unbind(dim=1)
         yaw, pitch, roll = pose.unbind(dim=1)
         pivot = keypoints[:, 8, :] + self.pivot_offset
         centre = keypoints[:, 60:68, :].mean(dim=1)  # (B, 2)
@@ -289,7 +295,36 @@ class ExpressionNet(nn.Module):
         cavity = cavity * shade + tongue_w * (tongue - cavity) * 0.6 * shade
         interior = cavity + teeth_w * (teeth - cavity)
         alpha = alpha[:, None]
-        return torch.cat([alpha, interior * alpha], dim=1)
+        seam_alpha, seam_rgb = self._lip_seam(grid, keypoints, press, pivot, pose)
+        rgb = interior * alpha + seam_rgb * seam_alpha * (1.0 - alpha)
+        return torch.cat([alpha + seam_alpha * (1.0 - alpha), rgb], dim=1)
+
+    def _lip_seam(
+        self,
+        grid: torch.Tensor,
+        keypoints: torch.Tensor,
+        press: torch.Tensor,
+        pivot: torch.Tensor,
+        pose: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(alpha (B, 1, h, w), RGB (1, 3, 1, 1)) of the line where pressed lips meet."""
+        yaw, pitch, roll = pose.unbind(dim=1)
+        upper = keypoints[:, [61, 62, 63], :].mean(dim=1)
+        lower = keypoints[:, [65, 66, 67], :].mean(dim=1)
+        meet = 0.5 * (upper + lower)
+        meet = _rotate_about(meet, pivot, roll) + torch.stack([yaw, pitch], dim=1) * (
+            self.config.head_shift * self.eye_distance
+        )
+        gap = torch.clamp(lower[:, 1] - upper[:, 1], min=0.0)
+        half_width = 0.42 * (keypoints[:, 54, 0] - keypoints[:, 48, 0]).abs()
+        rel = grid - meet[:, None, None, :]
+        nx = rel[..., 0] / half_width[:, None, None]
+        thick = (0.12 * gap + 0.6 / self.low)[:, None, None]  # about one cell of the flow grid
+        across = torch.exp(-0.5 * nx**8)
+        line = torch.exp(-0.5 * (rel[..., 1] / thick) ** 2) * across
+        visible = 0.85 * torch.clamp((press - 0.2) / 0.6, 0.0, 1.0)[:, None, None]
+        rgb = self.palette[2] * 0.8  # a shadowed lip tone, a little darker than the tongue
+        return (line * visible)[:, None], rgb
 
 
 def _rotate_about(point: torch.Tensor, pivot: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
