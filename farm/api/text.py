@@ -157,7 +157,7 @@ class TextService:
         rooms = [
             s
             for s in self.store.live_for_tenant(key.tenant)
-            if s.avatar_id == agent.id and s.livekit and (room_id is None or s.livekit.get("room") == room_id)
+            if s.avatar_id == agent.id and s.livekit and (room_id is None or s.livekit.room == room_id)
         ]
         if not rooms:
             where = f" in room {room_id}" if room_id else ""
@@ -177,7 +177,7 @@ class TextService:
                     audio_wav_b64=audio,
                 )
             )
-            delivered.append(str(session.livekit.get("room", "")))
+            delivered.append(session.livekit.room)
         log.info("speech published", extra={"agent_id": agent.id, "sessions": len(rooms)})
         return delivered
 

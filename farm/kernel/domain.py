@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import enum
 import time
-from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from farm.kernel import names
 from farm.kernel.characters import BuildOptions
 from farm.kernel.errors import IllegalTransition
 
@@ -71,6 +71,24 @@ class StateChange(BaseModel):
     worker_id: str | None = None
 
 
+class RoomJoin(BaseModel):
+    """How a room session's avatar joins LiveKit, parsed once by the API (``farm.infra.livekit_tokens``):
+    the worker connects with it and never decodes the caller's token again.
+
+    ``token`` None: the worker mints one with the farm's own LiveKit key (farm-started rooms, the
+    studio); ``url`` None: the farm's ``livekit_url``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    room: str
+    url: str | None = None
+    token: str | None = None
+    identity: str = names.DEFAULT_AVATAR_IDENTITY  # the avatar participant's identity
+    agent_identity: str | None = None  # lk.publish_on_behalf: the only participant we take audio from
+    agent_id: str | None = None  # the avatar id the caller's token names (attribute agent_id), if any
+
+
 class Session(BaseModel):
     """The truth about a session; lives in the SessionStore, not in the broker."""
 
@@ -84,7 +102,7 @@ class Session(BaseModel):
     image_ref: str | None = None  # blob path of an uploaded face image (expression / ad-hoc)
     audio_ref: str | None = None  # blob path of the uploaded speech (file-input sessions)
     output: str | None = None  # where the sink wrote (MP4 path) or "livekit://room/identity"
-    livekit: dict[str, Any] | None = None  # {url, token, room, identity, agent_identity} for room sessions
+    livekit: RoomJoin | None = None  # room sessions: how the avatar joins (None: an MP4 render)
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
     worker_id: str | None = None

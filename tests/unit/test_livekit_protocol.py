@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 from livekit import api
 
+from farm.infra.livekit_tokens import parse_room_token
 from farm.kernel import names
+from farm.kernel.domain import RoomJoin
 from farm.kernel.errors import UnknownGesture, ValidationError
 from farm.kernel.settings import Settings
 from farm.stream.livekit.protocol import PcmDecoder, dynamics_reply, stream_format
-from farm.stream.livekit.token import join_for_session, join_from_token, mint_token
+from farm.stream.livekit.token import join_for_session, mint_token
 
 pytestmark = pytest.mark.unit
 
@@ -91,7 +93,7 @@ def plugin_token(room: str = "r1", identity: str = "bithuman-avatar-agent") -> s
 
 
 def test_a_callers_token_is_read_without_its_secret() -> None:
-    join = join_from_token("wss://lk.example", plugin_token())
+    join = parse_room_token("wss://lk.example", plugin_token())
     assert (join.room, join.identity, join.agent_identity, join.agent_id) == (
         "r1",
         "bithuman-avatar-agent",
@@ -102,9 +104,9 @@ def test_a_callers_token_is_read_without_its_secret() -> None:
 
 def test_a_token_for_another_room_or_no_jwt_is_refused() -> None:
     with pytest.raises(ValidationError):
-        join_from_token("wss://lk", plugin_token(room="r1"), room="r2")
+        parse_room_token("wss://lk", plugin_token(room="r1"), room="r2")
     with pytest.raises(ValidationError):
-        join_from_token("wss://lk", "garbage")
+        parse_room_token("wss://lk", "garbage")
 
 
 def make_settings(**values: object) -> Settings:
@@ -116,7 +118,8 @@ def test_the_farm_mints_a_least_privilege_agent_token_bounded_by_the_session_len
         livekit_url="wss://lk", livekit_api_key="key", livekit_api_secret=SECRET, max_session_s=600
     )
 
-    join = join_for_session({"room": "r9", "agent_identity": "agent-7"}, settings)
+    join = join_for_session(RoomJoin(room="r9", agent_identity="agent-7"), settings)
+    assert join.token is not None
     claims = api.TokenVerifier("key", SECRET).verify(join.token)
     raw = jwt.decode(join.token, options={"verify_signature": False})
 
@@ -133,11 +136,19 @@ def test_the_farm_mints_a_least_privilege_agent_token_bounded_by_the_session_len
     assert raw["exp"] - raw["nbf"] <= 600 + 300
 
 
+def test_a_callers_token_is_used_as_it_is_and_never_decoded_again_by_the_worker() -> None:
+    parsed = parse_room_token("wss://lk.example", plugin_token())
+    join = join_for_session(parsed, make_settings())
+    assert join == parsed  # nothing minted, nothing re-read
+    stored = RoomJoin.model_validate({"room": "r1", "url": "ws://x", "token": "t", "identity": "a"})
+    assert join_for_session(stored, make_settings()).token == "t"  # even a token it could not parse
+
+
 def test_minting_needs_the_farm_livekit_key() -> None:
     with pytest.raises(ValidationError):
         mint_token(make_settings(), room="r1")
     with pytest.raises(ValidationError):
-        join_for_session({"room": "r1"}, make_settings())  # no URL either
+        join_for_session(RoomJoin(room="r1"), make_settings())  # no URL either
 
 
 def test_a_default_ttl_token_is_clamped_to_the_session_bound() -> None:

@@ -17,10 +17,11 @@ import pytest
 from livekit import rtc
 
 from farm.kernel import names
+from farm.kernel.domain import RoomJoin
 from farm.kernel.settings import Settings
 from farm.render.base import SAMPLES_PER_FRAME, AvatarFrame
 from farm.stream.base import ClearBuffer, Gesture, InputClosed, InputEvent, SegmentEnd, SpeechChunk
-from farm.stream.livekit import LiveKitRoomSession, RoomJoin
+from farm.stream.livekit import LiveKitRoomSession
 
 pytestmark = pytest.mark.unit
 

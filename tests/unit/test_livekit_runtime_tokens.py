@@ -66,7 +66,7 @@ def test_the_json_variant_queues_a_room_session_and_answers_at_once(api_h: ApiHa
     session = api_h.store.get(body["session_id"])
     assert session.state is SessionState.QUEUED and session.model is ModelKind.ESSENCE
     assert session.livekit is not None
-    assert (session.livekit["room"], session.livekit["identity"], session.livekit["agent_identity"]) == (
+    assert (session.livekit.room, session.livekit.identity, session.livekit.agent_identity) == (
         "room-1",
         "bithuman-avatar-agent",
         "agent-AJ_1",

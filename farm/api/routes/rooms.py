@@ -14,12 +14,11 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from farm.api import inputs
+from farm.api import inputs, rooms
 from farm.api.deps import Caller, Services
-from farm.api.rooms import start_studio_room
 from farm.api.routes.viewer import DEFAULT_VIEWER_TTL_S, viewer_token
-from farm.api.schemas import AGENT_ID_PATTERN, ERROR_RESPONSES, json_body_doc
-from farm.kernel.domain import ModelKind, SessionState
+from farm.api.schemas import AGENT_ID_PATTERN, ERROR_RESPONSES, MODEL_FIELD, json_body_doc
+from farm.kernel.domain import SessionState
 
 router = APIRouter(tags=["viewer"], responses=ERROR_RESPONSES)
 
@@ -28,7 +27,7 @@ class StartRoomJson(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     agent_id: str = Field(pattern=AGENT_ID_PATTERN, description="A READY agent of yours.")
-    model: ModelKind = Field(ModelKind.ESSENCE, description="Which engine renders it.")
+    model: str = MODEL_FIELD
 
 
 class RoomStartedView(BaseModel):
@@ -46,19 +45,18 @@ class RoomStartedView(BaseModel):
 async def start_room(request: Request, farm: Services, key: Caller) -> RoomStartedView:
     """Queue the agent in a new room on the farm's LiveKit server and get a token to watch it."""
     body: StartRoomJson = await inputs.json_body(request, farm.settings, StartRoomJson)
-    started = await run_in_threadpool(
-        start_studio_room, farm, key, body.agent_id, body.model
-    )  # Redis, broker
+    start = rooms.studio_start(farm.settings, body.agent_id, body.model)
+    session, _ = await run_in_threadpool(rooms.start_room, farm, key, start)  # Redis, broker
     settings = farm.settings
-    assert settings.livekit_api_key and settings.livekit_api_secret  # start_studio_room checked them
+    assert settings.livekit_url and settings.livekit_api_key and settings.livekit_api_secret  # studio_start
     token = viewer_token(
-        settings.livekit_api_key, settings.livekit_api_secret, started.room, ttl_s=DEFAULT_VIEWER_TTL_S
+        settings.livekit_api_key, settings.livekit_api_secret, start.join.room, ttl_s=DEFAULT_VIEWER_TTL_S
     )
     return RoomStartedView(
-        session_id=started.session.id,
-        status=started.session.state,
-        room_name=started.room,
-        livekit_url=started.livekit_url,
+        session_id=session.id,
+        status=session.state,
+        room_name=start.join.room,
+        livekit_url=settings.livekit_url,
         viewer_token=token,
         expires_at=time.time() + DEFAULT_VIEWER_TTL_S,
     )

@@ -11,14 +11,14 @@ Point the plugin at the farm (``api_url="https://farm.example/v1/runtime-tokens/
   ``avatar_image`` (file), ``avatar_image_url``, ``avatar_id``. aiohttp sends it as multipart when
   a file is attached and as ``application/x-www-form-urlencoded`` when not; both are accepted.
 
-The route validates, creates a room session and queues it like any other session, and answers 200
-at once (the plugin has no read timeout and ignores the body); the worker joins the room
-afterwards. Routing: ``model`` wins (exactly ``essence`` or ``expression``: names of models the farm
-does not serve, like ``essence-3``, are refused with 400, never mapped to another model); else
-``mode`` (cpu → essence, gpu → expression); an image without a model → expression. One live
-session per (room, avatar identity) per tenant: the plugin's retries get the same session back.
-No READY worker for the model at all → 503; when every worker is full the session waits in the
-queue for the next free slot.
+The route decodes the request (the caller's token parsed once) and hands it to the room-start use
+case (``farm.api.rooms.start_room``), which creates the room session and queues it like any other
+session; it answers 200 at once (the plugin has no read timeout and ignores the body); the worker
+joins the room afterwards. Routing: ``model`` wins (a name of the farm's model table, see
+``farm.kernel.models``: names it does not serve, like ``essence-3``, are 400, never mapped to
+another model); else ``mode`` (cpu → essence, gpu → expression); an image without a model →
+expression. One live session per (room, avatar identity) per tenant: the plugin's retries get the
+same session back.
 
 ``api_secret`` may be a full key or a runtime key (``POST /v1/runtime-tokens/mint``, see
 ``farm.tenancy.runtime_keys``): short-lived and scoped, it is what should go into rooms.
@@ -35,11 +35,8 @@ so the ``api_secret`` the plugin copies there is never accepted as a credential 
 from __future__ import annotations
 
 import logging
-import uuid
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-import jwt
 import pydantic
 from fastapi import APIRouter, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -49,40 +46,19 @@ from starlette.concurrency import run_in_threadpool
 from farm.api import inputs
 from farm.api.deps import Caller, Services, api_secret_header
 from farm.api.livekit_urls import check_livekit_url
+from farm.api.rooms import RoomStart, plugin_start, start_room
 from farm.api.schemas import AGENT_ID_PATTERN, ERROR_RESPONSES, MODEL_NAME_PATTERN
-from farm.infra import media
-from farm.kernel import names
-from farm.kernel.domain import AgentStatus, ModelKind, Session, SessionState
+from farm.kernel.domain import ModelKind, SessionState
 from farm.kernel.errors import (
-    AgentNotReady,
-    FarmError,
-    NoCapacity,
     Unauthorized,
     ValidationError,
 )
-from farm.kernel.models import ModelEntry, default_for, resolve_model
-from farm.kernel.settings import Settings
-from farm.sessions.agents import is_agent_id
 from farm.tenancy.base import ApiKey
 from farm.tenancy.runtime_keys import MAX_TTL_S, MIN_TTL_S, RuntimeKeyScope, is_runtime_key
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/runtime-tokens", tags=["bitHuman-compatible"], responses=ERROR_RESPONSES)
-
-
-@dataclass(frozen=True)
-class RoomStartRequest:
-    """A decoded start request, whichever variant it came in."""
-
-    livekit_url: str
-    livekit_token: str
-    room_name: str
-    model: str | None
-    mode: str | None
-    image: bytes | None
-    image_url: str | None
-    agent_id: str | None
 
 
 class RoomStarted(BaseModel):
@@ -95,38 +71,6 @@ class RoomStarted(BaseModel):
     room_name: str
     identity: str
     created: bool
-
-
-def route_model(model: str | None, mode: str | None, has_image: bool, settings: Settings) -> ModelEntry:
-    """``model`` (any name of the farm's model table) wins; else ``mode``; else an image means
-    Expression (a face with no pack); default Essence (an agent is prepared as an Essence pack).
-    A name the farm does not serve is 400 MODEL_NOT_CONFIGURED listing the names it serves."""
-    if model:
-        return resolve_model(model, settings)
-    if mode:
-        if mode not in ("cpu", "gpu"):
-            raise ValidationError("mode must be 'cpu' or 'gpu'")
-        return default_for(ModelKind.EXPRESSION if mode == "gpu" else ModelKind.ESSENCE, settings)
-    return default_for(ModelKind.EXPRESSION if has_image else ModelKind.ESSENCE, settings)
-
-
-def token_identity(token: str, room_name: str) -> tuple[str, str | None]:
-    """(identity, publish-on-behalf agent) of the avatar token; it must grant a join to ``room_name``."""
-    try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError as exc:
-        raise ValidationError("livekit_token is not a JWT") from exc
-    video = claims.get("video") if isinstance(claims, dict) else None
-    if not isinstance(video, dict) or not video.get("roomJoin") or not video.get("room"):
-        raise ValidationError("livekit_token grants no room join")
-    if room_name and video["room"] != room_name:
-        raise ValidationError("room_name does not match the room in livekit_token")
-    identity = claims.get("sub")
-    if not isinstance(identity, str) or not identity:
-        raise ValidationError("livekit_token has no identity")
-    attrs = claims.get("attributes")
-    agent = attrs.get(names.LK_ATTR_PUBLISH_ON_BEHALF) if isinstance(attrs, dict) else None
-    return identity, agent or None
 
 
 # ---------------------------------------------------------------- decoding
@@ -211,8 +155,8 @@ def _image_field(value: str | None) -> tuple[bytes | None, str | None]:
     return inputs._b64(value, "image"), None
 
 
-async def decode_request(request: Request, services: Services) -> RoomStartRequest:
-    """The JSON or the form variant as one RoomStartRequest."""
+async def decode_request(request: Request, services: Services) -> RoomStart:
+    """The JSON or the form variant as one RoomStart (the caller's token parsed once, here)."""
     settings = services.settings
     if inputs._is_form(request):
         form = await inputs._form(request, settings)
@@ -225,14 +169,15 @@ async def decode_request(request: Request, services: Services) -> RoomStartReque
         body = _validated(inputs._json_model(raw, _AnyObject).root)
         image, image_url = _image_field(body.image)
     check_livekit_url(body.livekit_url, settings)  # the allow-list: workers only join the farm's servers
-    return RoomStartRequest(
-        livekit_url=body.livekit_url,
-        livekit_token=body.livekit_token,
-        room_name=body.room_name,
+    if image_url is not None:
+        raise ValidationError("image URLs are not fetched by the farm: send the image bytes (base64 or file)")
+    return plugin_start(
+        body.livekit_url,
+        body.livekit_token,
+        body.room_name,
         model=body.model,
         mode=body.mode,
         image=image,
-        image_url=image_url,
         agent_id=body.agent_id,
     )
 
@@ -245,86 +190,6 @@ class _AnyObject(BaseModel):
     @property
     def root(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
-
-
-# ---------------------------------------------------------------- the use case
-
-
-def start_room_session(
-    services: Services, key: ApiKey, req: RoomStartRequest, scope: RuntimeKeyScope | None = None
-) -> tuple[Session, bool]:
-    """Validate, then create (or find) the room session and queue it. Never waits for the join."""
-    if scope is not None:
-        scope.check(room=req.room_name, agent_id=req.agent_id)
-    identity, agent_identity = token_identity(req.livekit_token, req.room_name)
-    if req.image_url is not None:
-        raise ValidationError("image URLs are not fetched by the farm: send the image bytes (base64 or file)")
-    entry = route_model(req.model, req.mode, req.image is not None, services.settings)
-    model = entry.queue
-    services.sessions.require_minute(key, model)  # out of credits: INSUFFICIENT_BALANCE, nothing stored
-    image_ref = _avatar(services, key, req, model)
-    warm = services.sessions.warm_worker(model, req.agent_id) if req.image is None else None
-    session = Session(
-        id=uuid.uuid4().hex,
-        tenant=key.tenant,
-        model=model,
-        engine=entry.engine,
-        model_name=entry.name,
-        avatar_id=req.agent_id,
-        image_ref=image_ref,
-        livekit={
-            "url": req.livekit_url,
-            "token": req.livekit_token,
-            "room": req.room_name,
-            "identity": identity,
-            "agent_identity": agent_identity,
-        },
-        routed_to=warm,
-    )
-    limit = services.sessions.concurrency_limit(key)  # the key, else its plan, else the default
-    if scope is not None and scope.max_concurrency is not None:
-        limit = min(limit, scope.max_concurrency)
-    session, created = services.store.create(
-        session, idempotency_scope=f"room:{req.room_name}:{identity}", max_live=limit
-    )
-    if not created:
-        return session, False  # a retry or a repeated start: the same avatar, never a second one
-    try:
-        _check_capacity(services, model)
-    except FarmError as exc:
-        services.store.transition(session.id, SessionState.FAILED, reason=exc.code)
-        raise
-    services.sessions.enqueue(session)
-    return session, True
-
-
-def _avatar(services: Services, key: ApiKey, req: RoomStartRequest, model: ModelKind) -> str | None:
-    """The image blob to animate, or the agent's; an Essence agent must have a READY pack.
-
-    An image with an Essence model is fine: the worker builds (and keeps) a pack for that portrait.
-    """
-    if req.image is not None:
-        media.validate_image(req.image, max_pixels=services.settings.max_image_pixels)
-        if req.agent_id is None:
-            return services.blobs.put(req.image, ".jpg")
-    if req.agent_id is None:
-        raise ValidationError("give agent_id or an image")
-    if not is_agent_id(req.agent_id):
-        raise ValidationError("agent_id must be an agent code like A78WKV4515")
-    agent = services.agents.get_for_tenant(key.tenant, req.agent_id)
-    if model is ModelKind.ESSENCE and agent.status is not AgentStatus.READY:
-        raise AgentNotReady(f"agent {agent.id} is {agent.status.value}, not ready")
-    if req.image is not None:
-        return services.blobs.put(req.image, ".jpg")
-    return agent.image_ref
-
-
-def _check_capacity(services: Services, model: ModelKind) -> None:
-    """503 when no READY worker serves ``model`` at all. Workers that are merely full are fine: the
-    session waits in the queue for the next free slot (and the scaler counts it as demand)."""
-    ready = [w for w in services.registry.list() if model.value in w.queues and w.state == "READY"]
-    if not ready:
-        raise NoCapacity(f"no {model.value} worker is running; retry shortly")
 
 
 # ---------------------------------------------------------------- the route
@@ -359,15 +224,15 @@ async def request_runtime_token(
     # other request (a hung Redis: up to api_redis_timeout_s each).
     key, scope = await run_in_threadpool(_caller, services, api_secret, bearer)
     request.state.tenant = key.tenant
-    body = await decode_request(request, services)
-    session, created = await run_in_threadpool(start_room_session, services, key, body, scope)
-    livekit = session.livekit or {}
+    start = await decode_request(request, services)
+    session, created = await run_in_threadpool(start_room, services, key, start, scope)
+    join = session.livekit or start.join
     return RoomStarted(
         session_id=session.id,
         state=session.state,
         model=session.model,
-        room_name=str(livekit.get("room", body.room_name)),
-        identity=str(livekit.get("identity", "")),
+        room_name=join.room,
+        identity=join.identity,
         created=created,
     )
 

@@ -97,7 +97,11 @@ def create_viewer_link(
         raise LiveKitNotConfigured(
             "this farm has no LiveKit server configured (FARM_LIVEKIT_URL, _API_KEY, _SECRET)"
         )
-    live = [s for s in services.store.live_for_tenant(key.tenant) if (s.livekit or {}).get("room") == room]
+    live = [
+        s
+        for s in services.store.live_for_tenant(key.tenant)
+        if s.livekit is not None and s.livekit.room == room
+    ]
     if not live:
         raise NotFound(f"no live session of yours in room {room!r}")
     ttl_s = body.ttl_s if body is not None else DEFAULT_VIEWER_TTL_S

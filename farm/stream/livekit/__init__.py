@@ -10,11 +10,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from farm.kernel.domain import Session
+from farm.kernel.domain import RoomJoin, Session
 from farm.kernel.errors import ValidationError
 from farm.kernel.settings import Settings
 from farm.stream.livekit.session import LiveKitRoomSession, RoomInput, RoomSink
-from farm.stream.livekit.token import RoomJoin, join_for_session, join_from_token, mint_token
+from farm.stream.livekit.token import join_for_session, mint_token
 
 
 def room_session_for(
@@ -25,7 +25,7 @@ def room_session_for(
     gestures: Sequence[str] | None = None,
     poster: np.ndarray | None = None,
 ) -> LiveKitRoomSession:
-    """The room session of ``session``; ``Session.livekit`` is {url, token} or {room, identity, ...}."""
+    """The room session of ``session`` (``Session.livekit``: its parsed RoomJoin)."""
     if not session.livekit:
         raise ValidationError("this session has no LiveKit room", session_id=session.id)
     join = join_for_session(session.livekit, settings)
@@ -45,7 +45,6 @@ __all__ = [
     "RoomJoin",
     "RoomSink",
     "join_for_session",
-    "join_from_token",
     "mint_token",
     "room_output",
     "room_session_for",

@@ -29,6 +29,7 @@ import numpy as np
 from livekit import rtc
 
 from farm.kernel import names
+from farm.kernel.domain import RoomJoin
 from farm.kernel.errors import FarmError, RoomJoinFailed, UnknownGesture, ValidationError
 from farm.kernel.settings import Settings
 from farm.render.base import AvatarFrame
@@ -44,7 +45,6 @@ from farm.stream.base import (
 from farm.stream.livekit.playback import PlaybackTracker, Segment
 from farm.stream.livekit.protocol import PcmDecoder, dynamics_reply, stream_format
 from farm.stream.livekit.publisher import RoomPublisher
-from farm.stream.livekit.token import RoomJoin
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,10 @@ class LiveKitRoomSession:
             self._room = room
             try:
                 began = time.perf_counter()
-                await room.connect(self.join.url, self.join.token, rtc.RoomOptions(auto_subscribe=False))
+                url, token = self.join.url, self.join.token
+                if not url or not token:  # join_for_session fills both before a session gets here
+                    raise RoomJoinFailed("the room join has no url or token", room=self.join.room)
+                await room.connect(url, token, rtc.RoomOptions(auto_subscribe=False))
                 self.timings_ms["connect"] = round((time.perf_counter() - began) * 1000.0, 1)
             except rtc.ConnectError as exc:
                 self._room = None
