@@ -80,6 +80,9 @@ class FrameSink(Protocol):
 
     async def write(self, frame: AvatarFrame) -> None: ...
 
+    # Optional: ``lead_s`` (float), how far ahead of real time a real-time sink buffers audio (its
+    # jitter buffer); the frame pump works up to that far ahead while speech is queued.
+
     async def aclose(self) -> None:
         """Flush and close; idempotent."""
         ...

@@ -6,13 +6,16 @@ one ``AvatarFrame`` per 40 ms to the sink. It knows nothing of rooms, files, lea
 the SessionRunner wires a session to it and decides, through ``should_end``, when to stop.
 
 Real-time sinks (a LiveKit room): the audio timeline is the clock and is never stretched. Frame
-``k`` is due at ``t0 + k / fps``; the pump works at most ``LEAD_S`` ahead of that grid (the sink's
-own audio queue absorbs the jitter). Before each frame it asks whether the image can be ready in
-time: when the session's measured render time says it cannot, the frame is taken *without* its
-image (``next_frame(render=False)``: its audio, mouth and gesture state still advance) and the
-viewer keeps the previous picture a little longer. So a worker that falls behind delivers fewer
-pictures per second, never slower speech. Only a stall longer than ``MAX_LAG_S`` (a render that
-blocked, a paused process) re-anchors the grid: that gap is counted in ``PumpStats.resyncs``.
+``k`` is due at ``t0 + k / fps``; while speech is queued the pump works up to the sink's jitter
+buffer ahead of that grid (``FrameSink.lead_s``: the room's audio queue), so a stall of the worker's
+event loop shorter than that never reaches the listener; while idle it stays only ``IDLE_LEAD_S``
+ahead, so the next answer does not queue behind much silence. Before each frame it asks whether
+the image can be ready in time: when the session's measured render time says it cannot, the frame
+is taken *without* its image (``next_frame(render=False)``: its audio, mouth and gesture state
+still advance) and the viewer keeps the previous picture a little longer. So a worker that falls
+behind delivers fewer pictures per second, never slower speech. Only a stall longer than
+``MAX_LAG_S`` (a render that blocked, a paused process) re-anchors the grid: that gap is counted in
+``PumpStats.resyncs``.
 
 File sinks (an MP4): every frame is rendered, as fast as it can be; the pump waits for input when
 nothing is queued.
@@ -38,7 +41,8 @@ from farm.stream.lane import RenderLane
 
 log = logging.getLogger(__name__)
 
-LEAD_S = 0.08  # how far ahead of its due time a frame may be produced (two frames)
+LEAD_S = 0.08  # how far ahead of its due time a frame may be produced, for sinks that do not say
+IDLE_LEAD_S = 0.06  # ahead of the grid while no speech is queued (what a new answer waits behind)
 SLACK_S = 0.04  # an image may be ready this late and still be shown; later, it is skipped
 MAX_LAG_S = 0.4  # behind the grid by more than this (a stall): re-anchor instead of bursting
 RENDER_EWMA = 0.2  # weight of the newest render time in the session's estimate
@@ -115,6 +119,7 @@ class FramePump:
         self._lane = lane
         self._log_fields = dict(log_fields or {})
         self._sink = sink
+        self._lead_s = float(getattr(sink, "lead_s", LEAD_S))  # the sink's jitter buffer, if it says
         self._frame_s = 1.0 / fps
         self._max_queued_frames = max_queued_s * fps
         self._gesture_hook = gesture_hook
@@ -163,7 +168,8 @@ class FramePump:
             if self._abandon_queue or (self._input_closed and pending == 0):
                 return PumpEnd.INPUT_CLOSED
             if sink.realtime:
-                t0, render = await self._keep_time(t0, index)
+                lead_s = self._lead_s if pending > 0 else min(self._lead_s, IDLE_LEAD_S)
+                t0, render = await self._keep_time(t0, index, lead_s)
             else:
                 pending = await self._lane.call(renderer.pending_frames)
                 if pending == 0:
@@ -177,12 +183,12 @@ class FramePump:
                 await self._write(frame)
             index += 1
 
-    async def _keep_time(self, t0: float, index: int) -> tuple[float, bool]:
+    async def _keep_time(self, t0: float, index: int, lead_s: float) -> tuple[float, bool]:
         """Wait until frame ``index`` may be produced; (grid origin, whether to render its image)."""
         due = t0 + index * self._frame_s
         now = self._clock.now()
-        if now < due - LEAD_S:
-            await self._clock.sleep(due - LEAD_S - now)
+        if now < due - lead_s:
+            await self._clock.sleep(due - lead_s - now)
             now = self._clock.now()
         elif now > due + MAX_LAG_S:
             self.stats.resyncs += 1

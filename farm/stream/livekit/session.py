@@ -44,7 +44,7 @@ from farm.stream.base import (
 )
 from farm.stream.livekit.playback import PlaybackTracker, Segment
 from farm.stream.livekit.protocol import PcmDecoder, dynamics_reply, stream_format
-from farm.stream.livekit.publisher import RoomPublisher
+from farm.stream.livekit.publisher import AUDIO_QUEUE_MS, RoomPublisher
 
 log = logging.getLogger(__name__)
 
@@ -357,7 +357,7 @@ class RoomInput:
 
 
 class RoomSink:
-    """The FrameSink half of a LiveKitRoomSession (real time: the runner paces at 25 fps)."""
+    """The FrameSink half of a LiveKitRoomSession (real time: the pump keeps 25 fps on the audio clock)."""
 
     def __init__(self, session: LiveKitRoomSession) -> None:
         self._session = session
@@ -365,6 +365,11 @@ class RoomSink:
     @property
     def realtime(self) -> bool:
         return True
+
+    @property
+    def lead_s(self) -> float:
+        """The audio queue, less a frame: the pump fills it while speech plays (capture blocks when full)."""
+        return AUDIO_QUEUE_MS / 1000.0 - 0.04
 
     async def start(self) -> None:
         await self._session.start()
