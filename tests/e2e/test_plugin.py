@@ -187,7 +187,7 @@ async def wait_avatar_gone(pf: PluginFarm, room: str, timeout_s: float = 20.0) -
 def room_sessions(pf: PluginFarm, room: str) -> list[Session]:
     assert pf.farm.redis_url is not None
     store = RedisSessionStore(connect(pf.farm.redis_url))
-    return [s for s in store.list_for_tenant(TENANT) if (s.livekit or {}).get("room") == room]
+    return [s for s in store.list_for_tenant(TENANT) if s.livekit is not None and s.livekit.room == room]
 
 
 async def wait_session_ended(pf: PluginFarm, room: str, timeout_s: float = 10.0) -> Session:
