@@ -346,7 +346,8 @@ def run(args: argparse.Namespace, pack_dir: Path, redis_url: str, data_dir: Path
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     speech = None if args.silent else speech_like(4.0)
-    session_ids = [f"bench-{i}" for i in range(args.sessions)]
+    # Real session ids (32 hex digits): the API's path pattern refuses anything else with a 400.
+    session_ids = [uuid.uuid4().hex for _ in range(args.sessions)]
     for session_id in session_ids:
         host.add(loop, session_id, agent_id, speech=speech)
     host.dynamics.start()
