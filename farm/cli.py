@@ -321,6 +321,9 @@ def cmd_bench(_: Settings, args: argparse.Namespace) -> int:
             raise
         print(f"no benchmark named {args.name!r} (farm/bench/{args.name}.py)", file=sys.stderr)
         return 2
+    if not callable(getattr(module, "main", None)):
+        print(f"farm/bench/{args.name}.py is a helper of the benchmarks, not one", file=sys.stderr)
+        return 2
     result = module.main(list(args.bench_args))
     return int(result or 0)
 

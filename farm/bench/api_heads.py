@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from farm.bench.common import emit, finish
+from farm.bench.common import emit, finish, parse_args
 from farm.infra.procs import free_port
 
 PROTOCOLS = ("farm", "uvicorn-httptools")
@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--wait-s", type=float, default=2.0, help="how long to wait for an answer")
     parser.add_argument("--child", nargs=2, metavar=("PROTOCOL", "PORT"), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help="also write the summary JSON here")
-    args = parser.parse_args(list(argv or []))
+    args = parse_args(parser, argv, smoke={"connections": 1, "header_mb": 1, "wait_s": 0.5})
     if args.child:
         _serve(args.child[0], int(args.child[1]))
         return 0
@@ -120,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         emit({"bench": "api_heads", **result})
         results.append(result)
     summary = {"bench": "api_heads", "connections": args.connections, "header_mb": args.header_mb}
-    finish({**summary, "results": results}, args.out)
+    finish({**summary, "results": results}, args.out, smoke=args.smoke)
     return 0
 
 

@@ -32,7 +32,7 @@ from typing import Any
 import av
 import numpy as np
 
-from farm.bench.common import emit, finish, speech_like
+from farm.bench.common import emit, finish, parse_args, speech_like
 from farm.kernel.settings import Settings
 
 RATES_HZ = (8_000, 16_000, 44_100, 48_000, 192_000)
@@ -200,7 +200,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--clip", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--pack", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    return parse_args(parser, argv, smoke={"seconds": 2.0, "rates": "8000,192000", "pack_size": 128})
 
 
 def main(argv: list[str]) -> int:
@@ -235,7 +235,7 @@ def main(argv: list[str]) -> int:
         "target_peak_rss_mb": TARGET_PEAK_MB,
         "within_target": bool(peaks) and max(peaks) <= TARGET_PEAK_MB and not failed,
     }
-    finish(result, args.out)
+    finish(result, args.out, smoke=args.smoke)
     return 1 if failed else 0
 
 

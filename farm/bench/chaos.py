@@ -3,7 +3,7 @@
 Each scenario starts its own farm in a temporary directory: an embedded Redis on a fixed port (so it
 can be killed and restarted where the workers expect it), the API, ``--workers`` Essence workers
 and a build worker, all real subprocesses running the production entrypoints, and builds the sample
-avatar once. Scenarios:
+avatar once (``--size``, default the settings' ``essence_size``). Scenarios:
 
 - ``worker-kill``: sessions stream on one worker, which gets SIGKILL (a crashed pod); a fresh worker
   is started in its place. Reported: seconds from the kill to the session streaming again on
@@ -17,6 +17,7 @@ avatar once. Scenarios:
 - ``soak``: ``--sessions`` short sessions through the API at ``--in-flight`` at a time. Reported:
   lost, stuck (not terminal by the deadline), failed by code, and the Redis keys left behind without
   a TTL, grouped by pattern (ids replaced by ``*``), before and after.
+- ``room-kill``: the worker publishing into a LiveKit room is killed (``farm.bench.chaos_room``).
 - ``redis-freeze``: as ``redis-restart``, but Redis gets SIGSTOP and, ``--outage-s`` later, SIGCONT:
   a hung primary or a network partition, where connections stay open and calls wait for their
   socket timeout instead of failing at once. Keys with a TTL (leases, liveness) lapse during the
@@ -48,7 +49,7 @@ from typing import Any
 
 import httpx
 
-from farm.bench.common import emit, finish, sample_clip, sample_portrait_png, summary
+from farm.bench.common import emit, finish, parse_args, sample_clip, sample_portrait_png, summary
 from farm.bench.roomfarm import add_livekit_args, livekit_target
 from farm.client import TERMINAL, AvatarSession, SessionInfo
 from farm.infra.embedded_redis import EmbeddedRedis
@@ -507,14 +508,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--sessions", type=int, default=1000, help="soak: sessions; redis-restart: in flight")
     parser.add_argument("--in-flight", type=int, default=8, help="soak: concurrent sessions")
+    parser.add_argument("--size", type=int, help="the sample avatar's frame size")
     parser.add_argument("--out", type=Path, help="also write the summary JSON here")
     add_livekit_args(parser)
-    args = parser.parse_args(list(argv or []))
+    smoke = {
+        "workers": 1,
+        "concurrency": 2,
+        "trials": 1,
+        "clip_s": 2.0,
+        "outage_s": 1.0,
+        "sessions": 4,
+        "in_flight": 2,
+        "size": 128,
+    }
+    args = parse_args(parser, argv, smoke=smoke)
     emit({"bench": "chaos", "scenario": args.scenario, "phase": "starting a private farm"})
     if args.scenario == "room-kill":
         result = _room_kill(args)
     else:
-        with chaos_farm(workers=args.workers, concurrency=args.concurrency) as farm:
+        with chaos_farm(workers=args.workers, concurrency=args.concurrency, **_size(args)) as farm:
             if args.scenario == "worker-kill":
                 result = worker_kill(farm, trials=args.trials, clip_s=args.clip_s)
             elif args.scenario in ("redis-restart", "redis-freeze"):
@@ -523,8 +535,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result = outage(farm, sessions=sessions, clip_s=args.clip_s, outage_s=args.outage_s)
             else:
                 result = soak(farm, sessions=args.sessions, in_flight=args.in_flight)
-    finish({"bench": "chaos", "workers": args.workers, "concurrency": args.concurrency, **result}, args.out)
+    record = {"bench": "chaos", "workers": args.workers, "concurrency": args.concurrency, **result}
+    finish(record, args.out, smoke=args.smoke)
     return 0
+
+
+def _size(args: argparse.Namespace) -> dict[str, Any]:
+    """The Settings override of ``--size`` (none without it: the settings' own essence_size)."""
+    return {"essence_size": args.size} if args.size else {}
 
 
 def _room_kill(args: argparse.Namespace) -> dict[str, Any]:
@@ -535,7 +553,9 @@ def _room_kill(args: argparse.Namespace) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="farm-chaos-"))
     with (
         livekit_target(args.livekit_url, args.api_key, args.api_secret, root) as lk,
-        chaos_farm(workers=args.workers, concurrency=args.concurrency, root=root, livekit_url=lk.url) as farm,
+        chaos_farm(
+            workers=args.workers, concurrency=args.concurrency, root=root, livekit_url=lk.url, **_size(args)
+        ) as farm,
     ):
         return asyncio.run(room_kill(farm, lk, trials=args.trials))
 

@@ -7,8 +7,9 @@ Builds three characters with the real builder and renders them with the real ren
 * ``cat``: scikit-image's ``chelsea`` photo in animal mode, mouth and eyes given as boxes;
 * ``cartoon``: a mascot drawn here with OpenCV, animal mode with given mouth and eyes.
 
-For each: a contact sheet PNG (``farm sheet``'s: idle, each viseme's shape, blink and gaze, gestures) and
-lip-sync numbers over 5 s of speech-like audio: the correlation of the renderer's mouth openness
+For each, built at ``--size`` (default 512): a contact sheet PNG (``farm sheet``'s: idle, each viseme's
+shape, blink and gaze, gestures) and lip-sync numbers over ``--speech-s`` (default 5 s) of speech-like
+audio: the correlation of the renderer's mouth openness
 with the audio's loudness, the correlation of the *pixel change* in the mouth box with loudness (a
 measurement on the pictures themselves) and where the pixel change lies (its centroid's distance
 from the mouth, in mouth widths). A sweep then finds the smallest face (pixels) that builds.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from farm.bench.common import finish, speech_like
+from farm.bench.common import finish, parse_args, speech_like
 from farm.kernel.characters import AvatarMode, BuildOptions, Framing
 from farm.kernel.errors import FarmError
 from farm.render.audio import frame_energy
@@ -35,6 +37,7 @@ from farm.render.essence.builder import locate_face
 from farm.render.essence.sheet import write_sheet
 
 SPEECH_S = 5.0
+SWEEP = (0.5, 0.35, 0.25, 0.2, 0.15, 0.12)
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,7 @@ def contact_sheet(avatar: LoadedAvatar, name: str, path: Path) -> Path:
     return path
 
 
-def smallest_face(fractions: tuple[float, ...] = (0.5, 0.35, 0.25, 0.2, 0.15, 0.12)) -> list[dict[str, Any]]:
+def smallest_face(fractions: Sequence[float] = SWEEP) -> list[dict[str, Any]]:
     """Build the sample portrait scaled into a 1024² canvas at each fraction (face framing)."""
     rows = []
     for fraction in fractions:
@@ -177,13 +180,15 @@ def smallest_face(fractions: tuple[float, ...] = (0.5, 0.35, 0.25, 0.2, 0.15, 0.
     return rows
 
 
-def run(out: Path, *, sweep: bool = True) -> dict[str, Any]:
-    results: dict[str, Any] = {"bench": "characters", "speech_s": SPEECH_S, "characters": {}}
+def run(
+    out: Path, *, size: int = 512, speech_s: float = SPEECH_S, sweep: Sequence[float] = SWEEP
+) -> dict[str, Any]:
+    results: dict[str, Any] = {"bench": "characters", "size": size, "speech_s": speech_s, "characters": {}}
     with tempfile.TemporaryDirectory(prefix="characters-") as tmp:
         for character in characters():
             started = time.perf_counter()
             pack_dir = build_pack(
-                character.image, Path(tmp) / character.name, size=512, options=character.options
+                character.image, Path(tmp) / character.name, size=size, options=character.options
             )
             build_s = time.perf_counter() - started
             avatar = LoadedAvatar(load_pack(pack_dir))
@@ -203,10 +208,10 @@ def run(out: Path, *, sweep: bool = True) -> dict[str, Any]:
                 ),
                 "build_s": round(build_s, 2),
                 "sheet": sheet.name,
-                **lip_sync(avatar),
+                **lip_sync(avatar, speech_s),
             }
     if sweep:
-        results["smallest_face"] = smallest_face()
+        results["smallest_face"] = smallest_face(sweep)
     return results
 
 
@@ -215,10 +220,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=Path("out/characters"), help="contact sheets and summary.json"
     )
+    parser.add_argument("--size", type=int, default=512, help="frame size of the packs (the longer side)")
+    parser.add_argument("--speech-s", type=float, default=SPEECH_S, help="speech rendered per character")
+    parser.add_argument(
+        "--sweep",
+        type=lambda text: [float(f) for f in text.split(",")],
+        default=list(SWEEP),
+        help="portrait scales of the smallest-face sweep (comma-separated)",
+    )
     parser.add_argument("--no-sweep", action="store_true", help="skip the smallest-face sweep")
-    args = parser.parse_args(argv)
-    summary = run(args.out, sweep=not args.no_sweep)
-    finish(summary, args.out / "summary.json")
+    smoke = {"size": 320, "speech_s": 2.0, "sweep": [0.25]}  # 320: the full-body mouth needs 10 px
+    args = parse_args(parser, argv, smoke=smoke)
+    summary = run(args.out, size=args.size, speech_s=args.speech_s, sweep=[] if args.no_sweep else args.sweep)
+    finish(summary, args.out / "summary.json", smoke=args.smoke)
     return 0
 
 

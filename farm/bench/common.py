@@ -1,17 +1,19 @@
 """One toolkit for every bench: one percentile definition, one summary format, one ``finish`` that
-stamps machine and date, and one speech-like sample signal, so every p95 in BENCHMARKS.md means the
-same thing.
+stamps machine and date, one speech-like sample signal, so every p95 in BENCHMARKS.md means the
+same thing, and one ``--smoke`` flag (``parse_args``) with which the test suite runs every bench at
+test size, so no bench can rot.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import socket
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,13 +61,42 @@ def machine() -> dict[str, Any]:
     }
 
 
+def parse_args(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, smoke: Mapping[str, Any]
+) -> argparse.Namespace:
+    """Parse a bench's arguments, with ``--smoke``: the same run, same code and same JSON, at test size.
+
+    ``smoke`` maps option destinations to their test-size values: with ``--smoke`` they replace the
+    defaults (an option given explicitly still wins), so smoke only ever shrinks parameters. The
+    result then says ``"smoke": true`` (``finish``): its numbers are not measurements."""
+    shown = ", ".join(f"{dest.replace('_', '-')}={_shown(value)}" for dest, value in smoke.items())
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"the same run at test size, in seconds ({shown}); the JSON says smoke: true",
+    )
+    argv = list(argv or [])
+    known, _ = parser.parse_known_args(argv)
+    if known.smoke:
+        parser.set_defaults(**smoke)
+    return parser.parse_args(argv)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
 def emit(record: dict[str, Any]) -> None:
     """One JSON line on stdout (progress records and summaries)."""
     print(json.dumps(record), flush=True)
 
 
-def finish(result: dict[str, Any], out: Path | None) -> None:
-    """Stamp the machine and date on a bench result, print it as one JSON line, write it to ``out``."""
+def finish(result: dict[str, Any], out: Path | None, *, smoke: bool = False) -> None:
+    """Stamp smoke or not, the machine and the date on a bench result, print it as one JSON line,
+    write it to ``out``."""
+    result["smoke"] = smoke
     result["machine"] = machine()
     result["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     emit(result)

@@ -46,7 +46,7 @@ import numpy as np
 import psutil
 from livekit import api, rtc
 
-from farm.bench.common import finish, sample_portrait_png, speech_like, summary
+from farm.bench.common import emit, finish, parse_args, sample_portrait_png, speech_like, summary
 from farm.bench.roomfarm import add_livekit_args, livekit_target
 from farm.infra.procs import LocalFarm, free_port
 from farm.infra.redis_conn import connect
@@ -279,14 +279,15 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 bench = DensityBench(target, client, psutil.Process(worker_pid), pcm, args.step_s, agent_id)
                 bench.model, bench.image_b64 = args.model, base64.b64encode(sample_portrait_png()).decode()
                 bench.registry = RedisWorkerRegistry(connect(str(farm.redis_url)))
-                await bench.step(1)  # warm-up: codecs, first joins
+                for _ in range(args.warmup_steps):
+                    await bench.step(1)  # warm-up: codecs, first joins
                 steps = []
                 for n in args.steps:
                     result = await bench.step(n)
                     result["worker_rss_growth_mb_per_session"] = round(
                         (result["worker_rss_mb"] - idle_rss) / n, 2
                     )
-                    print(f"density step {result}", file=sys.stderr, flush=True)
+                    emit({"bench": "density", "progress": result})
                     steps.append(result)
                     if result["late_pct"] is not None and result["late_pct"] > 5 * args.max_late_pct:
                         break  # far past the ceiling: further steps only add load
@@ -341,9 +342,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-cores", default="1", help="cores the worker process is pinned to")
     parser.add_argument("--max-late-pct", type=float, default=1.0)
     add_livekit_args(parser)
+    parser.add_argument("--warmup-steps", type=int, default=1, help="one-session steps not reported")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
-    args = parser.parse_args(argv)
-    finish(asyncio.run(_run(args)), args.out)
+    smoke = {"steps": [1], "step_s": 1.0, "size": 128, "warmup_steps": 0}
+    args = parse_args(parser, argv, smoke=smoke)
+    finish(asyncio.run(_run(args)), args.out, smoke=args.smoke)
     return 0
 
 

@@ -8,9 +8,10 @@ time. ``--pace idle`` (default) posts the next one after the previous ENDED, so 
 an idle warm worker: the pure hand-off. ``--pace claimed`` posts as soon as the previous one is
 claimed, so sessions overlap and claims include waiting for a free slot. Not a saturation test.
 
-Without ``--api-url`` it starts its own farm in a temporary directory (embedded Redis, API, one
-essence worker and one build worker as subprocesses), builds the sample avatar once and runs
-against it. Prints one JSON object per line: progress, then the summary.
+``--warmup-sessions`` (default 10) run first and are not counted. Without ``--api-url`` it starts its
+own farm in a temporary directory (embedded Redis, API, one essence worker and one build worker as
+subprocesses), builds the sample avatar once (``--size``, default the settings' ``essence_size``) and
+runs against it. Prints one JSON object per line: progress, then the summary.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from farm.bench.common import emit, finish, percentile, sample_clip, sample_portrait_png
+from farm.bench.common import emit, finish, parse_args, percentile, sample_clip, sample_portrait_png
 from farm.client import AvatarSession, SessionInfo
 from farm.infra.procs import free_port
 from farm.kernel.settings import Settings
@@ -81,10 +82,12 @@ def one_session(
     return Sample((assigned - t0) * 1000, (t_api - t0) * 1000, (assigned - queued) * 1000)
 
 
-def run(farm: AvatarSession, avatar_id: str, sessions: int, *, pace: str = "idle") -> list[Sample]:
+def run(
+    farm: AvatarSession, avatar_id: str, sessions: int, *, pace: str = "idle", warmup: int = WARMUP_SESSIONS
+) -> list[Sample]:
     audio = sample_clip()
     until_ended = pace == "idle"
-    for _ in range(WARMUP_SESSIONS):
+    for _ in range(warmup):
         one_session(farm, avatar_id, audio, until_ended=True)
     samples = []
     for i in range(sessions):
@@ -101,8 +104,14 @@ def _own_farm(args: argparse.Namespace) -> tuple[Any, AvatarSession, str]:
     from farm.tenancy.api_keys import RedisKeyStore
 
     root = Path(tempfile.mkdtemp(prefix="farm-bench-"))
+    size = {"essence_size": args.size} if args.size else {}
     settings = Settings.from_env(
-        redis_url=None, data_dir=root / "var", output_dir=root / "out", api_port=free_port(), hot_avatars=4
+        redis_url=None,
+        data_dir=root / "var",
+        output_dir=root / "out",
+        api_port=free_port(),
+        hot_avatars=4,
+        **size,
     )
     local = LocalFarm(settings, dict(os.environ))
     url = local.start_redis()
@@ -137,10 +146,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--avatar-id", help="a READY agent of the key's tenant")
     parser.add_argument("--worker-concurrency", type=int, default=4)
     parser.add_argument("--pace", choices=["idle", "claimed"], default="idle", help="see the module doc")
+    parser.add_argument("--warmup-sessions", type=int, default=WARMUP_SESSIONS, help="not counted")
+    parser.add_argument("--size", type=int, help="own farm: the sample avatar's frame size")
     parser.add_argument("--out", type=Path, help="also write the summary JSON here")
-    args = parser.parse_args(list(argv or []))
-    if args.sessions < 1:
-        parser.error("--sessions must be positive")
+    smoke = {"sessions": 2, "warmup_sessions": 1, "worker_concurrency": 1, "size": 128}
+    args = parse_args(parser, argv, smoke=smoke)
+    if args.sessions < 1 or args.warmup_sessions < 0:
+        parser.error("--sessions must be positive, --warmup-sessions not negative")
 
     local = None
     if args.api_url:
@@ -156,23 +168,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         fleet = farm.fleet()["queues"].get("essence", {})
         started = time.monotonic()
-        samples = run(farm, avatar_id, args.sessions, pace=args.pace)
+        samples = run(farm, avatar_id, args.sessions, pace=args.pace, warmup=args.warmup_sessions)
         summary: dict[str, Any] = {
             "bench": "dispatch",
             "sessions": len(samples),
-            "warmup_sessions": WARMUP_SESSIONS,
+            "warmup_sessions": args.warmup_sessions,
             "pace": args.pace,
             "clip_s": CLIP_S,
             "request_to_claim": summarize([s.total_ms for s in samples]),
             "api_request": summarize([s.api_ms for s in samples]),
             "queued_to_assigned": summarize([s.queue_to_claim_ms for s in samples]),
             "wall_s": round(time.monotonic() - started, 2),
-            "workers": [
-                {k: w.get(k) for k in ("capacity", "prewarm_s", "backend", "models")}
-                for w in fleet.get("workers", [])
-            ],
+            "workers": [{k: w.get(k) for k in WORKER_FIELDS} for w in fleet.get("workers", [])],
         }
-        finish(summary, args.out)
+        finish(summary, args.out, smoke=args.smoke)
         return 0
     finally:
         farm.close()

@@ -11,7 +11,8 @@ A driver thread triggers one idle session at a time, cycling gestures so no cool
 
 Latency = wall time from just before the trigger call to the moment the session's frame loop has
 rendered the first frame whose ``gesture`` is the triggered one. A frame is due every 40 ms, so the
-floor is the wait for the next tick. Prints one JSON object; target p95 ≤ 80 ms (two frames).
+floor is the wait for the next tick. Prints one JSON object (``--out`` also writes it); target p95 ≤
+80 ms (two frames).
 """
 
 from __future__ import annotations
@@ -20,9 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
-import statistics
 import tempfile
 import threading
 import time
@@ -34,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from farm.bench.common import percentile
+from farm.bench.common import finish, parse_args, percentile, summary
 from farm.dynamics.router import LocalSessions
 from farm.dynamics.rules import MemoryRulesStore
 from farm.dynamics.worker import AttachedSession, WorkerDynamics
@@ -319,7 +318,7 @@ def bus_trigger(redis_url: str, agent_id: str) -> Iterator[Any]:
 # ---------------------------------------------------------------- main
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="farm bench dynamics", description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--triggers", type=int, default=200)
@@ -329,7 +328,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--redis-url", help="default: start an embedded valkey")
     parser.add_argument("--gap-s", type=float, default=0.02, help="pause between triggers")
     parser.add_argument("--silent", action="store_true", help="sessions idle instead of speaking")
-    return parser.parse_args(argv)
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    return parse_args(parser, argv, smoke={"sessions": 1, "triggers": 2, "size": 128})
 
 
 def run(args: argparse.Namespace, pack_dir: Path, redis_url: str, data_dir: Path) -> dict[str, Any]:
@@ -404,13 +404,7 @@ def report(
         "triggers": counts["sent"],
         "measured": len(latencies),
         "missed": counts["missed"],
-        "latency_ms": {
-            "median": round(statistics.median(latencies), 2) if latencies else None,
-            "p95": round(percentile(latencies, 95), 2),
-            "p99": round(percentile(latencies, 99), 2),
-            "min": round(min(latencies), 2) if latencies else None,
-            "max": round(max(latencies), 2) if latencies else None,
-        },
+        "latency_ms": summary(latencies, digits=2),
         "target_p95_ms": TARGET_P95_MS,
         "meets_target": bool(latencies) and percentile(latencies, 95) <= TARGET_P95_MS,
         "late_ticks": sum(s.late_ticks for s in host.sessions.values()),
@@ -418,19 +412,16 @@ def report(
         "elapsed_s": round(elapsed_s, 2),
     }
     if response_ms:
-        result["api_response_ms"] = {
-            "median": round(statistics.median(response_ms), 2),
-            "p95": round(percentile(response_ms, 95), 2),
-        }
+        result["api_response_ms"] = summary(response_ms, digits=2)
     return result
 
 
 def main(argv: list[str]) -> int:
-    args = parse_args(argv)
+    args = _parse(argv)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench-dynamics-") as tmp:
         pack_dir = args.pack or build_sample_pack(Path(tmp) / "pack", args.size)
         with embedded_redis(args.redis_url) as redis_url:
             result = run(args, pack_dir, redis_url, Path(tmp) / "var")
-    print(json.dumps(result))
+    finish(result, args.out, smoke=args.smoke)
     return 0 if result["measured"] else 1

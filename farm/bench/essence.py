@@ -1,16 +1,16 @@
 """``farm bench essence``: build, load and render cost of the Essence engine, as one JSON object.
 
-Measures on the sample portrait at 512x512: pack build time, pack load time, render ms per frame
-(median, p95) of one session pinned to one core while it speaks, sessions per core at 25 fps (render only),
-and resident memory per extra session (RSS growth over 20 open, rendering sessions). With
-``--sheet PATH`` it also writes a PNG contact sheet: idle frames, speech with different mouth
-shapes, and every gesture.
+Measures on the sample portrait at ``--size`` (default 512x512): pack build time, pack load time,
+render ms per frame (median, p95) of one session pinned to one core while it speaks ``--seconds``,
+sessions per core at 25 fps (render only), and resident memory per extra session (RSS growth over
+``--extra-sessions``, default 20, open, rendering sessions). With ``--sheet PATH`` it also writes a PNG
+contact sheet: idle frames, speech with different mouth shapes, and every gesture. ``--out`` also
+writes the JSON.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from farm.bench.common import percentile, speech_like
+from farm.bench.common import finish, parse_args, percentile, speech_like
 from farm.render.base import AvatarSource
 from farm.render.essence import EssenceEngine, EssenceRenderer, LoadedAvatar, build_pack, sample_portrait
 
@@ -62,7 +62,7 @@ def _render_costs(avatar: LoadedAvatar, seconds: float) -> list[float]:
     return costs
 
 
-def _session_memory(avatar: LoadedAvatar) -> tuple[float, float]:
+def _session_memory(avatar: LoadedAvatar, extra_sessions: int) -> tuple[float, float]:
     """(RSS growth, traced Python allocations) per extra session, in MB, with 4 s of queued speech."""
     import tracemalloc
 
@@ -73,7 +73,7 @@ def _session_memory(avatar: LoadedAvatar) -> tuple[float, float]:
     audio = speech_like(4.0)
     before = _rss_mb()
     tracemalloc.start()
-    sessions = [EssenceRenderer(avatar, f"s{i}") for i in range(EXTRA_SESSIONS)]
+    sessions = [EssenceRenderer(avatar, f"s{i}") for i in range(extra_sessions)]
     for renderer in sessions:
         renderer.push_audio(audio, 16_000)
     for _ in range(10):
@@ -81,23 +81,29 @@ def _session_memory(avatar: LoadedAvatar) -> tuple[float, float]:
             renderer.next_frame()
     traced, _peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return (_rss_mb() - before) / EXTRA_SESSIONS, traced / 1e6 / EXTRA_SESSIONS
+    return (_rss_mb() - before) / extra_sessions, traced / 1e6 / extra_sessions
 
 
-def run(*, sheet: Path | None = None, seconds: float = 10.0) -> dict[str, Any]:
+def run(
+    *,
+    sheet: Path | None = None,
+    seconds: float = 10.0,
+    size: int = 512,
+    extra_sessions: int = EXTRA_SESSIONS,
+) -> dict[str, Any]:
     """Run the benchmark; returns the JSON-ready result (and writes the contact sheet if asked)."""
     engine = EssenceEngine()
     with tempfile.TemporaryDirectory(prefix="essence-bench-") as tmp:
         pack_dir = Path(tmp) / "pack"
         started = time.perf_counter()
-        build_pack(sample_portrait(), pack_dir, size=512)
+        build_pack(sample_portrait(), pack_dir, size=size)
         build_s = time.perf_counter() - started
         started = time.perf_counter()
         avatar = engine.load_avatar(AvatarSource("bench", pack_path=pack_dir))
         load_ms = (time.perf_counter() - started) * 1000.0
         _one_core()
         costs = _render_costs(avatar, seconds)
-        rss_mb, traced_mb = _session_memory(avatar)
+        rss_mb, traced_mb = _session_memory(avatar, extra_sessions)
         if sheet is not None:
             contact_sheet(avatar, sheet)
         median = float(np.median(costs))
@@ -113,7 +119,7 @@ def run(*, sheet: Path | None = None, seconds: float = 10.0) -> dict[str, Any]:
             "pack_size_mb": round(engine.avatar_size_mb(avatar), 1),
             "rss_mb_per_extra_session": round(rss_mb, 2),
             "traced_mb_per_extra_session": round(traced_mb, 3),
-            "extra_sessions_measured": EXTRA_SESSIONS,
+            "extra_sessions_measured": extra_sessions,
             "sheet": str(sheet) if sheet else None,
         }
 
@@ -165,8 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="farm bench essence", description=__doc__)
     parser.add_argument("--sheet", type=Path, default=None, help="write a PNG contact sheet here")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds of speech to render")
-    args = parser.parse_args(argv)
-    print(json.dumps(run(sheet=args.sheet, seconds=args.seconds)))
+    parser.add_argument("--size", type=int, default=512, help="frame size of the sample pack")
+    parser.add_argument("--extra-sessions", type=int, default=EXTRA_SESSIONS, help="sessions for RSS growth")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    args = parse_args(parser, argv, smoke={"seconds": 1.0, "size": 128, "extra_sessions": 2})
+    result = run(sheet=args.sheet, seconds=args.seconds, size=args.size, extra_sessions=args.extra_sessions)
+    finish(result, args.out, smoke=args.smoke)
     return 0
 
 

@@ -11,14 +11,14 @@ runs real ExpressionRenderers through the engine's batcher (``--pipeline-session
 aggregate frames/s including audio features, motion and batching. ``--sheet PATH`` writes a PNG
 contact sheet of a session speaking (sample portrait, synthetic speech, a smile and a head tilt).
 
-Output: one JSON object on stdout (``--out PATH`` also writes it to a file). ``--model learned``
-measures the learned model instead (``farm/bench/expression_learned.py``).
+Output: one JSON object on stdout (``--out PATH`` also writes it to a file). ``--smoke`` measures
+``torch-cpu`` only, at 64² and batch 1-2. ``--model learned`` measures the learned model instead
+(``farm/bench/expression_learned.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import threading
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from farm.bench.common import speech_like
+from farm.bench.common import finish, parse_args, speech_like
 from farm.render.base import FPS, AvatarFrame
 
 FRAME_BUDGET_S = 1.0 / FPS
@@ -303,7 +303,15 @@ def main(argv: list[str] | None = None) -> int:
         "--work-dir", type=Path, default=Path("var/engines"), help="ONNX / TensorRT plan cache"
     )
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
-    args = parser.parse_args(argv)
+    smoke = {
+        "size": 64,
+        "backend": ["torch-cpu"],
+        "max_batch": 2,
+        "budget_s": 2.0,
+        "pipeline_sessions": [2],
+        "pipeline_seconds": 0.5,
+    }
+    args = parse_args(parser, argv, smoke=smoke)
     result = run(
         size=args.size,
         backends=args.backend,
@@ -314,9 +322,5 @@ def main(argv: list[str] | None = None) -> int:
         sheet=args.sheet,
         work_dir=args.work_dir,
     )
-    text = json.dumps(result)
-    print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    finish(result, args.out, smoke=args.smoke)
     return 0

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from farm.bench.common import finish
+from farm.bench.common import finish, parse_args
 
 
 def _ort_rows(weights: Path, batches: tuple[int, ...], size: int, steps: int) -> dict[str, Any]:
@@ -138,10 +138,9 @@ def _tiny_weights() -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="farm bench expression --model learned", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print JSON (always on; accepted for clarity)")
-    parser.add_argument("--smoke", action="store_true", help="test-size modules on the CPU, seconds")
     parser.add_argument("--weights", type=Path, default=None, help="an ONNX set for the onnxruntime backend")
     parser.add_argument("--budget-s", type=float, default=300.0, help="time budget of the torch measurements")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
-    args = parser.parse_args(argv)
-    finish(run(smoke=args.smoke, weights=args.weights, budget_s=args.budget_s), args.out)
+    args = parse_args(parser, argv, smoke={"budget_s": 60.0})  # --smoke: test-size modules on the CPU
+    finish(run(smoke=args.smoke, weights=args.weights, budget_s=args.budget_s), args.out, smoke=args.smoke)
     return 0

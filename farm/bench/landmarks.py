@@ -21,6 +21,7 @@ import hashlib
 import json
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ import cv2
 import numpy as np
 
 from farm.bench.characters import full_body_canvas
-from farm.bench.common import finish
+from farm.bench.common import finish, parse_args
 from farm.kernel.characters import BuildOptions
 from farm.kernel.errors import FarmError
 from farm.render.essence import build_pack
@@ -38,6 +39,7 @@ REFERENCE = Path("benchmarks/landmarks/dlib-68.json")
 KEY_POINTS = {"mouth_l": 48, "mouth_r": 54, "eye_lo": 36, "eye_li": 39, "eye_ri": 42, "eye_ro": 45,
               "lip_up": 62, "lip_low": 66, "nose": 30, "chin": 8}  # fmt: skip
 SMALL_AT = (380, 560)  # where the quarter-size portrait sits in the small-face canvas
+SWEEP = (0.5, 0.25, 0.2, 0.15, 0.12, 0.1, 0.08)
 
 
 def small_face_canvas(fraction: float = 0.25, at: tuple[int, int] = SMALL_AT) -> np.ndarray:
@@ -134,7 +136,7 @@ def consistency(full: np.ndarray, small: np.ndarray, fraction: float, at: tuple[
     return float(np.linalg.norm(detect_face(small).points - a, axis=1).mean())
 
 
-def smallest_face(fractions: tuple[float, ...]) -> list[dict[str, Any]]:
+def smallest_face(fractions: Sequence[float]) -> list[dict[str, Any]]:
     """Build a pack (face framing, 192 px) of the portrait scaled into a 1024² canvas at each fraction."""
     rows = []
     for fraction in fractions:
@@ -157,7 +159,7 @@ def smallest_face(fractions: tuple[float, ...]) -> list[dict[str, Any]]:
     return rows
 
 
-def run(extra: list[str], reference_path: Path) -> dict[str, Any]:
+def run(extra: list[str], reference_path: Path, sweep: Sequence[float] = SWEEP) -> dict[str, Any]:
     named = images(extra)
     reference = json.loads(reference_path.read_text())["images"] if reference_path.exists() else {}
     result: dict[str, Any] = {"bench": "landmarks", "reference": str(reference_path), "images": {}}
@@ -171,7 +173,7 @@ def run(extra: list[str], reference_path: Path) -> dict[str, Any]:
     result["small_face_vs_full_size_px"] = round(
         consistency(sample_portrait(), named["small_face"], 0.25, SMALL_AT), 2
     )
-    result["smallest_face"] = smallest_face((0.5, 0.25, 0.2, 0.15, 0.12, 0.1, 0.08))
+    result["smallest_face"] = smallest_face(sweep)
     return result
 
 
@@ -180,12 +182,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image", action="append", default=[], metavar="NAME=PATH", help="another portrait")
     parser.add_argument("--reference", type=Path, default=REFERENCE, help="recorded dlib points")
     parser.add_argument("--record-dlib", action="store_true", help="(re)record the reference; needs dlib")
+    parser.add_argument(
+        "--sweep",
+        type=lambda text: [float(f) for f in text.split(",")],
+        default=list(SWEEP),
+        help="portrait scales of the smallest-face sweep (comma-separated)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv, smoke={"sweep": [0.25]})
     if args.record_dlib:
         record_dlib(images(args.image), args.reference)
         return 0
-    finish(run(args.image, args.reference), args.out)
+    finish(run(args.image, args.reference, args.sweep), args.out, smoke=args.smoke)
     return 0
 
 

@@ -1,6 +1,6 @@
-"""Redis load per live session: N fake-engine workers' session-store loops against one server.
+"""``farm bench redis_load``: Redis load per live session, fake-engine workers' loops on one server.
 
-``farm bench redis_load [--workers 2,8,16] [--sessions 400] [--seconds 10] [--out FILE]``
+``farm bench redis_load [--workers 2,8,16] [--sessions 400] [--seconds 10] [--out FILE] [--smoke]``
 
 Each fake worker is a thread with its own connection that runs, at the real cadences
 (``Settings``: lease renewal 2 s, heartbeat 5 s, reaper/rescuer pass 3 s), exactly the Redis calls
@@ -8,8 +8,9 @@ the worker core makes for its share of the live sessions, through the real class
 (``RedisSessionStore``, ``RedisWorkerRegistry``, ``Reaper``, ``StrandedRescuer``); the engine renders
 nothing (it touches no Redis). Two modes:
 
-- ``before``: main's loops: ``renew`` + a ``stop_requested`` poll 4×/s per session, and every
-  worker re-reading every live session record (``ZRANGE`` + ``MGET``) each rescuer pass.
+- ``before``: the loops as they were before the change: ``renew`` + a ``stop_requested`` poll 4×/s
+  per session, and every worker re-reading every live session record (``ZRANGE`` + ``MGET``) each
+  rescuer pass.
 - ``after``: ``renew_and_check_stop`` once per renewal, the rescuer's warm-pending index under a
   fleet lock, the reaper's lease-existence pass.
 
@@ -29,7 +30,7 @@ from typing import Any, cast
 
 import redis
 
-from farm.bench.dispatch import finish
+from farm.bench.common import emit, finish, parse_args
 from farm.infra.embedded_redis import EmbeddedRedis
 from farm.infra.redis_conn import connect
 from farm.kernel import names
@@ -82,7 +83,7 @@ def _worker(url: str, worker_id: str, leases: list[Lease], mode: str, stop: thre
             reaper.run_once()
             if mode == "after":
                 rescuer.run_once()
-            else:  # main's rescuer: every worker re-reads every live session record
+            else:  # the old rescuer: every worker re-reads every live session record
                 ids = client.zrange(names.LIVE_SESSIONS_KEY, 0, -1)
                 if ids:
                     client.mget([names.session_key(i) for i in ids])
@@ -138,19 +139,19 @@ def measure(url: str, workers: int, sessions: int, seconds: float, mode: str) ->
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="farm bench redis_load")
-    parser.add_argument("--workers", default="2,8,16")
-    parser.add_argument("--sessions", type=int, default=400)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args(argv)
+    parser = argparse.ArgumentParser(prog="farm bench redis_load", description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", default="2,8,16", help="fake worker counts (comma-separated)")
+    parser.add_argument("--sessions", type=int, default=400, help="live sessions shared by the workers")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per row")
+    parser.add_argument("--out", type=Path, help="also write the summary JSON here")
+    args = parse_args(parser, argv, smoke={"workers": "2", "sessions": 4, "seconds": 1.0})
     rows = []
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp)) as server:
         url = server.url or server.start()
         for mode in ("before", "after"):
             for workers in (int(w) for w in args.workers.split(",")):
                 row = measure(url, workers, args.sessions, args.seconds, mode)
-                print(row, flush=True)
+                emit({"bench": "redis_load", "progress": row})
                 rows.append(row)
     after = [r for r in rows if r["mode"] == "after"]
     worst = max(r["bytes_per_s_per_session"] for r in after)
@@ -162,5 +163,5 @@ def main(argv: list[str]) -> int:
             "after_bytes_per_s": round(worst * 10_000),
         },
     }
-    finish(summary, args.out)
+    finish(summary, args.out, smoke=args.smoke)
     return 0

@@ -44,7 +44,7 @@ from livekit import api, rtc
 
 from farm.api.routes.viewer import viewer_path, viewer_token
 from farm.bench.browser import BrowserViewer, HttpApp, chromium, chromium_available, new_viewer
-from farm.bench.common import finish, summary
+from farm.bench.common import finish, parse_args, summary
 from farm.bench.onsets import THUMB, MouthModel, audio_onset
 from farm.bench.roomfarm import AGENT_ID, RoomFarm, add_livekit_args, livekit_target, room_farm
 from farm.infra.procs import free_port
@@ -373,8 +373,9 @@ def main(argv: list[str] | None = None) -> int:
         help="also measure at a headless Chromium viewer (default: when /usr/bin/chromium exists)",
     )
     parser.add_argument("--out", type=Path, help="also write the JSON here")
-    args = parser.parse_args(argv)
-    finish(asyncio.run(_run(args)), args.out)
+    smoke = {"sessions": 1, "av_sessions": 1, "size": 128, "browser": False}
+    args = parse_args(parser, argv, smoke=smoke)
+    finish(asyncio.run(_run(args)), args.out, smoke=args.smoke)
     return 0
 
 

@@ -1,9 +1,9 @@
 """``farm bench stages``: the per-frame cost of the farm's own stages of an Essence room session.
 
-Renders ``--frames`` 512² frames of speech with the real Essence renderer and times, per frame
-(median ms): the render, the RGB → RGBA ``rtc.VideoFrame`` the publisher builds, and the RGBA →
-I420 conversion the SDK does before encoding. The density bench's CPU per session minus these is
-what the LiveKit SDK costs (encode, Opus, packetisation). Run it pinned (``taskset -c 1``) to
+Renders ``--frames`` frames (``--size``, default 512²) of speech with the real Essence renderer and
+times, per frame (median ms): the render, the RGB → RGBA ``rtc.VideoFrame`` the publisher builds, and
+the RGBA → I420 conversion the SDK does before encoding. The density bench's CPU per session minus
+these is what the LiveKit SDK costs (encode, Opus, packetisation). Run it pinned (``taskset -c 1``) to
 compare with a pinned worker. Prints one JSON object.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from livekit import rtc
 
-from farm.bench.common import finish, speech_like
+from farm.bench.common import finish, parse_args, speech_like
 from farm.kernel.domain import ModelKind
 from farm.render.base import AvatarSource
 from farm.render.essence import EssenceEngine, build_pack, sample_portrait
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=500)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--out", type=Path)
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv, smoke={"frames": 10, "size": 128})
     with tempfile.TemporaryDirectory() as tmp:
         pack = build_pack(sample_portrait(), Path(tmp) / "pack", size=args.size)
         pool = ModelPool([ModelKind.ESSENCE], lambda _: EssenceEngine())
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         pool.close()
     result: dict[str, object] = {"bench": "stages", "frame_size": args.size, "frames": args.frames}
     result.update({key: round(statistics.median(values), 3) for key, values in costs.items()})
-    finish(result, args.out)
+    finish(result, args.out, smoke=args.smoke)
     return 0
 
 

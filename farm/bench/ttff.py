@@ -1,7 +1,8 @@
 """`farm bench ttff`: time to first frame, cold vs warm vs hot, with its breakdown, in one run.
 
 Starts a private farm (embedded Redis, API, build worker; see ``farm.bench.dispatch``), builds two
-sample avatars (A, B), then runs three conditions, one essence worker process at a time:
+sample avatars (A, B; ``--size``, default the settings' ``essence_size``), then runs three conditions,
+one essence worker process at a time:
 
 * cold: a fresh worker process per session with prewarm off (``FARM_PREWARM=false``) and the
   avatar in no cache: before each session the packs are dropped from the OS page cache
@@ -37,7 +38,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from farm.bench.common import emit, finish, percentile, sample_clip, sample_portrait_png
+from farm.bench.common import emit, finish, parse_args, percentile, sample_clip, sample_portrait_png
 from farm.client import AvatarSession, SessionInfo
 from farm.infra.procs import free_port
 from farm.kernel.settings import Settings
@@ -95,8 +96,9 @@ class TtffBench:
         from farm.infra.procs import LocalFarm
 
         root = Path(tempfile.mkdtemp(prefix="farm-ttff-"))
+        size = {"essence_size": args.size} if args.size else {}
         self.settings = Settings.from_env(
-            redis_url=None, data_dir=root / "var", output_dir=root / "out", api_port=free_port()
+            redis_url=None, data_dir=root / "var", output_dir=root / "out", api_port=free_port(), **size
         )
         self.local = LocalFarm(self.settings, dict(os.environ))
         self.args = args
@@ -224,8 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="farm bench ttff", description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=30, help="sessions for warm and for hot")
     parser.add_argument("--cold-sessions", type=int, default=6, help="cold sessions (a fresh worker each)")
+    parser.add_argument("--size", type=int, help="the sample avatars' frame size")
     parser.add_argument("--out", type=Path, help="also write the summary JSON here")
-    args = parser.parse_args(list(argv or []))
+    args = parse_args(parser, argv, smoke={"sessions": 2, "cold_sessions": 1, "size": 128})
     if args.sessions < 1 or args.cold_sessions < 1:
         parser.error("--sessions and --cold-sessions must be positive")
     bench = TtffBench(args)
@@ -247,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             **report(cold, warm, hot),
             "wall_s": round(time.monotonic() - started, 1),
         }
-        finish(summary, args.out)
+        finish(summary, args.out, smoke=args.smoke)
         return 0
     finally:
         bench.close()
