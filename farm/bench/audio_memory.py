@@ -5,8 +5,9 @@ accepts (``max_audio_s``, default from the settings) as a FLAC of low-entropy, s
 second of voiced syllables, then four of digital silence, repeated — a small upload that decodes to
 a long clip, the case that used to exhaust memory. Each clip then goes, in a fresh child process:
 
-- through the worker's real path: a ``SessionRunner`` with the Essence engine (``ModelPool``), the
-  session's input a ``FileInput`` on the clip (the worker's limits) and its sink an ``Mp4Sink``;
+- through the worker's real path (``farm.bench.file_session``): a ``SessionRunner`` with the Essence
+  engine (``ModelPool``) and the worker's file-session wiring (the clip as a ``FileInput`` with the
+  worker's limits, an ``Mp4Sink``);
 - through the API's length probe (``media.measure_audio`` on the upload's bytes).
 
 Each child reports its peak resident memory (VmHWM, the peak RSS of its own address space: Linux's
@@ -18,7 +19,6 @@ before the clip (imports, engine, avatar), so the clip's own share is visible. O
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import resource
 import subprocess
@@ -84,50 +84,25 @@ def _rss_mb() -> float:
 
 
 # ---------------------------------------------------------------- children
-def _worker_child(clip: Path, pack: Path, out_dir: Path, settings: Settings) -> dict[str, Any]:
-    """Render ``clip`` as a worker does: SessionRunner + Essence engine + FileInput + Mp4Sink."""
-    from farm.kernel.domain import ModelKind, Session
+def _worker_child(clip: Path, pack: Path, settings: Settings) -> dict[str, Any]:
+    """Render ``clip`` as a worker does (``farm.bench.file_session``: SessionRunner + Essence engine +
+    the worker's file-session wiring)."""
+    from farm.bench.file_session import FileSessions, essence_pool
+    from farm.kernel.domain import ModelKind
     from farm.render.base import AvatarSource
-    from farm.render.essence import EssenceEngine
-    from farm.render.pool import ModelPool
-    from farm.sessions.memory import MemorySessionStore
-    from farm.sessions.runner import SessionRunner
-    from farm.stream.base import SessionIO
-    from farm.stream.file_input import FileInput
-    from farm.stream.mp4 import Mp4Sink
 
-    pool = ModelPool([ModelKind.ESSENCE], lambda _: EssenceEngine())
-    pool.prewarm(timeout_s=120)
-    store = MemorySessionStore()
-    session, _ = store.create(Session(id=uuid.uuid4().hex, tenant="bench", model=ModelKind.ESSENCE))
-    lease = store.claim(session.id, "bench-worker", ttl_s=settings.lease_ttl_s)
-    assert lease is not None
-    out = out_dir / f"{session.id}.mp4"
-    source = FileInput(
-        clip,
-        max_s=settings.max_audio_s,
-        max_mb=settings.max_audio_mb,
-        max_sample_rate_hz=settings.max_audio_sample_rate_hz,
-    )
-    io = SessionIO(input=source, sink=Mp4Sink(out, fps=settings.fps), output=str(out))
-    runner = SessionRunner(
-        lease=lease,
-        store=store,
-        pool=pool,
-        settings=settings,
-        io_factory=lambda *_: io,
-        resolve_avatar=lambda _: AvatarSource(key="bench", pack_path=pack),
-    )
-    pool.get_avatar(ModelKind.ESSENCE, AvatarSource(key="bench", pack_path=pack))  # avatar in the baseline
+    pool = essence_pool()
+    avatar = AvatarSource(key="bench", pack_path=pack)
+    sessions = FileSessions(settings, pool, avatar)
+    pool.get_avatar(ModelKind.ESSENCE, avatar)  # the avatar is in the baseline
     baseline = _rss_mb()
     started = time.perf_counter()
-    result = asyncio.run(runner.run())
-    final = store.get(session.id)
-    out.unlink(missing_ok=True)
+    rendered = sessions.render(uuid.uuid4().hex, clip)
+    rendered.output.unlink(missing_ok=True)
     return {
-        "state": final.state.value,
-        "reason": final.history[-1].reason,
-        "frames": result.frames,
+        "state": rendered.session.state.value,
+        "reason": rendered.session.history[-1].reason,
+        "frames": rendered.frames,
         "render_s": round(time.perf_counter() - started, 1),
         "baseline_rss_mb": round(baseline, 1),
         "peak_rss_mb": round(_peak_mb(), 1),
@@ -155,9 +130,9 @@ def _probe_child(clip: Path, settings: Settings) -> dict[str, Any]:
     }
 
 
-def _run_child(kind: str, clip: Path, pack: Path, out_dir: Path, seconds: float) -> dict[str, Any]:
+def _run_child(kind: str, clip: Path, pack: Path, seconds: float) -> dict[str, Any]:
     argv = [sys.executable, "-m", "farm.bench.audio_memory", "--child", kind, "--clip", str(clip)]
-    argv += ["--pack", str(pack), "--work", str(out_dir), "--seconds", str(seconds)]
+    argv += ["--pack", str(pack), "--seconds", str(seconds)]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         return {"error": f"child exited {done.returncode}", "stderr_tail": done.stderr[-2000:]}
@@ -182,8 +157,8 @@ def _measure_rate(rate: int, seconds: float, settings: Settings, pack: Path, wor
         "within_upload_limit": size <= settings.max_audio_mb * 1024 * 1024,
         "decoded_pcm_mb": round(seconds * rate * 2 / 2**20, 1),  # what one whole-clip array would be
     }
-    row["worker"] = _run_child("worker", clip, pack, work, seconds)
-    row["api_probe"] = _run_child("probe", clip, pack, work, seconds)
+    row["worker"] = _run_child("worker", clip, pack, seconds)
+    row["api_probe"] = _run_child("probe", clip, pack, seconds)
     clip.unlink()
     return row
 
@@ -199,7 +174,6 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--child", choices=("worker", "probe"), default=None, help=argparse.SUPPRESS)
     parser.add_argument("--clip", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--pack", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     return parse_args(parser, argv, smoke={"seconds": 2.0, "rates": "8000,192000", "pack_size": 128})
 
 
@@ -213,7 +187,7 @@ def main(argv: list[str]) -> int:
         )
         if args.child is not None:
             if args.child == "worker":
-                emit(_worker_child(args.clip, args.pack, args.work, settings))
+                emit(_worker_child(args.clip, args.pack, settings))
             else:
                 emit(_probe_child(args.clip, settings))
             return 0

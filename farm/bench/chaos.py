@@ -8,7 +8,8 @@ avatar once (``--size``, default the settings' ``essence_size``). Scenarios:
 - ``worker-kill``: sessions stream on one worker, which gets SIGKILL (a crashed pod); a fresh worker
   is started in its place. Reported: seconds from the kill to the session streaming again on
   another worker (the STREAMING entry of its stored history, one machine so one clock), and whether
-  the resumed output is frame-for-frame the output of an undisturbed run (decoded frames hashed).
+  the resumed output is frame-for-frame the output of an undisturbed run of the same session (its id,
+  clip and pack rendered in this process through the worker's own path; decoded frames hashed).
 - ``redis-restart``: Redis gets SIGKILL while sessions stream and API calls keep arriving; it comes
   back on the same port with the same data ``--outage-s`` later. Reported: worker processes alive
   (same PIDs), API answers by status during the outage (500s must be 0), how long ``/healthz``
@@ -221,13 +222,40 @@ def _outcomes(ids: Sequence[str], seen: dict[str, SessionInfo]) -> dict[str, Any
 
 
 # ---------------------------------------------------------------- worker-kill
+class UndisturbedRender:
+    """A farm session's output as it would be without the fault: the same session id (its blinks and
+    glances are seeded by it), clip and pack, rendered here through the worker's own path
+    (``farm.bench.file_session``)."""
+
+    def __init__(self, farm: ChaosFarm, audio: bytes) -> None:
+        from farm.bench.file_session import FileSessions, essence_pool
+        from farm.render.base import AvatarSource
+
+        root = Path(tempfile.mkdtemp(prefix="undisturbed-", dir=farm.root))
+        self.clip = root / "clip.wav"
+        self.clip.write_bytes(audio)
+        settings = farm.settings.model_copy(update={"data_dir": root / "var", "output_dir": root / "out"})
+        pack = farm.settings.pack_dir / farm.agent_id  # where the build task wrote it
+        avatar = AvatarSource(key=farm.agent_id, pack_path=pack)
+        self.sessions = FileSessions(settings, essence_pool(), avatar)
+
+    def frame_hashes(self, session_id: str) -> list[str]:
+        rendered = self.sessions.render(session_id, self.clip)
+        if rendered.session.state.value != "ENDED":
+            raise RuntimeError(f"the undisturbed render of {session_id} ended {rendered.session.state}")
+        return decoded_frame_hashes(rendered.output)
+
+    def close(self) -> None:
+        self.sessions.pool.close()
+
+
 def worker_kill(farm: ChaosFarm, *, trials: int, clip_s: float) -> dict[str, Any]:
     """Kill the worker that streams a session, ``trials`` times; see the module doc."""
     audio = sample_clip(clip_s)
-    reference = _run_one(farm, audio)
-    expected = decoded_frame_hashes(reference)
+    undisturbed = UndisturbedRender(farm, audio)
     resume_s: list[float] = []
     exact = 0
+    expected: list[str] = []
     results = []
     for trial in range(trials):
         created = farm.client.create_session(audio=audio, avatar_id=farm.agent_id)
@@ -242,6 +270,7 @@ def worker_kill(farm: ChaosFarm, *, trials: int, clip_s: float) -> dict[str, Any
         done = farm.client.wait_session(created.session_id, deadline_s=120.0, poll_s=0.05)
         resumed_at = _first_at(done, "STREAMING", killed_at)
         frames = decoded_frame_hashes(done.raw["output"]) if done.status == "ENDED" else []
+        expected = undisturbed.frame_hashes(created.session_id)
         same = frames == expected
         exact += same
         if resumed_at is not None:
@@ -258,6 +287,7 @@ def worker_kill(farm: ChaosFarm, *, trials: int, clip_s: float) -> dict[str, Any
         results.append(result)
         emit({"bench": "chaos", "scenario": "worker-kill", **result})
         farm.wait_ready_workers(len(farm.workers) - trial - 1)
+    undisturbed.close()
     return {
         "scenario": "worker-kill",
         "clip_s": clip_s,
@@ -267,14 +297,6 @@ def worker_kill(farm: ChaosFarm, *, trials: int, clip_s: float) -> dict[str, Any
         "frames_exact": f"{exact}/{trials}",
         "target": "resume ≤ 3 s, frames exact",
     }
-
-
-def _run_one(farm: ChaosFarm, audio: bytes) -> str:
-    created = farm.client.create_session(audio=audio, avatar_id=farm.agent_id)
-    done = farm.client.wait_session(created.session_id, deadline_s=120.0)
-    if done.status != "ENDED":
-        raise RuntimeError(f"reference session {done.status}: {done.raw}")
-    return str(done.raw["output"])
 
 
 def _after_session(farm: ChaosFarm, session_id: str, since: float) -> tuple[str, float | None]:
