@@ -122,12 +122,21 @@ def _wait(check: Callable[[], bool], deadline_s: float, what: str, poll_s: float
 def chaos_farm(
     workers: int = 2, concurrency: int = 2, root: Path | None = None, **overrides: Any
 ) -> Iterator[ChaosFarm]:
-    """Start a private farm (see the module doc) and stop every part of it on exit. ``overrides``
-    are Settings fields (e.g. ``livekit_url``)."""
+    """Start a private farm (see the module doc) in ``root`` (default: a temporary directory, removed
+    on exit) and stop every part of it on exit. ``overrides`` are Settings fields (e.g. ``livekit_url``)."""
+    with contextlib.ExitStack() as stack:
+        if root is None:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="farm-chaos-")))
+        yield stack.enter_context(_running_farm(root, workers, concurrency, overrides))
+
+
+@contextmanager
+def _running_farm(
+    root: Path, workers: int, concurrency: int, overrides: dict[str, Any]
+) -> Iterator[ChaosFarm]:
     from farm.infra.redis_conn import connect
     from farm.tenancy.api_keys import RedisKeyStore
 
-    root = root or Path(tempfile.mkdtemp(prefix="farm-chaos-"))
     data_dir = root / "var"
     redis = EmbeddedRedis(data_dir, port=free_port())
     url = redis.start()
@@ -572,11 +581,15 @@ def _room_kill(args: argparse.Namespace) -> dict[str, Any]:
 
     from farm.bench.chaos_room import room_kill
 
-    root = Path(tempfile.mkdtemp(prefix="farm-chaos-"))
     with (
-        livekit_target(args.livekit_url, args.api_key, args.api_secret, root) as lk,
+        tempfile.TemporaryDirectory(prefix="farm-chaos-") as tmp,
+        livekit_target(args.livekit_url, args.api_key, args.api_secret, Path(tmp)) as lk,
         chaos_farm(
-            workers=args.workers, concurrency=args.concurrency, root=root, livekit_url=lk.url, **_size(args)
+            workers=args.workers,
+            concurrency=args.concurrency,
+            root=Path(tmp),
+            livekit_url=lk.url,
+            **_size(args),
         ) as farm,
     ):
         return asyncio.run(room_kill(farm, lk, trials=args.trials))

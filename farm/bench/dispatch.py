@@ -17,12 +17,13 @@ runs against it. Prints one JSON object per line: progress, then the summary.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,36 +98,41 @@ def run(
     return samples
 
 
-def _own_farm(args: argparse.Namespace) -> tuple[Any, AvatarSession, str]:
-    """Start a private farm; return it, a client with a fresh key, and a READY sample agent id."""
+@contextlib.contextmanager
+def _own_farm(args: argparse.Namespace) -> Iterator[tuple[AvatarSession, str]]:
+    """A private farm in a temporary directory: a client with a fresh key and a READY sample agent
+    id; every process stopped and the directory removed on exit."""
     from farm.infra.procs import LocalFarm, api_url
     from farm.infra.redis_conn import connect
     from farm.tenancy.api_keys import RedisKeyStore
 
-    root = Path(tempfile.mkdtemp(prefix="farm-bench-"))
     size = {"essence_size": args.size} if args.size else {}
-    settings = Settings.from_env(
-        redis_url=None,
-        data_dir=root / "var",
-        output_dir=root / "out",
-        api_port=free_port(),
-        hot_avatars=4,
-        **size,
-    )
-    local = LocalFarm(settings, dict(os.environ))
-    url = local.start_redis()
-    local.start_api()
-    local.start_worker("essence", concurrency=args.worker_concurrency)
-    local.start_worker("build", concurrency=1)
-    local.wait_api(deadline_s=120)
-    _, secret = RedisKeyStore(connect(url)).create("bench", "dispatch")
-    farm = AvatarSession(api_url=api_url(settings), api_secret=secret, max_retries=0)
-    agent = farm.wait_agent(farm.create_agent(sample_portrait_png()).agent_id, deadline_s=600)
-    if agent.status != "ready":
-        local.stop()
-        raise RuntimeError(f"sample avatar build failed: {agent.raw}")
-    _wait_ready_worker(farm, "essence")
-    return local, farm, agent.agent_id
+    with tempfile.TemporaryDirectory(prefix="farm-bench-") as tmp, contextlib.ExitStack() as stack:
+        root = Path(tmp)
+        settings = Settings.from_env(
+            redis_url=None,
+            data_dir=root / "var",
+            output_dir=root / "out",
+            api_port=free_port(),
+            hot_avatars=4,
+            **size,
+        )
+        local = LocalFarm(settings, dict(os.environ))
+        stack.callback(local.stop)
+        url = local.start_redis()
+        local.start_api()
+        local.start_worker("essence", concurrency=args.worker_concurrency)
+        local.start_worker("build", concurrency=1)
+        local.wait_api(deadline_s=120)
+        _, secret = RedisKeyStore(connect(url)).create("bench", "dispatch")
+        farm = stack.enter_context(
+            contextlib.closing(AvatarSession(api_url=api_url(settings), api_secret=secret, max_retries=0))
+        )
+        agent = farm.wait_agent(farm.create_agent(sample_portrait_png()).agent_id, deadline_s=600)
+        if agent.status != "ready":
+            raise RuntimeError(f"sample avatar build failed: {agent.raw}")
+        _wait_ready_worker(farm, "essence")
+        yield farm, agent.agent_id
 
 
 def _wait_ready_worker(farm: AvatarSession, queue: str, deadline_s: float = 120.0) -> None:
@@ -154,18 +160,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.sessions < 1 or args.warmup_sessions < 0:
         parser.error("--sessions must be positive, --warmup-sessions not negative")
 
-    local = None
-    if args.api_url:
-        if not (args.api_secret and args.avatar_id):
-            parser.error("--api-url needs --api-secret and --avatar-id")
-        farm, avatar_id = (
-            AvatarSession(api_url=args.api_url, api_secret=args.api_secret, max_retries=0),
-            args.avatar_id,
-        )
-    else:
-        emit({"bench": "dispatch", "phase": "starting a private farm and building the sample avatar"})
-        local, farm, avatar_id = _own_farm(args)
-    try:
+    with contextlib.ExitStack() as stack:
+        if args.api_url:
+            if not (args.api_secret and args.avatar_id):
+                parser.error("--api-url needs --api-secret and --avatar-id")
+            farm = stack.enter_context(
+                contextlib.closing(
+                    AvatarSession(api_url=args.api_url, api_secret=args.api_secret, max_retries=0)
+                )
+            )
+            avatar_id = args.avatar_id
+        else:
+            emit({"bench": "dispatch", "phase": "starting a private farm and building the sample avatar"})
+            farm, avatar_id = stack.enter_context(_own_farm(args))
         fleet = farm.fleet()["queues"].get("essence", {})
         started = time.monotonic()
         samples = run(farm, avatar_id, args.sessions, pace=args.pace, warmup=args.warmup_sessions)
@@ -181,12 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "wall_s": round(time.monotonic() - started, 2),
             "workers": [{k: w.get(k) for k in WORKER_FIELDS} for w in fleet.get("workers", [])],
         }
-        finish(summary, args.out, smoke=args.smoke)
-        return 0
-    finally:
-        farm.close()
-        if local is not None:
-            local.stop()
+    finish(summary, args.out, smoke=args.smoke)
+    return 0
 
 
 if __name__ == "__main__":

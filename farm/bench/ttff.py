@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -95,7 +96,7 @@ class TtffBench:
     def __init__(self, args: argparse.Namespace) -> None:
         from farm.infra.procs import LocalFarm
 
-        root = Path(tempfile.mkdtemp(prefix="farm-ttff-"))
+        self.root = root = Path(tempfile.mkdtemp(prefix="farm-ttff-"))
         size = {"essence_size": args.size} if args.size else {}
         self.settings = Settings.from_env(
             redis_url=None, data_dir=root / "var", output_dir=root / "out", api_port=free_port(), **size
@@ -209,6 +210,7 @@ class TtffBench:
         if self.farm is not None:
             self.farm.close()
         self.local.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def report(cold: dict[str, Any], warm: dict[str, Any], hot: dict[str, Any]) -> dict[str, Any]:
