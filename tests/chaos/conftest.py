@@ -1,21 +1,21 @@
 """The chaos layer: faults injected into a whole real farm (``farm.bench.chaos``), with the figures
 each test measured printed in pytest's terminal summary, so every CI run reports them.
 
-Each test starts its own private farm (embedded Redis on a fixed port, API, build worker, Essence
-workers: the production entrypoints as subprocesses) and asserts only on counts (lost, stuck, 500s,
-frames), never on times; the times are reported.
+Each test runs ``farm bench chaos <scenario> --smoke``, which starts its own private farm (embedded
+Redis on a fixed port, API, build worker, Essence workers: the production entrypoints as
+subprocesses), and asserts only on counts (lost, stuck, 500s, frames), never on times; the times are
+reported.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from farm.bench.chaos import ChaosFarm, chaos_farm
+from tests.support.bench_smoke import BenchRunner
 
 _FIGURES: list[dict[str, Any]] = []
 Report = Callable[[dict[str, Any]], None]
@@ -27,10 +27,12 @@ def report() -> Report:
     return _FIGURES.append
 
 
-@pytest.fixture
-def farm(tmp_path: Path) -> Iterator[ChaosFarm]:
-    with chaos_farm(workers=2, concurrency=2, root=tmp_path) as running:
-        yield running
+@pytest.fixture(scope="session")
+def bench(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[BenchRunner]:
+    """``bench("chaos", scenario, ...)``: the scenario in its own private farm, through the CLI."""
+    runner = BenchRunner(tmp_path_factory.mktemp("chaos"))
+    yield runner
+    runner.report(pytestconfig, "farm bench chaos --smoke")
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

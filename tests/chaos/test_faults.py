@@ -1,27 +1,32 @@
 """Faults a production farm meets, injected into a real one: a worker killed mid-session (file and
-LiveKit room), Redis killed and restarted or paused mid-stream, a soak of many sessions. Counts are
-asserted; times are reported."""
+LiveKit room), Redis killed and restarted or paused mid-stream, a soak of many sessions. Each runs as
+``farm bench chaos <scenario> --smoke`` (the sample avatar at test size, everything else as given
+here), so the command cannot rot either. Counts are asserted; times are reported."""
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
+from typing import Any
 
 import pytest
 
-from farm.bench.chaos import ChaosFarm, chaos_farm, redis_freeze, redis_restart, soak, worker_kill
-from farm.bench.chaos_room import room_kill
-from farm.bench.roomfarm import livekit_target
-from farm.devtools.livekit_server import DEV_API_KEY, DEV_API_SECRET
 from tests.chaos.conftest import Report
+from tests.support.bench_smoke import BenchRunner
 
 pytestmark = pytest.mark.chaos
 
+FARM = ("--workers", "2", "--concurrency", "2")
+
+
+def chaos(bench: BenchRunner, scenario: str, *args: str) -> dict[str, Any]:
+    result = bench("chaos", scenario, *FARM, *args, deadline_s=280.0)
+    assert (result["scenario"], result["workers"], result["concurrency"]) == (scenario, 2, 2)
+    return result
+
 
 def test_a_killed_workers_session_resumes_on_another_worker_with_the_same_frames(
-    farm: ChaosFarm, report: Report
+    bench: BenchRunner, report: Report
 ) -> None:
-    result = worker_kill(farm, trials=2, clip_s=3.0)
+    result = chaos(bench, "worker-kill", "--trials", "2", "--clip-s", "3")
     report(result)
 
     for trial in result["trials"]:
@@ -32,9 +37,9 @@ def test_a_killed_workers_session_resumes_on_another_worker_with_the_same_frames
 
 
 def test_a_redis_restart_loses_no_session_no_worker_and_answers_no_500(
-    farm: ChaosFarm, report: Report
+    bench: BenchRunner, report: Report
 ) -> None:
-    result = redis_restart(farm, sessions=3, clip_s=4.0, outage_s=3.0)
+    result = chaos(bench, "redis-restart", "--sessions", "3", "--clip-s", "4", "--outage-s", "3")
     report(result)
 
     assert result["api_500s"] == 0, result["api_answers_during_outage"]
@@ -46,9 +51,9 @@ def test_a_redis_restart_loses_no_session_no_worker_and_answers_no_500(
 
 
 def test_a_soak_of_many_sessions_loses_none_and_leaves_no_growing_keys(
-    farm: ChaosFarm, report: Report
+    bench: BenchRunner, report: Report
 ) -> None:
-    result = soak(farm, sessions=300, in_flight=8)
+    result = chaos(bench, "soak", "--sessions", "300", "--in-flight", "8")
     report(result)
 
     assert result["ended"] == 300
@@ -57,13 +62,9 @@ def test_a_soak_of_many_sessions_loses_none_and_leaves_no_growing_keys(
 
 
 def test_a_killed_room_publisher_is_replaced_by_exactly_one_new_publisher(
-    tmp_path: Path, report: Report
+    bench: BenchRunner, report: Report
 ) -> None:
-    with (
-        livekit_target(None, DEV_API_KEY, DEV_API_SECRET, tmp_path) as lk,
-        chaos_farm(workers=2, concurrency=2, root=tmp_path, livekit_url=lk.url) as farm,
-    ):
-        result = asyncio.run(room_kill(farm, lk, trials=1))
+    result = chaos(bench, "room-kill", "--trials", "1")  # against a livekit-server it starts
     report(result)
 
     (trial,) = result["trials"]
@@ -71,11 +72,11 @@ def test_a_killed_room_publisher_is_replaced_by_exactly_one_new_publisher(
     assert trial["most_live_tracks_after_resume"] == 1
 
 
-def test_a_paused_redis_loses_no_session_and_costs_no_re_render(farm: ChaosFarm, report: Report) -> None:
+def test_a_paused_redis_loses_no_session_and_costs_no_re_render(bench: BenchRunner, report: Report) -> None:
     """SIGSTOP, not SIGKILL: calls wait instead of failing, and TTL keys lapse by Redis's clock. A
     freeze shorter than the lease's slack (lease TTL − renewal interval) must not look like dead
     workers: before the Heart and the reaper checked for late answers, all 4 sessions re-rendered."""
-    result = redis_freeze(farm, sessions=4, clip_s=5.0, outage_s=3.0)
+    result = chaos(bench, "redis-freeze", "--sessions", "4", "--clip-s", "5", "--outage-s", "3")
     report(result)
 
     assert result["api_500s"] == 0, result["api_answers_during_outage"]

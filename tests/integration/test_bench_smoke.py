@@ -1,0 +1,167 @@
+"""Every ``farm bench`` runs here at test size (``--smoke``: the same code, the same JSON, smaller
+numbers) through the real CLI, so no bench can rot: each exits 0 and prints its JSON, with the keys
+a real run prints and the facts it exists to show. Numbers are never judged.
+
+The benches that need a real livekit-server (room, density) run in tests/e2e/test_bench_smoke.py,
+the chaos scenarios in tests/chaos. Each run's time is printed at the end of the module.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.support.bench_smoke import BenchRunner
+
+pytestmark = pytest.mark.integration
+
+TTFF_STEPS = {"api_accept", "queue_wait", "claim", "model_ready", "avatar_ready", "sink_ready", "first_frame"}
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[BenchRunner]:
+    runner = BenchRunner(tmp_path_factory.mktemp("bench-smoke"))
+    yield runner
+    runner.report(pytestconfig, "farm bench --smoke, integration")
+
+
+def test_api_heads_shows_the_farm_refusing_a_head_that_uvicorn_keeps_reading(bench: BenchRunner) -> None:
+    summary = bench("api-heads")
+
+    farm, uvicorn = summary["results"]
+    assert farm["protocol"] == "farm" and farm["answers"] == {"431": summary["connections"]}
+    assert uvicorn["protocol"] == "uvicorn-httptools" and uvicorn["answers"] == {
+        "open": summary["connections"]
+    }
+
+
+def test_audio_memory_renders_every_frame_of_each_rate_and_reports_peak_memory(bench: BenchRunner) -> None:
+    summary = bench("audio-memory")
+
+    assert {"clip_s", "rates", "max_peak_rss_mb", "target_peak_rss_mb", "within_target"} <= summary.keys()
+    assert [row["rate_hz"] for row in summary["rates"]] == [8_000, 192_000]
+    for row in summary["rates"]:
+        worker, probe = row["worker"], row["api_probe"]
+        assert (worker["state"], worker["reason"]) == ("ENDED", "input closed")
+        assert worker["frames"] == math.ceil(summary["clip_s"] * 16_000 / 640)  # every frame, no more
+        assert probe["duration_s"] == summary["clip_s"]
+        for child in (worker, probe):
+            assert 0 < child["baseline_rss_mb"] <= child["peak_rss_mb"]
+
+
+def test_characters_writes_a_sheet_per_character_and_their_lip_sync(
+    bench: BenchRunner, tmp_path: Path
+) -> None:
+    summary = bench("characters", "--out", str(tmp_path))  # a directory: sheets and summary.json
+
+    assert set(summary["characters"]) == {"person-full-body", "cat", "cartoon"}
+    for name, numbers in summary["characters"].items():
+        assert numbers["openness_loudness_corr"] >= 0.6, (name, numbers)
+        assert numbers["mouth_pixels_loudness_corr"] >= 0.5, (name, numbers)
+        with Image.open(bench.last_out / numbers["sheet"]) as sheet:
+            assert sheet.format == "PNG" and sheet.width > sheet.height > 100
+    assert [row["portrait_scale"] for row in summary["smallest_face"]] == [0.25]
+
+
+def test_dispatch_reports_request_to_claim_and_its_parts(bench: BenchRunner) -> None:
+    summary = bench("dispatch")
+
+    assert summary["sessions"] == 2 and summary["warmup_sessions"] == 1
+    for series in ("request_to_claim", "api_request", "queued_to_assigned"):
+        assert set(summary[series]) == {"median_ms", "p90_ms", "p99_ms", "max_ms"}
+    assert summary["request_to_claim"]["median_ms"] >= summary["queued_to_assigned"]["median_ms"]
+    assert summary["workers"] and summary["workers"][0]["models"] == ["essence"]
+
+
+def test_dynamics_measures_triggers_through_the_api_to_the_rendered_gesture(bench: BenchRunner) -> None:
+    summary = bench("dynamics")
+
+    assert summary["via"] == "api" and summary["triggers"] == 2
+    assert summary["measured"] >= 1 and summary["measured"] + summary["missed"] == summary["triggers"]
+    assert {"median", "p95", "p99"} <= summary["latency_ms"].keys()
+    assert summary["api_response_ms"]["n"] == summary["triggers"]  # every POST answered 2xx
+
+
+def test_essence_reports_build_load_render_and_memory_per_session(bench: BenchRunner) -> None:
+    summary = bench("essence")
+
+    assert summary["frame_size"] == [128, 128] and summary["frames"] == 25
+    for key in (
+        "render_ms_median",
+        "render_ms_p95",
+        "pack_build_s",
+        "pack_load_ms",
+        "rss_mb_per_extra_session",
+    ):
+        assert key in summary
+
+
+def test_expression_measures_a_backend_and_the_batched_pipeline(bench: BenchRunner, tmp_path: Path) -> None:
+    summary = bench("expression", "--work-dir", str(tmp_path))
+
+    (backend,) = summary["backends"]
+    assert backend["backend"] == "torch-cpu" and [r["batch"] for r in backend["per_batch"]] == [1, 2]
+    assert backend["max_abs_diff_vs_torch_cpu"] == 0.0
+    (pipeline,) = summary["pipeline"]
+    assert pipeline["sessions"] == 2 and pipeline["frames"] > 0
+
+
+def test_the_learned_expression_model_is_measured_on_each_backend_present(bench: BenchRunner) -> None:
+    result = bench("expression", "--model", "learned")
+
+    assert result["benchmark"] == "expression-learned" and result["mode"].startswith("smoke")
+    torch_modes = result["backends"]["torch"]["modes"]
+    assert all(row["median_ms"] > 0 for row in torch_modes["eager"]["frame"] + torch_modes["eager"]["motion"])
+    assert torch_modes["cudagraph"] == {"skipped": "CUDA graphs need a CUDA device"}
+    assert "skipped" in torch_modes["compiled"]
+    assert result["backends"]["tensorrt"]["skipped"].startswith("tensorrt is not installed")
+    assert [row["batch"] for row in result["backends"]["onnxruntime"]["per_batch"]] == [1]
+    assert result["realtime"]["first_frame"]["first_frame_ms"] > 0
+    assert result["realtime"]["paced"]["frames"] > 0
+    assert {row["graph"] for row in result["parameters"]} == {
+        "appearance_extractor",
+        "motion_extractor",
+        "stitch_network",
+        "warp_network",
+        "decoder",
+        "lmdm",
+        "hubert",
+    }
+
+
+def test_landmarks_compares_the_rig_with_the_recorded_dlib_points(bench: BenchRunner) -> None:
+    summary = bench("landmarks")
+
+    assert set(summary["images"]) == {"astronaut", "grace_hopper", "full_body", "small_face"}
+    assert "mean68" in summary["images"]["astronaut"]["vs_dlib_px"]  # the reference matched the image
+    assert [row["portrait_scale"] for row in summary["smallest_face"]] == [0.25]
+
+
+def test_redis_load_reports_both_modes_per_worker_count(bench: BenchRunner) -> None:
+    summary = bench("redis-load")
+
+    assert [(r["mode"], r["workers"]) for r in summary["rows"]] == [("before", 2), ("after", 2)]
+    assert all(r["ops_per_s_per_session"] > 0 for r in summary["rows"])
+    assert {"after_ops_per_s", "after_bytes_per_s"} == set(summary["projection_10000_sessions"])
+
+
+def test_stages_times_render_and_both_frame_conversions(bench: BenchRunner) -> None:
+    summary = bench("stages")
+
+    assert summary["frames"] == 10
+    assert {"render_ms", "rgb_to_rgba_frame_ms", "rgba_to_i420_ms"} <= summary.keys()
+
+
+def test_ttff_reports_cold_warm_and_hot_with_their_breakdown(bench: BenchRunner) -> None:
+    summary = bench("ttff")
+
+    assert {summary[c]["sessions"] for c in ("warm", "hot")} == {2} and summary["cold"]["sessions"] == 1
+    for condition in ("cold", "warm", "hot"):
+        assert set(summary[condition]["breakdown_p50_ms"]) == TTFF_STEPS
+        assert set(summary[condition]["ttff_ms"]) == {"p50", "p95", "max"}
+    assert summary["hot"]["warm_routed"] == 2  # the hot worker holds both avatars: routed to it
+    assert set(summary["ratios_p50"]) == {"cold_over_warm", "cold_over_hot"}
