@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from farm.bench.common import finish
+from farm.bench.common import finish, parse_args
 from farm.render.audio import frame_energy, log_mel
 from farm.render.base import SAMPLES_PER_FRAME
 from farm.render.facerig.readback import MouthReader
@@ -395,21 +395,16 @@ def run(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="farm bench lipsync", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes (seconds): proves the bench runs")
     parser.add_argument("--utterances", type=int, default=150, help="held-out utterances (stream figures)")
     parser.add_argument("--rendered", type=int, default=6, help="of those, rendered by both engines")
     parser.add_argument("--size", type=int, default=512, help="rendered frame size")
     parser.add_argument("--seed", type=int, default=HELDOUT_SEED)
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
-    args = parser.parse_args(argv)
-    if args.smoke:
-        args.utterances, args.rendered, args.size = 3, 1, 256
+    args = parse_args(parser, argv, smoke={"utterances": 3, "rendered": 1, "size": 256})
     result = run(utterances_n=args.utterances, rendered=args.rendered, size=args.size, seed=args.seed)
-    if args.json:
-        finish(result, args.out)
-    else:
-        finish(result, args.out)
+    if not args.json:
         print(json.dumps(result, indent=2))
+    finish(result, args.out, smoke=args.smoke)  # the last line: the JSON, on one line
     return 0
 
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from farm.bench.common import emit, finish, summary
+from farm.bench.common import emit, finish, parse_args, summary
 
 PAGE_SIZE = 24
 _SHOWN = """() => { window.__shown = new Promise((done) => addEventListener('studio-agents-shown',
@@ -165,11 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--agents", type=int, default=1_000)
     parser.add_argument("--loads", type=int, default=5, help="cold browser loads of /studio")
     parser.add_argument("--requests", type=int, default=50, help="GET /v1/agents pages over HTTP")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes: check that the bench runs")
     parser.add_argument("--out", type=Path, help="also write the summary JSON here")
-    args = parser.parse_args(list(argv or []))
-    if args.smoke:
-        args.agents, args.loads, args.requests = 50, 1, 5
+    args = parse_args(parser, argv, smoke={"agents": 50, "loads": 1, "requests": 5})
     from farm.api.routes.studio import STUDIO_DIR
     from farm.bench.browser import chromium_available
 
@@ -194,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "initial_bytes": initial_bytes(),
         "browser": "Debian chromium, headless (Playwright), same machine as the API",
     }
-    finish(result, args.out)
+    finish(result, args.out, smoke=args.smoke)
     return 0
 
 

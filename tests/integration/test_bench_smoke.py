@@ -139,6 +139,17 @@ def test_landmarks_compares_the_rig_with_the_recorded_dlib_points(bench: BenchRu
     assert [row["portrait_scale"] for row in summary["smallest_face"]] == [0.25]
 
 
+def test_lipsync_scores_both_mouth_models_on_the_stream_and_in_both_engines(bench: BenchRunner) -> None:
+    result = bench("lipsync", "--json")
+
+    for model in ("visemes_stream", "visemes_mouth", "loudness"):
+        figures = result["stream"][model]
+        assert {"viseme_accuracy", "closure_recall", "rounding_recall", "onset_lag_ms"} <= figures.keys()
+    assert result["ms_per_frame"]["viseme_model"]["cpu_ms"] > 0
+    for engine in ("essence", "expression"):
+        assert {"visemes", "loudness"} <= result["rendered"][engine].keys()
+
+
 def test_redis_load_reports_both_modes_per_worker_count(bench: BenchRunner) -> None:
     summary = bench("redis-load")
 
@@ -152,6 +163,15 @@ def test_stages_times_render_and_both_frame_conversions(bench: BenchRunner) -> N
 
     assert summary["frames"] == 10
     assert {"render_ms", "rgb_to_rgba_frame_ms", "rgba_to_i420_ms"} <= summary.keys()
+
+
+def test_studio_paints_and_lists_agents_in_chromium_and_over_http(bench: BenchRunner) -> None:
+    summary = bench("studio")  # needs the built studio (make studio) and /usr/bin/chromium
+
+    assert summary["agents"] == 50 and summary["loads"] == 1
+    for figure in ("api_list_ms", "first_paint_ms", "signed_in_list_ms", "next_page_ms"):
+        assert summary[figure]["n"] >= 1 and summary[figure]["median"] > 0, figure
+    assert 0 < summary["initial_bytes"]["js"] < 100_000  # pages and plots load on demand
 
 
 def test_ttff_reports_cold_warm_and_hot_with_their_breakdown(bench: BenchRunner) -> None:
