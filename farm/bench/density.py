@@ -17,7 +17,17 @@ leave, the sessions end, and the step reports:
   growth per session over the idle, prewarmed worker;
 * ``ttff_ms``: runtime-token request → first decoded frame at the room's viewer (p50/p95);
 * ``viewer_fps``: decoded frames per second per viewer (what a subscriber got);
-* ``failed`` and ``stranded`` (sessions neither ENDED nor FAILED after the agents left; must be 0).
+* ``failed`` and ``stranded`` (sessions neither ENDED nor FAILED after the agents left; must be 0);
+* ``speech_stretch``: each uninterrupted 2 s segment's length as the viewer heard it, over the clip's
+  (1.0 = real time; the voice is the clock, so it stays 1.0 whatever the load);
+* ``interrupts``: every third segment is cut after 1 s with ``lk.clear_buffer``: how many got their
+  one ``lk.playback_finished`` with ``interrupted: true`` (``honoured`` of ``sent``), the time to that
+  report at the agent, and the time until the viewer's audio fell silent (``voice_stop_ms``);
+* ``admission_admits``: what the worker's own admission (measured cost, ``worker_cpu_target`` 0.85)
+  would admit on its cores at this step's measured cost per session.
+
+The bench measures raw density: the worker runs with admission relaxed (cpu target 1.0, any late
+share), so every step's sessions start; ``admission_admits`` says where admission would stop.
 
 ``sessions_per_core_25fps`` = the largest N with ``late_pct`` ≤ ``--max-late-pct`` (1 %) and no failed
 session, divided by the worker's cores. ``--model essence`` (default) animates the sample agent's
@@ -31,6 +41,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import json
 import os
 import sys
 import tempfile
@@ -46,7 +57,7 @@ import numpy as np
 import psutil
 from livekit import api, rtc
 
-from farm.bench.common import emit, finish, parse_args, sample_portrait_png, speech_like, summary
+from farm.bench.common import emit, finish, parse_args, sample_portrait_png, summary
 from farm.bench.roomfarm import add_livekit_args, livekit_target
 from farm.infra.procs import LocalFarm, free_port
 from farm.infra.redis_conn import connect
@@ -56,8 +67,19 @@ from farm.sessions.registry import RedisWorkerRegistry
 from farm.tenancy.api_keys import RedisKeyStore
 
 SEGMENT_S = 2.0
+PAUSE_S = 0.6  # silence between segments, so a viewer hears each one as its own stretch of speech
+CUT_EVERY = 3  # every third segment is interrupted
+CUT_AT_S = 1.0
 RATE = 24_000
 CHUNK = RATE // 50  # 20 ms
+LOUD_RMS = 1500.0  # int16 RMS of a 10 ms frame the viewer counts as speech
+
+
+def warble(seconds: float, rate: int = RATE) -> np.ndarray:
+    """A loud warbling tone (a speech stand-in with no pauses of its own), int16 mono."""
+    t = np.arange(int(seconds * rate)) / rate
+    wobble = 1.0 + 0.4 * np.sin(2 * np.pi * 3.0 * t)
+    return (11_000 * np.sin(2 * np.pi * 220.0 * t * wobble)).astype(np.int16)
 
 
 def _token(target: Any, identity: str, room: str, kind: str, attrs: dict[str, str] | None = None) -> str:
@@ -82,6 +104,10 @@ class RoomLoad:
     requested_at: float = 0.0
     session_id: str = ""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    levels: list[tuple[float, float]] = field(default_factory=list)  # (arrival, RMS) per 10 ms heard
+    reports: list[tuple[float, dict[str, Any]]] = field(default_factory=list)  # playback_finished
+    cuts: list[float] = field(default_factory=list)  # when each clear_buffer was sent
+    whole: list[tuple[float, float]] = field(default_factory=list)  # (start, end) of uncut segments
 
     def watch(self) -> None:
         self.viewer.on("track_subscribed", self._on_track)
@@ -89,6 +115,19 @@ class RoomLoad:
     def _on_track(self, track: rtc.Track, *_: object) -> None:
         if track.kind == rtc.TrackKind.KIND_VIDEO:
             self.tasks.append(asyncio.create_task(self._count(track)))
+        elif track.kind == rtc.TrackKind.KIND_AUDIO:
+            self.tasks.append(asyncio.create_task(self._listen(track)))
+
+    async def _listen(self, track: rtc.Track) -> None:
+        async for event in rtc.AudioStream(track, sample_rate=16_000, num_channels=1):
+            now = time.perf_counter()
+            pcm = np.frombuffer(event.frame.data, dtype=np.int16).astype(np.float32)
+            for part in np.array_split(pcm, max(1, pcm.size // 160)):
+                self.levels.append((now, float(np.sqrt(np.mean(part * part))) if part.size else 0.0))
+
+    def on_finished(self, data: rtc.RpcInvocationData) -> str:
+        self.reports.append((time.perf_counter(), json.loads(data.payload)))
+        return "ok"
 
     async def _count(self, track: rtc.Track) -> None:
         async for _ in rtc.VideoStream(track):
@@ -97,8 +136,11 @@ class RoomLoad:
             self.frames += 1
 
     async def speak(self, pcm: np.ndarray, stop: asyncio.Event) -> None:
-        """Back-to-back segments in real time until ``stop``."""
+        """Segments in real time with a pause between, every ``CUT_EVERY``-th cut after ``CUT_AT_S``."""
+        segment = 0
         while not stop.is_set():
+            segment += 1
+            cut = segment % CUT_EVERY == 0
             writer = await self.agent.local_participant.stream_bytes(
                 name=f"AUDIO_{uuid.uuid4().hex[:8]}",
                 topic=names.LK_TOPIC_AUDIO_STREAM,
@@ -107,11 +149,55 @@ class RoomLoad:
             )
             started = time.perf_counter()
             for i, start in enumerate(range(0, pcm.shape[0], CHUNK)):
-                if stop.is_set():
+                if stop.is_set() or (cut and i * 0.02 >= CUT_AT_S):
                     break
                 await writer.write(pcm[start : start + CHUNK].tobytes())
                 await asyncio.sleep(max(0.0, started + (i + 1) * 0.02 - time.perf_counter()))
             await writer.aclose()
+            if stop.is_set():
+                break
+            if cut:
+                self.cuts.append(time.perf_counter())
+                with contextlib.suppress(rtc.RpcError):
+                    await self.agent.local_participant.perform_rpc(
+                        destination_identity=names.DEFAULT_AVATAR_IDENTITY,
+                        method=names.LK_RPC_CLEAR_BUFFER,
+                        payload="",
+                    )
+            else:
+                self.whole.append((started, time.perf_counter()))
+            await asyncio.sleep(PAUSE_S)
+
+    def spans_s(self, since: float) -> list[float]:
+        """Lengths of the stretches of speech the viewer heard after ``since`` (gaps < 0.25 s merged)."""
+        spans: list[float] = []
+        start = last = -1
+        heard = [level for at, level in self.levels if at >= since]
+        for i, level in enumerate(heard):
+            if level < LOUD_RMS:
+                continue
+            if start < 0 or (i - last) * 0.01 > 0.25:
+                if start >= 0:
+                    spans.append((last - start + 1) * 0.01)
+                start = i
+            last = i
+        if start >= 0:
+            spans.append((last - start + 1) * 0.01)
+        return spans
+
+    def interrupt_figures(self, since: float) -> tuple[int, int, list[float], list[float]]:
+        """(sent, honoured, ms to the interrupted report, ms until the viewer's audio fell silent)."""
+        sent = [c for c in self.cuts if c >= since]
+        honoured, to_report, to_silence = 0, [], []
+        for i, cut in enumerate(sent):
+            until = sent[i + 1] if i + 1 < len(sent) else float("inf")
+            got = [at for at, r in self.reports if cut <= at < until and r.get("interrupted") is True]
+            if len(got) == 1:
+                honoured += 1
+                to_report.append((got[0] - cut) * 1000.0)
+            loud = [at for at, level in self.levels if cut <= at < cut + 1.0 and level >= LOUD_RMS]
+            to_silence.append(((max(loud) - cut) * 1000.0) if loud else 0.0)
+        return len(sent), honoured, to_report, to_silence
 
     async def aclose(self) -> None:
         for task in self.tasks:
@@ -133,6 +219,7 @@ class DensityBench:
     model: str = "essence"
     image_b64: str = ""
     registry: Any = None  # RedisWorkerRegistry of the farm (the worker's frame counters)
+    cores: set[int] = field(default_factory=lambda: {1})  # the worker's cores
 
     async def step(self, n: int) -> dict[str, Any]:
         rooms = [RoomLoad(f"density-{n}-{uuid.uuid4().hex[:6]}-{i}") for i in range(n)]
@@ -145,6 +232,7 @@ class DensityBench:
         speakers = [asyncio.create_task(room.speak(self.pcm, stop)) for room in rooms]
         await asyncio.sleep(2.0)  # settle: every avatar talking
         cpu_before, frames_before, t0 = self._cpu_s(), [r.frames for r in rooms], time.perf_counter()
+        whole_before = [len(r.whole) for r in rooms]
         counted_before = await self._counters()
         await asyncio.sleep(self.step_s)
         cpu_s, elapsed = self._cpu_s() - cpu_before, time.perf_counter() - t0
@@ -155,6 +243,8 @@ class DensityBench:
         rss_mb = self.worker.memory_info().rss / 2**20
         stop.set()
         await asyncio.gather(*speakers, return_exceptions=True)
+        await asyncio.sleep(1.0)  # the last reports and the last audio arrive
+        voice = _voice_figures(rooms, t0, whole_before)
         await asyncio.gather(*(room.aclose() for room in rooms))
         sessions = await self._ended([r.session_id for r in rooms])
         frames = sum(float(s.get("timings_ms", {}).get("frames", 0.0)) for s in sessions)
@@ -171,12 +261,15 @@ class DensityBench:
             "worker_rss_mb": round(rss_mb, 1),
             "ttff_ms": summary([(r.first_frame_at or 0.0) * 1000 - r.requested_at * 1000 for r in rooms]),
             "viewer_fps": summary(viewer_fps, 2),
+            **voice,
+            "admission_admits": int(len(self.cores) * 0.85 / (cpu_s / elapsed / n)) if cpu_s > 0 else None,
             "failed": states.count("FAILED"),
             "stranded": sum(1 for s in states if s not in ("ENDED", "FAILED")),
         }
 
     async def _join(self, room: RoomLoad) -> None:
         await room.agent.connect(self.target.url, _token(self.target, "agent-1", room.name, "agent"))
+        room.agent.local_participant.register_rpc_method(names.LK_RPC_PLAYBACK_FINISHED, room.on_finished)
         await room.viewer.connect(self.target.url, _token(self.target, "viewer-1", room.name, "standard"))
 
     async def _start(self, room: RoomLoad) -> None:
@@ -224,6 +317,33 @@ class DensityBench:
             await asyncio.sleep(0.05)
 
 
+def _voice_figures(rooms: Sequence[RoomLoad], since: float, whole_before: Sequence[int]) -> dict[str, Any]:
+    """Speech as the viewers heard it: uncut segments' length over the clip's, and the interrupts."""
+    stretch: list[float] = []
+    for room, before in zip(rooms, whole_before, strict=True):
+        whole = len(room.whole) - before
+        spans = [s for s in room.spans_s(since) if s >= 0.5 * SEGMENT_S]
+        uncut = [s for s in spans if s >= CUT_AT_S + 0.3][:whole]  # cut ones last ~CUT_AT_S
+        stretch.extend(s / SEGMENT_S for s in uncut)
+    sent = honoured = 0
+    to_report: list[float] = []
+    to_silence: list[float] = []
+    for room in rooms:
+        n, ok, report, silence = room.interrupt_figures(since)
+        sent, honoured = sent + n, honoured + ok
+        to_report.extend(report)
+        to_silence.extend(silence)
+    return {
+        "speech_stretch": summary(stretch, 3),
+        "interrupts": {
+            "sent": sent,
+            "honoured": honoured,
+            "report_ms": summary(to_report),
+            "voice_stop_ms": summary(to_silence),
+        },
+    }
+
+
 def _pin_self(worker_cores: set[int]) -> set[int]:
     """Pin this process (and what it starts next) to the cores the worker does not use."""
     others = set(os.sched_getaffinity(0)) - worker_cores
@@ -247,6 +367,9 @@ def _farm(tmp: Path, target: Any, args: argparse.Namespace, cores: str) -> tuple
             "livekit_api_secret": target.api_secret,
             "default_concurrency_limit": 100_000,
             "heartbeat_s": float(os.environ.get("DENSITY_HEARTBEAT_S", "1.0")),
+            # raw density: admission would stop the steps it is here to measure (admission_admits)
+            "worker_cpu_target": 1.0,
+            "worker_late_share": 1.0,
         }
     )
     farm = LocalFarm(settings, dict(os.environ), log_dir=tmp / "logs")
@@ -275,8 +398,9 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 agent_id = await _sample_agent(client) if args.model == "essence" else ""
                 await _wait_ready(client, args.model)
                 idle_rss = psutil.Process(worker_pid).memory_info().rss / 2**20
-                pcm = (speech_like(SEGMENT_S, RATE) * 32_767).astype(np.int16)
+                pcm = warble(SEGMENT_S)
                 bench = DensityBench(target, client, psutil.Process(worker_pid), pcm, args.step_s, agent_id)
+                bench.cores = worker_cores
                 bench.model, bench.image_b64 = args.model, base64.b64encode(sample_portrait_png()).decode()
                 bench.registry = RedisWorkerRegistry(connect(str(farm.redis_url)))
                 for _ in range(args.warmup_steps):
