@@ -238,7 +238,9 @@ async def test_a_join_that_never_completes_fails_with_room_join_failed_and_frees
         worker = e2e_worker(quick, warm_pool, essence_pack)
         url = f"ws://{NETNS_ADDRESS}:{hold.getsockname()[1]}"
         token = lk_backend.token("bithuman-avatar-agent", "silent-room", kind="agent")
-        session, _ = worker.store.create(new_room_session({"url": url, "token": token}))
+        session, _ = worker.store.create(
+            new_room_session({"url": url, "token": token, "room": "silent-room"})
+        )
         worker.queue.submit(RunSessionMessage(session_id=session.id, model=ModelKind.ESSENCE))
         await asyncio.to_thread(worker.worker.result, session.id, 30.0)
 

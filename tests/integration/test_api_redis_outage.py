@@ -36,6 +36,9 @@ NO_REDIS_ROUTES = {
     "/docs",
     "/view/{room}",
     "/static/livekit-client.umd.js",
+    "/studio",  # the studio's page and assets are static files; its API calls need Redis
+    "/studio/",
+    "/studio/assets/{name}",
 }
 """Routes that never touch Redis: they keep answering during an outage."""
 
@@ -45,6 +48,9 @@ PATH_VALUES = {
     "room": "room-1",
     "pool": "essence",
     "gesture": "wave",
+    "name": "index.js",
+    "preview_id": "0" * 32,
+    "key_id": "0" * 16,
 }
 
 

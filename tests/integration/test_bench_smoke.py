@@ -2,7 +2,7 @@
 numbers) through the real CLI, so no bench can rot: each exits 0 and prints its JSON, with the keys
 a real run prints and the facts it exists to show. Numbers are never judged.
 
-The benches that need a real livekit-server (room, density) run in tests/e2e/test_bench_smoke.py,
+The benches that need a real livekit-server (room, density) run in tests/e2e/test_bench_smoke_livekit.py,
 the chaos scenarios in tests/chaos. Each run's time is printed at the end of the module.
 """
 

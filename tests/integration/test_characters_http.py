@@ -35,7 +35,6 @@ from tests.integration.conftest import REAL_ENTRY, StartWorker
 pytestmark = pytest.mark.integration
 
 
-
 @pytest.fixture
 def farm_settings(settings: Settings, redis_url: str) -> Settings:
     return settings.model_copy(update={"redis_url": redis_url, "essence_size": 320})

@@ -60,9 +60,9 @@ def test_a_key_created_with_a_plan_puts_its_tenant_on_that_plan_and_tenants_mana
     assert created.returncode == 0, created.stderr
     assert re.search(r"^plan\s+free$", created.stdout, re.M)
     metering = Metering(RedisLedger(redis_client))
-    assert metering.usage("acme").balance == 99
+    assert metering.usage("acme").balance == 199  # the documented free tier: 199 credits a month
     topped = run_farm("tenants", "topup", "acme", "50", env=env)
-    assert "balance  149 (top-up 50)" in topped.stdout
+    assert "balance  249 (top-up 50)" in topped.stdout
     moved = run_farm("tenants", "set-plan", "acme", "pro", env=env)
     assert "plan     pro" in moved.stdout and "balance  10050" in moved.stdout
     listed = run_farm("tenants", "list", env=env)

@@ -26,6 +26,7 @@ DURABLE = {
     f"_kombu.binding.{names.QUEUE_ESSENCE}",  # the shared queue's binding (one per queue)
     f"_kombu.binding_permanent.{names.QUEUE_ESSENCE}",  # kombu's mark that it never expires
     "_kombu.binding_deadlines",  # kombu's own sweep index of expiring exchanges (one per exchange)
+    names.RECENT_SESSIONS_KEY,  # the operators' latest finished sessions, trimmed to RECENT_SESSIONS_MAX
 }
 
 

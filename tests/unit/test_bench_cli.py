@@ -1,6 +1,6 @@
 """``farm bench NAME``: every bench answers ``--help`` with its own usage and a ``--smoke`` option, the
 names its docstrings and comments mention still exist, and a name that is no bench is refused. (Each
-bench's smoke run is in tests/integration/test_bench_smoke.py, tests/e2e/test_bench_smoke.py and, for
+bench's smoke run is in tests/integration/test_bench_smoke.py, tests/e2e/test_bench_smoke_livekit.py and, for
 the chaos scenarios, tests/chaos/test_faults.py.)"""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ BENCHES = sorted(
 )
 
 
-SMOKE_TESTS = ("integration/test_bench_smoke.py", "e2e/test_bench_smoke.py", "chaos/test_faults.py")
+SMOKE_TESTS = ("integration/test_bench_smoke.py", "e2e/test_bench_smoke_livekit.py", "chaos/test_faults.py")
 
 
 def test_every_bench_has_a_smoke_test() -> None:
