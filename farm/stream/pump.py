@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 LEAD_S = 0.08  # how far ahead of its due time a frame may be produced, for sinks that do not say
 IDLE_LEAD_S = 0.06  # ahead of the grid while no speech is queued (what a new answer waits behind)
 SLACK_S = 0.04  # an image may be ready this late and still be shown; later, it is skipped
-MAX_LAG_S = 0.4  # behind the grid by more than this (a stall): re-anchor instead of bursting
+MAX_LAG_S = 0.4  # behind the grid by this much more than the sink buffers (a stall): re-anchor
 RENDER_EWMA = 0.2  # weight of the newest render time in the session's estimate
 _IDLE_POLL_S = 0.25  # file sinks: how long to wait for input before looking again
 
@@ -190,7 +190,7 @@ class FramePump:
         if now < due - lead_s:
             await self._clock.sleep(due - lead_s - now)
             now = self._clock.now()
-        elif now > due + MAX_LAG_S:
+        elif now > due + self._lead_s + MAX_LAG_S:
             self.stats.resyncs += 1
             t0 = now - index * self._frame_s  # this frame is due now: the stall is a gap, not a burst
             due = now

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Coroutine
@@ -16,8 +17,10 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
-TICK_S = 0.5  # the loop's own liveness tick
+TICK_S = 0.1  # the loop's own liveness tick
+STALL_LOG_S = 0.2  # a tick this late means the loop was blocked: logged (it delays every session)
 
 
 class LoopThread:
@@ -30,6 +33,7 @@ class LoopThread:
         self._ready = threading.Event()
         self._ticker: Future[None] | None = None
         self.progress_at = time.monotonic()
+        self.max_lag_s = 0.0  # the longest the loop was late for a tick since the last reading
 
     @property
     def started(self) -> bool:
@@ -80,5 +84,10 @@ class LoopThread:
         """The loop's own liveness tick, apart from the heartbeat: a Redis call that hangs delays the
         heartbeat, not this; only a blocked loop stops ticking."""
         while True:
-            self.progress_at = time.monotonic()
+            before = time.monotonic()
+            self.progress_at = before
             await asyncio.sleep(TICK_S)
+            lag_s = time.monotonic() - before - TICK_S
+            self.max_lag_s = max(self.max_lag_s, lag_s)
+            if lag_s > STALL_LOG_S:
+                log.warning("event loop blocked", extra={"lag_ms": round(lag_s * 1000.0)})

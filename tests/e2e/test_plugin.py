@@ -356,9 +356,13 @@ async def test_at_capacity_and_at_one_and_a_half_times_it_speech_keeps_time_and_
     interrupt gets exactly one interrupted report well inside the agent's 2 s wait, and in one room
     twenty interrupts in a row still leave the next answer audible; every slot frees at the end."""
     offered = CAPACITY + (CAPACITY + 1) // 2
-    steps = ["say", "interrupt", "answer", "leave"]
-    specs = [plugin_farm.spec(avatar_id=plugin_farm.agent_id, steps=list(steps)) for _ in range(offered)]
-    specs[0]["steps"] = ["say", "interrupt", "burst", "answer", "leave"]
+    # a second's hold after the join: the viewers' audio subscriptions are up before the first turn
+    steps = ["hold", "say", "interrupt", "answer", "leave"]
+    specs = [
+        plugin_farm.spec(avatar_id=plugin_farm.agent_id, steps=list(steps), hold_s=1.0)
+        for _ in range(offered)
+    ]
+    specs[0]["steps"] = ["hold", "say", "interrupt", "burst", "answer", "leave"]
     specs[0]["burst_count"] = 20
     rooms = [f"load-{uuid.uuid4().hex[:8]}" for _ in specs]
     viewers = [AudioViewer(plugin_farm, room) for room in rooms]

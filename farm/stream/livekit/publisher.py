@@ -34,7 +34,7 @@ from farm.stream.livekit.playback import FRAME_S, Finished, PlaybackEvent, Playb
 
 log = logging.getLogger(__name__)
 
-AUDIO_QUEUE_MS = 240  # the jitter buffer: a worker stall shorter than this never reaches the listener
+AUDIO_QUEUE_MS = 500  # the jitter buffer: a worker stall shorter than this never reaches the listener
 VIDEO_MAX_BITRATE = 2_000_000
 RPC_ATTEMPTS = 3
 RPC_RETRY_S = 0.1
