@@ -20,10 +20,11 @@ leave, the sessions end, and the step reports:
 * ``failed`` and ``stranded`` (sessions neither ENDED nor FAILED after the agents left; must be 0);
 * ``speech_stretch``: each uninterrupted 2 s segment's length as the viewer heard it, over the clip's
   (1.0 = real time; the voice is the clock, so it stays 1.0 whatever the load);
-* ``interrupts``: every third segment is cut after 1 s with ``lk.clear_buffer``: how many got their
+* ``interrupts``: every third segment is cut after 1 s of it was sent (agents stream twice as fast as
+  speech plays, as a TTS does, so unplayed speech is queued) with ``lk.clear_buffer``: how many got their
   one ``lk.playback_finished`` with ``interrupted: true`` (``honoured`` of ``sent``), the time to that
   report at the agent, and the time until the viewer's audio fell silent (``voice_stop_ms``);
-* ``admission_admits``: what the worker's own admission (measured cost, ``worker_cpu_target`` 0.85)
+* ``admission_admits``: what the worker's own admission (measured cost, default ``worker_cpu_target``)
   would admit on its cores at this step's measured cost per session.
 
 The bench measures raw density: the worker runs with admission relaxed (cpu target 1.0, any late
@@ -73,6 +74,7 @@ CUT_AT_S = 1.0
 RATE = 24_000
 CHUNK = RATE // 50  # 20 ms
 LOUD_RMS = 1500.0  # int16 RMS of a 10 ms frame the viewer counts as speech
+ADMISSION_CPU_TARGET = Settings.model_fields["worker_cpu_target"].default  # what production admits
 
 
 def warble(seconds: float, rate: int = RATE) -> np.ndarray:
@@ -149,14 +151,12 @@ class RoomLoad:
             )
             started = time.perf_counter()
             for i, start in enumerate(range(0, pcm.shape[0], CHUNK)):
-                if stop.is_set() or (cut and i * 0.02 >= CUT_AT_S):
+                if stop.is_set() or (cut and i * 0.02 >= CUT_AT_S):  # i * 0.02: seconds of audio sent
                     break
                 await writer.write(pcm[start : start + CHUNK].tobytes())
-                await asyncio.sleep(max(0.0, started + (i + 1) * 0.02 - time.perf_counter()))
-            await writer.aclose()
-            if stop.is_set():
-                break
-            if cut:
+                # twice real time, as a TTS streams: an interrupt finds unplayed speech queued
+                await asyncio.sleep(max(0.0, started + (i + 1) * 0.01 - time.perf_counter()))
+            if cut:  # an agent's interrupt: the RPC while its stream is still open
                 self.cuts.append(time.perf_counter())
                 with contextlib.suppress(rtc.RpcError):
                     await self.agent.local_participant.perform_rpc(
@@ -164,9 +164,13 @@ class RoomLoad:
                         method=names.LK_RPC_CLEAR_BUFFER,
                         payload="",
                     )
-            else:
+            await writer.aclose()
+            if stop.is_set():
+                break
+            if not cut:
                 self.whole.append((started, time.perf_counter()))
-            await asyncio.sleep(PAUSE_S)
+            # wait out what is still queued at the avatar (sent twice as fast as it plays), then pause
+            await asyncio.sleep((0.0 if cut else SEGMENT_S / 2) + PAUSE_S)
 
     def spans_s(self, since: float) -> list[float]:
         """Lengths of the stretches of speech the viewer heard after ``since`` (gaps < 0.25 s merged)."""
@@ -195,7 +199,11 @@ class RoomLoad:
             if len(got) == 1:
                 honoured += 1
                 to_report.append((got[0] - cut) * 1000.0)
-            loud = [at for at, level in self.levels if cut <= at < cut + 1.0 and level >= LOUD_RMS]
+            else:
+                seen = [(round((at - cut) * 1000), r) for at, r in self.reports if cut - 2.0 <= at < until]
+                emit({"bench": "density", "interrupt_not_honoured": seen})
+            # the next segment starts PAUSE_S after the cut: only what was heard before it counts
+            loud = [at for at, level in self.levels if cut <= at < cut + 0.8 * PAUSE_S and level >= LOUD_RMS]
             to_silence.append(((max(loud) - cut) * 1000.0) if loud else 0.0)
         return len(sent), honoured, to_report, to_silence
 
@@ -262,7 +270,9 @@ class DensityBench:
             "ttff_ms": summary([(r.first_frame_at or 0.0) * 1000 - r.requested_at * 1000 for r in rooms]),
             "viewer_fps": summary(viewer_fps, 2),
             **voice,
-            "admission_admits": int(len(self.cores) * 0.85 / (cpu_s / elapsed / n)) if cpu_s > 0 else None,
+            "admission_admits": int(len(self.cores) * ADMISSION_CPU_TARGET / (cpu_s / elapsed / n))
+            if cpu_s > 0
+            else None,
             "failed": states.count("FAILED"),
             "stranded": sum(1 for s in states if s not in ("ENDED", "FAILED")),
         }

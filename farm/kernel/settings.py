@@ -127,7 +127,7 @@ class Settings(BaseSettings):
 
     # --- workers
     worker_cpu_target: float = Field(
-        0.85,
+        0.75,
         gt=0.0,
         le=1.0,
         description="Admission by measured cost: a worker takes another session only while one more of "
