@@ -380,6 +380,7 @@ def _farm(tmp: Path, target: Any, args: argparse.Namespace, cores: str) -> tuple
             # raw density: admission would stop the steps it is here to measure (admission_admits)
             "worker_cpu_target": 1.0,
             "worker_late_share": 1.0,
+            "video_codec": args.video_codec,
         }
     )
     farm = LocalFarm(settings, dict(os.environ), log_dir=tmp / "logs")
@@ -434,6 +435,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         "model": args.model,
         "against": target.against,
         "frame_size": args.size,
+        "video_codec": args.video_codec,
         "worker_cores": sorted(worker_cores),
         "bench_cores": sorted(bench_cores),
         "idle_worker_rss_mb": round(idle_rss, 1),
@@ -469,6 +471,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="farm bench density", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--steps", type=lambda s: [int(x) for x in s.split(",")], default=[2, 4, 6, 8, 10, 12, 14]
+    )
+    parser.add_argument(
+        "--video-codec", choices=["h264", "vp8"], default="h264", help="the avatar track's codec"
     )
     parser.add_argument("--step-s", type=float, default=20.0, help="measured seconds per step")
     parser.add_argument("--model", choices=["essence", "expression"], default="essence")

@@ -41,11 +41,14 @@ RPC_RETRY_S = 0.1
 RPC_RESPONSE_TIMEOUT_S = 5.0
 
 
-def video_publish_options() -> rtc.TrackPublishOptions:
-    """One H.264 layer, no simulcast, explicit bitrate and frame rate (see the module docstring)."""
+VIDEO_CODECS = {"h264": rtc.VideoCodec.H264, "vp8": rtc.VideoCodec.VP8}
+
+
+def video_publish_options(codec: str = "h264") -> rtc.TrackPublishOptions:
+    """One layer, no simulcast, explicit bitrate and frame rate (see the module docstring)."""
     return rtc.TrackPublishOptions(
         source=rtc.TrackSource.SOURCE_CAMERA,
-        video_codec=rtc.VideoCodec.H264,
+        video_codec=VIDEO_CODECS[codec],
         simulcast=False,
         video_encoding=rtc.VideoEncoding(max_bitrate=VIDEO_MAX_BITRATE, max_framerate=FPS),
     )
@@ -74,7 +77,9 @@ class RoomPublisher:
         *,
         session_id: str = "",
         audio_queue_ms: int = AUDIO_QUEUE_MS,
+        video_codec: str = "h264",
     ) -> None:
+        self._video_codec = video_codec
         self._room = room
         self._width, self._height = frame_size
         self._tracker = tracker
@@ -106,7 +111,7 @@ class RoomPublisher:
         video_track = rtc.LocalVideoTrack.create_video_track(names.TRACK_VIDEO_NAME, self._video)
         await asyncio.gather(  # one renegotiation covers both when the SDK can batch them
             participant.publish_track(audio_track, audio_publish_options()),
-            participant.publish_track(video_track, video_publish_options()),
+            participant.publish_track(video_track, video_publish_options(self._video_codec)),
         )
         self._published = True
         if first is not None:  # after publishing: a picture captured before it never decodes in Chromium

@@ -153,7 +153,12 @@ class LiveKitRoomSession:
             participant.register_rpc_method(names.LK_RPC_CLEAR_BUFFER, self._on_clear_buffer)
             participant.register_rpc_method(names.RPC_TRIGGER_DYNAMICS, self._on_trigger_dynamics)
             self._publisher = RoomPublisher(
-                room, self._frame_size, self._tracker, lambda: self._agent, session_id=self._session_id
+                room,
+                self._frame_size,
+                self._tracker,
+                lambda: self._agent,
+                session_id=self._session_id,
+                video_codec=self._settings.video_codec,
             )
             began = time.perf_counter()
             await self._publisher.publish(self._poster)
