@@ -6,7 +6,8 @@ the room (real ``livekit`` SDK participants); the clock starts just before the b
 viewer decodes the first frame of the avatar's video track. Behind the API the session runs on the
 production worker runtime (``farm.bench.roomfarm``).
 
-A/V offset (``--av-sessions``): the agent sends 0.6 s of silence then a loud tone; the offset is
+A/V offset (``--av-sessions``): the agent sends 0.6 s of silence then a spoken phrase opening on an
+open vowel (espeak-ng: the mouth follows speech through the viseme model, not a tone); the offset is
 (video onset - audio onset) at the viewer, where audio onset is the first loud audio frame and video
 onset the first frame whose mouth region leaves the avatar's idle appearance (``audio_onset`` and
 ``MouthModel.onset``). Positive = video late. Where it arises (one clock, ``perf_counter``, one host):
@@ -136,6 +137,18 @@ def livekit_token(
     return (token.with_attributes(attrs) if attrs else token).to_jwt()
 
 
+SPOKEN_RATE = 22_050
+
+
+def _spoken() -> tuple[np.ndarray, int]:
+    """A spoken phrase that opens on an open vowel (espeak-ng), int16 mono, and its rate: the mouth's
+    onset is then the speech's, not the viseme model's guess at a tone."""
+    from farm.infra.espeak import synthesize
+
+    pcm, _ = synthesize("Ah, hello there. How are you today?")
+    return np.asarray(pcm, np.int16), 22_050
+
+
 def _tone(seconds: float, rate: int) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     return (12_000 * np.sin(2 * np.pi * 220.0 * t * (1.0 + 0.5 * np.sin(2 * np.pi * 3.0 * t)))).astype(
@@ -249,13 +262,15 @@ class Bench:
             name=f"AUDIO_{uuid.uuid4().hex[:8]}",
             topic=names.LK_TOPIC_AUDIO_STREAM,
             destination_identities=[names.DEFAULT_AVATAR_IDENTITY],
-            attributes={"sample_rate": "24000", "num_channels": "1"},
+            attributes={"sample_rate": str(SPOKEN_RATE), "num_channels": "1"},
         )
         stats_before = await _inbound(viewer.room)
         sent, sent_epoch = time.perf_counter(), time.time()
-        pcm = np.concatenate([np.zeros(int(0.6 * 24_000), np.int16), _tone(1.0, 24_000)])
-        for start in range(0, pcm.shape[0], 480):
-            await writer.write(pcm[start : start + 480].tobytes())
+        spoken, _ = _spoken()
+        pcm = np.concatenate([np.zeros(int(0.6 * SPOKEN_RATE), np.int16), spoken])
+        step = SPOKEN_RATE // 50  # 20 ms of audio every 10 ms, as a TTS streams
+        for start in range(0, pcm.shape[0], step):
+            await writer.write(pcm[start : start + step].tobytes())
             await asyncio.sleep(0.01)
         await writer.aclose()
         await asyncio.sleep(2.0)
