@@ -137,16 +137,13 @@ def livekit_token(
     return (token.with_attributes(attrs) if attrs else token).to_jwt()
 
 
-SPOKEN_RATE = 22_050
-
-
 def _spoken() -> tuple[np.ndarray, int]:
     """A spoken phrase that opens on an open vowel (espeak-ng), int16 mono, and its rate: the mouth's
     onset is then the speech's, not the viseme model's guess at a tone."""
-    from farm.infra.espeak import synthesize
+    from farm.infra.espeak import SAMPLE_RATE_HZ, synthesize
 
     pcm, _ = synthesize("Ah, hello there. How are you today?")
-    return np.asarray(pcm, np.int16), 22_050
+    return np.asarray(pcm, np.int16), SAMPLE_RATE_HZ
 
 
 def _tone(seconds: float, rate: int) -> np.ndarray:
@@ -258,17 +255,17 @@ class Bench:
             await page.start_recording()
         await asyncio.sleep(1.0)  # let the viewer collect idle frames for the baseline
 
+        spoken, rate = _spoken()
         writer = await agent.local_participant.stream_bytes(
             name=f"AUDIO_{uuid.uuid4().hex[:8]}",
             topic=names.LK_TOPIC_AUDIO_STREAM,
             destination_identities=[names.DEFAULT_AVATAR_IDENTITY],
-            attributes={"sample_rate": str(SPOKEN_RATE), "num_channels": "1"},
+            attributes={"sample_rate": str(rate), "num_channels": "1"},
         )
         stats_before = await _inbound(viewer.room)
         sent, sent_epoch = time.perf_counter(), time.time()
-        spoken, _ = _spoken()
-        pcm = np.concatenate([np.zeros(int(0.6 * SPOKEN_RATE), np.int16), spoken])
-        step = SPOKEN_RATE // 50  # 20 ms of audio every 10 ms, as a TTS streams
+        pcm = np.concatenate([np.zeros(int(0.6 * rate), np.int16), spoken])
+        step = rate // 50  # 20 ms of audio every 10 ms, as a TTS streams
         for start in range(0, pcm.shape[0], step):
             await writer.write(pcm[start : start + step].tobytes())
             await asyncio.sleep(0.01)
