@@ -14,20 +14,26 @@ EXTRAS := expression,e2e,dev
 # the ~190 MB CPU build instead; nothing else changes.
 TORCH_INDEX_URL ?=
 
-.PHONY: install demo demo-room test lint rules sim livekit-server web-assets studio unit integration e2e chaos gpu gpu-check up bench-dispatch clean system-deps
+.PHONY: install demo demo-room test lint rules sim livekit-server web-assets studio unit integration e2e chaos gpu gpu-check up bench-dispatch clean system-deps test-deps test-prereqs
 
-# Debian packages: espeak-ng (the farm's local text-to-speech, and the viseme model's training and
-# test speech), wamerican + wbritish (word lists the viseme training sentences are drawn from) and
-# chromium (the browser the viewer e2e test drives headless; ~20 s to install). Installed with apt when missing and apt is available
-# (root, or sudo without a password); otherwise a hint.
-APT_PACKAGES := espeak-ng wamerican wbritish chromium
+# Debian packages, installed with apt (--no-install-recommends) when missing and apt is available (root,
+# or sudo without a password); otherwise a hint. Every target needs espeak-ng (the farm's local
+# text-to-speech); only the test targets need wamerican + wbritish (word lists the viseme training and
+# test sentences are drawn from) and chromium (the browser the viewer and studio tests drive headless).
+define APT_INSTALL
+@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+if [ -n "$$missing" ]; then \
+  echo "installing Debian packages:$$missing"; \
+  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo"; else SUDO=none; fi; \
+  if command -v apt-get >/dev/null 2>&1 && [ "$$SUDO" != none ]; then \
+    $$SUDO apt-get install -y -q --no-install-recommends $$missing || \
+    { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q --no-install-recommends $$missing; }; \
+  else echo "missing:$$missing: install them (Debian: apt-get install --no-install-recommends$$missing)"; fi; fi
+endef
 system-deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:$$missing"; \
-	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then apt-get install -y -q $$missing || { apt-get update -q && apt-get install -y -q $$missing; }; \
-	  elif command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo apt-get install -y -q $$missing || { sudo apt-get update -q && sudo apt-get install -y -q $$missing; }; \
-	  else echo "missing:$$missing: install them (Debian: apt-get install$$missing)"; fi; fi
+	$(call APT_INSTALL,espeak-ng)
+test-deps: system-deps  # one apt at a time (dpkg's lock)
+	$(call APT_INSTALL,wamerican wbritish chromium)
 
 # Browser assets, served by the farm itself (no CDN), all pinned in web/package-lock.json and built
 # into the package (gitignored): livekit-client for the viewer page and the studio's live room, and
@@ -96,33 +102,39 @@ PYTEST_OK_IF_EMPTY = rc=0; $(BIN)/pytest $(1) || rc=$$?; if [ $$rc -eq 5 ]; then
 # A real livekit-server for the e2e layer: LIVEKIT_SERVER_BIN, else `livekit-server` on PATH, else
 # the cache (~/.cache/avatar-farm/livekit-server-<version>/), built there with Go the first time
 # (~2 min on 2 cores; seconds with a warm Go cache). Skipped when LIVEKIT_URL names a server to use.
-livekit-server: $(STAMP)
-	@if [ -n "$$LIVEKIT_URL" ]; then echo "e2e against LIVEKIT_URL=$$LIVEKIT_URL"; else $(BIN)/farm livekit-server; fi
+# Needs no virtualenv (scripts/build-livekit-server.sh), so it builds while pip installs.
+livekit-server:
+	@scripts/build-livekit-server.sh >/dev/null
 
 # The whole suite runs inside a private network namespace (scripts/netns-run): libwebrtc ignores
 # loopback, so the LiveKit e2e layer needs a veth address; Redis, Celery and HTTP tests run there too.
-test: lint rules livekit-server
+# Its prerequisites are made side by side: pip unpacking torch keeps one core busy while Go builds
+# livekit-server and promtool on the other, and npm fetches the browser assets meanwhile.
+test:
+	@$(MAKE) --no-print-directory -j4 --output-sync=line test-prereqs
 	scripts/netns-run $(BIN)/pytest -q
+test-prereqs: test-deps lint rules livekit-server
 
-# Alert rules: syntax (promtool check rules) and behaviour (promtool test rules). promtool is built
-# once from the Go module proxy into ~/.cache/avatar-farm/ (needs Go >= 1.25; minutes on 2 cores).
+# Alert rules: syntax (promtool check rules) and behaviour (promtool test rules). promtool comes from
+# Debian's prometheus package (extracted, not installed: seconds), else is built with Go (minutes),
+# into ~/.cache/avatar-farm/ once (scripts/build-promtool.sh).
 rules:
-	@PROMTOOL=$$(scripts/build-promtool.sh) && $$PROMTOOL check rules monitoring/alerts.yml && $$PROMTOOL test rules monitoring/alerts.test.yml
+	@PROMTOOL=$$(scripts/build-promtool.sh) && $$PROMTOOL --version 2>&1 | head -1 && $$PROMTOOL check rules monitoring/alerts.yml && $$PROMTOOL test rules monitoring/alerts.test.yml
 
 # A day at 10,000 concurrent sessions, old vs new autoscaling: benchmarks/results/sim.{json,png}.
 sim: $(STAMP)
 	$(BIN)/farm sim --out benchmarks/results
 
-unit: $(STAMP)
+unit: $(STAMP) test-deps
 	@$(call PYTEST_OK_IF_EMPTY,-q -m unit)
 
-integration: $(STAMP)
+integration: $(STAMP) test-deps
 	@$(call PYTEST_OK_IF_EMPTY,-q -m integration)
 
-e2e: $(STAMP) $(WEB_ASSET) $(STUDIO) livekit-server
+e2e: $(STAMP) $(WEB_ASSET) $(STUDIO) test-deps livekit-server
 	scripts/netns-run $(BIN)/pytest -q -m e2e
 
-chaos: $(STAMP) livekit-server
+chaos: $(STAMP) test-deps livekit-server
 	scripts/netns-run $(BIN)/pytest -q -m chaos
 
 gpu: $(STAMP)
