@@ -35,7 +35,8 @@ session **and the voice intact** (``speech_stretch`` p95 within ``--max-stretch`
 every interrupt honoured), divided by the worker's cores: frames on time with a slowed voice do not
 count. ``sessions_per_core_frames_only`` is the same without the voice condition (the older figure).
 ``--model essence`` (default) animates the sample agent's built pack; ``--model expression`` sends
-the sample portrait with each request (the GPU model, here on CPU: torch). Prints one JSON object (``against`` names the server).
+the sample portrait with each request (the GPU model, here on CPU: torch). Prints one JSON object
+(``against`` names the server).
 """
 
 from __future__ import annotations
