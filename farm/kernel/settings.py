@@ -126,8 +126,11 @@ class Settings(BaseSettings):
     idle_timeout_s: float = Field(300.0, description="A room session with no agent audio for this long ends.")
 
     # --- workers
+    # 0.65: on the 2-core Xeon (2026-12-06, BENCHMARKS "Density") the voice at the viewer held (speech
+    # within 5 % of real time, every interrupt honoured) up to ~60 % of the worker's core and stretched
+    # from ~75 %; 0.65 admits 5 sessions at 256², 4 at 384² and 512² there
     worker_cpu_target: float = Field(
-        0.75,
+        0.65,
         gt=0.0,
         le=1.0,
         description="Admission by measured cost: a worker takes another session only while one more of "
