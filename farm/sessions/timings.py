@@ -30,6 +30,8 @@ class Milestones:
             "frames": float(stats.frames),
             "late_frames": float(stats.late),
             "skipped_images": float(stats.skipped),
+            "resyncs": float(stats.resyncs),
+            "starved_frames": float(stats.starved),
             "render_ms": round(stats.render_ms, 3),
             "delivered_fps": round(stats.delivered_fps(), 2),
         }

@@ -85,6 +85,7 @@ class PumpStats:
     rendered: int = 0  # of those, frames that carried a new image
     skipped: int = 0  # images skipped to keep up with the audio clock (the viewer saw the last one)
     resyncs: int = 0  # stalls longer than MAX_LAG_S: the grid re-anchored (a gap in the audio)
+    starved: int = 0  # silent frames inside an open speech segment: its audio had not arrived in time
     dropped_speech_s: float = 0.0  # speech refused because max_queued_s of it already waited
     render_ms: float = 0.0  # estimate (EWMA) of one rendered frame's wall time on the lane
     write_ms: float = 0.0  # estimate (EWMA) of one sink write (conversion, encode hand-off)
@@ -127,6 +128,7 @@ class FramePump:
         self._input_changed = asyncio.Event()
         self._input_closed = False
         self._abandon_queue = False  # the input closed with nobody left to hear what is queued
+        self._open_segment: int | None = None  # the speech segment playing, until its last frame
         # Held from taking a frame until it is written: an interrupt waits for the frame in flight,
         # so every frame written after the interrupt was rendered after it (the sink's barrier).
         self._turn = asyncio.Lock()
@@ -180,8 +182,19 @@ class FramePump:
                 render = True
             async with self._turn:
                 frame, pending = await self._next(render)
+                self._count_starved(frame)
                 await self._write(frame)
             index += 1
+
+    def _count_starved(self, frame: AvatarFrame) -> None:
+        """A silent frame while a segment is open (begun, neither ended nor interrupted) means the
+        segment's next audio was not there in time: the agent's stream fell behind real time. The
+        clock does not wait for it (a gap in that speech), and it is counted, so a stretched voice
+        can be told apart from a late sender."""
+        if frame.speaking:
+            self._open_segment = None if frame.segment_end else frame.segment_id
+        elif self._open_segment is not None:
+            self.stats.starved += 1
 
     async def _keep_time(self, t0: float, index: int, lead_s: float) -> tuple[float, bool]:
         """Wait until frame ``index`` may be produced; (grid origin, whether to render its image)."""
@@ -240,6 +253,7 @@ class FramePump:
             elif isinstance(event, ClearBuffer):
                 async with self._turn:
                     await self._lane.call(renderer.interrupt)
+                    self._open_segment = None
             elif isinstance(event, Gesture):
                 await self._gesture(event.action)
             elif isinstance(event, InputClosed):

@@ -65,6 +65,7 @@ class Tracing(WorkerMiddleware):
                 "frames": stats.frames,
                 "skipped_images": stats.skipped,
                 "resyncs": stats.resyncs,
+                "starved_frames": stats.starved,
                 "render_ms": round(stats.render_ms, 2),
                 "delivered_fps": round(stats.delivered_fps(), 2),
                 **{f"ttff_{k}_ms": v for k, v in timings.items()},

@@ -234,3 +234,48 @@ async def test_a_room_that_is_gone_ends_the_pump_at_once_with_speech_still_queue
         lane.close()
     assert reason == PumpEnd.INPUT_CLOSED
     assert sum(f.speaking for _, f in sink.writes) < 25  # not the 250 frames of queued speech
+
+
+class SegmentRenderer(CostlyRenderer):
+    """Marks the last frame of a flushed segment, as the engines do."""
+
+    flushed = False
+
+    def flush(self) -> None:
+        self.flushed = True
+
+    def next_frame(self, render: bool = True) -> AvatarFrame:
+        frame = super().next_frame(render)
+        if frame.speaking and self.flushed and self.audio.size == 0:
+            self.flushed = False
+            return AvatarFrame(frame.index, frame.image, frame.audio, True, 1, True, None, 0.0)
+        return frame
+
+
+async def test_speech_that_arrives_late_is_a_counted_gap_never_a_wait() -> None:
+    """An agent whose stream falls behind real time: the clock does not wait for it; the silent frames
+    inside the open segment are counted as starved, and none after the segment ended."""
+    clock = FakeClock()
+    renderer = SegmentRenderer(clock, render_s=0.001)
+    sink = TimedSink(clock)
+    lane = RenderLane(renderer, "pump-starved")  # type: ignore[arg-type]
+    pump = FramePump(lane, sink, fps=25, max_queued_s=600.0, clock=clock)
+
+    async def late_agent() -> AsyncIterator[InputEvent]:
+        yield SpeechChunk(speech(0.2), 16_000)  # 5 frames, then the stream stalls
+        while len(sink.writes) < 12:
+            await asyncio.sleep(0)
+        yield SpeechChunk(speech(0.2), 16_000)
+        yield SegmentEnd()
+        while len(sink.writes) < 30:
+            await asyncio.sleep(0)
+        yield InputClosed("done")
+
+    try:
+        await pump.run(late_agent(), never_end)
+    finally:
+        lane.close()
+    speaking = [i for i, (_, f) in enumerate(sink.writes) if f.speaking]
+    gap = speaking[-1] - speaking[0] + 1 - len(speaking)  # silent frames between the segment's first and last
+    assert gap > 0 and pump.stats.starved == gap
+    assert sink.writes[speaking[-1]][1].segment_end
