@@ -136,6 +136,11 @@ async def run_steps(ctx: JobContext, session: AgentSession, spec: dict[str, Any]
                 payload=json.dumps({"action": "talk_head_nod_subtle"}),  # Essence and Expression have it
             )
             report.write("dynamics", reply=json.loads(reply))
+        elif step == "go":  # wait for the test's word (a file): every room starts its turns together
+            go = Path(spec["go_file"])
+            deadline = time.monotonic() + 180.0
+            while not go.exists() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
         elif step == "hold":
             await asyncio.sleep(float(spec.get("hold_s", 30.0)))
         elif step == "leave":
