@@ -109,10 +109,18 @@ livekit-server:
 # The whole suite runs inside a private network namespace (scripts/netns-run): libwebrtc ignores
 # loopback, so the LiveKit e2e layer needs a veth address; Redis, Celery and HTTP tests run there too.
 # Its prerequisites are made side by side: pip unpacking torch keeps one core busy while Go builds
-# livekit-server and promtool on the other, and npm fetches the browser assets meanwhile.
+# livekit-server and promtool on the other, and npm fetches the browser assets meanwhile. Then the
+# unit, integration and top-level tests run on both cores (pytest-xdist, one file per worker so a
+# module's fixtures stay whole), and the e2e and chaos layers one test at a time: they measure
+# real-time media, interrupts and faults on the machine's cores and must not share them.
+PARALLEL_TESTS := tests/unit tests/integration tests/gpu $(wildcard tests/test_*.py)
+SERIAL_TESTS := tests/e2e tests/chaos
 test:
 	@$(MAKE) --no-print-directory -j4 --output-sync=line test-prereqs
-	scripts/netns-run $(BIN)/pytest -q
+	@rc=0; \
+	scripts/netns-run $(BIN)/pytest -q -n 2 --dist loadfile $(PARALLEL_TESTS) || rc=$$?; \
+	scripts/netns-run $(BIN)/pytest -q $(SERIAL_TESTS) || rc=$$?; \
+	exit $$rc
 test-prereqs: test-deps lint rules livekit-server
 
 # Alert rules: syntax (promtool check rules) and behaviour (promtool test rules). promtool comes from
