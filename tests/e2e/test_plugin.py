@@ -410,15 +410,21 @@ async def test_at_capacity_and_at_one_and_a_half_times_it_speech_keeps_time_and_
     assert len(burst["latencies_ms"]) == 20 and all(0 <= ms < 1000 for ms in latencies), latencies
     assert [f["interrupted"] for f in burst["finished"]] == [True] * 20
     assert all([f["interrupted"] for f in a["finished"]] == [False] for a in answers), answers
-    # the voice keeps time at the viewer: the 1.2 s turn and the 1.5 s answer are not stretched
+    # The voice keeps time at the viewer: the 1.2 s turn and the 1.5 s answer are not stretched by the
+    # farm. An agent on these same 2 cores can send its speech late; the farm plays on (the clock never
+    # waits) and counts each such silent frame inside a segment (starved_frames): that gap is the
+    # agent's, so it is allowed on top, and nothing else is.
+    starved_s: dict[str, float] = {}
     for viewer in viewers:
         timings = room_sessions(plugin_farm, viewer.room_name)[0].timings_ms
+        starved_s[viewer.room_name] = timings.get("starved_frames", 0.0) * 0.04
         print(f"\n{viewer.room_name}: spans {viewer.spans_s()} worker {timings}")
     for viewer in viewers:
         spans = [s for s in viewer.spans_s() if s >= 0.5]
+        late = starved_s[viewer.room_name]
         assert spans, f"{viewer.room_name}: no speech heard"
-        assert 1.2 * 0.9 <= spans[0] <= 1.2 * 1.2, (viewer.room_name, spans)
-        assert 1.5 * 0.9 <= spans[-1] <= 1.5 * 1.2, (viewer.room_name, spans)  # after the interrupts
+        assert 1.2 * 0.9 <= spans[0] <= 1.2 * 1.2 + late, (viewer.room_name, spans, late)
+        assert 1.5 * 0.9 <= spans[-1] <= 1.5 * 1.2 + late, (viewer.room_name, spans, late)  # after the cuts
     joins = sorted(s["start_to_join_ms"] for s in starts)
     ordered = sorted(latencies)
     p50, p95 = ordered[len(ordered) // 2], ordered[int(len(ordered) * 0.95)]
