@@ -12,7 +12,7 @@ breakdown stage). Never a session id or tenant: those go to the JSON logs.
 ``MetricsMiddleware`` makes the calls from the runtime's hooks:
   ``session_started(pool, queue_wait_s)``, ``session_ended(pool)``, ``set_capacity(pool, free_slots)``,
   ``set_ready(pool, ready)``, ``ttff(pool, total_s, stages={"claim": s, "avatar": s, ...})``,
-  ``frames(pool, rendered, late, skipped=, resyncs=)``, ``delivered_fps(pool, fps)``,
+  ``frames(pool, rendered, late, skipped=, resyncs=, starved=)``, ``delivered_fps(pool, fps)``,
   ``av_offset(pool, seconds)``, ``batch(pool, size)``,
   ``lease_lost(pool)``, ``handed_back(pool)``, ``failed(pool, code)``.
 """
@@ -110,6 +110,12 @@ class WorkerMetrics:
             ["pool"],
             registry=r,
         )
+        self.starved = Counter(
+            "farm_speech_starved_frames",
+            "Silent frames inside an open speech segment: the agent's audio arrived after it was due",
+            ["pool"],
+            registry=r,
+        )
         self.fps = Histogram(
             "farm_session_delivered_fps",
             "Pictures per second a session's viewers received, per ended session",
@@ -164,7 +170,9 @@ class WorkerMetrics:
         for stage, seconds in (stages or {}).items():
             self.ttff_stage.labels(pool, stage).observe(seconds)
 
-    def frames(self, pool: str, rendered: int, late: int = 0, *, skipped: int = 0, resyncs: int = 0) -> None:
+    def frames(
+        self, pool: str, rendered: int, late: int = 0, *, skipped: int = 0, resyncs: int = 0, starved: int = 0
+    ) -> None:
         self.rendered.labels(pool).inc(rendered)
         if late:
             self.late.labels(pool).inc(late)
@@ -172,6 +180,8 @@ class WorkerMetrics:
             self.skipped.labels(pool).inc(skipped)
         if resyncs:
             self.resyncs.labels(pool).inc(resyncs)
+        if starved:
+            self.starved.labels(pool).inc(starved)
 
     def delivered_fps(self, pool: str, fps: float) -> None:
         self.fps.labels(pool).observe(fps)
@@ -231,7 +241,14 @@ class MetricsMiddleware(WorkerMiddleware):
         metrics, pool = self.metrics, message.model.value
         stats = runner.stats
         metrics.session_ended(pool)
-        metrics.frames(pool, stats.rendered, stats.late, skipped=stats.skipped, resyncs=stats.resyncs)
+        metrics.frames(
+            pool,
+            stats.rendered,
+            stats.late,
+            skipped=stats.skipped,
+            resyncs=stats.resyncs,
+            starved=stats.starved,
+        )
         if stats.frames:
             metrics.delivered_fps(pool, stats.delivered_fps())
         if stats.dropped_speech_s:

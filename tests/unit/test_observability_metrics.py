@@ -29,7 +29,7 @@ def test_the_runtime_calls_become_samples() -> None:
     m.set_capacity("essence", 3)
     m.session_started("essence", queue_wait_s=0.4)
     m.ttff("essence", 0.3, {"claim": 0.01, "avatar": 0.2})
-    m.frames("essence", rendered=25, late=2)
+    m.frames("essence", rendered=25, late=2, starved=3)
     m.av_offset("essence", 0.01)
     m.batch("essence", 8)
     m.lease_lost("essence")
@@ -41,6 +41,7 @@ def test_the_runtime_calls_become_samples() -> None:
     assert s[("farm_worker_free_slots", pool)] == 3
     assert s[("farm_worker_ready", pool)] == 1
     assert s[("farm_frames_rendered_total", pool)] == 25 and s[("farm_frames_late_total", pool)] == 2
+    assert s[("farm_speech_starved_frames_total", pool)] == 3  # the agent's speech came late
     assert s[("farm_session_ttff_stage_seconds_count", (("pool", "essence"), ("stage", "avatar")))] == 1
     assert s[("farm_session_failures_total", (("code", "RENDER_FAILED"), ("pool", "essence")))] == 1
     assert s[("farm_session_queue_wait_seconds_count", pool)] == 1
