@@ -126,7 +126,7 @@ test-prereqs: test-deps lint rules livekit-server
 # Alert rules: syntax (promtool check rules) and behaviour (promtool test rules). promtool comes from
 # Debian's prometheus package (extracted, not installed: seconds), else is built with Go (minutes),
 # into ~/.cache/avatar-farm/ once (scripts/build-promtool.sh).
-rules:
+rules: test-deps  # apt-get download waits for apt-get install (one apt at a time)
 	@PROMTOOL=$$(scripts/build-promtool.sh) && $$PROMTOOL --version 2>&1 | head -1 && $$PROMTOOL check rules monitoring/alerts.yml && $$PROMTOOL test rules monitoring/alerts.test.yml
 
 # A day at 10,000 concurrent sessions, old vs new autoscaling: benchmarks/results/sim.{json,png}.
