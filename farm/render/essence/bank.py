@@ -17,23 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-VISEMES: tuple[str, ...] = (
-    "sil",
-    "PP",
-    "FF",
-    "TH",
-    "DD",
-    "kk",
-    "CH",
-    "SS",
-    "nn",
-    "RR",
-    "aa",
-    "E",
-    "ih",
-    "oh",
-    "ou",
-)
+from farm.render.speech.visemes import VISEMES  # the viseme model's classes, one list
 
 
 @dataclass(frozen=True, slots=True)
