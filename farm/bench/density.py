@@ -16,7 +16,14 @@ leave, the sessions end, and the step reports:
 * ``worker_cpu_pct`` (of one core; 100 = one core busy) and per session, ``worker_rss_mb`` and the
   growth per session over the idle, prewarmed worker;
 * ``ttff_ms``: runtime-token request → first decoded frame at the room's viewer (p50/p95);
-* ``viewer_fps``: decoded frames per second per viewer (what a subscriber got);
+* ``viewer_fps``: decoded frames per second per viewer (what a subscriber got). Only the first
+  ``--video-viewers`` rooms (2) subscribe to video; the other viewers hear only (the worker encodes
+  and publishes every room's video all the same: no dynacast). On a 2-core machine the load generator
+  shares one core with the server, and decoding every room's video there starved its own agents;
+* ``starved_frames`` / ``starved_s_per_session``: silent frames inside a segment because the agent's
+  speech had not arrived yet (the farm's count): the load generator's lateness, heard as longer
+  speech; ``bench_cores_busy``: how busy the load generator's and server's cores were (1.0 = saturated,
+  and then the voice figures measure the bench as much as the worker);
 * ``failed`` and ``stranded`` (sessions neither ENDED nor FAILED after the agents left; must be 0);
 * ``speech_stretch``: each uninterrupted 2 s segment's length as the viewer heard it, over the clip's
   (1.0 = real time; the voice is the clock, so it stays 1.0 whatever the load);
@@ -75,7 +82,12 @@ PAUSE_S = 0.6  # silence between segments, so a viewer hears each one as its own
 CUT_EVERY = 3  # every third segment is interrupted
 CUT_AT_S = 1.0
 RATE = 24_000
-CHUNK = RATE // 50  # 20 ms
+CHUNK_S = 0.1
+"""Audio per write of an agent's stream (a TTS's chunk). At 20 ms the bench's own agents could not keep
+up past ~4 rooms on one core (each write is a round trip through the SDK): their speech arrived late
+and the farm played it with gaps, which read as stretched speech (``agent_behind_ms``)."""
+CHUNK = int(RATE * CHUNK_S)
+FRAME_PERIOD_S = 0.04  # one 25 fps frame of the farm's output
 LOUD_RMS = 1500.0  # int16 RMS of a 10 ms frame the viewer counts as speech
 ADMISSION_CPU_TARGET = Settings.model_fields["worker_cpu_target"].default  # what production admits
 
@@ -102,6 +114,7 @@ class RoomLoad:
     """One room: the agent that streams speech and the viewer that counts decoded avatar frames."""
 
     name: str
+    video: bool = True  # the viewer subscribes to (and decodes) the avatar's video, not only its audio
     agent: rtc.Room = field(default_factory=rtc.Room)
     viewer: rtc.Room = field(default_factory=rtc.Room)
     first_frame_at: float | None = None
@@ -113,9 +126,16 @@ class RoomLoad:
     reports: list[tuple[float, dict[str, Any]]] = field(default_factory=list)  # playback_finished
     cuts: list[float] = field(default_factory=list)  # when each clear_buffer was sent
     whole: list[tuple[float, float]] = field(default_factory=list)  # (start, end) of uncut segments
+    behind: list[tuple[float, float]] = field(default_factory=list)  # (sent at, s behind real time)
 
     def watch(self) -> None:
         self.viewer.on("track_subscribed", self._on_track)
+        self.viewer.on("track_published", self._on_published)
+
+    def _on_published(self, publication: rtc.RemoteTrackPublication, *_: object) -> None:
+        """The viewer joins with auto-subscribe off: audio always, video only where it is counted."""
+        if publication.kind == rtc.TrackKind.KIND_AUDIO or self.video:
+            publication.set_subscribed(True)
 
     def _on_track(self, track: rtc.Track, *_: object) -> None:
         if track.kind == rtc.TrackKind.KIND_VIDEO:
@@ -126,6 +146,8 @@ class RoomLoad:
     async def _listen(self, track: rtc.Track) -> None:
         async for event in rtc.AudioStream(track, sample_rate=16_000, num_channels=1):
             now = time.perf_counter()
+            if not self.video and self.first_frame_at is None:
+                self.first_frame_at = now  # an audio-only viewer: its first frame is the first audio
             pcm = np.frombuffer(event.frame.data, dtype=np.int16).astype(np.float32)
             for part in np.array_split(pcm, max(1, pcm.size // 160)):
                 self.levels.append((now, float(np.sqrt(np.mean(part * part))) if part.size else 0.0))
@@ -154,11 +176,13 @@ class RoomLoad:
             )
             started = time.perf_counter()
             for i, start in enumerate(range(0, pcm.shape[0], CHUNK)):
-                if stop.is_set() or (cut and i * 0.02 >= CUT_AT_S):  # i * 0.02: seconds of audio sent
+                if stop.is_set() or (cut and i * CHUNK_S >= CUT_AT_S):  # seconds of audio sent so far
                     break
                 await writer.write(pcm[start : start + CHUNK].tobytes())
+                sent = time.perf_counter()  # this chunk's audio plays from started + i * CHUNK_S at best
+                self.behind.append((sent, sent - started - i * CHUNK_S))
                 # twice real time, as a TTS streams: an interrupt finds unplayed speech queued
-                await asyncio.sleep(max(0.0, started + (i + 1) * 0.01 - time.perf_counter()))
+                await asyncio.sleep(max(0.0, started + (i + 1) * CHUNK_S / 2 - time.perf_counter()))
             if cut:  # an agent's interrupt: the RPC while its stream is still open
                 self.cuts.append(time.perf_counter())
                 with contextlib.suppress(rtc.RpcError):
@@ -231,9 +255,15 @@ class DensityBench:
     image_b64: str = ""
     registry: Any = None  # RedisWorkerRegistry of the farm (the worker's frame counters)
     cores: set[int] = field(default_factory=lambda: {1})  # the worker's cores
+    bench_cores: set[int] = field(default_factory=lambda: {0})  # this process's and the server's cores
+    video_viewers: int = 1_000_000  # rooms whose viewer decodes video (the first ones); the rest hear only
 
     async def step(self, n: int) -> dict[str, Any]:
-        rooms = [RoomLoad(f"density-{n}-{uuid.uuid4().hex[:6]}-{i}") for i in range(n)]
+        rooms = [
+            RoomLoad(f"density-{n}-{uuid.uuid4().hex[:6]}-{i}", video=i < self.video_viewers)
+            for i in range(n)
+        ]
+        watched = [r for r in rooms if r.video]
         for room in rooms:
             room.watch()
         await asyncio.gather(*(self._join(room) for room in rooms))
@@ -243,14 +273,17 @@ class DensityBench:
         speakers = [asyncio.create_task(room.speak(self.pcm, stop)) for room in rooms]
         await asyncio.sleep(2.0)  # settle: every avatar talking
         cpu_before, frames_before, t0 = self._cpu_s(), [r.frames for r in rooms], time.perf_counter()
+        bench_before = _busy_s(self.bench_cores)
         whole_before = [len(r.whole) for r in rooms]
         counted_before = await self._counters()
         await asyncio.sleep(self.step_s)
         cpu_s, elapsed = self._cpu_s() - cpu_before, time.perf_counter() - t0
+        bench_after = _busy_s(self.bench_cores)
+        bench_busy = [(b - a) / elapsed for a, b in zip(bench_before, bench_after, strict=True)]
         counted = await self._counters()
         window_frames = counted[0] - counted_before[0]
         window_late = counted[1] - counted_before[1]
-        viewer_fps = [(r.frames - f) / elapsed for r, f in zip(rooms, frames_before, strict=True)]
+        viewer_fps = [(r.frames - f) / elapsed for r, f in zip(rooms, frames_before, strict=True) if r.video]
         rss_mb = self.worker.memory_info().rss / 2**20
         stop.set()
         await asyncio.gather(*speakers, return_exceptions=True)
@@ -260,6 +293,7 @@ class DensityBench:
         sessions = await self._ended([r.session_id for r in rooms])
         frames = sum(float(s.get("timings_ms", {}).get("frames", 0.0)) for s in sessions)
         late = sum(float(s.get("timings_ms", {}).get("late_frames", 0.0)) for s in sessions)
+        starved = sum(float(s.get("timings_ms", {}).get("starved_frames", 0.0)) for s in sessions)
         states = [s["status"] for s in sessions]
         return {
             "sessions": n,
@@ -270,9 +304,23 @@ class DensityBench:
             "worker_cpu_pct": round(100.0 * cpu_s / elapsed, 1),
             "worker_cpu_pct_per_session": round(100.0 * cpu_s / elapsed / n, 2),
             "worker_rss_mb": round(rss_mb, 1),
-            "ttff_ms": summary([(r.first_frame_at or 0.0) * 1000 - r.requested_at * 1000 for r in rooms]),
+            "ttff_ms": summary([(r.first_frame_at or 0.0) * 1000 - r.requested_at * 1000 for r in watched]),
+            "video_viewers": len(watched),
             "viewer_fps": summary(viewer_fps, 2),
             **voice,
+            # Frames inside a segment whose speech had not arrived from the agent yet (whole sessions):
+            # the load generator's lateness, heard as gaps that lengthen the speech, not the worker's.
+            "starved_frames": int(starved),
+            # How late the agents' own chunks left, past the moment their audio was due to play (0 = on
+            # time; they stream at twice real time): starved frames without it are the server's or the
+            # worker's lateness in receiving, not the agents'.
+            "agent_behind_ms": summary(
+                [max(0.0, lag) * 1000.0 for r in rooms for at, lag in r.behind if t0 <= at <= t0 + elapsed]
+            ),
+            "starved_s_per_session": round(starved * FRAME_PERIOD_S / n, 2),
+            # The load generator's and server's cores, busy share (1.0 = saturated): near 1.0 its own
+            # agents and viewers are late, and the voice figures measure the bench as much as the worker.
+            "bench_cores_busy": round(max(bench_busy), 2) if bench_busy else None,
             "admission_admits": int(len(self.cores) * ADMISSION_CPU_TARGET / (cpu_s / elapsed / n))
             if cpu_s > 0
             else None,
@@ -283,7 +331,11 @@ class DensityBench:
     async def _join(self, room: RoomLoad) -> None:
         await room.agent.connect(self.target.url, _token(self.target, "agent-1", room.name, "agent"))
         room.agent.local_participant.register_rpc_method(names.LK_RPC_PLAYBACK_FINISHED, room.on_finished)
-        await room.viewer.connect(self.target.url, _token(self.target, "viewer-1", room.name, "standard"))
+        await room.viewer.connect(
+            self.target.url,
+            _token(self.target, "viewer-1", room.name, "standard"),
+            rtc.RoomOptions(auto_subscribe=False),
+        )
 
     async def _start(self, room: RoomLoad) -> None:
         attrs = {names.LK_ATTR_PUBLISH_ON_BEHALF: "agent-1"}
@@ -328,6 +380,16 @@ class DensityBench:
             if time.monotonic() > end:
                 raise TimeoutError("not every avatar's first frame reached its viewer")
             await asyncio.sleep(0.05)
+
+
+def _busy_s(cores: set[int]) -> list[float]:
+    """Busy (non-idle) CPU seconds so far of each of ``cores``."""
+    per_cpu = psutil.cpu_times(percpu=True)
+    return [
+        float(sum(per_cpu[c]) - per_cpu[c].idle - getattr(per_cpu[c], "iowait", 0.0))
+        for c in sorted(cores)
+        if c < len(per_cpu)
+    ]
 
 
 def _voice_figures(rooms: Sequence[RoomLoad], since: float, whole_before: Sequence[int]) -> dict[str, Any]:
@@ -415,6 +477,8 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 pcm = warble(SEGMENT_S)
                 bench = DensityBench(target, client, psutil.Process(worker_pid), pcm, args.step_s, agent_id)
                 bench.cores = worker_cores
+                bench.bench_cores = bench_cores
+                bench.video_viewers = args.video_viewers
                 bench.model, bench.image_b64 = args.model, base64.b64encode(sample_portrait_png()).decode()
                 bench.registry = RedisWorkerRegistry(connect(str(farm.redis_url)))
                 for _ in range(args.warmup_steps):
@@ -442,6 +506,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         "video_codec": args.video_codec,
         "worker_cores": sorted(worker_cores),
         "bench_cores": sorted(bench_cores),
+        "video_viewers": args.video_viewers,
         "idle_worker_rss_mb": round(idle_rss, 1),
         "steps": steps,
         "sessions_per_core_25fps": round(best / len(worker_cores), 2),
@@ -491,6 +556,13 @@ def main(argv: list[str] | None = None) -> int:
         "--video-codec", choices=["h264", "vp8"], default="h264", help="the avatar track's codec"
     )
     parser.add_argument("--step-s", type=float, default=20.0, help="measured seconds per step")
+    parser.add_argument(
+        "--video-viewers",
+        type=int,
+        default=2,
+        help="rooms per step whose viewer decodes the avatar's video (viewer_fps, ttff); the others' "
+        "viewers hear only: decoding every room's video on the bench's own core starves the agents",
+    )
     parser.add_argument("--model", choices=["essence", "expression"], default="essence")
     parser.add_argument("--size", type=int, default=512, help="avatar frame size (square)")
     parser.add_argument("--worker-cores", default="1", help="cores the worker process is pinned to")
