@@ -11,6 +11,7 @@ each outcome as a JSON line. What the avatar did is also checked on the server (
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import subprocess
@@ -27,6 +28,7 @@ import httpx
 import numpy as np
 import pytest
 from livekit import api, rtc
+from livekit.agents.voice.avatar import DataStreamAudioOutput
 
 from farm.infra.procs import LocalFarm, free_port
 from farm.infra.redis_conn import connect
@@ -43,6 +45,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 REPO = Path(__file__).resolve().parents[2]
 CAPACITY = 2  # essence worker slots: on the 2-core CI machine the agents, viewers and server share its cores
 TENANT = "plugin-e2e"
+AGENT_CLEAR_WAIT_MS = 1000.0 * (
+    inspect.signature(DataStreamAudioOutput).parameters["clear_buffer_timeout"].default or 2.0
+)
+"""How long the plugin's audio output waits for the avatar's interrupted report (livekit-agents: 2 s)."""
 
 
 @dataclass
@@ -353,8 +359,9 @@ async def test_at_capacity_and_at_one_and_a_half_times_it_speech_keeps_time_and_
 ) -> None:
     """Offered load 1.5 N (N = the essence worker's slots): N rooms at once and N/2 more that wait for
     a slot. In every room the voice at a viewer lasts as long as the clip (never stretched), each
-    interrupt gets exactly one interrupted report well inside the agent's 2 s wait, and in one room
-    twenty interrupts in a row still leave the next answer audible; every slot frees at the end."""
+    interrupt gets exactly one interrupted report from the avatar before the agent's 2 s wait ends,
+    and in one room twenty interrupts in a row still leave the next answer audible; every slot frees
+    at the end."""
     offered = CAPACITY + (CAPACITY + 1) // 2
     # The first turns wait for the word ("go") until the N avatars that got a slot have joined: the
     # load measured is N rooms talking, not N talking while the harness still spawns agent processes
@@ -406,8 +413,12 @@ async def test_at_capacity_and_at_one_and_a_half_times_it_speech_keeps_time_and_
     # every segment reported exactly once; interrupts answered by the avatar, not fabricated
     assert all([f["interrupted"] for f in s["finished"]] == [False] for s in said), said
     assert all([f["interrupted"] for f in c["finished"]] == [True] for c in cuts), cuts
+    # The agent waits AGENT_CLEAR_WAIT_MS after its clear_buffer RPC returns, then fabricates an
+    # interrupted report itself; measured from before that RPC, a report sooner than the wait is the
+    # avatar's own. (The figure, 200 ms p95 asked, is the benchmark's: printed below, not asserted.)
     latencies = [c["interrupt_to_report_ms"] for c in cuts] + burst["latencies_ms"]
-    assert len(burst["latencies_ms"]) == 20 and all(0 <= ms < 1000 for ms in latencies), latencies
+    assert len(burst["latencies_ms"]) == 20, burst
+    assert all(0 <= ms < AGENT_CLEAR_WAIT_MS for ms in latencies), latencies
     assert [f["interrupted"] for f in burst["finished"]] == [True] * 20
     assert all([f["interrupted"] for f in a["finished"]] == [False] for a in answers), answers
     # The voice keeps time at the viewer: the 1.2 s turn and the 1.5 s answer are not stretched by the
