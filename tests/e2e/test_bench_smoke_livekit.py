@@ -16,10 +16,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[BenchRunner]:
+def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BenchRunner]:
     runner = BenchRunner(tmp_path_factory.mktemp("bench-smoke"))
     yield runner
-    runner.report(pytestconfig, "farm bench --smoke, e2e")
+    runner.report("farm bench --smoke, e2e")
 
 
 def _server(lk: LkBackend) -> tuple[str, ...]:

@@ -23,10 +23,10 @@ TTFF_STEPS = {"api_accept", "queue_wait", "claim", "model_ready", "avatar_ready"
 
 
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[BenchRunner]:
+def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BenchRunner]:
     runner = BenchRunner(tmp_path_factory.mktemp("bench-smoke"))
     yield runner
-    runner.report(pytestconfig, "farm bench --smoke, integration")
+    runner.report("farm bench --smoke, integration")
 
 
 def test_api_heads_shows_the_farm_refusing_a_head_that_uvicorn_keeps_reading(bench: BenchRunner) -> None:

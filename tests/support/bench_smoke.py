@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.support import summary
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,15 +61,12 @@ class BenchRunner:
         assert {"machine", "date"} <= result.keys()
         return result
 
-    def report(self, config: pytest.Config, title: str) -> None:
-        """The time of every run, and their sum, in the terminal (also under ``pytest -q``)."""
-        terminal = config.pluginmanager.get_plugin("terminalreporter")
-        capture = config.pluginmanager.get_plugin("capturemanager")
-        if terminal is None or capture is None or not self.seconds:
+    def report(self, title: str) -> None:
+        """The time of every run, and their sum, at the end of the terminal output (also under ``-q``
+        and from an xdist worker)."""
+        if not self.seconds:
             return
-        with capture.global_and_fixture_disabled():  # a fixture's teardown output is captured otherwise
-            terminal.write_line("")
-            terminal.write_sep("-", f"{title} (this machine, this run)")
-            for label, seconds in self.seconds.items():
-                terminal.write_line(f"{seconds:7.1f} s  farm bench {label}")
-            terminal.write_line(f"{sum(self.seconds.values()):7.1f} s  in all")
+        lines = [f"{seconds:7.1f} s  farm bench {label}" for label, seconds in self.seconds.items()]
+        summary.add(
+            f"{title} (this machine, this run)", [*lines, f"{sum(self.seconds.values()):7.1f} s  in all"]
+        )
