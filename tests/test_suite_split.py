@@ -1,5 +1,5 @@
 """``make test`` runs the suite in two parts (``PARALLEL_TESTS`` on both cores, ``SERIAL_TESTS`` one at a
-time, less the ``SHARED_E2E`` modules that run in the first part): together they must run every test
+time, less the ``SHARED_TESTS`` modules that run in the first part): together they must run every test
 module exactly once, or a new folder would silently never run, or a module twice."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def _modules(paths: list[str], shared: list[str]) -> list[str]:
     """The test modules ``paths`` name: folders (recursively) and files, the make variables expanded."""
     found: list[str] = []
     for path in paths:
-        if path == "$(SHARED_E2E)":
+        if path == "$(SHARED_TESTS)":
             found.extend(shared)
         elif path == "$(wildcard":
             continue
@@ -39,11 +39,11 @@ def _modules(paths: list[str], shared: list[str]) -> list[str]:
 
 
 def test_the_two_parts_of_make_test_run_every_test_module_exactly_once() -> None:
-    shared = _listed("SHARED_E2E")
+    shared = _listed("SHARED_TESTS")
     assert all((ROOT / path).is_file() for path in shared), shared
     parallel = _modules(_listed("PARALLEL_TESTS"), shared)
     serial = [m for m in _modules(_listed("SERIAL_TESTS"), shared) if m not in shared]
     every = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").rglob("test_*.py"))
     assert sorted(parallel + serial) == every
     makefile = (ROOT / "Makefile").read_text()
-    assert "$(SERIAL_TESTS) $(addprefix --ignore=,$(SHARED_E2E))" in makefile  # the serial part skips them
+    assert "$(SERIAL_TESTS) $(addprefix --ignore=,$(SHARED_TESTS))" in makefile  # the serial part skips them
