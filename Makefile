@@ -9,8 +9,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 EXTRAS := expression,e2e,dev
 # torch==2.13.0 comes from PyPI: on Linux x86_64 that is the CUDA 13 build (~3.5 GB with its nvidia-*
-# wheels, 2-5 min on a fresh machine; pip's cache makes later installs fast). It runs on CPU when
-# no GPU is present. Where PyTorch's CPU index is reachable, `make TORCH_INDEX_URL=<index>` installs
+# wheels; uv installs everything in ~40 s on a fresh 2-core machine, its cache makes later installs
+# seconds). It runs on CPU when no GPU is present. Where PyTorch's CPU index is reachable, `make TORCH_INDEX_URL=<index>` installs
 # the ~190 MB CPU build instead; nothing else changes.
 TORCH_INDEX_URL ?=
 
