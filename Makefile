@@ -10,8 +10,8 @@ STAMP  := $(VENV)/.installed
 EXTRAS := expression,e2e,dev
 # torch==2.13.0 comes from PyPI: on Linux x86_64 that is the CUDA 13 build (~3.5 GB with its nvidia-*
 # wheels; uv installs everything in ~40 s on a fresh 2-core machine, its cache makes later installs
-# seconds). It runs on CPU when no GPU is present. Where PyTorch's CPU index is reachable, `make TORCH_INDEX_URL=<index>` installs
-# the ~190 MB CPU build instead; nothing else changes.
+# seconds). It runs on CPU when no GPU is present. Where PyTorch's CPU index is reachable,
+# `make TORCH_INDEX_URL=<index>` installs the ~190 MB CPU build instead; nothing else changes.
 TORCH_INDEX_URL ?=
 
 .PHONY: install demo demo-room test lint rules sim livekit-server web-assets studio unit integration e2e chaos gpu gpu-check up bench-dispatch clean system-deps test-deps test-prereqs
