@@ -21,9 +21,11 @@ leave, the sessions end, and the step reports:
   and publishes every room's video all the same: no dynacast). On a 2-core machine the load generator
   shares one core with the server, and decoding every room's video there starved its own agents;
 * ``starved_frames`` / ``starved_s_per_session``: silent frames inside a segment because the agent's
-  speech had not arrived yet (the farm's count): the load generator's lateness, heard as longer
-  speech; ``bench_cores_busy``: how busy the load generator's and server's cores were (1.0 = saturated,
-  and then the voice figures measure the bench as much as the worker);
+  speech had not reached the session yet (the farm's count), heard as longer speech;
+  ``agent_behind_ms``: how late the agents' own chunks left, past the moment their audio was due to
+  play, which tells the agents' lateness from the server's or the worker's; ``bench_cores_busy``: how
+  busy the load generator's and server's cores were (1.0 = saturated, and then the voice figures
+  measure the bench as much as the worker);
 * ``failed`` and ``stranded`` (sessions neither ENDED nor FAILED after the agents left; must be 0);
 * ``speech_stretch``: each uninterrupted 2 s segment's length as the viewer heard it, over the clip's
   (1.0 = real time; the voice is the clock, so it stays 1.0 whatever the load);
@@ -308,8 +310,8 @@ class DensityBench:
             "video_viewers": len(watched),
             "viewer_fps": summary(viewer_fps, 2),
             **voice,
-            # Frames inside a segment whose speech had not arrived from the agent yet (whole sessions):
-            # the load generator's lateness, heard as gaps that lengthen the speech, not the worker's.
+            # Frames inside a segment whose speech had not reached the session yet (whole sessions),
+            # heard as gaps that lengthen the speech: late agents, or a late path to the worker.
             "starved_frames": int(starved),
             # How late the agents' own chunks left, past the moment their audio was due to play (0 = on
             # time; they stream at twice real time): starved frames without it are the server's or the
@@ -383,13 +385,11 @@ class DensityBench:
 
 
 def _busy_s(cores: set[int]) -> list[float]:
-    """Busy (non-idle) CPU seconds so far of each of ``cores``."""
+    """CPU seconds so far that each of ``cores`` spent running something (not idle, waiting or stolen)."""
     per_cpu = psutil.cpu_times(percpu=True)
-    return [
-        float(sum(per_cpu[c]) - per_cpu[c].idle - getattr(per_cpu[c], "iowait", 0.0))
-        for c in sorted(cores)
-        if c < len(per_cpu)
-    ]
+    fields = ("user", "nice", "system", "irq", "softirq")
+    present = [c for c in sorted(cores) if c < len(per_cpu)]
+    return [float(sum(getattr(per_cpu[c], f, 0.0) for f in fields)) for c in present]
 
 
 def _voice_figures(rooms: Sequence[RoomLoad], since: float, whole_before: Sequence[int]) -> dict[str, Any]:

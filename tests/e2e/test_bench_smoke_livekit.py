@@ -45,4 +45,6 @@ def test_density_runs_a_step_of_room_sessions_on_a_pinned_worker(
     (step,) = summary["steps"]
     assert step["sessions"] == 1 and step["failed"] == 0 and step["stranded"] == 0
     assert step["window_frames"] > 0 and step["ttff_ms"]["n"] == 1
+    # what tells the load generator's lateness from the worker's
+    assert {"starved_frames", "agent_behind_ms", "bench_cores_busy", "video_viewers"} <= step.keys()
     assert {"sessions_per_core_25fps", "idle_worker_rss_mb", "worker_cores"} <= summary.keys()
