@@ -1,7 +1,7 @@
 """A worker publishing into a LiveKit room killed mid-session: its session resumes on another worker
 as exactly one new publisher (``farm bench chaos room-kill --smoke``, against a livekit-server it
-starts). Apart from the other faults (test_faults.py) because what it counts is live tracks at a
-viewer within a second: ``make test`` runs it with the real-time e2e layer, one test at a time."""
+starts). It counts live tracks at a viewer within a second, so like the whole chaos layer ``make
+test`` runs it one test at a time, never beside other tests."""
 
 from __future__ import annotations
 
