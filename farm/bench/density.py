@@ -76,6 +76,7 @@ from farm.infra.procs import LocalFarm, free_port
 from farm.infra.redis_conn import connect
 from farm.kernel import names
 from farm.kernel.settings import Settings
+from farm.render.base import FPS
 from farm.sessions.registry import RedisWorkerRegistry
 from farm.tenancy.api_keys import RedisKeyStore
 
@@ -89,7 +90,7 @@ CHUNK_S = 0.1
 up past ~4 rooms on one core (each write is a round trip through the SDK): their speech arrived late
 and the farm played it with gaps, which read as stretched speech (``agent_behind_ms``)."""
 CHUNK = int(RATE * CHUNK_S)
-FRAME_PERIOD_S = 0.04  # one 25 fps frame of the farm's output
+VIDEO_VIEWERS = 2  # rooms per step whose viewer decodes video (--video-viewers)
 LOUD_RMS = 1500.0  # int16 RMS of a 10 ms frame the viewer counts as speech
 ADMISSION_CPU_TARGET = Settings.model_fields["worker_cpu_target"].default  # what production admits
 
@@ -258,7 +259,7 @@ class DensityBench:
     registry: Any = None  # RedisWorkerRegistry of the farm (the worker's frame counters)
     cores: set[int] = field(default_factory=lambda: {1})  # the worker's cores
     bench_cores: set[int] = field(default_factory=lambda: {0})  # this process's and the server's cores
-    video_viewers: int = 1_000_000  # rooms whose viewer decodes video (the first ones); the rest hear only
+    video_viewers: int = VIDEO_VIEWERS  # the first rooms decode video; the rest hear only
 
     async def step(self, n: int) -> dict[str, Any]:
         rooms = [
@@ -319,7 +320,7 @@ class DensityBench:
             "agent_behind_ms": summary(
                 [max(0.0, lag) * 1000.0 for r in rooms for at, lag in r.behind if t0 <= at <= t0 + elapsed]
             ),
-            "starved_s_per_session": round(starved * FRAME_PERIOD_S / n, 2),
+            "starved_s_per_session": round(starved / FPS / n, 2),
             # The load generator's and server's cores, busy share (1.0 = saturated): near 1.0 its own
             # agents and viewers are late, and the voice figures measure the bench as much as the worker.
             "bench_cores_busy": round(max(bench_busy), 2) if bench_busy else None,
@@ -559,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--video-viewers",
         type=int,
-        default=2,
+        default=VIDEO_VIEWERS,
         help="rooms per step whose viewer decodes the avatar's video (viewer_fps, ttff); the others' "
         "viewers hear only: decoding every room's video on the bench's own core starves the agents",
     )

@@ -112,7 +112,8 @@ class WorkerMetrics:
         )
         self.starved = Counter(
             "farm_speech_starved_frames",
-            "Silent frames inside an open speech segment: the agent's audio arrived after it was due",
+            "Silent frames inside an open speech segment: its audio had not reached the session when due "
+            "(a late agent or a late path)",
             ["pool"],
             registry=r,
         )

@@ -423,8 +423,9 @@ async def test_at_capacity_and_at_one_and_a_half_times_it_speech_keeps_time_and_
     assert all([f["interrupted"] for f in a["finished"]] == [False] for a in answers), answers
     # The voice keeps time at the viewer: the 1.2 s turn and the 1.5 s answer are not stretched by the
     # farm. An agent on these same 2 cores can send its speech late; the farm plays on (the clock never
-    # waits) and counts each such silent frame inside a segment (starved_frames): that gap is the
-    # agent's, so it is allowed on top, and nothing else is.
+    # waits) and counts each such silent frame inside a segment (starved_frames): that gap is allowed
+    # on top, and nothing else is. The count cannot tell a late agent from a late path into the
+    # worker; `farm bench density` does (agent_behind_ms).
     starved_s: dict[str, float] = {}
     for viewer in viewers:
         timings = room_sessions(plugin_farm, viewer.room_name)[0].timings_ms
