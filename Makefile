@@ -115,21 +115,23 @@ livekit-server:
 # loopback, so the LiveKit e2e layer needs a veth address; Redis, Celery and HTTP tests run there too.
 # Its prerequisites are made side by side: uv installing the packages, Go building livekit-server,
 # npm fetching the browser assets. Then most of the suite runs on both cores (pytest-xdist, one file
-# per worker so a module's fixtures stay whole): unit, integration, top-level, and the e2e modules
-# that assert no timing (SHARED_TESTS: the room demo, the studio in Chromium). The e2e and chaos
-# layers run one test at a time after that: they measure real-time media, interrupts and A/V at the
-# viewer, and the chaos faults are injected mid-session on the clock (a 3 s session must still be
-# running when its worker is killed): on shared cores they would measure the other tests. `make lint`
-# (mypy is ~1 min on one core) runs beside the first part, its output shown after it: a lint failure
-# fails `make test` all the same.
+# per worker so a module's fixtures stay whole; three workers: with two the cores were ~25 % idle
+# while tests waited on the processes they start, with four a page in Chromium timed out): unit,
+# integration, top-level, and the e2e modules that assert no timing (SHARED_TESTS: the room demo,
+# the studio in Chromium). The e2e and chaos layers run one test at a time after that: they measure
+# real-time media, interrupts and A/V at the viewer, and the chaos faults are injected mid-session on
+# the clock (a 3 s session must still be running when its worker is killed): on shared cores they
+# would measure the other tests. `make lint` (mypy is ~1 min on one core) runs beside the first
+# part, its output shown after it: a lint failure fails `make test` all the same.
 SHARED_TESTS := tests/e2e/test_room_demo.py tests/e2e/test_studio_browser.py
 PARALLEL_TESTS := $(SHARED_TESTS) tests/unit tests/integration tests/gpu $(wildcard tests/test_*.py)
 SERIAL_TESTS := tests/e2e tests/chaos
+TEST_WORKERS ?= 3
 test:
 	@$(MAKE) --no-print-directory -j4 --output-sync=line test-prereqs
 	@rc=0; \
 	$(MAKE) --no-print-directory lint > $(VENV)/lint.log 2>&1 & lint=$$!; \
-	scripts/netns-run $(BIN)/pytest -q -n 2 --dist loadfile $(PARALLEL_TESTS) || rc=$$?; \
+	scripts/netns-run $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile $(PARALLEL_TESTS) || rc=$$?; \
 	wait $$lint || { rc=1; echo "make lint failed:"; }; cat $(VENV)/lint.log; \
 	scripts/netns-run $(BIN)/pytest -q $(SERIAL_TESTS) $(addprefix --ignore=,$(SHARED_TESTS)) || rc=$$?; \
 	exit $$rc
