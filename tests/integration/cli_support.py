@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -38,4 +39,20 @@ def spawn_farm(*args: str, env: dict[str, str], log_path: Path) -> subprocess.Po
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop_farm can take all of it down
         )
+
+
+def stop_farm(farm: subprocess.Popen[bytes], deadline_s: float) -> int:
+    """Ctrl-C, as at a terminal, and the exit code. A farm still running ``deadline_s`` later is
+    killed with its process group (what it started goes too) and the test fails saying so."""
+    farm.send_signal(signal.SIGINT)
+    try:
+        return farm.wait(deadline_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(farm.pid, signal.SIGKILL)
+        farm.wait()
+        raise AssertionError(
+            f"farm did not stop within {deadline_s:.0f} s of Ctrl-C (was SIGINT ignored where pytest runs?); "
+            "its process group was killed"
+        ) from None

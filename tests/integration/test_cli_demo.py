@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import av
@@ -10,7 +9,7 @@ import httpx
 import pytest
 
 from tests.integration.api_support import free_port
-from tests.integration.cli_support import farm_env, run_farm, spawn_farm
+from tests.integration.cli_support import farm_env, run_farm, spawn_farm, stop_farm
 from tests.integration.conftest import wait_until
 
 pytestmark = pytest.mark.integration
@@ -53,5 +52,4 @@ def test_the_demo_reuses_a_running_farm_and_starts_only_the_missing_worker(tmp_p
         assert farm.poll() is None, "the demo must leave the running farm alone"
         assert httpx.get(f"http://127.0.0.1:{api_port}/readyz", timeout=2).status_code == 200
     finally:
-        farm.send_signal(signal.SIGINT)
-        assert farm.wait(90) == 0
+        assert stop_farm(farm, 90) == 0

@@ -19,7 +19,7 @@ from farm.kernel.errors import BackendUnavailable
 from farm.kernel.settings import Settings
 from farm.sessions.registry import RedisWorkerRegistry
 from tests.integration.api_support import free_port
-from tests.integration.cli_support import farm_env, run_farm, spawn_farm
+from tests.integration.cli_support import farm_env, run_farm, spawn_farm, stop_farm
 from tests.integration.conftest import wait_until
 
 pytestmark = pytest.mark.integration
@@ -59,8 +59,7 @@ def test_farm_up_starts_everything_and_ctrl_c_stops_children_then_redis(tmp_path
         )
         assert worker.queues == ["essence"]
     finally:
-        farm.send_signal(signal.SIGINT)
-        code = farm.wait(90)
+        code = stop_farm(farm, 90)
     output = log_path.read_text()
     assert code == 0, output
     assert "children first, Redis last" in output
@@ -211,6 +210,5 @@ def test_farm_up_restarts_a_killed_worker_and_a_killed_redis_on_the_same_port(tm
         assert _api_pid(data_dir) == api_pid  # the API rode it out: never restarted
         assert farm.poll() is None
     finally:
-        farm.send_signal(signal.SIGINT)
-        code = farm.wait(120)
+        code = stop_farm(farm, 120)
     assert code == 0, log_path.read_text()[-3000:]
