@@ -295,6 +295,7 @@ def worker_kill(farm: ChaosFarm, *, trials: int, clip_s: float) -> dict[str, Any
             "frames_exact": same,
             "resumed_on": done.raw.get("worker_id"),
             "killed": worker_id,
+            "failure": done.raw.get("failure"),  # why a trial's session did not end: code and message
         }
         results.append(result)
         emit({"bench": "chaos", "scenario": "worker-kill", **result})

@@ -31,7 +31,7 @@ def test_a_killed_workers_session_resumes_on_another_worker_with_the_same_frames
     report(result)
 
     for trial in result["trials"]:
-        assert trial["status"] == "ENDED"
+        assert trial["status"] == "ENDED", trial  # a failed one says why (its failure code and message)
         assert trial["resumed_on"] != trial["killed"]
         assert trial["frames"] == result["expected_frames"] == 75
     assert result["frames_exact"] == "2/2"
