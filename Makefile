@@ -66,11 +66,14 @@ CLIENT_WHEELHOUSE := $(VENV)/client-wheelhouse
 
 # Packages install with uv (from PyPI, into the venv first): it downloads and unpacks wheels in
 # parallel, ~30 s for everything on 2 cores where pip took ~3.5 min (torch's nvidia-* wheels unpacked
-# one by one on one core). Where uv cannot be installed, pip does the same job, slower.
+# one by one on one core). Where uv cannot be installed, pip does the same job, slower. Both compile
+# the bytecode at install (uv only when asked): where PYTHONDONTWRITEBYTECODE is set, as on this
+# project's machines, no process writes it later, and every worker, CLI and bench the tests start
+# would compile torch, scipy and Celery again (~1.4 s of CPU per process).
 $(STAMP): pyproject.toml $(CLIENT)/pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
 	@echo "installing into $(VENV): torch==2.13.0 from $(or $(TORCH_INDEX_URL),PyPI) (the CUDA build from PyPI is ~3.5 GB on a fresh machine)"
-	@if $(BIN)/pip install --quiet "uv>=0.5,<1"; then INSTALL="$(BIN)/uv pip install --quiet --python $(BIN)/python"; \
+	@if $(BIN)/pip install --quiet "uv>=0.5,<1"; then INSTALL="$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python"; \
 	else echo "uv could not be installed: installing with pip"; INSTALL="$(BIN)/pip install --quiet"; fi; \
 	set -ex; \
 	$(if $(TORCH_INDEX_URL),$$INSTALL --index-url $(TORCH_INDEX_URL) "torch==2.13.0";) \
@@ -130,6 +133,7 @@ SERIAL_TESTS := tests/e2e tests/chaos
 TEST_WORKERS ?= 3
 test:
 	@$(MAKE) --no-print-directory -j4 --output-sync=line test-prereqs
+	@$(BIN)/python -m compileall -q -j 0 farm tasks tests  # the bytecode no test process writes: see the install
 	@rc=0; \
 	$(MAKE) --no-print-directory lint > $(VENV)/lint.log 2>&1 & lint=$$!; \
 	scripts/netns-run $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile $(PARALLEL_TESTS) || rc=$$?; \
