@@ -45,6 +45,7 @@ FRAMES_OVER = (
     "(n) => (document.querySelector('video.video')?.getVideoPlaybackQuality().totalVideoFrames ?? 0) > n"
 )
 """A function, not an expression string: the studio's CSP forbids eval, which a string would need."""
+OPERATORS_MODULE = re.compile(r"/assets/operators-[^/]*\.js$")  # the lazily loaded Operators page
 
 
 @dataclass
@@ -129,6 +130,14 @@ def page_a(browser: Any, farm: StudioFarm) -> Iterator[Any]:
 
 def _nav(page: Any, name: str) -> None:
     page.get_by_role("navigation", name="Studio").get_by_role("link", name=name).click()
+
+
+def _shown(page: Any, title: str) -> None:
+    """Wait until the studio shows the page whose nav link is ``title`` (its own h1 rendered): a hash
+    change is a same-document navigation, so no load state of the browser says the page is there."""
+    page.get_by_role("navigation", name="Studio").locator("a[aria-current=page]", has_text=title).wait_for()
+    page.wait_for_selector("main h1")
+    assert page.locator("nav[aria-label=Studio] a[aria-current=page]").inner_text() == title
 
 
 def _png_b64(pixels: np.ndarray) -> str:
@@ -334,18 +343,17 @@ def test_every_page_fits_a_phone_is_keyboard_usable_and_labels_its_controls(
         page.keyboard.type(farm.secret_a)
         page.keyboard.press("Enter")
         page.wait_for_selector("h1:text('Agents')")
-        for route in (
-            "agents",
-            "create",
-            f"try/{farm.found['agent_id']}",
-            "sessions",
-            "usage",
-            "keys",
-            "operators",
+        for route, title in (
+            ("agents", "Agents"),
+            ("create", "Create"),
+            (f"try/{farm.found['agent_id']}", "Try it"),
+            ("sessions", "Sessions"),
+            ("usage", "Usage"),
+            ("keys", "Keys"),
+            ("operators", "Operators"),
         ):
             page.goto(f"{farm.url}/studio#/{route}")
-            page.wait_for_selector("main h1")
-            page.wait_for_load_state("networkidle")
+            _shown(page, title)
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 1, (route, overflow)
             unlabelled = page.evaluate(
@@ -355,7 +363,38 @@ def test_every_page_fits_a_phone_is_keyboard_usable_and_labels_its_controls(
             )
             assert unlabelled == [], (route, unlabelled)
         page.goto(f"{farm.url}/studio#/agents")
+        _shown(page, "Agents")
         page.wait_for_selector(".card")
         _shot(page, "phone-agents", full_page=False)
     finally:
         context.close()
+
+
+def test_a_page_still_loading_does_not_replace_the_page_clicked_after_it(
+    browser: Any, farm: StudioFarm
+) -> None:
+    """Operators is clicked, then Agents before the Operators module has arrived (a slow network, a
+    busy machine, an impatient person): Agents stays when the module comes. The module's request
+    is held by the browser's router until Agents is shown, so the order is the same every run."""
+    page = _signed_in(browser, farm, farm.secret_a)
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:  # a bound method will not do: Playwright tags the handler it is given
+        held.append(route)  # answered below, once Agents is shown
+
+    try:
+        page.route(OPERATORS_MODULE, hold)
+        with page.expect_request(OPERATORS_MODULE):
+            page.goto(f"{farm.url}/studio#/operators")
+        page.goto(f"{farm.url}/studio#/agents")
+        _shown(page, "Agents")
+        assert len(held) == 1, held
+        held[0].continue_()
+        page.wait_for_function("() => customElements.get('studio-operators') !== undefined")
+        page.evaluate("() => new Promise((done) => setTimeout(done, 200))")  # the router's await resolves
+        _shown(page, "Agents")
+        page.wait_for_selector(".card")
+        page.get_by_role("navigation", name="Studio").get_by_role("link", name="Operators").click()
+        _shown(page, "Operators")  # and the module, now loaded, shows when asked for
+    finally:
+        page.context.close()

@@ -34,6 +34,7 @@ class FarmStudio extends Page {
     super();
     this.me = null;
     this.route = parseRoute();
+    this.wanted = this.route;
     this.signInError = null;
     this.busy = false;
     this.loaded = new Set(["agents"]);
@@ -47,11 +48,16 @@ class FarmStudio extends Page {
     if (secret.get()) this.signIn(secret.get());
   }
 
+  /** Show ``route``'s page, loading its module first. The last navigation wins: a page whose module
+   * arrives after the user went elsewhere (a second click while the first page was still loading)
+   * must not replace the page they went to. */
   async go(route) {
     const page = PAGES[route.name];
+    this.wanted = route;
     if (!this.loaded.has(route.name)) {
       await page.load();
       this.loaded = new Set([...this.loaded, route.name]);
+      if (this.wanted !== route) return;
     }
     this.route = route;
     document.title = `${page.title} · Avatar farm studio`;
