@@ -46,6 +46,7 @@ FRAMES_OVER = (
 )
 """A function, not an expression string: the studio's CSP forbids eval, which a string would need."""
 OPERATORS_MODULE = re.compile(r"/assets/operators-[^/]*\.js$")  # the lazily loaded Operators page
+USAGE_MODULE = re.compile(r"/assets/usage-[^/]*\.js$")
 
 
 @dataclass
@@ -396,5 +397,46 @@ def test_a_page_still_loading_does_not_replace_the_page_clicked_after_it(
         page.wait_for_selector(".card")
         page.get_by_role("navigation", name="Studio").get_by_role("link", name="Operators").click()
         _shown(page, "Operators")  # and the module, now loaded, shows when asked for
+    finally:
+        page.context.close()
+
+
+def test_a_page_whose_module_cannot_load_says_so_and_the_studio_goes_on(
+    browser: Any, farm: StudioFarm
+) -> None:
+    """The Usage module fails to load (a lost connection, or a farm upgraded while the tab was open,
+    so the old build's files are gone): its page says what happened and how to get out; the other
+    pages still work, and the way out it offers (reload) shows the page once the module can load."""
+    page = _signed_in(browser, farm, farm.secret_a)
+    refused: list[str] = []
+
+    def refuse(route: Any) -> None:
+        refused.append(route.request.url)
+        route.abort()
+
+    def usage_refused() -> str:
+        _shown(page, "Usage")
+        alert = page.get_by_role("alert")
+        alert.wait_for()
+        text: str = alert.inner_text()
+        assert "PAGE_NOT_LOADED" in text and "reloading the page fixes it" in text, text
+        return text
+
+    try:
+        page.route(USAGE_MODULE, refuse)
+        nav = page.get_by_role("navigation", name="Studio")
+        nav.get_by_role("link", name="Usage").click()
+        usage_refused()
+        assert refused, "the Usage module was never asked for"  # (twice: Vite preloads, then imports)
+        nav.get_by_role("link", name="Agents").click()
+        _shown(page, "Agents")
+        page.wait_for_selector(".card")
+        nav.get_by_role("link", name="Usage").click()
+        usage_refused()
+        page.unroute(USAGE_MODULE)
+        page.get_by_role("alert").get_by_role("button", name="Try again").click()
+        page.wait_for_selector("studio-usage")
+        _shown(page, "Usage")
+        assert page.get_by_role("alert").count() == 0
     finally:
         page.context.close()

@@ -28,6 +28,7 @@ class FarmStudio extends Page {
     signInError: { state: true },
     busy: { state: true },
     loaded: { state: true },
+    failed: { state: true },
   };
 
   constructor() {
@@ -38,6 +39,7 @@ class FarmStudio extends Page {
     this.signInError = null;
     this.busy = false;
     this.loaded = new Set(["agents"]);
+    this.failed = null; // { name, error }: a page whose module did not load
     window.addEventListener("hashchange", () => this.go(parseRoute()));
     window.addEventListener("studio-signed-out", () => this.signOut());
   }
@@ -50,13 +52,22 @@ class FarmStudio extends Page {
 
   /** Show ``route``'s page, loading its module first. The last navigation wins: a page whose module
    * arrives after the user went elsewhere (a second click while the first page was still loading)
-   * must not replace the page they went to. */
+   * must not replace the page they went to. A module that does not load (the network, or a farm
+   * upgraded since this tab opened: the old build's files are gone) shows as that page's error, with
+   * the way out; the rest of the studio keeps working. */
   async go(route) {
     const page = PAGES[route.name];
     this.wanted = route;
     if (!this.loaded.has(route.name)) {
-      await page.load();
-      this.loaded = new Set([...this.loaded, route.name]);
+      try {
+        await page.load();
+        this.loaded = new Set([...this.loaded, route.name]);
+        if (this.failed?.name === route.name) this.failed = null;
+      } catch (err) {
+        const why = err instanceof Error ? ` (${err.message})` : "";
+        const message = `The ${page.title} page could not be loaded${why}. If this farm was upgraded since this tab opened, reloading the page fixes it.`;
+        this.failed = { name: route.name, error: new ApiError(0, "PAGE_NOT_LOADED", message) };
+      }
       if (this.wanted !== route) return;
     }
     this.route = route;
@@ -116,6 +127,10 @@ class FarmStudio extends Page {
   renderPage() {
     const { name, arg } = this.route;
     const me = this.me;
+    if (this.failed?.name === name) {
+      return html`<h1>${PAGES[name].title}</h1>
+        ${errorState(this.failed.error, () => location.reload())}`;
+    }
     switch (name) {
       case "create":
         return html`<studio-create></studio-create>`;
