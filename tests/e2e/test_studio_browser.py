@@ -395,7 +395,7 @@ def test_a_page_still_loading_does_not_replace_the_page_clicked_after_it(
         page.evaluate("() => new Promise((done) => setTimeout(done, 200))")  # the router's await resolves
         _shown(page, "Agents")
         page.wait_for_selector(".card")
-        page.get_by_role("navigation", name="Studio").get_by_role("link", name="Operators").click()
+        _nav(page, "Operators")
         _shown(page, "Operators")  # and the module, now loaded, shows when asked for
     finally:
         page.context.close()
@@ -414,24 +414,22 @@ def test_a_page_whose_module_cannot_load_says_so_and_the_studio_goes_on(
         refused.append(route.request.url)
         route.abort()
 
-    def usage_refused() -> str:
+    def usage_refused() -> None:
         _shown(page, "Usage")
         alert = page.get_by_role("alert")
         alert.wait_for()
-        text: str = alert.inner_text()
+        text = alert.inner_text()
         assert "PAGE_NOT_LOADED" in text and "reloading the page fixes it" in text, text
-        return text
 
     try:
         page.route(USAGE_MODULE, refuse)
-        nav = page.get_by_role("navigation", name="Studio")
-        nav.get_by_role("link", name="Usage").click()
+        _nav(page, "Usage")
         usage_refused()
         assert refused, "the Usage module was never asked for"  # (twice: Vite preloads, then imports)
-        nav.get_by_role("link", name="Agents").click()
+        _nav(page, "Agents")
         _shown(page, "Agents")
         page.wait_for_selector(".card")
-        nav.get_by_role("link", name="Usage").click()
+        _nav(page, "Usage")
         usage_refused()
         page.unroute(USAGE_MODULE)
         page.get_by_role("alert").get_by_role("button", name="Try again").click()
