@@ -47,6 +47,7 @@ FRAMES_OVER = (
 """A function, not an expression string: the studio's CSP forbids eval, which a string would need."""
 OPERATORS_MODULE = re.compile(r"/assets/operators-[^/]*\.js$")  # the lazily loaded Operators page
 USAGE_MODULE = re.compile(r"/assets/usage-[^/]*\.js$")
+AGENT_LIST = ".card, .state.empty"  # the Agents page has loaded its list, whether or not it holds agents
 
 
 @dataclass
@@ -394,7 +395,7 @@ def test_a_page_still_loading_does_not_replace_the_page_clicked_after_it(
         page.wait_for_function("() => customElements.get('studio-operators') !== undefined")
         page.evaluate("() => new Promise((done) => setTimeout(done, 200))")  # the router's await resolves
         _shown(page, "Agents")
-        page.wait_for_selector(".card")
+        page.wait_for_selector(AGENT_LIST)
         _nav(page, "Operators")
         _shown(page, "Operators")  # and the module, now loaded, shows when asked for
     finally:
@@ -428,7 +429,7 @@ def test_a_page_whose_module_cannot_load_says_so_and_the_studio_goes_on(
         assert refused, "the Usage module was never asked for"  # (twice: Vite preloads, then imports)
         _nav(page, "Agents")
         _shown(page, "Agents")
-        page.wait_for_selector(".card")
+        page.wait_for_selector(AGENT_LIST)
         _nav(page, "Usage")
         usage_refused()
         page.unroute(USAGE_MODULE)
