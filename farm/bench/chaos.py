@@ -415,9 +415,17 @@ def _redis_outage(
         "processes_restarted": sorted(set(pids) - set(alive)),
         "new_session_after": after,
         "new_session_claimed_after_up_s": consuming_s,
+        "ended_after_up_s": _ended_after(seen, up_wall),
         **_outcomes(ids, seen),
         "target": "0 × 500, 0 lost, workers alive",
     }
+
+
+def _ended_after(seen: dict[str, SessionInfo], since: float) -> list[float | None]:
+    """Seconds from ``since`` (wall clock) to each session's end, in creation order (negative: it
+    ended before; None: it did not end): how long the fault held each one up."""
+    ended = (_first_at(info, "ENDED", 0.0) for info in seen.values())
+    return [None if at is None else round(at - since, 2) for at in ended]
 
 
 def _probe_api(
@@ -559,11 +567,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "size": 128,
     }
     args = parse_args(parser, argv, smoke=smoke)
-    emit({"bench": "chaos", "scenario": args.scenario, "phase": "starting a private farm"})
+    phases = Phases(args.scenario)
+    phases.enter("farm_start")
     if args.scenario == "room-kill":
-        result = _room_kill(args)
+        result = _room_kill(args, phases)
     else:
         with chaos_farm(workers=args.workers, concurrency=args.concurrency, **_size(args)) as farm:
+            phases.enter("scenario")
             if args.scenario == "worker-kill":
                 result = worker_kill(farm, trials=args.trials, clip_s=args.clip_s)
             elif args.scenario in ("redis-restart", "redis-freeze"):
@@ -572,7 +582,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result = outage(farm, sessions=sessions, clip_s=args.clip_s, outage_s=args.outage_s)
             else:
                 result = soak(farm, sessions=args.sessions, in_flight=args.in_flight)
+            phases.enter("farm_stop")
     record = {"bench": "chaos", "workers": args.workers, "concurrency": args.concurrency, **result}
+    record["phases_s"] = phases.done()
     finish(record, args.out, smoke=args.smoke)
     return 0
 
@@ -582,7 +594,7 @@ def _size(args: argparse.Namespace) -> dict[str, Any]:
     return {"essence_size": args.size} if args.size else {}
 
 
-def _room_kill(args: argparse.Namespace) -> dict[str, Any]:
+def _room_kill(args: argparse.Namespace, phases: Phases) -> dict[str, Any]:
     import asyncio
 
     from farm.bench.chaos_room import room_kill
@@ -598,7 +610,35 @@ def _room_kill(args: argparse.Namespace) -> dict[str, Any]:
             **_size(args),
         ) as farm,
     ):
-        return asyncio.run(room_kill(farm, lk, trials=args.trials))
+        phases.enter("scenario")
+        result = asyncio.run(room_kill(farm, lk, trials=args.trials))
+        phases.enter("farm_stop")
+        return result
+
+
+class Phases:
+    """Wall seconds of each phase of a run (farm start, the scenario, farm stop), each announced on
+    stdout as it begins, so a slow run says where its time went."""
+
+    def __init__(self, scenario: str) -> None:
+        self.scenario = scenario
+        self.seconds: dict[str, float] = {}
+        self._current: tuple[str, float] | None = None
+
+    def enter(self, phase: str) -> None:
+        self._close()
+        emit({"bench": "chaos", "scenario": self.scenario, "phase": phase})
+        self._current = (phase, time.monotonic())
+
+    def done(self) -> dict[str, float]:
+        self._close()
+        return self.seconds
+
+    def _close(self) -> None:
+        if self._current is not None:
+            name, started = self._current
+            self.seconds[name] = round(time.monotonic() - started, 2)
+            self._current = None
 
 
 if __name__ == "__main__":
