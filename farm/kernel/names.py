@@ -176,6 +176,12 @@ REAPER_SCAN_LOCK_KEY: Final = f"{PREFIX}:reaper:scan-lock"
 """STRING worker_id, SET NX with TTL = settings.orphan_scan_s: one scan of every live session's lease
 per interval across the fleet."""
 
+REDIS_RUN_ID_KEY: Final = f"{PREFIX}:redis:run-id"
+"""STRING: the ``run_id`` of the Redis server the reaper last saw (GETSET each pass). No TTL: one key
+per farm, durable on purpose. A value other than the server's own means Redis restarted or failed
+over since: writes in flight then (broker messages among them) may be lost, so the reaper
+re-submits every QUEUED session at once."""
+
 # ---------------------------------------------------------------- pub/sub topics
 DYNAMICS_TOPIC: Final = f"{PREFIX}:dynamics"
 """Redis pub/sub channel of contracts.DynamicsMessage: gesture triggers fanned out to every worker."""

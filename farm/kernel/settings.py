@@ -107,7 +107,11 @@ class Settings(BaseSettings):
         0.4, description="How often a worker's liveness thread renews its key (at most half the TTL)."
     )
     queue_resubmit_s: float = Field(
-        60.0, description="A session QUEUED this long gets its message re-sent once (lost message; 0: off)."
+        60.0,
+        description=(
+            "A session QUEUED this long gets its message re-sent once (lost message; 0: off);"
+            " after a Redis restart or failover, every QUEUED one at once."
+        ),
     )
     queue_deadline_s: float = Field(
         300.0, description="A session QUEUED this long fails with QUEUE_TIMEOUT, freeing its slot (0: off)."

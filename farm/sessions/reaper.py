@@ -16,6 +16,11 @@ runs across the fleet (``names.REAPER_LOCK_KEY``). A pass:
   ``queue_resubmit_s`` (its broker message may be lost; a duplicate delivery is a harmless no-op
   because claims are idempotent), and FAILs with ``QUEUE_TIMEOUT`` a session QUEUED longer than
   ``queue_deadline_s`` (its tenant's concurrency slot is released);
+* re-submits every QUEUED session at once, the same way, on the first pass after Redis restarted or
+  failed over (``restarts``: its ``run_id`` changed). Writes in flight at a crash are lost, and a
+  message that was mid-delivery then (popped from its list, not yet in kombu's unacked set) is in
+  no queue: before this, such a session waited the whole ``queue_resubmit_s`` (60 s) with workers
+  idle (``farm bench chaos redis-restart``, 2026-12-07);
 * runs the extra ``cleaners`` it was given (the Celery layer's dead-worker queue cleanup).
 """
 
@@ -93,6 +98,31 @@ class RedisOnce:
         return bool(self._r.set(key, "1", nx=True, px=max(1, int(ttl_s * 1000))))
 
 
+class RestartWatch(Protocol):
+    def restarted(self) -> bool:
+        """True on the first call that sees a new Redis server (restart, failover) since the last."""
+        ...
+
+
+class RedisRestartWatch:
+    """Compares the server's ``run_id`` (``INFO server``; new at every start, other on a promoted
+    replica) with the one last recorded in Redis itself (``names.REDIS_RUN_ID_KEY``, GETSET), so the
+    fleet notices a restart once, whichever worker runs the next pass. The first pass on a fresh
+    Redis records its id and reports nothing."""
+
+    def __init__(self, client: redis.Redis, *, key: str = names.REDIS_RUN_ID_KEY) -> None:
+        self._r = client
+        self._key = key
+
+    @redis_errors
+    def restarted(self) -> bool:
+        run_id = str(self._r.info("server")["run_id"])
+        previous = self._r.getset(self._key, run_id)
+        if isinstance(previous, bytes):
+            previous = previous.decode()
+        return previous is not None and previous != run_id
+
+
 class LocalOnce:
     """Process-local ``Once`` (unit tests)."""
 
@@ -141,6 +171,7 @@ class Reaper:
         liveness_read_limit_s: float = 0.4,
         queue_policy: QueuePolicy = QueuePolicy(),
         once: Once | None = None,
+        restarts: RestartWatch | None = None,
         cleaners: Sequence[Callable[[], object]] = (),
         scan_lock: ReaperLock | None = None,
         clock: Callable[[], float] = time.time,
@@ -154,6 +185,7 @@ class Reaper:
         self._liveness_read_limit_s = liveness_read_limit_s
         self._policy = queue_policy
         self._once = once or LocalOnce()
+        self._restarts = restarts
         self.cleaners = cleaners
         self._scan_lock = scan_lock
         self._clock = clock
@@ -165,6 +197,8 @@ class Reaper:
         if not self._lock.acquire():
             return ReapReport(ran=False)
         report = ReapReport(ran=True)
+        if self._restarts is not None and self._restarts.restarted():
+            self._resubmit_after_restart(report)
         orphans = self._revoke_dead_holders(report, started)
         if self._scan_lock is None or self._scan_lock.acquire():
             orphans += [sid for sid in self._store.scan_leases().orphans if sid not in orphans]
@@ -251,6 +285,19 @@ class Reaper:
                     self._resubmit(session_id, queued_at, report)
                 except FarmError as exc:
                     log.info("re-submit skipped", extra={"session_id": session_id, "code": exc.code})
+
+    def _resubmit_after_restart(self, report: ReapReport) -> None:
+        """Redis restarted or failed over: re-submit every QUEUED session's message (once each per
+        QUEUED episode, as the ``queue_resubmit_s`` rule would later)."""
+        queued = self._store.queued_before(self._clock())
+        log.warning(
+            "redis restarted or failed over: re-submitting queued sessions", extra={"count": len(queued)}
+        )
+        for session_id, queued_at in queued:
+            try:
+                self._resubmit(session_id, queued_at, report)
+            except FarmError as exc:
+                log.info("re-submit skipped", extra={"session_id": session_id, "code": exc.code})
 
     def _time_out(self, session_id: str, report: ReapReport) -> None:
         error = QueueTimeout(

@@ -24,7 +24,7 @@ from farm.render.registry import create_engine
 from farm.sessions.agents import RedisAgentStore
 from farm.sessions.base import SessionQueue
 from farm.sessions.liveness import RedisWorkerLiveness
-from farm.sessions.reaper import QueuePolicy, Reaper, RedisOnce, RedisReaperLock
+from farm.sessions.reaper import QueuePolicy, Reaper, RedisOnce, RedisReaperLock, RedisRestartWatch
 from farm.sessions.redis_store import RedisSessionStore
 from farm.sessions.registry import RedisWorkerRegistry
 from farm.sessions.warm import StrandedRescuer
@@ -86,6 +86,7 @@ def redis_runtime(
         ),
         queue_policy=QueuePolicy(settings.queue_resubmit_s, settings.queue_deadline_s),
         once=RedisOnce(client),
+        restarts=RedisRestartWatch(client),
         cleaners=cleaners,
         scan_lock=RedisReaperLock(
             client, worker_id, ttl_s=settings.orphan_scan_s, key=names.REAPER_SCAN_LOCK_KEY

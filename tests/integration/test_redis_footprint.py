@@ -27,6 +27,7 @@ DURABLE = {
     f"_kombu.binding_permanent.{names.QUEUE_ESSENCE}",  # kombu's mark that it never expires
     "_kombu.binding_deadlines",  # kombu's own sweep index of expiring exchanges (one per exchange)
     names.RECENT_SESSIONS_KEY,  # the operators' latest finished sessions, trimmed to RECENT_SESSIONS_MAX
+    names.REDIS_RUN_ID_KEY,  # the reaper's record of the Redis server it last saw (one string)
 }
 
 

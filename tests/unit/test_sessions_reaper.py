@@ -6,17 +6,21 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 
 import pytest
 import redis
 
+from farm.infra.embedded_redis import EmbeddedRedis
+from farm.infra.procs import free_port
+from farm.infra.redis_conn import connect
 from farm.kernel.contracts import RunSessionMessage
 from farm.kernel.domain import ModelKind, Session, SessionState
 from farm.kernel.errors import BackendUnavailable, IllegalTransition, LeaseLost
 from farm.sessions.base import LeaseScan
 from farm.sessions.liveness import Heart, MemoryWorkerLiveness
 from farm.sessions.memory import MemorySessionStore
-from farm.sessions.reaper import LocalReaperLock, QueuePolicy, Reaper, RedisReaperLock
+from farm.sessions.reaper import LocalReaperLock, QueuePolicy, Reaper, RedisReaperLock, RedisRestartWatch
 
 
 class Clock:
@@ -364,6 +368,67 @@ def test_a_queued_session_whose_message_was_lost_is_resubmitted_once() -> None:
     clock.now += 30
     assert reaper.run_once().resubmitted == []  # once per QUEUED episode
     assert len(queue.messages) == 1
+
+
+class SwitchWatch:
+    """A RestartWatch the test flips: ``restarted`` is True once after each ``restart()``."""
+
+    def __init__(self) -> None:
+        self._pending = False
+
+    def restart(self) -> None:
+        self._pending = True
+
+    def restarted(self) -> bool:
+        pending, self._pending = self._pending, False
+        return pending
+
+
+@pytest.mark.unit
+def test_after_a_redis_restart_every_queued_session_is_resubmitted_at_once_and_only_once() -> None:
+    clock, store, queue = Clock(), MemorySessionStore(), ListQueue()
+    clock.now = time.time()
+    watch = SwitchWatch()
+    policy = QueuePolicy(resubmit_after_s=60.0, deadline_s=300.0)
+    reaper = Reaper(
+        store, queue, LocalReaperLock(), max_attempts=3, queue_policy=policy, restarts=watch, clock=clock
+    )
+    waiting = [store.create(Session(id=uuid.uuid4().hex, tenant="t", model=m))[0].id for m in ModelKind]
+    streaming = streaming_session(store)
+    clock.now += 1
+    assert reaper.run_once().resubmitted == []  # a second in QUEUED is no sign of a lost message
+
+    watch.restart()
+    clock.now += 1
+    assert sorted(reaper.run_once().resubmitted) == sorted(waiting)  # not the streaming one
+    assert sorted(m.session_id for m in queue.messages) == sorted(waiting)
+    assert streaming not in {m.session_id for m in queue.messages}
+    clock.now += 60
+    assert reaper.run_once().resubmitted == []  # the 60 s rule finds them re-submitted already
+
+
+@pytest.mark.integration
+def test_the_restart_watch_sees_a_real_redis_restart_once_and_nothing_else(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path, port=free_port())
+    client = connect(server.start())
+    try:
+        watch = RedisRestartWatch(client)
+        assert [watch.restarted(), watch.restarted()] == [False, False]  # the first call records
+        assert RedisRestartWatch(client).restarted() is False  # another worker: the same server
+        server.kill()
+        server.restart()
+        seen = []
+        for _ in range(20):  # the first command on the broken connection may fail; the farm retries too
+            try:
+                seen.append(watch.restarted())
+            except BackendUnavailable:
+                continue
+            if len(seen) == 3:
+                break
+        assert seen == [True, False, False]
+    finally:
+        client.close()
+        server.stop()
 
 
 @pytest.mark.unit
