@@ -113,11 +113,22 @@ class RedisRestartWatch:
     def __init__(self, client: redis.Redis, *, key: str = names.REDIS_RUN_ID_KEY) -> None:
         self._r = client
         self._key = key
+        self._refused = False
 
     @redis_errors
     def restarted(self) -> bool:
-        run_id = str(self._r.info("server")["run_id"])
-        previous = self._r.getset(self._key, run_id)
+        if self._refused:
+            return False
+        try:
+            run_id = str(self._r.info("server")["run_id"])
+            previous = self._r.getset(self._key, run_id)
+        except redis.exceptions.NoPermissionError as exc:  # an ACL without INFO or GETSET: no watch
+            self._refused = True
+            log.warning(
+                "redis refused the restart watch; a lost message waits for queue_resubmit_s",
+                extra={"error": str(exc)},
+            )
+            return False
         if isinstance(previous, bytes):
             previous = previous.decode()
         return previous is not None and previous != run_id

@@ -431,6 +431,25 @@ def test_the_restart_watch_sees_a_real_redis_restart_once_and_nothing_else(tmp_p
         server.stop()
 
 
+@pytest.mark.integration
+def test_a_redis_whose_acl_refuses_info_leaves_the_watch_off_and_the_reaper_running(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    user = f"noinfo-{uuid.uuid4().hex[:8]}"
+    redis_client.acl_setuser(user, enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all", "-info"])
+    limited = connect(redis_url.replace("redis://", f"redis://{user}:pw@", 1))
+    try:
+        store = MemorySessionStore()
+        store.create(Session(id=uuid.uuid4().hex, tenant="t", model=ModelKind.ESSENCE))
+        reaper = Reaper(
+            store, ListQueue(), LocalReaperLock(), max_attempts=3, restarts=RedisRestartWatch(limited)
+        )
+        assert [reaper.run_once().ran, reaper.run_once().ran] == [True, True]
+    finally:
+        limited.close()
+        redis_client.acl_deluser(user)
+
+
 @pytest.mark.unit
 def test_a_session_queued_past_its_deadline_fails_and_frees_the_tenants_slot() -> None:
     clock, store, _, reaper = queued_world()
