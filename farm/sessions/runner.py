@@ -174,6 +174,7 @@ class SessionRunner:
             if reason is EndReason.HANDED_BACK:
                 return await self._hand_back()
             session = await self._moves.move(SessionState.ENDING, str(reason))
+            await self._charger.settle(self._session, self.stats.frames)
             await self._close(strict=True)
             session = await self._moves.move(
                 SessionState.ENDED, str(reason), timings_ms=self._timings.final(self.stats)

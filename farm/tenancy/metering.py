@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from farm.infra.redis_conn import redis_errors
 from farm.kernel import names
 from farm.kernel.domain import ModelKind, Session
 from farm.kernel.errors import InsufficientBalance
@@ -415,6 +416,7 @@ class MinuteOutcome(enum.StrEnum):
 OUT_OF_CREDITS_REASON = "out of credits"
 
 
+@redis_errors  # a Redis outage is BackendUnavailable (the runner streams on and asks again)
 def meter_minute(metering: Metering, session: Session, minute_index: int, fence_token: int) -> MinuteOutcome:
     """The runtime's hook: call at the start of every session minute (0 at STREAMING, 1 at +60 s …).
 
