@@ -35,7 +35,7 @@ from typing import Protocol
 
 import redis
 
-from farm.infra.redis_conn import redis_errors
+from farm.infra.redis_conn import redis_errors, require_text_client
 from farm.kernel import names
 from farm.kernel.contracts import RunSessionMessage
 from farm.kernel.domain import SessionState
@@ -111,7 +111,7 @@ class RedisRestartWatch:
     Redis records its id and reports nothing."""
 
     def __init__(self, client: redis.Redis, *, key: str = names.REDIS_RUN_ID_KEY) -> None:
-        self._r = client
+        self._r = require_text_client(client)  # a bytes id would never equal the str one: always "new"
         self._key = key
         self._refused = False
 
@@ -129,8 +129,6 @@ class RedisRestartWatch:
                 extra={"error": str(exc)},
             )
             return False
-        if isinstance(previous, bytes):
-            previous = previous.decode()
         return previous is not None and previous != run_id
 
 
@@ -289,13 +287,8 @@ class Reaper:
                 except FarmError as exc:  # claimed (or ended) since the read
                     log.info("queue timeout skipped", extra={"session_id": session_id, "code": exc.code})
         if policy.resubmit_after_s > 0:
-            for session_id, queued_at in self._store.queued_before(now - policy.resubmit_after_s):
-                if session_id in report.timed_out:
-                    continue
-                try:
-                    self._resubmit(session_id, queued_at, report)
-                except FarmError as exc:
-                    log.info("re-submit skipped", extra={"session_id": session_id, "code": exc.code})
+            queued = self._store.queued_before(now - policy.resubmit_after_s)
+            self._resubmit_each([row for row in queued if row[0] not in report.timed_out], report)
 
     def _resubmit_after_restart(self, report: ReapReport) -> None:
         """Redis restarted or failed over: re-submit every QUEUED session's message (once each per
@@ -304,10 +297,13 @@ class Reaper:
         log.warning(
             "redis restarted or failed over: re-submitting queued sessions", extra={"count": len(queued)}
         )
+        self._resubmit_each(queued, report)
+
+    def _resubmit_each(self, queued: Sequence[tuple[str, float]], report: ReapReport) -> None:
         for session_id, queued_at in queued:
             try:
                 self._resubmit(session_id, queued_at, report)
-            except FarmError as exc:
+            except FarmError as exc:  # claimed (or ended) since the read
                 log.info("re-submit skipped", extra={"session_id": session_id, "code": exc.code})
 
     def _time_out(self, session_id: str, report: ReapReport) -> None:
