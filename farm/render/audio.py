@@ -17,7 +17,6 @@ import math
 from fractions import Fraction
 
 import numpy as np
-from scipy.signal import firwin, resample_poly
 
 from farm.render.base import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
 
@@ -52,6 +51,10 @@ def to_mono_16k(pcm: np.ndarray, sample_rate: int, channels: int = 1) -> np.ndar
     elif audio.ndim != 1:
         raise ValueError(f"pcm must be 1-D or (n, channels), got shape {data.shape}")
     if sample_rate != SAMPLE_RATE_HZ and audio.size:
+        # Imported here: scipy.signal (with scipy.stats and scipy.interpolate) costs ~0.75 s of CPU to
+        # import, and no worker path resamples a whole clip (rooms stream through ``Resampler``).
+        from scipy.signal import resample_poly
+
         ratio = Fraction(SAMPLE_RATE_HZ, sample_rate)
         audio = resample_poly(audio, ratio.numerator, ratio.denominator).astype(np.float32)
     return np.clip(audio, -1.0, 1.0).astype(np.float32, copy=False)
@@ -197,8 +200,21 @@ class MelStream:
         return rows
 
 
+def kaiser_lowpass(numtaps: int, cutoff: float, beta: float) -> np.ndarray:
+    """Linear-phase low-pass FIR taps, unit gain at DC: what ``resample_poly`` designs.
+
+    Equal (to ~1e-17) to ``scipy.signal.firwin(numtaps, cutoff, window=("kaiser", beta))`` with
+    ``cutoff`` relative to Nyquist; written here so that streaming resampling does not import
+    scipy.signal.
+    """
+    m = np.arange(numtaps) - 0.5 * (numtaps - 1)
+    taps = cutoff * np.sinc(cutoff * m) * np.kaiser(numtaps, beta)
+    result: np.ndarray = taps / taps.sum()
+    return result
+
+
 class Resampler:
-    """Streaming polyphase resampler to 16 kHz with exactly ``scipy.signal.resample_poly``'s output.
+    """Streaming polyphase resampler to 16 kHz: ``scipy.signal.resample_poly``'s output (to float32 rounding).
 
     Feeding a clip in any chunking and then calling ``finish()`` yields the same samples as
     ``to_mono_16k`` on the whole clip (no clicks at chunk boundaries). Output sample ``n`` is
@@ -216,7 +232,7 @@ class Resampler:
         max_rate = max(self._up, self._down)
         self._half = 10 * max_rate
         if max_rate > 1:
-            taps = firwin(2 * self._half + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * self._up
+            taps = kaiser_lowpass(2 * self._half + 1, 1.0 / max_rate, beta=5.0) * self._up
         else:
             taps = np.zeros(2 * self._half + 1)
             taps[self._half] = 1.0
