@@ -255,26 +255,31 @@ async def test_an_image_without_a_model_is_json_mode_gpu(plugin_farm: PluginFarm
     await full_script(plugin_farm, image_path=str(plugin_farm.image_path))
 
 
-@pytest.mark.parametrize(
-    ("avatar", "why"),
-    [
-        ({"api_secret": "farm_wrong-secret"}, "wrong secret"),
-        ({"avatar_id": "A00NOSUCH1"}, "unknown avatar"),
-        ({"model": "essence-3"}, "a model the farm does not serve"),
-        ({"model": "expression-2"}, "the learned model, with no weights configured on this farm"),
-    ],
-)
-async def test_refused_starts_fail_in_the_agent_and_start_no_avatar(
-    plugin_farm: PluginFarm, agent_worker: None, avatar: dict[str, str], why: str
-) -> None:
-    spec = plugin_farm.spec(avatar_id=plugin_farm.agent_id, steps=["leave"])
-    spec.update(avatar)
-    room = await dispatch(plugin_farm, spec)
+REFUSED = [
+    ({"api_secret": "farm_wrong-secret"}, "wrong secret"),
+    ({"avatar_id": "A00NOSUCH1"}, "unknown avatar"),
+    ({"model": "essence-3"}, "a model the farm does not serve"),
+    ({"model": "expression-2"}, "the learned model, with no weights configured on this farm"),
+]
 
-    start = await report(spec, "start", timeout_s=60)
-    assert start["ok"] is False, why
-    assert "APIConnectionError" in start["error"]
-    assert not await avatar_in_room(plugin_farm, room)
+
+async def test_refused_starts_fail_in_the_agent_and_start_no_avatar(
+    plugin_farm: PluginFarm, agent_worker: None
+) -> None:
+    """Each refusal in its own room, all at once: the plugin retries a refused start with its default
+    options (3 tries, 2 s apart), so one at a time these took ~4.6 s each."""
+    specs = []
+    for avatar, _ in REFUSED:
+        spec = plugin_farm.spec(avatar_id=plugin_farm.agent_id, steps=["leave"])
+        spec.update(avatar)
+        specs.append(spec)
+    rooms = await asyncio.gather(*(dispatch(plugin_farm, spec) for spec in specs))
+    starts = await asyncio.gather(*(report(spec, "start", timeout_s=60) for spec in specs))
+
+    for (_, why), start, room in zip(REFUSED, starts, rooms, strict=True):
+        assert start["ok"] is False, why
+        assert "APIConnectionError" in start["error"], why
+        assert not await avatar_in_room(plugin_farm, room), why
 
 
 async def test_n_plus_one_agents_at_once_n_get_their_avatar_and_the_last_waits_for_a_slot(
