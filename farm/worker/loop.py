@@ -2,7 +2,9 @@
 
 Every session of the process runs on it: the LiveKit FFI dispatches each room's events to the loop
 that created the room, so rooms on private per-thread loops starve and panic. The loop also ticks
-on its own (``progress_at``): a blocked loop stops ticking, which liveness probes read.
+on its own (``progress_at``): a blocked loop stops ticking, which liveness probes read. A watchdog
+thread notes where the loop thread is while a tick is overdue, so the warning a stall logs says how
+long it lasted and what the loop was running (every session's audio, video and RPCs wait on it).
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Coroutine
 from concurrent.futures import Future
+from types import FrameType
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -21,6 +26,8 @@ log = logging.getLogger(__name__)
 
 TICK_S = 0.1  # the loop's own liveness tick
 STALL_LOG_S = 0.2  # a tick this late means the loop was blocked: logged (it delays every session)
+WATCH_S = 0.05  # how often the watchdog looks for an overdue tick
+WHERE_FRAMES = 4  # innermost frames of the loop thread a stall warning names
 
 
 class LoopThread:
@@ -34,6 +41,8 @@ class LoopThread:
         self._ticker: Future[None] | None = None
         self.progress_at = time.monotonic()
         self.max_lag_s = 0.0  # the longest the loop was late for a tick since the last reading
+        self._stopped = threading.Event()
+        self._stall_where: str | None = None  # set by the watchdog during a stall, read by the tick
 
     @property
     def started(self) -> bool:
@@ -52,12 +61,14 @@ class LoopThread:
         self._thread.start()
         self._ready.wait()
         self._ticker = self.submit(self._tick())
+        threading.Thread(target=self._watch, name=f"{self._name}-watchdog", daemon=True).start()
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
         """Run ``coro`` on the loop from any other thread."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def stop(self, timeout_s: float = 5.0) -> None:
+        self._stopped.set()
         if self._ticker is not None:
             self._ticker.cancel()
         loop, thread = self._loop, self._thread
@@ -89,5 +100,33 @@ class LoopThread:
             await asyncio.sleep(TICK_S)
             lag_s = time.monotonic() - before - TICK_S
             self.max_lag_s = max(self.max_lag_s, lag_s)
+            where, self._stall_where = self._stall_where, None
             if lag_s > STALL_LOG_S:
-                log.warning("event loop blocked", extra={"lag_ms": round(lag_s * 1000.0)})
+                lag_ms = round(lag_s * 1000.0)
+                where = where or "unknown"
+                log.warning(
+                    "event loop blocked for %d ms, at %s",
+                    lag_ms,
+                    where,
+                    extra={"lag_ms": lag_ms, "where": where},
+                )
+
+    def _watch(self) -> None:
+        """While a tick is overdue, note once where the loop thread is (its innermost frames)."""
+        while not self._stopped.wait(WATCH_S):
+            thread = self._thread
+            overdue = time.monotonic() - self.progress_at > TICK_S + STALL_LOG_S
+            if overdue and self._stall_where is None and thread is not None and thread.ident is not None:
+                self._stall_where = where_is(sys._current_frames().get(thread.ident))
+
+
+def where_is(frame: FrameType | None, frames: int = WHERE_FRAMES) -> str:
+    """``file:line in function`` of ``frame`` and its callers, innermost first (file: its last two
+    path parts)."""
+    if frame is None:
+        return "unknown"
+    stack = traceback.extract_stack(frame)[-frames:]
+    return " < ".join(
+        f"{'/'.join(entry.filename.split('/')[-2:])}:{entry.lineno} in {entry.name}"
+        for entry in reversed(stack)
+    )
