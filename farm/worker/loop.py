@@ -18,6 +18,7 @@ import time
 import traceback
 from collections.abc import Coroutine
 from concurrent.futures import Future
+from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -122,11 +123,25 @@ class LoopThread:
 
 def where_is(frame: FrameType | None, frames: int = WHERE_FRAMES) -> str:
     """``file:line in function`` of ``frame`` and its callers, innermost first (file: its last two
-    path parts)."""
+    path parts), an import's own machinery left out; when none of those is the farm's own code, the
+    innermost frame that is follows after `` … ``."""
     if frame is None:
         return "unknown"
-    stack = traceback.extract_stack(frame)[-frames:]
-    return " < ".join(
-        f"{'/'.join(entry.filename.split('/')[-2:])}:{entry.lineno} in {entry.name}"
-        for entry in reversed(stack)
-    )
+    stack = [e for e in traceback.extract_stack(frame) if not e.filename.startswith("<frozen importlib")]
+    shown = list(reversed(stack[-frames:]))
+    if not any(_is_farm(entry) for entry in shown):
+        ours = [entry for entry in stack if _is_farm(entry)]
+        if ours:
+            return f"{_render(shown)} … {_render(ours[-1:])}"
+    return _render(shown)
+
+
+def _is_farm(entry: traceback.FrameSummary) -> bool:
+    return entry.filename.startswith(_FARM_DIR)
+
+
+def _render(entries: list[traceback.FrameSummary]) -> str:
+    return " < ".join(f"{'/'.join(e.filename.split('/')[-2:])}:{e.lineno} in {e.name}" for e in entries)
+
+
+_FARM_DIR = str(Path(__file__).resolve().parent.parent) + "/"

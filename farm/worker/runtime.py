@@ -59,6 +59,7 @@ class RuntimeParts:
     io_factory: IoFactory
     resolve_avatar: ResolveAvatar
     hot_avatars: Callable[[], Sequence[tuple[ModelKind, AvatarSource]]] = tuple  # preloaded at prewarm
+    warm_io: Callable[[], object] = tuple  # at prewarm: what the first session would import on the loop
     attach_dynamics: DynamicsAttach | None = None
     meter: MinuteMeter | None = None  # per-minute credits (farm.tenancy.metering.meter_minute)
     maintenance: Sequence[Callable[[], object]] = ()  # reaper / rescuer passes, run by the heartbeat
@@ -120,6 +121,7 @@ class WorkerRuntime:
         else:
             try:
                 pool.prewarm(self.settings.prewarm_timeout_s, hot=self.parts.hot_avatars())
+                self._warm_io()
                 self.state = "READY"
             except PrewarmFailed:
                 self.state = "ERROR"
@@ -128,6 +130,13 @@ class WorkerRuntime:
         for m in self.middleware:
             m.on_prewarmed(self)
         self.beat.publish()
+
+    def _warm_io(self) -> None:
+        """The session io's own warm-up; a failure leaves it to the first session (which reports it)."""
+        try:
+            self.parts.warm_io()
+        except Exception:
+            log.exception("session io warm-up failed: the first session imports it")
 
     def start(self) -> None:
         """Start the middleware, the event loop thread and the heartbeat; idempotent."""

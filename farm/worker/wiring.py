@@ -118,8 +118,9 @@ class FileSessionIo:
 class WorkerSessionIo:
     """The worker's io_factory: room sessions (``Session.livekit``) join LiveKit, the rest record an MP4.
 
-    The LiveKit wiring is imported on the first room session: the LiveKit FFI starts native threads,
-    which must never exist in a prefork parent before fork.
+    The LiveKit wiring is imported by ``warm()`` at prewarm (in the process that runs the sessions,
+    never a prefork parent: the LiveKit FFI starts native threads, which must not exist before fork),
+    else on the first room session.
     """
 
     def __init__(self, settings: Settings, blobs: BlobStore) -> None:
@@ -130,8 +131,15 @@ class WorkerSessionIo:
     def __call__(self, session: Session, render: RenderInfo) -> SessionIO:
         if not session.livekit:
             return self._file(session, render)
+        return self.warm()(session, render)
+
+    def warm(self) -> Callable[[Session, RenderInfo], SessionIO]:
+        """The room wiring, imported on first use. Left to the first room session, the import ran on
+        the event loop every live session of the process shares, and held it ~0.35-0.5 s (livekit.api
+        pulls in aiohttp, which builds an SSL context as it loads): that session joined later and
+        the others' audio paused."""
         if self._room is None:
             from farm.stream.livekit.wiring import RoomSessionIo
 
             self._room = RoomSessionIo(self._settings)
-        return self._room(session, render)
+        return self._room

@@ -6,9 +6,10 @@ renderer gives its lease up, every ended session frees its slot. Driven by the i
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 import numpy as np
 import pytest
@@ -93,6 +94,7 @@ class Farm:
         resolve_avatar: ResolveAvatar | None = None,
         meter: MinuteMeter | None = None,
         middleware: Sequence[WorkerMiddleware] = (),
+        warm_io: Callable[[], object] = tuple,
     ) -> None:
         self.settings = settings
         self.store = MemorySessionStore()
@@ -112,6 +114,7 @@ class Farm:
             io_factory=self._io,
             resolve_avatar=resolve_avatar or (lambda s: AvatarSource(key=s.avatar_id or "A1")),
             meter=meter,
+            warm_io=warm_io,
         )
         self.runtime = WorkerRuntime(
             settings,
@@ -362,3 +365,21 @@ def test_stop_intake_keeps_live_sessions_and_takes_no_new_one(farm: Farm) -> Non
     assert not farm.worker.started(waiting)
     farm.inputs[live].release.set()
     assert farm.worker.result(live).status == "ENDED"  # not handed back: it ran to its end
+
+
+def test_prewarm_warms_the_session_io_once_and_a_failed_warm_up_leaves_the_worker_ready(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[str] = []
+    warmed = Farm(settings, warm_io=lambda: calls.append("warm"))
+    warmed.runtime.prewarm()
+    assert calls == ["warm"] and warmed.runtime.state == "READY"
+
+    def broken() -> None:
+        raise ImportError("no room wiring here")
+
+    failed = Farm(settings, warm_io=broken)
+    with caplog.at_level(logging.ERROR, logger="farm.worker.runtime"):
+        failed.runtime.prewarm()
+    assert failed.runtime.state == "READY"  # the first room session imports it, and reports a failure
+    assert "session io warm-up failed" in caplog.text
