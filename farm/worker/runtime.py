@@ -121,22 +121,18 @@ class WorkerRuntime:
         else:
             try:
                 pool.prewarm(self.settings.prewarm_timeout_s, hot=self.parts.hot_avatars())
-                self._warm_io()
                 self.state = "READY"
             except PrewarmFailed:
                 self.state = "ERROR"
+            try:  # the session io's own warm-up; if it fails, the first session imports (and reports) it
+                self.parts.warm_io()
+            except Exception:
+                log.exception("session io warm-up failed: the first session imports it")
         if self.state == "READY":
             self.ready_at = time.time()
         for m in self.middleware:
             m.on_prewarmed(self)
         self.beat.publish()
-
-    def _warm_io(self) -> None:
-        """The session io's own warm-up; a failure leaves it to the first session (which reports it)."""
-        try:
-            self.parts.warm_io()
-        except Exception:
-            log.exception("session io warm-up failed: the first session imports it")
 
     def start(self) -> None:
         """Start the middleware, the event loop thread and the heartbeat; idempotent."""
