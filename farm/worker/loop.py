@@ -29,6 +29,7 @@ TICK_S = 0.1  # the loop's own liveness tick
 STALL_LOG_S = 0.2  # a tick this late means the loop was blocked: logged (it delays every session)
 WATCH_S = 0.05  # how often the watchdog looks for an overdue tick
 WHERE_FRAMES = 4  # innermost frames of the loop thread a stall warning names
+_FARM_DIR = str(Path(__file__).resolve().parent.parent) + "/"  # frames under it are the farm's own
 
 
 class LoopThread:
@@ -142,6 +143,3 @@ def _is_farm(entry: traceback.FrameSummary) -> bool:
 
 def _render(entries: list[traceback.FrameSummary]) -> str:
     return " < ".join(f"{'/'.join(e.filename.split('/')[-2:])}:{e.lineno} in {e.name}" for e in entries)
-
-
-_FARM_DIR = str(Path(__file__).resolve().parent.parent) + "/"
