@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import lfilter
 
 from farm.client import AgentInfo, AvatarError, AvatarSession, SessionInfo
 from farm.infra.procs import LocalFarm, api_url, flower_url, resolve_redis_url
@@ -61,7 +60,10 @@ def _syllable(n: int, rate: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _resonate(x: np.ndarray, freq: float, rate: int, bandwidth: float = 90.0) -> np.ndarray:
-    """A two-pole resonator at ``freq`` (a formant)."""
+    """A two-pole resonator at ``freq`` (a formant). SciPy is imported here, not at module level:
+    the benches that import this module only for the sample portrait would pay ~1 s of CPU for it."""
+    from scipy.signal import lfilter
+
     r = np.exp(-np.pi * bandwidth / rate)
     a1, a2 = -2 * r * np.cos(2 * np.pi * freq / rate), r * r
     return np.asarray(lfilter([1.0], [1.0, a1, a2], x))
