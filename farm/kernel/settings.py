@@ -145,7 +145,8 @@ class Settings(BaseSettings):
         ge=0.0,
         le=1.0,
         description="A worker whose live sessions skipped more than this share of their pictures in the "
-        "last heartbeat window (to keep their voices on the audio clock) takes no new session.",
+        "last heartbeat window (to keep their voices on the audio clock) takes new sessions only "
+        "up to one fewer than it fell behind at (behind at N live sessions: N - 1 at most).",
     )
     worker_capacity: int = Field(
         4, description="Concurrent sessions per worker process (Celery concurrency)."

@@ -4,10 +4,15 @@ Every heartbeat tick it samples the CPU this process used since the last tick (r
 LiveKit FFI: everything the process does) and the share of pictures its live sessions had to skip
 to keep their voices on the audio clock. The worker then admits a new session only when
 
-* its sessions skipped at most ``late_share`` of their pictures in the last window (a worker that
-  already falls behind takes nobody), and
 * one more session of the measured average cost fits under ``cpu_target`` of the cores this process
-  may use (its CPU affinity, or its cgroup's CPU quota in a container, whichever is smaller).
+  may use (its CPU affinity, or its cgroup's CPU quota in a container, whichever is smaller), and
+* its sessions skipped at most ``late_share`` of their pictures in the last window; a worker that fell
+  behind at N live sessions takes new ones only up to N - 1.
+
+The rule counts the sessions live now against the cost per session measured at the last tick: the
+window is a heartbeat long (seconds), and a session that ended since, or one admitted since, must
+count at once. (When the rule read the window's total CPU instead, a worker kept a slot that had just
+been freed shut until its next tick, and could admit past its target between two ticks.)
 
 Contention from other processes on the same machine is not guessed from machine-wide load: it shows
 where it matters, in the late share of this worker's own sessions.
@@ -37,6 +42,7 @@ if TYPE_CHECKING:
     from farm.worker.runtime import WorkerRuntime
 
 SAMPLE_EWMA = 0.5  # weight of the newest CPU sample
+UNMEASURED = 1 << 20  # what ``admissible`` answers before there is a measurement
 
 
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
@@ -123,19 +129,32 @@ class CostAdmission(WorkerMiddleware):
         return min(free, self.admissible(runtime.slots.used))
 
     def before_claim(self, runtime: WorkerRuntime, message: RunSessionMessage) -> str | None:
-        return (
-            "measured cost: no room for another session" if self.admissible(runtime.slots.used) <= 0 else None
-        )
+        live = runtime.slots.used
+        return self.refusal(live) if self.admissible(live) <= 0 else None
 
     # ------------------------------------------------------------------ the rule
     def admissible(self, live: int) -> int:
-        """How many more sessions fit, by the last measurement (a large number when unmeasured)."""
+        """How many more sessions fit beside ``live`` ones, by the last measurement (a large number
+        when nothing is measured)."""
         with self._lock:
             sample = self.sample
         if live <= 0 or sample.sessions <= 0 or sample.cores_used <= 0:
-            return 1 << 20  # nothing measured: the slot count decides
+            return UNMEASURED  # the slot count decides
         if sample.late_share > self.max_late_share:
-            return 0
+            return max(0, sample.sessions - 1 - live)
         per_session = sample.cores_used / sample.sessions
-        headroom = self.cores * self.cpu_target - sample.cores_used
-        return max(0, math.floor(headroom / per_session))
+        return max(0, math.floor(self.cores * self.cpu_target / per_session + 1e-9) - live)
+
+    def refusal(self, live: int) -> str:
+        """Why ``admissible(live)`` is 0, in words an operator can act on (it goes to the logs)."""
+        with self._lock:
+            sample = self.sample
+        if sample.late_share > self.max_late_share:
+            return (
+                f"measured cost: {live} live sessions, and at {sample.sessions} they skipped "
+                f"{sample.late_share:.1%} of their pictures (limit {self.max_late_share:.1%})"
+            )
+        return (
+            f"measured cost: {live} live sessions at {sample.cores_used / max(1, sample.sessions):.2f} "
+            f"cores each; another does not fit under {self.cpu_target:.0%} of {self.cores:g} cores"
+        )

@@ -222,7 +222,9 @@ class WorkerRuntime:
         if refusal is None and not self.slots.reserve(self._admit):
             refusal = "no free slot"
         if refusal is not None:
-            log.warning("session refused", extra={**self.fields, "session_id": sid, "reason": refusal})
+            log.warning(
+                "session refused: %s", refusal, extra={**self.fields, "session_id": sid, "reason": refusal}
+            )
             return SessionTaskResult(status="no_slot", session_id=sid)
         runner: SessionRunner | None = None
         try:
