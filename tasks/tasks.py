@@ -44,6 +44,23 @@ RETRY_MAX_S = 4.0
 M = TypeVar("M", bound=pydantic.BaseModel)
 
 
+class RejectWithoutTraceback(logging.Filter):
+    """Celery logs every ``Reject`` at WARNING with the traceback of the task's own ``raise``. A session
+    requeued by a full or cold worker is redelivered every ``NO_SLOT_BACKOFF_S`` until a slot frees,
+    so under load that was a dozen lines per redelivery, none saying more than the first. The line
+    stays (task, id, reason); the traceback goes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        data = getattr(record, "data", None)
+        if isinstance(data, dict) and data.get("description") == "rejected":
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_REJECT_FILTER = RejectWithoutTraceback()
+
+
 def _decode(model: type[M], body: Any) -> M:
     try:
         message = model.model_validate(body)
@@ -75,6 +92,7 @@ def _retry(task: Task, exc: FarmError, fields: dict[str, str]) -> Exception:
 
 def register_tasks(app: Celery) -> None:
     """Register the farm's tasks on ``app`` under their stable names."""
+    logging.getLogger("celery.app.trace").addFilter(_REJECT_FILTER)  # once: the filter is one object
 
     @app.task(name=names.TASK_RUN_SESSION, bind=True, max_retries=MAX_RETRIES)
     def run_session_task(self: Task, body: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@ visibility timeout past the longest session, routing by model, and the worker co
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,20 @@ def test_the_worker_reconnects_to_the_broker_every_2_s_at_most(cfg: Settings) ->
     assert consumer.ensure_connected(conn) is conn
     assert conn.retry["interval_max"] == 2.0
     assert conn.retry["interval_start"] == 0.5 and conn.retry["interval_step"] == 0.5
+
+
+def test_a_rejected_delivery_is_logged_in_one_line_without_a_traceback(
+    cfg: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full worker requeues a waiting session every ``NO_SLOT_BACKOFF_S``; Celery logged each with
+    the traceback of the task's own ``raise Reject``. The line (task, id, reason) stays."""
+    from tasks.tasks import register_tasks
+
+    app = create_app(cfg)
+    register_tasks(app)
+    with caplog.at_level(logging.INFO, logger="celery.app.trace"):
+        app.tasks[names.TASK_RUN_SESSION].apply(args=({"model": "essence"},))  # undecodable: rejected
+    rejected = [r for r in caplog.records if r.name == "celery.app.trace"]
+    assert len(rejected) == 1, [r.getMessage() for r in caplog.records]
+    assert "undecodable RunSessionMessage" in rejected[0].getMessage()
+    assert rejected[0].exc_info is None and "Traceback" not in caplog.text
