@@ -87,6 +87,11 @@ class BrowserViewer:
         await self.page.wait_for_function("window.viewer.firstFrameEpoch > 0", timeout=timeout_s * 1000)
         return float(await self.page.evaluate("window.viewer.firstFrameEpoch")) / 1000.0
 
+    async def video_subscribed_at(self) -> float | None:
+        """Epoch seconds when the page subscribed to the avatar's video track (None: not yet)."""
+        value = await self.page.evaluate("window.viewer.videoTrackEpoch || null")
+        return float(value) / 1000.0 if value else None
+
     async def start_recording(self) -> None:
         await self.page.evaluate("window.viewer.startRecording()")
 

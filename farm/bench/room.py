@@ -196,6 +196,9 @@ class Bench:
         }
         if page is not None:
             result["browser_first_frame_ms"] = (await page.first_frame_at() - started_epoch) * 1000.0
+            subscribed = await page.video_subscribed_at()
+            if subscribed is not None:
+                result["browser_subscribed_ms"] = (subscribed - started_epoch) * 1000.0
         if measure_av:
             result.update(await self._av_offset(agent, viewer, page))
             if page is not None:
@@ -329,6 +332,15 @@ def _browser_summary(runs: list[dict[str, Any]], version: str | None) -> dict[st
         "browser": f"Chromium {version} (Debian, headless)",
         "video_codec": next((r["browser_codec"] for r in runs if r.get("browser_codec")), None),
         "first_frame_ms": series("browser_first_frame_ms"),
+        # request → the page subscribed to the video track (the rest of first_frame_ms is the
+        # first picture's RTP, keyframe and decode); per session, in request order
+        "subscribed_ms": series("browser_subscribed_ms"),
+        "first_frame_ms_in_order": [
+            round(r["browser_first_frame_ms"], 1) for r in runs if r.get("browser_first_frame_ms")
+        ],
+        "subscribed_ms_in_order": [
+            round(r["browser_subscribed_ms"], 1) for r in runs if r.get("browser_subscribed_ms")
+        ],
         "av_offset_ms": series("browser_av_offset_ms"),
         "barge_in_ms": series("browser_barge_in_ms"),
         "av_unmeasured": sum(
