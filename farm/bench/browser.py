@@ -92,6 +92,11 @@ class BrowserViewer:
         value = await self.page.evaluate("window.viewer.videoTrackEpoch || null")
         return float(value) / 1000.0 if value else None
 
+    async def video_inbound(self) -> dict[str, Any] | None:
+        """The video receiver's inbound-rtp counters (``pliCount``, ``keyFramesDecoded``, ...)."""
+        value = await self.page.evaluate("window.viewer.videoInbound()")
+        return dict(value) if value else None
+
     async def start_recording(self) -> None:
         await self.page.evaluate("window.viewer.startRecording()")
 

@@ -199,6 +199,7 @@ class Bench:
             subscribed = await page.video_subscribed_at()
             if subscribed is not None:
                 result["browser_subscribed_ms"] = (subscribed - started_epoch) * 1000.0
+            result["browser_inbound_at_first_frame"] = await page.video_inbound()
         if measure_av:
             result.update(await self._av_offset(agent, viewer, page))
             if page is not None:
@@ -341,6 +342,7 @@ def _browser_summary(runs: list[dict[str, Any]], version: str | None) -> dict[st
         "subscribed_ms_in_order": [
             round(r["browser_subscribed_ms"], 1) for r in runs if r.get("browser_subscribed_ms")
         ],
+        "inbound_at_first_frame_in_order": [r.get("browser_inbound_at_first_frame") for r in runs],
         "av_offset_ms": series("browser_av_offset_ms"),
         "barge_in_ms": series("browser_barge_in_ms"),
         "av_unmeasured": sum(
