@@ -161,6 +161,7 @@ class Viewer:
     video: list[Received] = field(default_factory=list)
     audio: list[Received] = field(default_factory=list)
     first_video_at: float | None = None
+    video_frames_by_track: dict[str, int] = field(default_factory=dict)  # track sid -> frames decoded
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -185,6 +186,7 @@ class Viewer:
             if self.first_video_at is None:
                 self.first_video_at = now
             self.video.append(Received(now, image=thumb))
+            self.video_frames_by_track[track.sid] = self.video_frames_by_track.get(track.sid, 0) + 1
             self._changed.set()
 
     async def _read_audio(self, track: rtc.Track) -> None:

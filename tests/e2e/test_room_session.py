@@ -90,6 +90,22 @@ async def test_the_viewer_sees_the_avatar_and_hears_each_segment_once_reported(
     assert len(room.agent.finished) == 2 and room.agent.rejected == []
 
 
+async def test_the_camera_track_encodes_and_a_track_published_again_reaches_the_viewer(room: Room) -> None:
+    """The publisher reads the real encoder's stats to find a camera track that sends nothing (the
+    SDK rarely never starts its encoder) and publishes it again; here it finds a healthy track, and a
+    forced republish reaches the viewer as a new track with pictures."""
+    publisher = room.run.room.publisher
+    assert await publisher.video_frames_encoded() > 0
+    assert publisher.video_republishes == 0
+    before = set(room.viewer.video_frames_by_track)
+    await publisher.republish_video("forced by the test")
+    await room.viewer.wait(
+        lambda: any(n >= 5 for sid, n in room.viewer.video_frames_by_track.items() if sid not in before),
+        what="pictures on the republished camera track",
+    )
+    assert await publisher.video_frames_encoded() > 0
+
+
 async def test_clear_buffer_mid_segment_reports_an_interruption_and_returns_to_idle(room: Room) -> None:
     await room.agent.begin(24_000)
     writing = asyncio.create_task(room.agent.write(tone(4.0, 24_000), 24_000, pace=1.0))

@@ -60,6 +60,11 @@ class FakeParticipant:
 
 
 @dataclass
+class FakePublication:
+    sid: str
+
+
+@dataclass
 class FakeLocal:
     rpc: dict[str, Any] = field(default_factory=dict)
     calls: list[tuple[str, str, str]] = field(default_factory=list)
@@ -68,8 +73,14 @@ class FakeLocal:
     def register_rpc_method(self, name: str, handler: Any) -> None:
         self.rpc[name] = handler
 
-    async def publish_track(self, track: Any, options: rtc.TrackPublishOptions) -> None:
+    unpublished: list[str] = field(default_factory=list)
+
+    async def publish_track(self, track: Any, options: rtc.TrackPublishOptions) -> FakePublication:
         self.published.append(options)
+        return FakePublication(f"TR_{len(self.published)}")
+
+    async def unpublish_track(self, sid: str) -> None:
+        self.unpublished.append(sid)
 
     async def perform_rpc(self, *, destination_identity: str, method: str, payload: str, **_: Any) -> str:
         self.calls.append((destination_identity, method, payload))
@@ -225,3 +236,31 @@ async def test_a_played_segment_is_reported_once_with_exactly_the_protocol_keys(
     assert json.loads(finished[0][2]) == {"playback_position": 0.12, "interrupted": False}
     started_calls = [c for c in room.local_participant.calls if c[1] == names.LK_RPC_PLAYBACK_STARTED]
     assert len(started_calls) == 1  # UNSUPPORTED_METHOD: not retried
+
+
+@pytest.mark.parametrize(("encoded", "republished"), [(0, 2), (25, 0)])
+async def test_a_video_track_that_encodes_nothing_is_published_again(
+    started: tuple[LiveKitRoomSession, FakeRoom],
+    monkeypatch: pytest.MonkeyPatch,
+    encoded: int,
+    republished: int,
+) -> None:
+    """The SDK rarely publishes the camera track and never starts its encoder (the audio plays, no
+    viewer sees a picture): a track that encoded nothing after pictures were handed to it is
+    published again, twice at most; one that encodes is left alone."""
+    import farm.stream.livekit.publisher as publisher_module
+
+    session, room = started
+    publisher = session.publisher
+    monkeypatch.setattr(publisher_module, "VIDEO_CHECK_S", 0.01)
+    monkeypatch.setattr(publisher, "video_frames_encoded", lambda: asyncio.sleep(0, encoded))
+    assert publisher._video_watch is not None
+    publisher._video_watch.cancel()  # the one started at publish, on the default check time
+    publisher.pictures = 1  # a picture was handed to the track
+    publisher._video_watch = asyncio.get_running_loop().create_task(publisher._watch_video())
+    await asyncio.wait_for(publisher._video_watch, 5)
+    assert publisher.video_republishes == republished
+    local = room.local_participant
+    assert local.unpublished == ["TR_2", "TR_3"][:republished]  # the camera track each time, never the mic
+    assert len(local.published) == 2 + republished
+    assert all(o.source == rtc.TrackSource.SOURCE_CAMERA for o in local.published[2:])

@@ -39,6 +39,8 @@ VIDEO_MAX_BITRATE = 2_000_000
 RPC_ATTEMPTS = 3
 RPC_RETRY_S = 0.1
 RPC_RESPONSE_TIMEOUT_S = 5.0
+VIDEO_CHECK_S = 3.0  # after publishing, how long the video encoder may take to produce its first frame
+VIDEO_REPUBLISHES = 2  # a video track that encodes nothing is published again this many times at most
 
 
 VIDEO_CODECS = {"h264": rtc.VideoCodec.H264, "vp8": rtc.VideoCodec.VP8}
@@ -91,6 +93,11 @@ class RoomPublisher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._send_started = True  # until the agent answers UNSUPPORTED_METHOD
         self._published = False
+        self._video_track: rtc.LocalVideoTrack | None = None
+        self._video_sid = ""
+        self._video_watch: asyncio.Task[None] | None = None
+        self._last_picture: rtc.VideoFrame | None = None
+        self.video_republishes = 0  # video tracks published again because they encoded nothing
         self.closed = False
         self.writable = True  # False once the room is gone: frames are dropped, reports skipped
         self.frames = 0
@@ -109,19 +116,83 @@ class RoomPublisher:
         participant = self._room.local_participant
         audio_track = rtc.LocalAudioTrack.create_audio_track(names.TRACK_AUDIO_NAME, self._audio)
         video_track = rtc.LocalVideoTrack.create_video_track(names.TRACK_VIDEO_NAME, self._video)
-        await asyncio.gather(  # one renegotiation covers both when the SDK can batch them
+        _, video = await asyncio.gather(  # one renegotiation covers both when the SDK can batch them
             participant.publish_track(audio_track, audio_publish_options()),
             participant.publish_track(video_track, video_publish_options(self._video_codec)),
         )
+        self._video_track, self._video_sid = video_track, video.sid
         self._published = True
         if first is not None:  # after publishing: a picture captured before it never decodes in Chromium
             self._show(to_video_frame(first), None)
+        self._video_watch = asyncio.get_running_loop().create_task(self._watch_video())
+
+    # ------------------------------------------------------------------ a video track that sends nothing
+    async def video_frames_encoded(self) -> int:
+        """Frames the video track's encoder has produced (its ``outbound-rtp`` stats; 0 when none)."""
+        if self._video_track is None:
+            return 0
+        stats = await self._video_track.get_stats()
+        return max(
+            (
+                s.outbound_rtp.outbound.frames_encoded
+                for s in stats
+                if s.WhichOneof("stats") == "outbound_rtp"
+            ),
+            default=0,
+        )
+
+    async def _watch_video(self) -> None:
+        """Rarely the SDK publishes the video track and never starts its encoder: the audio plays,
+        livekit-server asks for a keyframe once a second for a minute and no viewer ever sees a
+        picture (1 of 10 sessions of a ``farm bench room`` run with the server logging at debug
+        level, 2026-12-07; before that, once as an e2e failure, "no video frame at the viewer in
+        20 s"). Pictures were handed to the track and none was encoded ``VIDEO_CHECK_S`` later:
+        publish the track again, up to ``VIDEO_REPUBLISHES`` times."""
+        for _ in range(VIDEO_REPUBLISHES + 1):
+            await asyncio.sleep(VIDEO_CHECK_S)
+            if self.closed or not self.writable:
+                return
+            try:
+                encoded = await self.video_frames_encoded()
+            except Exception:  # no stats (the room is going away): nothing to repair
+                return
+            if encoded > 0 or self.pictures == 0:
+                return
+            if self.video_republishes >= VIDEO_REPUBLISHES:
+                log.error(
+                    "video track sent no frame after %d republishes; the viewers see no picture",
+                    self.video_republishes,
+                    extra={"session_id": self._session_id},
+                )
+                return
+            await self.republish_video(f"no frame encoded {VIDEO_CHECK_S:g} s after publishing")
+
+    async def republish_video(self, reason: str) -> None:
+        """Unpublish the video track and publish a new one on the same source, showing the last
+        picture at once (subscribers get the new track like any other)."""
+        participant = self._room.local_participant
+        self.video_republishes += 1
+        log.warning(
+            "republishing the video track: %s",
+            reason,
+            extra={"session_id": self._session_id, "reason": reason},
+        )
+        if self._video_sid:
+            with contextlib.suppress(Exception):
+                await participant.unpublish_track(self._video_sid)
+        track = rtc.LocalVideoTrack.create_video_track(names.TRACK_VIDEO_NAME, self._video)
+        publication = await participant.publish_track(track, video_publish_options(self._video_codec))
+        self._video_track, self._video_sid = track, publication.sid
+        if self._last_picture is not None and not self.closed:
+            self._video.capture_frame(self._last_picture)
 
     async def aclose(self) -> None:
         """Report what is left as interrupted, stop the synchroniser. Idempotent."""
         if self.closed:
             return
         self.closed = True
+        if self._video_watch is not None:
+            self._video_watch.cancel()
         leftovers = self._tracker.close()
         if self.writable:
             for report in leftovers:
@@ -176,6 +247,7 @@ class RoomPublisher:
         if self.closed:
             return
         self._video.capture_frame(picture)
+        self._last_picture = picture
         self.pictures += 1
         if onset is not None:
             self._video_onsets[onset] = time.perf_counter()
