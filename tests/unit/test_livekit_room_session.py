@@ -264,3 +264,27 @@ async def test_a_video_track_that_encodes_nothing_is_published_again(
     assert local.unpublished == ["TR_2", "TR_3"][:republished]  # the camera track each time, never the mic
     assert len(local.published) == 2 + republished
     assert all(o.source == rtc.TrackSource.SOURCE_CAMERA for o in local.published[2:])
+
+
+async def test_a_republish_that_fails_ends_the_check_quietly(
+    started: tuple[LiveKitRoomSession, FakeRoom], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The room can go away between the check and the republish: the check ends, nothing is raised
+    into the loop (the session ends on its own)."""
+    import farm.stream.livekit.publisher as publisher_module
+
+    session, room = started
+    publisher = session.publisher
+    monkeypatch.setattr(publisher_module, "VIDEO_CHECK_S", 0.01)
+    monkeypatch.setattr(publisher, "video_frames_encoded", lambda: asyncio.sleep(0, 0))
+
+    async def gone(*_: Any) -> None:
+        raise rtc.ConnectError("the room is gone")
+
+    monkeypatch.setattr(room.local_participant, "publish_track", gone)
+    assert publisher._video_watch is not None
+    publisher._video_watch.cancel()
+    publisher.pictures = 1
+    publisher._video_watch = asyncio.get_running_loop().create_task(publisher._watch_video())
+    await asyncio.wait_for(publisher._video_watch, 5)  # returns, does not raise
+    assert publisher.video_republishes == 1

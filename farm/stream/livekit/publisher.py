@@ -165,7 +165,14 @@ class RoomPublisher:
                     extra={"session_id": self._session_id},
                 )
                 return
-            await self.republish_video(f"no frame encoded {VIDEO_CHECK_S:g} s after publishing")
+            try:
+                await self.republish_video(f"no frame encoded {VIDEO_CHECK_S:g} s after publishing")
+            except Exception as exc:  # the room went away meanwhile: the session ends on its own
+                log.warning(
+                    "republishing the video track failed",
+                    extra={"session_id": self._session_id, "error": type(exc).__name__},
+                )
+                return
 
     async def republish_video(self, reason: str) -> None:
         """Unpublish the video track and publish a new one on the same source, showing the last
