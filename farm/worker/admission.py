@@ -151,10 +151,10 @@ class CostAdmission(WorkerMiddleware):
             sample = self.sample
         if sample.late_share > self.max_late_share:
             return (
-                f"measured cost: {live} live sessions, and at {sample.sessions} they skipped "
-                f"{sample.late_share:.1%} of their pictures (limit {self.max_late_share:.1%})"
+                f"measured cost: at {sample.sessions} live sessions they skipped {sample.late_share:.1%} "
+                f"of their pictures (limit {self.max_late_share:.1%}); {live} live now"
             )
         return (
-            f"measured cost: {live} live sessions at {sample.cores_used / max(1, sample.sessions):.2f} "
-            f"cores each; another does not fit under {self.cpu_target:.0%} of {self.cores:g} cores"
+            f"measured cost: {sample.cores_used / max(1, sample.sessions):.2f} cores per session; with "
+            f"{live} live, another does not fit under {self.cpu_target:.0%} of {self.cores:g} cores"
         )

@@ -99,7 +99,7 @@ def test_another_session_is_admitted_while_one_more_of_the_measured_cost_fits_un
     runtime = measured(admission, meter, live=4, cores=1.2)
     assert admission.admissible(4) == 0
     reason = admission.before_claim(cast(Any, runtime), cast(Any, None))
-    assert reason is not None and "0.30 cores each" in reason and "65% of 2 cores" in reason
+    assert reason is not None and "0.30 cores per session" in reason and "65% of 2 cores" in reason
 
 
 def test_a_slot_freed_since_the_last_measurement_is_offered_at_once(
@@ -129,7 +129,11 @@ def test_a_worker_whose_sessions_skipped_pictures_takes_none_until_it_is_below_t
     runtime = measured(admission, meter, live=3, cores=0.6, skipped=5)  # 4 % of pictures skipped at 3
     assert admission.admissible(3) == 0  # CPU alone would admit 3 more
     reason = admission.before_claim(cast(Any, runtime), cast(Any, None))
-    assert reason is not None and "4.0% of their pictures" in reason and "limit 1.0%" in reason
+    assert (
+        reason is not None
+        and "at 3 live sessions they skipped 4.0% of their pictures" in reason
+        and "limit 1.0%" in reason
+    )
     assert admission.admissible(2) == 0  # back to 3 would be the load it fell behind at
     assert admission.admissible(1) == 1
     tick(admission, runtime, meter, cores=0.6)  # a window on time: the CPU rule again
