@@ -238,6 +238,20 @@ async def test_a_played_segment_is_reported_once_with_exactly_the_protocol_keys(
     assert len(started_calls) == 1  # UNSUPPORTED_METHOD: not retried
 
 
+async def run_video_check(publisher: Any, monkeypatch: pytest.MonkeyPatch, encoded: int) -> None:
+    """The publisher's video check, run again on a short clock with ``encoded`` frames in the track's
+    stats once a picture was handed to it; returns when the check has ended."""
+    import farm.stream.livekit.publisher as publisher_module
+
+    monkeypatch.setattr(publisher_module, "VIDEO_CHECK_S", 0.01)
+    monkeypatch.setattr(publisher, "video_frames_encoded", lambda: asyncio.sleep(0, encoded))
+    assert publisher._video_watch is not None
+    publisher._video_watch.cancel()  # the one started at publish, on the default check time
+    publisher.pictures = 1  # a picture was handed to the track
+    publisher._video_watch = asyncio.get_running_loop().create_task(publisher._watch_video())
+    await asyncio.wait_for(publisher._video_watch, 5)
+
+
 @pytest.mark.parametrize(("encoded", "republished"), [(0, 2), (25, 0)])
 async def test_a_video_track_that_encodes_nothing_is_published_again(
     started: tuple[LiveKitRoomSession, FakeRoom],
@@ -248,17 +262,9 @@ async def test_a_video_track_that_encodes_nothing_is_published_again(
     """The SDK rarely publishes the camera track and never starts its encoder (the audio plays, no
     viewer sees a picture): a track that encoded nothing after pictures were handed to it is
     published again, twice at most; one that encodes is left alone."""
-    import farm.stream.livekit.publisher as publisher_module
-
     session, room = started
     publisher = session.publisher
-    monkeypatch.setattr(publisher_module, "VIDEO_CHECK_S", 0.01)
-    monkeypatch.setattr(publisher, "video_frames_encoded", lambda: asyncio.sleep(0, encoded))
-    assert publisher._video_watch is not None
-    publisher._video_watch.cancel()  # the one started at publish, on the default check time
-    publisher.pictures = 1  # a picture was handed to the track
-    publisher._video_watch = asyncio.get_running_loop().create_task(publisher._watch_video())
-    await asyncio.wait_for(publisher._video_watch, 5)
+    await run_video_check(publisher, monkeypatch, encoded)
     assert publisher.video_republishes == republished
     local = room.local_participant
     assert local.unpublished == ["TR_2", "TR_3"][:republished]  # the camera track each time, never the mic
@@ -271,20 +277,12 @@ async def test_a_republish_that_fails_ends_the_check_quietly(
 ) -> None:
     """The room can go away between the check and the republish: the check ends, nothing is raised
     into the loop (the session ends on its own)."""
-    import farm.stream.livekit.publisher as publisher_module
-
     session, room = started
     publisher = session.publisher
-    monkeypatch.setattr(publisher_module, "VIDEO_CHECK_S", 0.01)
-    monkeypatch.setattr(publisher, "video_frames_encoded", lambda: asyncio.sleep(0, 0))
 
     async def gone(*_: Any) -> None:
         raise rtc.ConnectError("the room is gone")
 
     monkeypatch.setattr(room.local_participant, "publish_track", gone)
-    assert publisher._video_watch is not None
-    publisher._video_watch.cancel()
-    publisher.pictures = 1
-    publisher._video_watch = asyncio.get_running_loop().create_task(publisher._watch_video())
-    await asyncio.wait_for(publisher._video_watch, 5)  # returns, does not raise
+    await run_video_check(publisher, monkeypatch, encoded=0)  # returns, does not raise
     assert publisher.video_republishes == 1
