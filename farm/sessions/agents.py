@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import WatchError
 
+from farm.infra.redis_conn import redis_errors
 from farm.kernel import names
 from farm.kernel.domain import Agent, AgentStatus
 from farm.kernel.errors import Conflict, NotFound
@@ -111,35 +112,41 @@ class MemoryAgentStore:
 
 
 class RedisAgentStore:
-    """AgentStore in Redis: STRING ``farm:agent:<id>`` (JSON), SET per tenant, usage ZSET."""
+    """AgentStore in Redis: STRING ``farm:agent:<id>`` (JSON), SET per tenant, usage ZSET. An outage is
+    BackendUnavailable, as in every store."""
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
 
+    @redis_errors
     def create(self, agent: Agent) -> Agent:
         if not self._redis.set(names.agent_key(agent.id), agent.model_dump_json(), nx=True):
             raise Conflict(f"agent {agent.id} already exists")
         self._redis.sadd(names.tenant_agents_key(agent.tenant), agent.id)
         return agent
 
+    @redis_errors
     def get(self, agent_id: str) -> Agent:
         raw = self._redis.get(names.agent_key(agent_id))
         if raw is None:
             raise _not_found(agent_id)
         return Agent.model_validate_json(raw)
 
+    @redis_errors
     def get_for_tenant(self, tenant: str, agent_id: str) -> Agent:
         agent = self.get(agent_id)
         if agent.tenant != tenant:
             raise _not_found(agent_id)
         return agent
 
+    @redis_errors
     def list_for_tenant(self, tenant: str) -> list[Agent]:
         ids = sorted(_text(i) for i in self._redis.smembers(names.tenant_agents_key(tenant)))
         raws = self._redis.mget([names.agent_key(i) for i in ids]) if ids else []
         agents = [Agent.model_validate_json(raw) for raw in raws if raw is not None]
         return sorted(agents, key=lambda a: a.created_at)
 
+    @redis_errors
     def update(self, agent_id: str, status: AgentStatus, **fields: Any) -> Agent:
         """Read-modify-write under WATCH, retried when a concurrent update wins."""
         key = names.agent_key(agent_id)
@@ -158,23 +165,27 @@ class RedisAgentStore:
                 except WatchError:
                     continue
 
+    @redis_errors
     def record_use(self, agent_id: str) -> None:
         pipe = self._redis.pipeline(transaction=False)
         pipe.zincrby(names.AGENT_USAGE_KEY, 1, agent_id)
         pipe.zadd(names.AGENT_LAST_USED_KEY, {agent_id: time.time()})
         pipe.execute()
 
+    @redis_errors
     def last_used(self, agent_ids: list[str]) -> dict[str, float]:
         if not agent_ids:
             return {}
         scores = self._redis.zmscore(names.AGENT_LAST_USED_KEY, agent_ids)
         return {a: float(s) for a, s in zip(agent_ids, scores, strict=True) if s is not None}
 
+    @redis_errors
     def most_used(self, n: int) -> list[str]:
         if n <= 0:
             return []
         return [_text(i) for i in self._redis.zrevrange(names.AGENT_USAGE_KEY, 0, n - 1)]
 
+    @redis_errors
     def delete(self, agent_id: str) -> None:
         agent = self.get(agent_id)
         pipe = self._redis.pipeline(transaction=True)

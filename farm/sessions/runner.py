@@ -241,7 +241,9 @@ class SessionRunner:
         await asyncio.to_thread(self.pool.engine, session.engine_name)
         self._timings.mark("model_ready")
         self._progress_at = time.monotonic()
-        source = await asyncio.to_thread(self._resolve_avatar, session)
+        # the agent's record is read from Redis: a blip waits, as state changes do (a session failed
+        # here could not record it either, and was rendered again after its lease ran out)
+        source = await self._moves.wait_out(lambda: self._resolve_avatar(session), "avatar lookup")
         renderer = await asyncio.to_thread(self.pool.open_session, session.engine_name, source, session.id)
         lane = RenderLane(renderer, f"render-{session.id[:8]}")
         self._lane = lane

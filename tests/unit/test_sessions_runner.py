@@ -393,6 +393,37 @@ async def test_a_redis_blip_during_a_state_change_pauses_the_session_instead_of_
     assert result.frames == 10
 
 
+async def test_a_redis_blip_during_the_avatar_lookup_pauses_the_session_instead_of_failing_it(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The agent's record is read from Redis at start. A session failed there could not record it
+    either (Redis is down), stayed STARTING and was rendered again once its lease ran out (the chaos
+    layer's Redis restart, 2 runs in 8 on 2026-12-07)."""
+    store, pool, session, lease = setup(settings)
+    out = tmp_path / "s.mp4"
+    io = SessionIO(FileInput(pcm=tone(0.4), sample_rate=16_000), Mp4Sink(out), output=str(out))
+    lookups: list[float] = []
+
+    def blinking(s: Session) -> AvatarSource:
+        lookups.append(time.monotonic())
+        if len(lookups) <= 3:
+            raise BackendUnavailable("redis is unavailable: ConnectionError")
+        return AvatarSource(key=s.avatar_id or s.id)
+
+    result = await SessionRunner(
+        lease=lease,
+        store=store,
+        pool=pool,
+        settings=settings,
+        io_factory=lambda *_: io,
+        resolve_avatar=blinking,
+    ).run()
+
+    assert len(lookups) == 4
+    assert [h.state for h in store.get(session.id).history] == LEGAL_PATH
+    assert result.frames == 10
+
+
 class OffLoopStore(MemorySessionStore):
     """Records every store call made on the event loop's thread: with many sessions on one loop, a
     Redis call that blocks there (a partition: up to the socket timeout) would freeze them all."""

@@ -357,3 +357,18 @@ def test_lease_holders_are_indexed_by_claim_and_their_leases_listed_until_releas
     assert "w-a" not in harness.store.lease_holders()
     assert harness.store.revoke(b)
     assert harness.store.leases_of("w-b") == []
+
+
+@pytest.mark.unit
+def test_the_agent_store_reports_a_redis_outage_as_backend_unavailable() -> None:
+    """As every store does: the worker waits a blip out (BackendUnavailable) where a raw Redis error
+    failed the session at its avatar lookup."""
+    from farm.infra.redis_conn import connect
+    from farm.kernel.errors import BackendUnavailable
+    from farm.sessions.agents import RedisAgentStore
+
+    agents = RedisAgentStore(connect("redis://127.0.0.1:1/0"))  # nothing listens on port 1
+    with pytest.raises(BackendUnavailable):
+        agents.get("A123456789")
+    with pytest.raises(BackendUnavailable):
+        agents.most_used(2)
