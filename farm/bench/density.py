@@ -447,6 +447,7 @@ def _farm(tmp: Path, target: Any, args: argparse.Namespace, cores: str) -> tuple
             "worker_cpu_target": 1.0,
             "worker_late_share": 1.0,
             "video_codec": args.video_codec,
+            "video_encoder": args.video_encoder,
         }
     )
     farm = LocalFarm(settings, dict(os.environ), log_dir=tmp / "logs")
@@ -505,6 +506,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         "against": target.against,
         "frame_size": args.size,
         "video_codec": args.video_codec,
+        "video_encoder": args.video_encoder,
         "worker_cores": sorted(worker_cores),
         "bench_cores": sorted(bench_cores),
         "video_viewers": args.video_viewers,
@@ -555,6 +557,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--video-codec", choices=["h264", "vp8"], default="h264", help="the avatar track's codec"
+    )
+    parser.add_argument(
+        "--video-encoder",
+        choices=["sdk", "farm"],
+        default="sdk",
+        help="who encodes the avatar's video: the worker (pre-encoded to LiveKit) or the SDK",
     )
     parser.add_argument("--step-s", type=float, default=20.0, help="measured seconds per step")
     parser.add_argument(

@@ -202,6 +202,14 @@ class Settings(BaseSettings):
         description="Codec of the avatar's video track in rooms (one layer, 2 Mbps). H.264 decodes in "
         "every browser the farm was tested with; VP8 is the WebRTC baseline.",
     )
+    video_encoder: Literal["sdk", "farm"] = Field(
+        "sdk",
+        description="Who encodes the avatar's video in rooms: `sdk` (the LiveKit SDK's own encoder) or "
+        "`farm` (libx264 or libvpx in the worker, handed to LiveKit pre-encoded; a viewer's keyframe "
+        "request is answered by the next picture). `farm` cost ~10 % more of a core at 3 sessions on a "
+        "2 vCPU EPYC and did not start the browser's picture sooner (BENCHMARKS.md, 2026-12-08). Odd "
+        "frame sides always use `sdk`.",
+    )
     fps: int = Field(25, description="Frames per second of every session (40 ms ticks).")
     essence_size: int = Field(
         512,

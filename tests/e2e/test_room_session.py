@@ -10,6 +10,7 @@ LiveKitRoomSession. The agent speaks the wire protocol of livekit-agents' DataSt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -40,10 +41,11 @@ class Room:
         self.run, self.agent, self.viewer = run, agent, viewer
 
 
-@pytest.fixture
-async def room(
+@contextlib.asynccontextmanager
+async def open_room(
     lk_backend: LkBackend, warm_pool: ModelPool, essence_pack: Path, settings: Settings
 ) -> AsyncIterator[Room]:
+    """An agent, the avatar (the production runner) and a viewer that has seen the first pictures."""
     name = f"e2e-{uuid.uuid4().hex[:8]}"
     agent = Agent(lk_backend, name)
     await agent.connect()
@@ -60,6 +62,14 @@ async def room(
             await agent.aclose()
         await run.aclose()
         await asyncio.wait_for(run.task, 20)
+
+
+@pytest.fixture
+async def room(
+    lk_backend: LkBackend, warm_pool: ModelPool, essence_pack: Path, settings: Settings
+) -> AsyncIterator[Room]:
+    async with open_room(lk_backend, warm_pool, essence_pack, settings) as opened:
+        yield opened
 
 
 def loud_since(viewer: Viewer, since: float) -> bool:
@@ -104,6 +114,29 @@ async def test_the_camera_track_encodes_and_a_track_published_again_reaches_the_
         what="pictures on the republished camera track",
     )
     assert await publisher.video_frames_encoded() > 0
+
+
+async def test_a_late_viewer_asks_for_a_keyframe_and_the_farms_encoder_answers_it(
+    lk_backend: LkBackend, warm_pool: ModelPool, essence_pack: Path, settings: Settings
+) -> None:
+    """With ``video_encoder=farm`` the worker encodes the video itself: a viewer that subscribes
+    mid-stream makes the server ask for a keyframe, the encoder's next picture is one, and the late
+    viewer decodes pictures of the avatar from it."""
+    farm_encoded = settings.model_copy(update={"video_encoder": "farm"})
+    async with open_room(lk_backend, warm_pool, essence_pack, farm_encoded) as room:
+        encoder = room.run.room.publisher.encoder
+        assert encoder is not None and encoder.stats.encoded > 0 and encoder.stats.failed == 0
+        asked_before = encoder.stats.keyframe_requests
+        late = Viewer(lk_backend, room.run.room.join.room, identity="viewer-late")
+        await late.connect()
+        try:
+            await late.wait(lambda: len(late.video) >= 3, what="the late viewer's first pictures")
+            assert encoder.stats.keyframe_requests > asked_before
+            refs = idle_references(warm_pool, essence_pack)
+            seen = [v.image for v in late.video if v.image is not None]
+            assert min(distance_to_avatar(t, refs) for t in seen) < AVATAR_LIKE
+        finally:
+            await late.aclose()
 
 
 async def test_clear_buffer_mid_segment_reports_an_interruption_and_returns_to_idle(room: Room) -> None:

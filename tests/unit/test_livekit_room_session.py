@@ -286,3 +286,42 @@ async def test_a_republish_that_fails_ends_the_check_quietly(
     monkeypatch.setattr(room.local_participant, "publish_track", gone)
     await run_video_check(publisher, monkeypatch, encoded=0)  # returns, does not raise
     assert publisher.video_republishes == 1
+
+
+@pytest.mark.parametrize(
+    ("encoder", "frame_size", "pre_encoded"),
+    [("sdk", (64, 64), False), ("farm", (64, 64), True), ("farm", (63, 64), False)],
+)
+async def test_the_video_encoder_setting_picks_who_encodes_the_camera_track(
+    encoder: str, frame_size: tuple[int, int], pre_encoded: bool
+) -> None:
+    """``video_encoder=farm`` publishes the camera track pre-encoded from the farm's own encoder (and
+    pictures go to it); odd frame sides, and ``sdk``, leave the encoding to the SDK."""
+    room = FakeRoom()
+    room.remote_participants[AGENT] = FakeParticipant(AGENT)
+    join = RoomJoin(url="ws://x", token="t", room="r", identity="avatar", agent_identity=AGENT)
+    session = LiveKitRoomSession(
+        join,
+        Settings.model_validate({"video_encoder": encoder}),
+        frame_size=frame_size,
+        gestures=(),
+        poster=np.full((frame_size[1], frame_size[0], 3), 128, dtype=np.uint8),
+        room_factory=lambda: room,  # type: ignore[arg-type,return-value]
+    )
+    await session.start()
+    try:
+        camera = room.local_participant.published[1]
+        assert camera.source == rtc.TrackSource.SOURCE_CAMERA
+        assert (camera.video_encoder == 6) is pre_encoded  # ENCODER_BACKEND_PRE_ENCODED
+        assert (session.publisher.encoder is not None) is pre_encoded
+        if session.publisher.encoder is not None:
+            stats = session.publisher.encoder.stats
+            await asyncio.wait_for(_until(lambda: stats.encoded >= 1), 5)  # the idle picture
+            assert stats.keyframes == 1 and stats.failed == 0
+    finally:
+        await session.aclose()
+
+
+async def _until(check: Any) -> None:
+    while not check():
+        await asyncio.sleep(0.01)

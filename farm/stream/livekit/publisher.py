@@ -7,7 +7,9 @@ its back-pressure paces the pump), and, unless the pump skipped it, one picture,
 VideoSource at the moment its audio starts to play (``queued_duration`` after the capture), so
 sender-side A/V offset is zero by construction. Video is one H.264 layer, no simulcast, 2 Mbps,
 25 fps: LiveKit's default preset for a ~512² track (VP8 ~300 kbps, 20 fps cap, simulcast) decimates
-25 fps and blurs the face (the default libwebrtc behaviour under CPU pressure).
+25 fps and blurs the face (the default libwebrtc behaviour under CPU pressure). The SDK encodes by
+default; with ``video_encoder=farm`` the worker encodes (``FarmVideoEncoder``) and publishes the
+track pre-encoded, answering a new viewer's keyframe request with its next picture.
 
 It also plays the output half of the playback protocol: ``lk.playback_started`` when a segment's
 first audio starts to play, exactly one ``lk.playback_finished`` per segment after its last audio
@@ -27,9 +29,11 @@ from collections.abc import Callable
 
 import numpy as np
 from livekit import rtc
+from livekit.rtc._proto import room_pb2  # VideoEncoderBackend is not re-exported by livekit.rtc 1.1.21
 
 from farm.kernel import names
 from farm.render.base import FPS, SAMPLE_RATE_HZ, AvatarFrame
+from farm.stream.livekit.encoder import FarmVideoEncoder, encodable
 from farm.stream.livekit.playback import FRAME_S, Finished, PlaybackEvent, PlaybackTracker, Started
 
 log = logging.getLogger(__name__)
@@ -46,14 +50,18 @@ VIDEO_REPUBLISHES = 2  # a video track that encodes nothing is published again t
 VIDEO_CODECS = {"h264": rtc.VideoCodec.H264, "vp8": rtc.VideoCodec.VP8}
 
 
-def video_publish_options(codec: str = "h264") -> rtc.TrackPublishOptions:
-    """One layer, no simulcast, explicit bitrate and frame rate (see the module docstring)."""
-    return rtc.TrackPublishOptions(
+def video_publish_options(codec: str = "h264", *, pre_encoded: bool = False) -> rtc.TrackPublishOptions:
+    """One layer, no simulcast, explicit bitrate and frame rate (see the module docstring);
+    ``pre_encoded``: the farm encodes (``FarmVideoEncoder``), the SDK only packetises."""
+    options = rtc.TrackPublishOptions(
         source=rtc.TrackSource.SOURCE_CAMERA,
         video_codec=VIDEO_CODECS[codec],
         simulcast=False,
         video_encoding=rtc.VideoEncoding(max_bitrate=VIDEO_MAX_BITRATE, max_framerate=FPS),
     )
+    if pre_encoded:
+        options.video_encoder = room_pb2.ENCODER_BACKEND_PRE_ENCODED  # the SDK only packetises
+    return options
 
 
 def audio_publish_options() -> rtc.TrackPublishOptions:
@@ -80,6 +88,7 @@ class RoomPublisher:
         session_id: str = "",
         audio_queue_ms: int = AUDIO_QUEUE_MS,
         video_codec: str = "h264",
+        video_encoder: str = "sdk",
     ) -> None:
         self._video_codec = video_codec
         self._room = room
@@ -88,7 +97,16 @@ class RoomPublisher:
         self._agent_identity = agent_identity
         self._session_id = session_id
         self._audio = rtc.AudioSource(SAMPLE_RATE_HZ, 1, queue_size_ms=audio_queue_ms)
-        self._video = rtc.VideoSource(self._width, self._height)
+        self._encoder: FarmVideoEncoder | None = None
+        if video_encoder == "farm" and encodable(frame_size):
+            self._encoder = FarmVideoEncoder(
+                frame_size, video_codec, max_bitrate=VIDEO_MAX_BITRATE, session_id=session_id
+            )
+        self._video: rtc.VideoSource | rtc.EncodedVideoSource = (
+            self._encoder.source()
+            if self._encoder is not None
+            else rtc.VideoSource(self._width, self._height)
+        )
         self._shows: deque[asyncio.TimerHandle] = deque()  # pictures waiting for their audio to play
         self._tasks: set[asyncio.Task[None]] = set()
         self._send_started = True  # until the agent answers UNSUPPORTED_METHOD
@@ -118,7 +136,7 @@ class RoomPublisher:
         video_track = rtc.LocalVideoTrack.create_video_track(names.TRACK_VIDEO_NAME, self._video)
         _, video = await asyncio.gather(  # one renegotiation covers both when the SDK can batch them
             participant.publish_track(audio_track, audio_publish_options()),
-            participant.publish_track(video_track, video_publish_options(self._video_codec)),
+            participant.publish_track(video_track, self._video_options()),
         )
         self._video_track, self._video_sid = video_track, video.sid
         self._published = True
@@ -188,10 +206,27 @@ class RoomPublisher:
             with contextlib.suppress(Exception):
                 await participant.unpublish_track(self._video_sid)
         track = rtc.LocalVideoTrack.create_video_track(names.TRACK_VIDEO_NAME, self._video)
-        publication = await participant.publish_track(track, video_publish_options(self._video_codec))
+        publication = await participant.publish_track(track, self._video_options())
         self._video_track, self._video_sid = track, publication.sid
+        if self._encoder is not None:
+            self._encoder.request_keyframe()
         if self._last_picture is not None and not self.closed:
-            self._video.capture_frame(self._last_picture)
+            self._capture(self._last_picture)
+
+    def _video_options(self) -> rtc.TrackPublishOptions:
+        return video_publish_options(self._video_codec, pre_encoded=self._encoder is not None)
+
+    def _capture(self, picture: rtc.VideoFrame) -> None:
+        if self._encoder is not None:
+            self._encoder.show(picture)
+        else:
+            assert isinstance(self._video, rtc.VideoSource)
+            self._video.capture_frame(picture)
+
+    @property
+    def encoder(self) -> FarmVideoEncoder | None:
+        """The farm's encoder of this session's video (None: the SDK encodes)."""
+        return self._encoder
 
     async def aclose(self) -> None:
         """Report what is left as interrupted, stop the synchroniser. Idempotent."""
@@ -212,7 +247,10 @@ class RoomPublisher:
         with contextlib.suppress(Exception):
             await self._audio.aclose()
         with contextlib.suppress(Exception):
-            await self._video.aclose()
+            if self._encoder is not None:
+                await self._encoder.aclose()
+            else:
+                await self._video.aclose()
 
     # ------------------------------------------------------------------ frames
     async def write(self, frame: AvatarFrame) -> None:
@@ -253,7 +291,7 @@ class RoomPublisher:
     def _show(self, picture: rtc.VideoFrame, onset: int | None) -> None:
         if self.closed:
             return
-        self._video.capture_frame(picture)
+        self._capture(picture)
         self._last_picture = picture
         self.pictures += 1
         if onset is not None:

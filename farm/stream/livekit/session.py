@@ -159,6 +159,7 @@ class LiveKitRoomSession:
                 lambda: self._agent,
                 session_id=self._session_id,
                 video_codec=self._settings.video_codec,
+                video_encoder=self._settings.video_encoder,
             )
             began = time.perf_counter()
             await self._publisher.publish(self._poster)
