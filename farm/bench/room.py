@@ -299,7 +299,12 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     ):
         workdir = Path(tmp)
         settings = Settings.model_validate(  # livekit_url: the allow-list of the start requests
-            {"data_dir": workdir / "var", "output_dir": workdir / "out", "livekit_url": target.url}
+            {
+                "data_dir": workdir / "var",
+                "output_dir": workdir / "out",
+                "livekit_url": target.url,
+                "video_encoder": args.video_encoder,
+            }
         )
         farm = room_farm(workdir, size=args.size, capacity=4, settings=settings)
         http = await HttpApp(farm.app, free_port()).start()  # the viewer page, for the browser
@@ -317,6 +322,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             http.stop()
             await farm.aclose()
     result = _summary(args, runs, target.against)
+    result["video_encoder"] = args.video_encoder
     result["browser"] = _browser_summary(runs, browser_version)
     return result
 
@@ -390,6 +396,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--av-sessions", type=int, default=5)
     parser.add_argument("--size", type=int, default=256, help="avatar frame size (square)")
+    parser.add_argument(
+        "--video-encoder",
+        choices=["sdk", "farm"],
+        default="sdk",
+        help="who encodes the avatar's video: the SDK or the worker (pre-encoded to LiveKit)",
+    )
     parser.add_argument("--server", choices=["livekit"], default="livekit", help="a local livekit-server")
     add_livekit_args(parser)
     parser.add_argument(
