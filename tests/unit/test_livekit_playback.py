@@ -29,7 +29,9 @@ def test_a_played_segment_starts_once_and_finishes_once_with_its_duration() -> N
     finished = events[1]
     assert isinstance(finished, Finished)
     assert finished.payload() == {"playback_position": 1.0, "interrupted": False}
-    assert tracker.unreported == 0
+    assert tracker.unreported == 1  # until its audio has played out and the report is claimed
+    assert tracker.deliver(finished.segment) and tracker.unreported == 0
+    assert not tracker.deliver(finished.segment)  # exactly once
 
 
 def test_segments_map_to_renderer_ids_in_order() -> None:
@@ -118,3 +120,40 @@ def test_idle_frames_and_unannounced_audio_produce_no_reports() -> None:
 
     assert tracker.on_frame(None, False, False) == []
     assert play(tracker, 5, 3) == []  # audio nobody announced: played, never reported
+
+
+def test_a_clear_while_an_ended_segments_audio_still_plays_interrupts_it_instead_of_its_normal_report() -> (
+    None
+):
+    """The agent cuts its speech: it closes the stream, then sends lk.clear_buffer. When the stream's
+    end reaches the avatar first, the segment's last frame is written while 0.3 s of it is still
+    queued; the clear drops that audio, so the segment was interrupted at what was heard, and the
+    normal report scheduled for its playout end must not go out (it did: the agent got
+    ``interrupted: false`` for speech it cut, and no interrupted report)."""
+    tracker = PlaybackTracker()
+    tracker.announce("cut")
+    events = play(tracker, 1, 16)  # 0.64 s written, the last frame with segment_end
+    normal = events[-1]
+    assert isinstance(normal, Finished) and not normal.interrupted
+
+    reports = tracker.clear(queued_s=0.3)
+
+    assert [r.payload() for r in reports] == [{"playback_position": 0.34, "interrupted": True}]
+    assert not tracker.deliver(normal.segment)  # the scheduled normal report is dropped
+    assert tracker.unreported == 0
+
+
+def test_a_clear_after_an_ended_segment_played_out_leaves_its_normal_report_and_interrupts_the_next() -> None:
+    """Only the newest audio is queued: an older segment whose audio all played keeps its normal
+    report; the segment playing now is the one interrupted, at its own heard position."""
+    tracker = PlaybackTracker()
+    tracker.announce("done")
+    tracker.announce("now")
+    first = play(tracker, 1, 10)[-1]  # 0.4 s, ended
+    play(tracker, 2, 5, end=False)  # 0.2 s of the next, 0.1 s of it queued
+
+    reports = tracker.clear(queued_s=0.1)
+
+    assert [r.payload() for r in reports] == [{"playback_position": 0.1, "interrupted": True}]
+    assert isinstance(first, Finished) and tracker.deliver(first.segment)
+    assert tracker.unreported == 0

@@ -238,6 +238,28 @@ async def test_a_played_segment_is_reported_once_with_exactly_the_protocol_keys(
     assert len(started_calls) == 1  # UNSUPPORTED_METHOD: not retried
 
 
+async def test_a_clear_that_arrives_after_the_stream_ended_but_before_its_audio_played_is_an_interruption(
+    started: tuple[LiveKitRoomSession, FakeRoom],
+) -> None:
+    """The agent closed the stream (segment end written) and then cleared: one report, interrupted,
+    at less than was written; the normal report due at the audio's end never follows."""
+    session, room = started
+    room.streams[names.LK_TOPIC_AUDIO_STREAM](
+        FakeReader([b"\x01\x00" * 640], {"sample_rate": "16000", "num_channels": "1"}), AGENT
+    )
+    await next_events(session, 2)
+    for i in range(10):  # 0.4 s of speech, ended; most of it is still in the audio queue
+        await session.sink.write(frame(i, 1, end=(i == 9)))
+    assert await room.local_participant.rpc[names.LK_RPC_CLEAR_BUFFER](invocation(AGENT)) == "ok"
+    await asyncio.sleep(0.6)  # past the moment the normal report was due
+
+    finished = [
+        json.loads(c[2]) for c in room.local_participant.calls if c[1] == names.LK_RPC_PLAYBACK_FINISHED
+    ]
+    assert len(finished) == 1
+    assert finished[0]["interrupted"] is True and finished[0]["playback_position"] < 0.4
+
+
 async def run_video_check(publisher: Any, monkeypatch: pytest.MonkeyPatch, encoded: int) -> None:
     """The publisher's video check, run again on a short clock with ``encoded`` frames in the track's
     stats once a picture was handed to it; returns when the check has ended."""

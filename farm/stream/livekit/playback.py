@@ -8,10 +8,15 @@ tracker ties the two together:
 
 * a renderer segment id seen for the first time (on a speaking frame) is the oldest announced
   segment that has not started yet (the renderer plays segments in order) → ``Started``;
-* the frame with ``segment_end`` finishes it → ``Finished(interrupted=False)``;
+* the frame with ``segment_end`` finishes it → ``Finished(interrupted=False)``, sent once its audio
+  has played out (``deliver``: the sender claims the report then, unless a clear took it);
 * ``clear()`` (``lk.clear_buffer``) reports every unreported segment as interrupted, at once, and
   *mutes* output: frames rendered before the runner applied the interrupt still arrive, and their
-  renderer ids are retired; ``barrier()`` (the runner has applied the interrupt) ends muting;
+  renderer ids are retired; ``barrier()`` (the runner has applied the interrupt) ends muting. A
+  segment whose last frame was written but whose audio is still queued is unreported too: an agent
+  that cuts its speech closes the stream and then sends ``lk.clear_buffer``, and when the stream's
+  end arrives first the clear still interrupts what was not heard (before, the normal report went
+  out later, for audio the clear had dropped, and the clear got no interrupted report);
 * ``close()`` reports whatever is left as interrupted.
 
 Renderer segment ids only grow (``EssenceRenderer`` and the Expression renderer count from 1), so a
@@ -73,6 +78,7 @@ class PlaybackTracker:
     _waiting: deque[Segment] = field(default_factory=deque)  # announced, no frame played yet
     _playing: dict[int, Segment] = field(default_factory=dict)  # by renderer id
     _retired: set[int] = field(default_factory=set)  # renderer ids whose audio must not play
+    _finishing: list[Segment] = field(default_factory=list)  # last frame written, report not yet sent
     muted: bool = False
 
     def announce(self, stream_id: str) -> Segment:
@@ -117,24 +123,45 @@ class PlaybackTracker:
         if segment_end:
             del self._playing[renderer_id]
             self._retired.add(renderer_id)
-            segment.reported = True
+            self._finishing.append(segment)
             events.append(Finished(segment, segment.written_s, interrupted=False))
         return events
 
+    def deliver(self, segment: Segment) -> bool:
+        """The audio of a finished segment has played out: True if its normal report is still to be
+        sent (the caller sends it now), False if a clear or the close reported it already."""
+        if segment.reported:
+            return False
+        segment.reported = True
+        if segment in self._finishing:
+            self._finishing.remove(segment)
+        return True
+
     def clear(self, queued_s: float) -> list[Finished]:
-        """``lk.clear_buffer``: every unreported segment is interrupted; ``queued_s`` never played."""
+        """``lk.clear_buffer``: every unreported segment is interrupted; the last ``queued_s`` of the
+        audio written never played (it belongs to the newest segments first). A finishing segment
+        none of whose audio is still queued has played out: its own report stays on its way."""
         reports: list[Finished] = []
-        for renderer_id, segment in list(self._playing.items()):
-            self._retired.add(renderer_id)
+        unheard = queued_s
+        newest_first = sorted([*self._playing.values(), *self._finishing], key=lambda s: s.key, reverse=True)
+        for segment in newest_first:
+            lost = min(unheard, segment.written_s)
+            unheard -= lost
+            if segment in self._finishing:
+                if lost <= 0.0:
+                    continue
+                self._finishing.remove(segment)
             segment.reported = True
-            reports.append(Finished(segment, max(0.0, segment.written_s - queued_s), interrupted=True))
+            reports.append(Finished(segment, segment.written_s - lost, interrupted=True))
+        for renderer_id in self._playing:
+            self._retired.add(renderer_id)
         for segment in self._waiting:
             segment.reported = True
             reports.append(Finished(segment, 0.0, interrupted=True))
         self._playing.clear()
         self._waiting.clear()
         self.muted = True
-        return reports
+        return sorted(reports, key=lambda r: r.segment.key)
 
     def barrier(self) -> None:
         """The renderer has dropped its queued audio: frames written from now on are post-clear."""
@@ -148,4 +175,4 @@ class PlaybackTracker:
 
     @property
     def unreported(self) -> int:
-        return len(self._waiting) + len(self._playing)
+        return len(self._waiting) + len(self._playing) + len(self._finishing)

@@ -329,8 +329,8 @@ class RoomPublisher:
             await asyncio.sleep(delay_s)
         if isinstance(event, Started):
             await self._started()
-        elif isinstance(event, Finished):
-            await self._report(event)
+        elif isinstance(event, Finished) and self._tracker.deliver(event.segment):
+            await self._report(event)  # not taken by an lk.clear_buffer while its audio played
 
     async def _started(self) -> None:
         if not self._send_started:
