@@ -85,6 +85,20 @@ def test_dynamics_measures_triggers_through_the_api_to_the_rendered_gesture(benc
     assert summary["api_response_ms"]["n"] == summary["triggers"]  # every POST answered 2xx
 
 
+def test_encoder_encodes_every_picture_answers_the_keyframe_request_and_decodes_back(
+    bench: BenchRunner,
+) -> None:
+    summary = bench("encoder")
+
+    assert summary["frame_size"] == [128, 128]
+    assert [row["codec"] for row in summary["codecs"]] == ["h264", "vp8"]
+    for row in summary["codecs"]:
+        assert row["encoded"] == row["pictures"] == row["decoded"] == 50
+        assert row["requested_keyframe_is_key"] and row["keyframes"] == 2
+        assert row["psnr_db_min"] > 25.0  # the access units decode to the rendered pictures
+        assert {"cpu_ms_per_picture", "convert_ms_median", "kbps", "keyframe_bytes"} <= row.keys()
+
+
 def test_essence_reports_build_load_render_and_memory_per_session(bench: BenchRunner) -> None:
     summary = bench("essence")
 
