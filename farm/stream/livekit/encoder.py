@@ -119,6 +119,7 @@ class FarmVideoEncoder:
         self._lock = threading.Lock()
         self._pending: tuple[rtc.VideoFrame, int] | None = None
         self._job: Future[None] | None = None
+        self._draining = False  # a drain job is queued or running (under the lock)
         self._force_key = False
         self._last_key_us = 0
         self._pts = 0
@@ -155,7 +156,8 @@ class FarmVideoEncoder:
             if self._pending is not None:
                 self.stats.skipped += 1
             self._pending = (picture, at)
-            if self._job is None or self._job.done():
+            if not self._draining:  # decided under the lock: a drain that is ending has said so
+                self._draining = True
                 self._job = self._executor.submit(self._drain)
 
     def request_keyframe(self) -> None:
@@ -166,8 +168,9 @@ class FarmVideoEncoder:
         while True:
             with self._lock:
                 pending, self._pending = self._pending, None
-            if pending is None or self._closed:
-                return
+                if pending is None or self._closed:
+                    self._draining = False
+                    return
             try:
                 self._encode(*pending)
             except Exception:  # one bad picture must not end the session's video
