@@ -72,6 +72,20 @@ class TrackWatcher:
                     windows.setdefault(int(t - since), set()).add(sid)
         return max((len(sids) for sids in windows.values()), default=0)
 
+    def tracks_subscribed_after(self, moment: float) -> int:
+        """Video tracks the viewer subscribed to after ``moment`` (each new publisher adds one)."""
+        return sum(1 for at in self.subscribed_at.values() if at > moment)
+
+    def old_frames_after(self, since: float, moment: float) -> int:
+        """Frames after ``since`` of tracks subscribed before ``moment`` (the killed publisher's)."""
+        return sum(
+            1
+            for sid, times in self.frames.items()
+            if self.subscribed_at[sid] <= moment
+            for t in times
+            if t > since
+        )
+
     async def aclose(self) -> None:
         for task in self.tasks:
             task.cancel()
@@ -128,6 +142,8 @@ async def one_trial(farm: ChaosFarm, lk: LiveKitTarget, trial: int) -> dict[str,
             assert resumed is not None
             await asyncio.sleep(3.0)  # watch for a second publisher
             tracks = viewer.most_tracks_in_one_second(resumed + 0.5)
+            new_tracks = viewer.tracks_subscribed_after(killed)
+            old_frames = viewer.old_frames_after(resumed + 0.5, killed)
             await agent.disconnect()  # the avatar leaves with its agent
             done = await asyncio.to_thread(farm.client.wait_session, session_id, deadline_s=60.0)
     finally:
@@ -137,6 +153,10 @@ async def one_trial(farm: ChaosFarm, lk: LiveKitTarget, trial: int) -> dict[str,
         "trial": trial,
         "resume_s": round(resumed - killed, 3),
         "most_live_tracks_after_resume": tracks,
+        # a second publisher would be a second track subscribed after the kill; frames of the
+        # killed publisher's track that reach the viewer late count in the figure above, not here
+        "tracks_subscribed_after_kill": new_tracks,
+        "killed_track_frames_after_resume": old_frames,
         "status": done.status,
         "attempts": done.raw.get("attempts"),
     }

@@ -22,4 +22,6 @@ def test_a_killed_room_publisher_is_replaced_by_exactly_one_new_publisher(
 
     (trial,) = result["trials"]
     assert trial["status"] == "ENDED" and trial["attempts"] == 2
-    assert trial["most_live_tracks_after_resume"] == 1
+    # one new publisher: one video track subscribed after the kill (``most_live_tracks_after_resume``
+    # also counts frames of the killed track that reach the viewer late; it is reported, not judged)
+    assert trial["tracks_subscribed_after_kill"] == 1
