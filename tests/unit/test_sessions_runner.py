@@ -93,7 +93,13 @@ def setup(settings: Settings, clock: Clock | None = None, store: MemorySessionSt
 
 
 def runner(
-    settings: Settings, store: MemorySessionStore, pool: ModelPool, lease: Lease, io: SessionIO
+    settings: Settings,
+    store: MemorySessionStore,
+    pool: ModelPool,
+    lease: Lease,
+    io: SessionIO,
+    *,
+    resolve_avatar: Callable[[Session], AvatarSource] = lambda s: AvatarSource(key=s.avatar_id or s.id),
 ) -> SessionRunner:
     return SessionRunner(
         lease=lease,
@@ -101,7 +107,7 @@ def runner(
         pool=pool,
         settings=settings,
         io_factory=lambda *_: io,
-        resolve_avatar=lambda s: AvatarSource(key=s.avatar_id or s.id),
+        resolve_avatar=resolve_avatar,
     )
 
 
@@ -410,14 +416,7 @@ async def test_a_redis_blip_during_the_avatar_lookup_pauses_the_session_instead_
             raise BackendUnavailable("redis is unavailable: ConnectionError")
         return AvatarSource(key=s.avatar_id or s.id)
 
-    result = await SessionRunner(
-        lease=lease,
-        store=store,
-        pool=pool,
-        settings=settings,
-        io_factory=lambda *_: io,
-        resolve_avatar=blinking,
-    ).run()
+    result = await runner(settings, store, pool, lease, io, resolve_avatar=blinking).run()
 
     assert len(lookups) == 4
     assert [h.state for h in store.get(session.id).history] == LEGAL_PATH
